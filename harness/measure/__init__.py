@@ -1,0 +1,1 @@
+"""Pure measurement: timing, memory, FLOPs and MFU, kernels, energy. No formatting, no I/O of records."""

@@ -1,0 +1,75 @@
+"""The standard speed measurement of one step function: time, throughput, FLOPs, FLOP/s, MFU,
+memory, energy and (with --profile) kernels. Suites call this so every speed case measures alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.context import CaseContext
+from harness.measure import memory, peaks
+from harness.measure.energy import EnergyMeter
+from harness.measure.flops import count_flops
+from harness.measure.kernels import kernel_table
+from harness.measure.timing import time_fn
+from harness.records import Metric
+
+
+def device_name(ctx: CaseContext) -> str | None:
+    if ctx.on_gpu:
+        import torch
+
+        return torch.cuda.get_device_name(ctx.torch_device)
+    return None
+
+
+def measure_speed(ctx: CaseContext, step: Callable[[], Any], *, label: str, items_per_step: float,
+                  item_unit: str = "samples", flops: int | None = None,
+                  count: bool = True) -> tuple[dict[str, Metric], dict[str, Any]]:
+    """Measure `step` (one training or inference step). Returns (metrics, artifacts).
+
+    FLOPs are counted once with FlopCounterMode before timing (that call also serves as warm-up),
+    unless `flops` is given or `count` is False.
+    """
+    metrics: dict[str, Metric] = {}
+    artifacts: dict[str, Any] = {}
+    if flops is None and count:
+        flops, per_op = count_flops(step)
+        artifacts[f"{label}.flops_by_op"] = per_op
+    if ctx.on_gpu:
+        memory.reset_cuda_peaks(ctx.torch_device)
+    with EnergyMeter(ctx.device, ctx.torch_device.index or 0 if ctx.on_gpu else 0) as energy:
+        t = time_fn(step, ctx.device, ctx.timing)
+    samples = t.samples_s
+    metrics[f"{label}.step_time"] = Metric.from_values(f"{label}.step_time", "s", False, samples)
+    metrics[f"{label}.throughput"] = Metric.from_values(
+        f"{label}.throughput", f"{item_unit}/s", True, [items_per_step / s for s in samples if s > 0])
+    if flops:
+        metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)
+        achieved = [flops / s for s in samples if s > 0]
+        metrics[f"{label}.flops_per_s"] = Metric.from_values(f"{label}.flops_per_s", "FLOP/s", True, achieved)
+        peak, src = peaks.peak_flops(device_name(ctx), ctx.case.dtype, ctx.peak_tflops)
+        if peak:
+            metrics[f"{label}.mfu"] = Metric.from_values(f"{label}.mfu", "fraction", True, [a / peak for a in achieved],
+                                                         note=src)
+        else:
+            metrics[f"{label}.mfu"] = Metric.missing(f"{label}.mfu", "fraction", True, src)
+    if ctx.on_gpu:
+        pk = memory.cuda_peaks(ctx.torch_device)
+        metrics[f"{label}.peak_mem_allocated"] = Metric.single(f"{label}.peak_mem_allocated", "B", False, pk["allocated"])
+        metrics[f"{label}.peak_mem_reserved"] = Metric.single(f"{label}.peak_mem_reserved", "B", False, pk["reserved"])
+    else:
+        metrics[f"{label}.peak_rss"] = Metric.single(
+            f"{label}.peak_rss", "B", False, memory.peak_rss_bytes(),
+            note="peak RSS of the case process so far (includes Python and torch)")
+    total_items = items_per_step * len(samples)
+    if energy.joules is not None:
+        metrics[f"{label}.energy_per_item"] = Metric.single(f"{label}.energy_per_item", "J", False,
+                                                            energy.joules / total_items)
+    else:
+        metrics[f"{label}.energy_per_item"] = Metric.missing(f"{label}.energy_per_item", "J", False,
+                                                             energy.why or "not measured")
+    artifacts[f"{label}.timing"] = {"warmup_iters": t.warmup_iters, "timer": t.timer, "n": len(samples)}
+    if ctx.profile:
+        artifacts[f"{label}.kernels"] = kernel_table(step, ctx.device)
+    return metrics, artifacts

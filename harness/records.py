@@ -1,0 +1,256 @@
+"""Typed result records. Raw samples are kept; statistics are derived from them, never stored alone.
+
+Imports nothing else from the harness except the error vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.errors import RecordError
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupted")
+# Statuses that do not make `milestones run` exit non-zero.
+SUCCESS_STATUSES = ("ok", "skipped")
+
+
+def _quantile(sorted_xs: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), without numpy."""
+    if len(sorted_xs) == 1:
+        return sorted_xs[0]
+    pos = q * (len(sorted_xs) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_xs) - 1)
+    return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
+
+
+@dataclass(frozen=True)
+class Stats:
+    n: int
+    median: float
+    mean: float
+    std: float
+    iqr: float
+    p10: float
+    p90: float
+    cv: float | None
+    min: float
+    max: float
+
+    @classmethod
+    def from_samples(cls, samples: list[float] | tuple[float, ...]) -> Stats | None:
+        xs = sorted(float(x) for x in samples)
+        if not xs:
+            return None
+        mean = statistics.fmean(xs)
+        std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        return cls(
+            n=len(xs), median=_quantile(xs, 0.5), mean=mean, std=std,
+            iqr=_quantile(xs, 0.75) - _quantile(xs, 0.25), p10=_quantile(xs, 0.1), p90=_quantile(xs, 0.9),
+            cv=(std / abs(mean)) if mean else None, min=xs[0], max=xs[-1],
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A measured quantity: raw samples and the stats derived from them.
+
+    `samples` is empty when the figure was not measured; `note` then says why (it is never faked).
+    """
+
+    name: str
+    unit: str
+    higher_is_better: bool
+    samples: tuple[float, ...] = ()
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "samples", tuple(float(x) for x in self.samples))
+
+    @classmethod
+    def from_values(cls, name: str, unit: str, higher_is_better: bool, values, note: str | None = None) -> Metric:
+        return cls(name=name, unit=unit, higher_is_better=higher_is_better, samples=tuple(values), note=note)
+
+    @classmethod
+    def single(cls, name: str, unit: str, higher_is_better: bool, value: float | None,
+               note: str | None = None) -> Metric:
+        if value is None:
+            return cls.missing(name, unit, higher_is_better, note or "not measured")
+        return cls(name=name, unit=unit, higher_is_better=higher_is_better, samples=(float(value),), note=note)
+
+    @classmethod
+    def missing(cls, name: str, unit: str, higher_is_better: bool, why: str) -> Metric:
+        return cls(name=name, unit=unit, higher_is_better=higher_is_better, samples=(), note=why)
+
+    @property
+    def stats(self) -> Stats | None:
+        return Stats.from_samples(self.samples)
+
+    @property
+    def value(self) -> float | None:
+        s = self.stats
+        return None if s is None else s.median
+
+    def to_dict(self) -> dict[str, Any]:
+        st = self.stats
+        return {"unit": self.unit, "higher_is_better": self.higher_is_better,
+                "samples": [_finite_or_str(x) for x in self.samples],
+                "stats": None if st is None else {k: _finite_or_str(v) for k, v in asdict(st).items()},
+                "note": self.note}
+
+    @classmethod
+    def from_dict(cls, name: str, d: Any) -> Metric:
+        if not isinstance(d, dict):
+            raise RecordError(f"metric {name!r} is not an object")
+        try:
+            unit, hib, samples = d["unit"], d["higher_is_better"], d["samples"]
+        except KeyError as e:
+            raise RecordError(f"metric {name!r} lacks field {e.args[0]!r}") from None
+        if not isinstance(unit, str) or not isinstance(hib, bool) or not isinstance(samples, list):
+            raise RecordError(f"metric {name!r}: unit must be a string, higher_is_better a bool, samples a list")
+        vals = []
+        for x in samples:
+            if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+                raise RecordError(f"metric {name!r}: sample {x!r} is not a number")
+            try:
+                vals.append(float(x))
+            except ValueError:
+                raise RecordError(f"metric {name!r}: sample {x!r} is not a number") from None
+        note = d.get("note")
+        if note is not None and not isinstance(note, str):
+            raise RecordError(f"metric {name!r}: note must be a string")
+        return cls(name=name, unit=unit, higher_is_better=hib, samples=tuple(vals), note=note)
+
+
+def _finite_or_str(x: Any) -> Any:
+    # JSON has no NaN/inf: keep them as strings so a diverged value is recorded, not lost.
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (suite, config, kind, scale, device, dtype, batch size) to run; it yields one record."""
+
+    suite: str
+    config: str
+    kind: str
+    scale: str
+    device: str
+    dtype: str
+    batch_size: int | None
+
+    @property
+    def slug(self) -> str:
+        bs = "" if self.batch_size is None else f"-b{self.batch_size}"
+        return f"{self.suite}.{self.config}.{self.kind}.{self.scale}.{self.device}.{self.dtype}{bs}"
+
+
+@dataclass(frozen=True)
+class CaseOutput:
+    """What a suite's kind function returns."""
+
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    schema_version: int
+    run_id: str
+    record_id: str
+    started_at: str
+    ended_at: str
+    duration_s: float
+    case: Case
+    config: dict[str, Any]
+    suite_version: str
+    env: dict[str, Any]
+    status: str
+    error: str | None
+    metrics: dict[str, Metric]
+    info: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version, "run_id": self.run_id, "record_id": self.record_id,
+            "started_at": self.started_at, "ended_at": self.ended_at, "duration_s": self.duration_s,
+            "case": asdict(self.case), "config": self.config, "suite_version": self.suite_version,
+            "env": self.env, "status": self.status, "error": self.error,
+            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+            "info": self.info, "artifacts": self.artifacts,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=False, default=str, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: Any, *, source: str = "record") -> RunRecord:
+        if not isinstance(d, dict):
+            raise RecordError(f"{source}: a record must be a JSON object")
+        v = d.get("schema_version")
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise RecordError(f"{source}: missing or non-integer schema_version")
+        if v > SCHEMA_VERSION:
+            raise RecordError(f"{source}: schema_version {v} is newer than this milestones understands "
+                              f"({SCHEMA_VERSION}); upgrade milestones to read it")
+        if v < 1:
+            raise RecordError(f"{source}: unknown schema_version {v}")
+        required = ("run_id", "record_id", "started_at", "ended_at", "case", "suite_version", "env",
+                    "status", "metrics")
+        for k in required:
+            if k not in d:
+                raise RecordError(f"{source}: missing field {k!r}")
+        c = d["case"]
+        if not isinstance(c, dict):
+            raise RecordError(f"{source}: field 'case' must be an object")
+        try:
+            case = Case(**{k: c[k] for k in ("suite", "config", "kind", "scale", "device", "dtype", "batch_size")})
+        except KeyError as e:
+            raise RecordError(f"{source}: case lacks field {e.args[0]!r}") from None
+        for k in ("suite", "config", "kind", "scale", "device", "dtype"):
+            if not isinstance(getattr(case, k), str):
+                raise RecordError(f"{source}: case.{k} must be a string")
+        if case.batch_size is not None and (not isinstance(case.batch_size, int) or isinstance(case.batch_size, bool)):
+            raise RecordError(f"{source}: case.batch_size must be an integer or null")
+        for k in ("run_id", "record_id", "started_at", "ended_at", "suite_version", "status"):
+            if not isinstance(d[k], str):
+                raise RecordError(f"{source}: field {k!r} must be a string")
+        if d["status"] not in STATUSES:
+            raise RecordError(f"{source}: unknown status {d['status']!r}")
+        if not isinstance(d["metrics"], dict) or not isinstance(d["env"], dict):
+            raise RecordError(f"{source}: fields 'metrics' and 'env' must be objects")
+        dur = d.get("duration_s", 0.0)
+        if isinstance(dur, bool) or not isinstance(dur, (int, float)):
+            raise RecordError(f"{source}: duration_s must be a number")
+        err = d.get("error")
+        if err is not None and not isinstance(err, str):
+            raise RecordError(f"{source}: error must be a string or null")
+        for k in ("config", "info", "artifacts"):
+            if not isinstance(d.get(k, {}), dict):
+                raise RecordError(f"{source}: field {k!r} must be an object")
+        return cls(
+            schema_version=v, run_id=d["run_id"], record_id=d["record_id"], started_at=d["started_at"],
+            ended_at=d["ended_at"], duration_s=float(dur), case=case, config=d.get("config", {}),
+            suite_version=d["suite_version"], env=d["env"], status=d["status"], error=err,
+            metrics={str(k): Metric.from_dict(str(k), m) for k, m in d["metrics"].items()},
+            info=d.get("info", {}), artifacts=d.get("artifacts", {}),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "record") -> RunRecord:
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise RecordError(f"{source}: not valid JSON ({e.msg if hasattr(e, 'msg') else e})") from None
+        except RecursionError:
+            raise RecordError(f"{source}: JSON nested too deeply") from None
+        return cls.from_dict(d, source=source)

@@ -1,0 +1,193 @@
+"""The one registry of suites and their named configs, feeding the CLI, the tests and asv alike.
+
+Strict by design: a duplicate name raises, an unknown name raises with a "did you mean" suggestion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+
+KINDS: tuple[str, ...] = ("fidelity", "speed", "quality")
+SCALES: tuple[str, ...] = ("smoke", "proxy", "paper")
+
+
+class DuplicateNameError(ValueError):
+    """A suite or config registered twice under one name."""
+
+
+class UnknownNameError(UsageError):
+    """A name that is not registered; the message carries the closest registered names."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+@dataclass(frozen=True)
+class ConfigEntry:
+    """A named, frozen configuration of a suite; `params` is the suite's own frozen dataclass."""
+
+    name: str
+    suite: str
+    params: Any
+    scales: tuple[str, ...]
+    kinds: tuple[str, ...]
+    description: str = ""
+
+    def params_dict(self) -> dict[str, Any]:
+        if dataclasses.is_dataclass(self.params):
+            return dataclasses.asdict(self.params)
+        return dict(self.params)
+
+
+# A kind function takes the config's params and the case context and returns a CaseOutput.
+KindFn = Callable[[Any, Any], Any]
+
+
+@dataclass
+class Suite:
+    """One milestone paper: its identity, the functions for each kind, and its named configs."""
+
+    name: str
+    title: str
+    arxiv: str
+    year: int
+    source_file: str
+    kinds: dict[str, KindFn] = field(default_factory=dict)
+    configs: dict[str, ConfigEntry] = field(default_factory=dict)
+    registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def version(self) -> str:
+        """A hash of the suite's source: records of different versions are never compared."""
+        return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest()[:12]
+
+    def kind(self, name: str) -> Callable[[KindFn], KindFn]:
+        """Decorator registering the function that runs cases of one kind."""
+        if name not in KINDS:
+            raise ValueError(f"unknown kind {name!r}{did_you_mean(name, KINDS)}")
+
+        def deco(fn: KindFn) -> KindFn:
+            if name in self.kinds:
+                raise DuplicateNameError(f"suite {self.name!r} already has a {name!r} function")
+            self.kinds[name] = fn
+            return fn
+
+        return deco
+
+    def config(self, name: str, params: Any, *, scales: Iterable[str], kinds: Iterable[str] | None = None,
+               description: str = "") -> ConfigEntry:
+        scales, kinds = tuple(scales), tuple(kinds) if kinds is not None else tuple(self.kinds)
+        for s in scales:
+            if s not in SCALES:
+                raise ValueError(f"config {name!r}: unknown scale {s!r}{did_you_mean(s, SCALES)}")
+        for k in kinds:
+            if k not in KINDS:
+                raise ValueError(f"config {name!r}: unknown kind {k!r}{did_you_mean(k, KINDS)}")
+        if dataclasses.is_dataclass(params) and not params.__dataclass_params__.frozen:
+            raise TypeError(f"config {name!r}: params must be a frozen dataclass")
+        entry = ConfigEntry(name=name, suite=self.name, params=params, scales=scales, kinds=kinds,
+                            description=description)
+        if self.registry is not None:
+            self.registry._add_config(entry)
+        if name in self.configs:
+            raise DuplicateNameError(f"config {name!r} is already registered in suite {self.name!r}")
+        self.configs[name] = entry
+        return entry
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "suite": self.name, "title": self.title, "arxiv": self.arxiv, "year": self.year,
+            "configs": sorted(self.configs), "kinds": [k for k in KINDS if k in self.kinds],
+            "scales": [s for s in SCALES if any(s in c.scales for c in self.configs.values())],
+            "version": self.version,
+        }
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.suites: dict[str, Suite] = {}
+        self.configs: dict[str, ConfigEntry] = {}
+
+    def add_suite(self, name: str, *, title: str, arxiv: str, year: int, source_file: str | None = None) -> Suite:
+        if name in self.suites:
+            raise DuplicateNameError(f"suite {name!r} is already registered")
+        if name in self.configs:
+            raise DuplicateNameError(f"suite name {name!r} clashes with a config of that name")
+        if source_file is None:
+            source_file = inspect.stack()[1].filename
+        suite = Suite(name=name, title=title, arxiv=arxiv, year=year, source_file=source_file, registry=self)
+        self.suites[name] = suite
+        return suite
+
+    def _add_config(self, entry: ConfigEntry) -> None:
+        # Config names are global so `milestones run resnet50-smoke` needs no suite prefix.
+        if entry.name in self.configs:
+            other = self.configs[entry.name].suite
+            raise DuplicateNameError(f"config {entry.name!r} is already registered (suite {other!r})")
+        if entry.name in self.suites and entry.name != entry.suite:
+            raise DuplicateNameError(f"config name {entry.name!r} clashes with a suite of that name")
+        self.configs[entry.name] = entry
+
+    def suite(self, name: str) -> Suite:
+        try:
+            return self.suites[name]
+        except KeyError:
+            raise UnknownNameError(f"unknown suite {name!r}{did_you_mean(name, self.suites)}") from None
+
+    def config(self, name: str) -> ConfigEntry:
+        try:
+            return self.configs[name]
+        except KeyError:
+            raise UnknownNameError(f"unknown config {name!r}{did_you_mean(name, self.configs)}") from None
+
+    def resolve(self, names: Iterable[str]) -> list[ConfigEntry]:
+        """Suite names expand to all their configs; config names stand for themselves. Order kept."""
+        names = list(names)
+        if not names:
+            return [c for s in self.suites.values() for c in s.configs.values()]
+        out: list[ConfigEntry] = []
+        for n in names:
+            if n in self.suites:
+                out.extend(self.suites[n].configs.values())
+            elif n in self.configs:
+                out.append(self.configs[n])
+            else:
+                known = list(self.suites) + list(self.configs)
+                raise UnknownNameError(f"unknown suite or config {n!r}{did_you_mean(n, known)}")
+        seen: set[str] = set()
+        return [c for c in out if not (c.name in seen or seen.add(c.name))]
+
+
+REGISTRY = Registry()
+
+
+def register_suite(name: str, *, title: str, arxiv: str, year: int) -> Suite:
+    """Called once at the top of each `suites/<paper>.py`."""
+    return REGISTRY.add_suite(name, title=title, arxiv=arxiv, year=year, source_file=inspect.stack()[1].filename)
+
+
+_loaded = False
+
+
+def load_suites(package: str = "suites") -> Registry:
+    """Import every module of the suites package so that each registers itself; idempotent."""
+    global _loaded
+    if not _loaded:
+        pkg = importlib.import_module(package)
+        for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")):
+            importlib.import_module(f"{package}.{mod}")
+        _loaded = True
+    return REGISTRY

@@ -1,0 +1,185 @@
+"""Result storage: results/<machine>/<run-id>/<case>.json, one JSON record per case.
+
+Writes are atomic (temp file, fsync, hard link to the final name, which fails rather than replace)
+so nothing existing is ever overwritten and a killed run leaves every finished record intact.
+`load_frame(*paths)` reads any number of result folders, from any number of machines, into one tidy
+DataFrame with a row per metric per case.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.errors import RecordError, UsageError
+from harness.records import RunRecord
+
+RUN_MANIFEST = "_run.json"
+
+
+def new_run_id(now: _dt.datetime | None = None) -> str:
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail early, with one line, when results cannot be written there; leaves nothing behind."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{secrets.token_hex(4)}"
+        with open(probe, "wb") as f:
+            f.write(b"ok")
+            f.flush()
+            os.fsync(f.fileno())
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write results to {folder}: {e.strerror or e}") from None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_new(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically without replacing an existing file.
+
+    If `path` exists, a suffix -2, -3, ... is added. Returns the path written. On any error the temp
+    file is removed and the error re-raised: no partial file is left behind.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{secrets.token_hex(6)}-{path.name}"
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        stem, suffix, n = path.stem, path.suffix, 1
+        target = path
+        while True:
+            try:
+                os.link(tmp, target)  # atomic, and never replaces an existing file
+                break
+            except FileExistsError:
+                n += 1
+                target = path.with_name(f"{stem}-{n}{suffix}")
+        _fsync_dir(path.parent)
+        return target
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def run_dir(out: Path, machine_id: str, run_id: str) -> Path:
+    return Path(out) / machine_id / run_id
+
+
+def write_record(folder: Path, record: RunRecord) -> Path:
+    try:
+        return atomic_write_new(folder / f"{record.case.slug}.json", record.to_json())
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UsageError(f"results folder {folder} is full: {e.strerror}") from None
+        raise UsageError(f"cannot write record to {folder}: {e.strerror or e}") from None
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    return atomic_write_new(folder / RUN_MANIFEST, json.dumps(manifest, indent=1, default=str))
+
+
+def iter_record_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise UsageError(f"no such results path: {p}")
+        if p.is_file():
+            yield p
+            continue
+        for f in sorted(p.rglob("*.json")):
+            if f.name == RUN_MANIFEST or f.name.startswith(".") or "asv" in f.relative_to(p).parts[:1]:
+                continue
+            yield f
+
+
+def read_record(path: Path) -> RunRecord:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecordError(f"{path}: cannot read ({e})") from None
+    return RunRecord.from_json(text, source=str(path))
+
+
+def load_records(*paths: str | os.PathLike) -> list[RunRecord]:
+    files = list(iter_record_files(paths))
+    return [read_record(f) for f in files]
+
+
+FRAME_COLUMNS = [
+    "run_id", "record_id", "suite", "config", "kind", "scale", "device", "dtype", "batch_size", "status", "error",
+    "suite_version", "started_at", "machine_id", "hostname", "gpu", "cpu_model", "threads", "torch", "cuda", "cudnn",
+    "driver", "commit", "dirty", "metric", "unit", "higher_is_better", "n", "median", "mean", "std", "iqr",
+    "p10", "p90", "cv", "samples", "note", "path",
+]
+
+
+def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]:
+    env = rec.env
+    git = env.get("git") or {}
+    base = {
+        "run_id": rec.run_id, "record_id": rec.record_id, "suite": rec.case.suite, "config": rec.case.config,
+        "kind": rec.case.kind, "scale": rec.case.scale, "device": rec.case.device, "dtype": rec.case.dtype,
+        "batch_size": rec.case.batch_size, "status": rec.status, "error": rec.error,
+        "suite_version": rec.suite_version, "started_at": rec.started_at, "machine_id": env.get("machine_id"),
+        "hostname": env.get("hostname"), "gpu": env.get("gpu") if rec.case.device.startswith("cuda") else None,
+        "cpu_model": env.get("cpu_model"), "threads": env.get("threads"), "torch": env.get("torch"),
+        "cuda": env.get("cuda"), "cudnn": env.get("cudnn"), "driver": (env.get("nvidia") or {}).get("driver"),
+        "commit": git.get("commit"), "dirty": git.get("dirty"), "path": path,
+    }
+    if not rec.metrics:
+        return [{**base, "metric": None, "unit": None, "higher_is_better": None, "n": 0, "median": None,
+                 "mean": None, "std": None, "iqr": None, "p10": None, "p90": None, "cv": None, "samples": [],
+                 "note": None}]
+    rows = []
+    for name, m in rec.metrics.items():
+        st = m.stats
+        rows.append({**base, "metric": name, "unit": m.unit, "higher_is_better": m.higher_is_better,
+                     "n": 0 if st is None else st.n, "median": None if st is None else st.median,
+                     "mean": None if st is None else st.mean, "std": None if st is None else st.std,
+                     "iqr": None if st is None else st.iqr, "p10": None if st is None else st.p10,
+                     "p90": None if st is None else st.p90, "cv": None if st is None else st.cv,
+                     "samples": list(m.samples), "note": m.note})
+    return rows
+
+
+def load_frame(*paths: str | os.PathLike):
+    """One tidy DataFrame (a row per metric per case) from any number of result folders or files.
+
+    Raises RecordError (one line) on a malformed record or one of a newer schema, and UsageError on
+    a missing path or a folder with no records.
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    n = 0
+    for f in iter_record_files(paths):
+        rows.extend(record_rows(read_record(f), str(f)))
+        n += 1
+    if n == 0:
+        raise UsageError(f"no result records found in {', '.join(str(p) for p in paths)}")
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)

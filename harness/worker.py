@@ -1,0 +1,104 @@
+"""The case process: `python -m harness.worker SPEC.json RESULT.json`.
+
+Runs one case of one suite in a fresh interpreter (clean memory peaks, no global flags leaking from
+other models), and writes what happened to RESULT.json. The parent turns that into a record; if this
+process dies without writing, the parent records the crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+    return isinstance(e, oom_types) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def seed_everything(seed: int, deterministic: bool) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    info: dict[str, Any] = {"seed": seed, "deterministic": deterministic}
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        info["cudnn_deterministic"] = True
+        info["torch_deterministic_algorithms"] = True
+    return info
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from harness.context import CaseContext, Diverged, SkipCase
+    from harness.measure.memory import peak_rss_bytes
+    from harness.measure.timing import TimingSettings
+    from harness.records import Case
+    from harness.registry import load_suites
+
+    threads = spec.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    info: dict[str, Any] = {"threads": torch.get_num_threads()}
+    info.update(seed_everything(int(spec.get("seed", 0)), bool(spec.get("deterministic", False))))
+    case = Case(**spec["case"])
+    reg = load_suites()
+    suite = reg.suite(case.suite)
+    entry = reg.config(case.config)
+    fn = suite.kinds[case.kind]
+    kw: dict[str, Any] = {k: spec[k] for k in ("profile", "peak_tflops", "seed", "deterministic", "workdir")
+                          if k in spec}
+    kw["data"] = dict(spec.get("data") or {})
+    kw["options"] = dict(spec.get("options") or {})
+    kw["seeds"] = tuple(spec.get("seeds") or (kw.get("seed", 0),))
+    if spec.get("timing"):
+        kw["timing"] = TimingSettings(**spec["timing"])
+    ctx = CaseContext.for_case(case, **kw)
+    out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}, "info": info, "artifacts": {}}
+    try:
+        res = fn(entry.params, ctx)
+        out["metrics"] = {k: m.to_dict() for k, m in res.metrics.items()}
+        out["info"].update(res.info)
+        out["artifacts"] = res.artifacts
+    except SkipCase as e:
+        out.update(status="skipped", error=str(e))
+    except Diverged as e:
+        out.update(status="diverged", error=str(e))
+        out["info"]["diverged_at_step"] = e.step
+    except KeyboardInterrupt:
+        out.update(status="interrupted", error="interrupted (SIGINT)")
+    except Exception as e:
+        status = "oom" if _is_oom(e) else "failed"
+        out.update(status=status, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
+        out["info"]["traceback"] = traceback.format_exc()[-4000:]
+    out["info"]["peak_rss_bytes"] = peak_rss_bytes()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    out = run_spec(spec)
+    tmp = result_path.with_suffix(".partial")
+    tmp.write_text(json.dumps(out, default=str))
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
