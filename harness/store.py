@@ -183,3 +183,39 @@ def load_frame(*paths: str | os.PathLike):
     if n == 0:
         raise UsageError(f"no result records found in {', '.join(str(p) for p in paths)}")
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+def find_run(out: str | os.PathLike, run: str) -> tuple[Path, dict[str, Any]]:
+    """A run's folder and manifest, from its id (searched under `out`) or its folder path."""
+    p = Path(run)
+    candidates = [p] if (p / RUN_MANIFEST).exists() else list(Path(out).glob(f"*/{run}"))
+    candidates = [c for c in candidates if (c / RUN_MANIFEST).exists()]
+    if not candidates:
+        raise UsageError(f"no run {run!r} found under {out} (give its id or folder)")
+    if len(candidates) > 1:
+        raise UsageError(f"run id {run!r} is ambiguous under {out}: {', '.join(map(str, candidates))}")
+    folder = candidates[0]
+    try:
+        manifest = json.loads((folder / RUN_MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"run manifest {folder / RUN_MANIFEST} is unreadable: {e}") from None
+    if not isinstance(manifest, dict) or "cases" not in manifest or "run_id" not in manifest:
+        raise UsageError(f"run manifest {folder / RUN_MANIFEST} lacks its cases")
+    return folder, manifest
+
+
+def finished_keys(folder: Path) -> set[str]:
+    """Case keys (slug, plus /rN for repeats) whose records exist and are valid: resume skips them."""
+    keys = set()
+    for f in folder.glob("*.json"):
+        if f.name == RUN_MANIFEST:
+            continue
+        try:
+            rec = read_record(f)
+        except RecordError:
+            continue  # a corrupt record is re-run, not trusted
+        if rec.status == "interrupted":
+            continue
+        rid = rec.record_id.split("/", 1)[1] if "/" in rec.record_id else rec.record_id
+        keys.add(rid)
+    return keys
