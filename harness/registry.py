@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import importlib
 import inspect
+import os
 import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -182,12 +183,24 @@ def register_suite(name: str, *, title: str, arxiv: str, year: int) -> Suite:
 _loaded = False
 
 
+EXTRA_SUITES_VAR = "MILESTONES_EXTRA_SUITES"
+
+
 def load_suites(package: str = "suites") -> Registry:
-    """Import every module of the suites package so that each registers itself; idempotent."""
+    """Import every module of the suites package so that each registers itself; idempotent.
+
+    Modules named in $MILESTONES_EXTRA_SUITES (comma-separated import paths) are imported too: a
+    user's own suites, or the test suite's fault-injecting ones.
+    """
     global _loaded
     if not _loaded:
         pkg = importlib.import_module(package)
         for mod in sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")):
             importlib.import_module(f"{package}.{mod}")
+        for extra in filter(None, (x.strip() for x in os.environ.get(EXTRA_SUITES_VAR, "").split(","))):
+            try:
+                importlib.import_module(extra)
+            except ImportError as e:
+                raise UsageError(f"${EXTRA_SUITES_VAR}: cannot import {extra!r}: {e}") from None
         _loaded = True
     return REGISTRY

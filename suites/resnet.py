@@ -182,23 +182,36 @@ PAPER_MACS = {18: 1.8e9, 34: 3.6e9, 50: 3.8e9, 101: 7.6e9, 152: 11.3e9}  # Table
 CIFAR_PARAMS = {20: 0.27e6, 32: 0.46e6, 44: 0.66e6, 56: 0.85e6, 110: 1.7e6}  # Table 6
 
 _ALL = ("smoke", "proxy", "paper")  # fidelity runs on the meta device: cheap at every scale
+# The default smoke run checks a representative subset (each case costs a process start); proxy and
+# paper runs check every architecture.
+_SMOKE_FIDELITY = {"resnet18", "resnet50", "resnet152", "resnet50-v1.5", "plain34", "cifar-resnet20",
+                   "cifar-resnet110", "cifar-plain20"}
+
+
+def _scales(name: str) -> tuple[str, ...]:
+    return _ALL if name in _SMOKE_FIDELITY else ("proxy", "paper")
+
 for d in (18, 34, 50, 101, 152):
-    SUITE.config(f"resnet{d}", ResNetConfig("imagenet", d, paper_macs=PAPER_MACS[d]), scales=_ALL,
+    SUITE.config(f"resnet{d}", ResNetConfig("imagenet", d, paper_macs=PAPER_MACS[d]), scales=_scales(f"resnet{d}"),
                  kinds=("fidelity",), description=f"ResNet-{d}, Table 1, option B shortcuts")
     SUITE.config(f"resnet{d}-paper", ResNetConfig("imagenet", d), scales=("paper",), kinds=("speed",),
                  description=f"ResNet-{d} train/inference step at 224x224, batch 256 on a GPU")
 for d in (18, 50):
-    SUITE.config(f"resnet{d}-v1.5", ResNetConfig("imagenet", d, v15=True), scales=_ALL, kinds=("fidelity",),
+    SUITE.config(f"resnet{d}-v1.5", ResNetConfig("imagenet", d, v15=True), scales=_scales(f"resnet{d}-v1.5"),
+                 kinds=("fidelity",),
                  description=f"ResNet-{d} v1.5 (stride on the 3x3), as torchvision's weights")
 for d in (18, 34):
     # The paper states plain nets have the same FLOPs as their residual counterparts (Sec. 3.3).
-    SUITE.config(f"plain{d}", ResNetConfig("imagenet", d, residual=False, paper_macs=PAPER_MACS[d]), scales=_ALL,
+    SUITE.config(f"plain{d}", ResNetConfig("imagenet", d, residual=False, paper_macs=PAPER_MACS[d]),
+                 scales=_scales(f"plain{d}"),
                  kinds=("fidelity",), description=f"plain-{d}: no shortcuts")
 for d in (20, 32, 44, 56, 110):
     cifar = dict(family="cifar", depth=d, image_size=32, num_classes=10, batch_size=128, cpu_batch_size=32)
-    SUITE.config(f"cifar-resnet{d}", ResNetConfig(**cifar, paper_params=CIFAR_PARAMS[d]), scales=_ALL,
+    SUITE.config(f"cifar-resnet{d}", ResNetConfig(**cifar, paper_params=CIFAR_PARAMS[d]),
+                 scales=_scales(f"cifar-resnet{d}"),
                  kinds=("fidelity",), description=f"CIFAR ResNet-{d}, option A shortcuts (Table 6)")
-    SUITE.config(f"cifar-plain{d}", ResNetConfig(**cifar, residual=False), scales=_ALL, kinds=("fidelity",),
+    SUITE.config(f"cifar-plain{d}", ResNetConfig(**cifar, residual=False), scales=_scales(f"cifar-plain{d}"),
+                 kinds=("fidelity",),
                  description=f"CIFAR plain-{d}")
 # Smoke speed configs: tiny inputs so every CI run exercises the whole train + inference path.
 SUITE.config("resnet50-smoke", ResNetConfig("imagenet", 50, image_size=64, num_classes=100, batch_size=8,
