@@ -1,0 +1,66 @@
+"""`milestones baselines list [SUITE]` and `milestones baselines check [--records RESULTS...]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness import baselines, report
+
+    items = baselines.load(args.dir, args.suites or None)
+    if args.json:
+        print(report.to_json([report.baseline_dict(b) for b in items]))
+    else:
+        report.print_baselines(items)
+    return 0
+
+
+def record_metric_index(paths) -> dict[tuple[str, str, str], set[str]]:
+    from harness import store
+
+    index: dict[tuple[str, str, str], set[str]] = {}
+    for rec in store.load_records(*paths):
+        index.setdefault((rec.case.suite, rec.case.config, rec.case.kind), set()).update(rec.metrics)
+    return index
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness import baselines
+    from harness.registry import load_suites
+
+    paths = args.files or baselines.baseline_paths(args.dir)
+    metrics = record_metric_index(args.records) if args.records else None
+    files, errors = baselines.check(paths, load_suites(), metrics)
+    for e in errors:
+        print(f"milestones: error: {e}", file=sys.stderr)
+    n = sum(len(f.baselines) for f in files)
+    scope = "metric names checked against records" if metrics is not None else \
+        "metric existence not checked (give --records RESULTS to check it)"
+    if errors:
+        print(f"{len(errors)} problem(s) in {len(paths)} file(s); {scope}", file=sys.stderr)
+        return 2
+    print(f"ok: {n} baselines in {len(files)} file(s); {scope}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("baselines", help="list or validate the paper baselines (baselines/*.toml)")
+    bs = p.add_subparsers(dest="baselines_command", metavar="ACTION", parser_class=type(p))
+    sp = bs.add_parser("list", help="list the cited paper figures")
+    sp.add_argument("suites", nargs="*", metavar="SUITE", help="only these suites")
+    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=cmd_list)
+    sp = bs.add_parser("check", help="validate schema, suites, configs, ids (and metrics against records)")
+    sp.add_argument("files", nargs="*", help="baselines files (default: every baselines/*.toml)")
+    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--records", nargs="+", metavar="RESULTS", help="check metric names against these records")
+    sp.set_defaults(func=cmd_check)
+
+    def no_action(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=no_action)

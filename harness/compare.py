@@ -1,0 +1,515 @@
+"""Comparison rows from records: run vs run, run vs paper, by group (GPU, torch, ...), kernel diffs.
+
+Pure data in, dataclasses out; statistics come from harness.stats, formatting is in harness.report.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import os
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import stats
+from harness.baselines import Baseline
+from harness.errors import RecordError, UsageError
+from harness.records import SUCCESS_STATUSES, RunRecord
+
+# Environment fields whose difference makes timings of two sides not like-for-like; shown in every table.
+ENV_FIELDS = (("gpu", "GPU"), ("driver", "driver"), ("torch", "torch"), ("cuda", "CUDA"), ("threads", "threads"),
+              ("cpu_model", "CPU"))
+GROUP_KEYS = ("gpu", "torch", "cuda", "commit", "machine")
+# What a group comparison shows: throughput, latency, memory, MFU, energy per sample.
+GROUP_METRIC_PATTERNS = ("*.throughput", "*.step_time", "*.peak_mem_allocated", "*.peak_mem_reserved",
+                         "*.peak_rss", "*.mfu", "*.energy_per_item")
+EXACT_UNITS = ("count", "FLOP", "MAC", "MAC/image")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Loaded:
+    path: str
+    record: RunRecord
+
+
+def load(paths: Iterable[str | os.PathLike], results_root: str | os.PathLike = "results") -> list[Loaded]:
+    """Records from folders, files or run ids (looked up under `results_root`). UsageError if none."""
+    from harness import store
+
+    out: list[Loaded] = []
+    specs = list(paths)
+    for spec in specs:
+        p = Path(spec)
+        if not p.exists():
+            p, _ = store.find_run(results_root, str(spec))
+        files = list(store.iter_record_files([p]))
+        if not files:
+            raise UsageError(f"no result records found in {spec}")
+        out.extend(Loaded(str(f), store.read_record(f)) for f in files)
+    return out
+
+
+def env_value(rec: RunRecord, key: str) -> Any:
+    env = rec.env
+    if key == "gpu":
+        return env.get("gpu") if rec.case.device.startswith("cuda") else None
+    if key == "driver":
+        return (env.get("nvidia") or {}).get("driver")
+    if key == "commit":
+        return (env.get("git") or {}).get("commit")
+    if key == "machine":
+        return env.get("machine_id")
+    return env.get(key)
+
+
+def env_differences(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> list[str]:
+    """'GPU A vs B' lines for environment fields that differ between the two sides."""
+    out = []
+    for key, label in ENV_FIELDS:
+        a = sorted({str(env_value(r, key)) for r in base})
+        b = sorted({str(env_value(r, key)) for r in new})
+        if a != b:
+            out.append(f"{label} {'/'.join(a)} vs {'/'.join(b)}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ run vs run
+@dataclass(frozen=True)
+class CompareRow:
+    suite: str
+    config: str
+    kind: str
+    scale: str
+    device: str
+    dtype: str
+    batch_size: int | None
+    metric: str
+    unit: str
+    higher_is_better: bool | None
+    result: stats.Comparison
+    env_note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        return self.result.verdict
+
+    @property
+    def case(self) -> str:
+        return f"{self.suite}/{self.config} {self.kind}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "config": self.config, "kind": self.kind, "scale": self.scale,
+                "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size, "metric": self.metric,
+                "unit": self.unit, "higher_is_better": self.higher_is_better, **self.result.to_dict(),
+                "env_note": self.env_note}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    default: float = stats.DEFAULT_THRESHOLD
+    per_metric: tuple[tuple[str, float], ...] = ()
+
+    def for_metric(self, metric: str) -> float:
+        # The last matching pattern wins, so a specific rule can follow a broad one.
+        t = self.default
+        for pattern, v in self.per_metric:
+            if fnmatch.fnmatchcase(metric, pattern):
+                t = v
+        return t
+
+
+def parse_percent(s: str) -> float:
+    """'5%' or '0.05' or '5' (read as percent) -> 0.05. UsageError on anything else."""
+    raw = s.strip()
+    try:
+        v = float(raw.rstrip("%"))
+    except ValueError:
+        raise UsageError(f"threshold {s!r} is not a number (write e.g. 5%)") from None
+    if raw.endswith("%") or v >= 1:
+        v /= 100
+    if not (0 < v < 10) or v != v:
+        raise UsageError(f"threshold {s!r} must be a positive percentage")
+    return v
+
+
+def _case_key(r: RunRecord, full: bool = True) -> tuple:
+    c = r.case
+    k = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0])
+    return k + (c.dtype, c.batch_size) if full else k
+
+
+def _samples(recs: Sequence[RunRecord], metric: str) -> list[float]:
+    # Time order: repeated records of one case are concatenated by start time.
+    out: list[float] = []
+    for r in sorted(recs, key=lambda r: r.started_at):
+        m = r.metrics.get(metric)
+        if m is not None:
+            out.extend(m.samples)
+    return out
+
+
+def _method(kind: str, unit: str) -> str:
+    if kind == "fidelity" or unit in EXACT_UNITS:
+        return "exact"
+    return "seeds" if kind == "quality" else "blocks"
+
+
+def compare_metric(kind: str, unit: str, higher_is_better: bool, a: Sequence[float], b: Sequence[float],
+                   threshold: float, **kw: Any) -> stats.Comparison:
+    method = _method(kind, unit)
+    if method == "exact":
+        return stats.compare_exact(a, b, higher_is_better=higher_is_better, threshold=threshold)
+    if method == "seeds":
+        return stats.compare_seeds(a, b, higher_is_better=higher_is_better, threshold=threshold,
+                                   **{k: v for k, v in kw.items() if k in ("min_effect",)})
+    return stats.compare_timeseries(a, b, higher_is_better=higher_is_better, threshold=threshold, **kw)
+
+
+def _nc(case_recs: Sequence[RunRecord], metric: str, unit: str, hib: bool | None, why: str,
+        note: str) -> CompareRow:
+    c = case_recs[0].case
+    return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, metric, unit, hib,
+                      stats.Comparison("not comparable", why, method="-"), note)
+
+
+def _not_comparable_reason(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> str | None:
+    a, b = base[0], new[0]
+    parts = []
+    va, vb = {r.suite_version for r in base}, {r.suite_version for r in new}
+    if va != vb:
+        parts.append(f"suite version {'/'.join(sorted(va))} vs {'/'.join(sorted(vb))}")
+    if a.case.batch_size != b.case.batch_size:
+        parts.append(f"batch size {a.case.batch_size} vs {b.case.batch_size}")
+    if a.case.dtype != b.case.dtype:
+        parts.append(f"dtype {a.case.dtype} vs {b.case.dtype}")
+    return "; ".join(parts) or None
+
+
+def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
+                 *, metrics: Sequence[str] | None = None, **kw: Any) -> tuple[list[CompareRow], list[str]]:
+    """Every metric of every case present on either side -> a row. Returns (rows, environment notes)."""
+    if not base or not new:
+        raise UsageError("compare needs records on both sides")
+    env_notes = env_differences(base, new)
+    note = "; ".join(env_notes)
+    group_a: dict[tuple, list[RunRecord]] = {}
+    group_b: dict[tuple, list[RunRecord]] = {}
+    for r in base:
+        group_a.setdefault(_case_key(r), []).append(r)
+    for r in new:
+        group_b.setdefault(_case_key(r), []).append(r)
+    pairs: list[tuple[list[RunRecord] | None, list[RunRecord] | None]] = []
+    for k in group_a:
+        if k in group_b:
+            pairs.append((group_a[k], group_b[k]))
+    # Unmatched cases: pair on the reduced key so that a batch-size or dtype change is said, not hidden.
+    left_a = {k: v for k, v in group_a.items() if k not in group_b}
+    left_b = {k: v for k, v in group_b.items() if k not in group_a}
+    used_b: set[tuple] = set()
+    for ka, va in left_a.items():
+        match = next((kb for kb in left_b if kb[:5] == ka[:5] and kb not in used_b), None)
+        if match is not None:
+            used_b.add(match)
+            pairs.append((va, left_b[match]))
+        else:
+            pairs.append((va, None))
+    pairs.extend((None, vb) for kb, vb in left_b.items() if kb not in used_b)
+
+    rows: list[CompareRow] = []
+    for ra, rb in pairs:
+        if ra is None or rb is None:
+            recs = ra or rb
+            assert recs is not None
+            rows.append(_nc(recs, "*", "", None, f"case only in {'base' if rb is None else 'new'}", note))
+            continue
+        bad = [r for r in ra + rb if r.status not in SUCCESS_STATUSES]
+        if bad:
+            r = bad[0]
+            side = "base" if r in ra else "new"
+            rows.append(_nc(ra, "*", "", None, f"{side} status {r.status}: {(r.error or '')[:200]}", note))
+            continue
+        why = _not_comparable_reason(ra, rb)
+        if why:
+            rows.append(_nc(ra, "*", "", None, why, note))
+            continue
+        names = list(dict.fromkeys([n for r in ra + rb for n in r.metrics]))
+        if metrics:
+            names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in metrics)]
+        for name in names:
+            ma = next((r.metrics[name] for r in ra if name in r.metrics), None)
+            mb = next((r.metrics[name] for r in rb if name in r.metrics), None)
+            m = ma or mb
+            assert m is not None
+            if ma is None or mb is None:
+                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
+                                f"metric missing in {'base' if ma is None else 'new'}", note))
+                continue
+            if ma.unit != mb.unit or ma.higher_is_better != mb.higher_is_better:
+                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
+                                f"unit or direction differs ({ma.unit} vs {mb.unit})", note))
+                continue
+            a, b = _samples(ra, name), _samples(rb, name)
+            if not a or not b:
+                side_note = (ma if not a else mb).note or "not measured"
+                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
+                                f"not measured in {'base' if not a else 'new'}: {side_note}", note))
+                continue
+            thr = thresholds.for_metric(name)
+            runs_a = [list(r.metrics[name].samples) for r in ra if name in r.metrics and r.metrics[name].samples]
+            runs_b = [list(r.metrics[name].samples) for r in rb if name in r.metrics and r.metrics[name].samples]
+            if _method(ra[0].case.kind, m.unit) == "blocks" and min(len(runs_a), len(runs_b)) >= 3 \
+                    and min(len(x) for x in runs_a + runs_b) >= 2:
+                res = stats.compare_repeated_runs(runs_a, runs_b, higher_is_better=m.higher_is_better,
+                                                  threshold=thr)
+            else:
+                res = compare_metric(ra[0].case.kind, m.unit, m.higher_is_better, a, b, thr, **kw)
+            c = ra[0].case
+            rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name,
+                                   m.unit, m.higher_is_better, res, note))
+    return rows, env_notes
+
+
+def verdict_counts(rows: Iterable[CompareRow]) -> dict[str, int]:
+    out = {v: 0 for v in stats.VERDICTS}
+    for r in rows:
+        out[r.verdict] += 1
+    return out
+
+
+# -------------------------------------------------------------------------------------- run vs paper
+@dataclass(frozen=True)
+class PaperRow:
+    baseline: Baseline
+    config: str
+    scale: str
+    verdict: str          # reproduced | not reproduced | not comparable | not measured
+    reason: str
+    ours: float | None = None
+    ours_std: float | None = None
+    n: int = 0
+    unit: str = ""
+    delta: float | None = None
+    record_id: str = ""
+    samples: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.baseline
+        return {"id": b.id, "suite": b.suite, "config": self.config, "kind": b.kind, "scale": self.scale,
+                "metric": b.metric, "paper": b.value, "plus_minus": b.plus_minus, "unit": b.unit,
+                "ours": self.ours, "ours_std": self.ours_std, "n": self.n, "delta": self.delta,
+                "verdict": self.verdict, "reason": self.reason, "confirmed": b.confirmed,
+                "citation": b.citation, "protocol": b.protocol, "dataset": b.dataset, "split": b.split}
+
+
+def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
+    c = rec.case
+    common = dict(baseline=b, config=c.config, scale=c.scale, record_id=rec.record_id)
+    if rec.status != "ok":
+        return PaperRow(verdict="not comparable", reason=f"record status {rec.status}", **common)
+    m = rec.metrics.get(b.metric)
+    if m is None:
+        return PaperRow(verdict="not measured", reason=f"metric {b.metric!r} not in the record", **common)
+    if not m.samples:
+        return PaperRow(verdict="not measured", reason=m.note or "not measured", unit=m.unit, **common)
+    xs = [x * b.record_factor for x in m.samples]
+    ours = statistics.fmean(xs)
+    std = statistics.stdev(xs) if len(xs) > 1 else None
+    base = dict(ours=ours, ours_std=std, n=len(xs), unit=b.unit, samples=tuple(xs), **common)
+    if not all(math.isfinite(x) for x in xs):
+        return PaperRow(verdict="not comparable", reason="non-finite values", **base)
+    if c.scale not in b.allowed_scales:
+        return PaperRow(verdict="not comparable",
+                        reason=f"record scale {c.scale}, figure needs {'/'.join(b.allowed_scales)}", **base)
+    if b.protocol_ours:
+        return PaperRow(verdict="not comparable", reason=f"protocol differs: {b.protocol_ours}", **base)
+    if b.record_factor == 1.0 and m.unit != b.unit:
+        return PaperRow(verdict="not comparable", reason=f"unit {m.unit} vs paper {b.unit}", **base)
+    delta = ours - b.value
+    rel = f" ({delta / b.value:+.1%})" if b.value else ""
+    if abs(delta) <= b.tolerance_abs * (1 + 1e-12):
+        return PaperRow(verdict="reproduced", reason=f"within tolerance {_tol(b)}", delta=delta, **base)
+    better = (delta > 0) == b.higher_is_better
+    return PaperRow(verdict="not reproduced",
+                    reason=f"off by {delta:+.4g} {b.unit}{rel}, {'better' if better else 'worse'} than the paper; "
+                           f"tolerance {_tol(b)}", delta=delta, **base)
+
+
+def _tol(b: Baseline) -> str:
+    return f"+-{b.tolerance:.0%}" if b.tolerance_kind == "relative" else f"+-{b.tolerance:g} {b.unit}"
+
+
+def compare_with_paper(records: Sequence[RunRecord], baselines: Sequence[Baseline]) -> list[PaperRow]:
+    """A row per (record, baseline) that applies; a record without the metric gives `not measured`."""
+    rows = []
+    for rec in records:
+        c = rec.case
+        for b in baselines:
+            if b.suite == c.suite and c.config in b.configs and b.kind == c.kind:
+                rows.append(paper_verdict(b, rec))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------- by group
+def group_label(rec: RunRecord, by: str) -> str:
+    if by not in GROUP_KEYS:
+        raise UsageError(f"--by must be one of {', '.join(GROUP_KEYS)}, not {by!r}")
+    if by == "gpu":
+        g = env_value(rec, "gpu")
+        return g if g else f"CPU: {rec.env.get('cpu_model') or 'unknown'}"
+    v = env_value(rec, by)
+    if by == "commit" and v:
+        return str(v)[:10]
+    if by == "cuda" and not v:
+        return "none"
+    return str(v) if v is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    suite: str
+    config: str
+    kind: str
+    scale: str
+    dtype: str
+    batch_size: int | None
+    metric: str
+    unit: str
+    higher_is_better: bool
+    reference: str
+    ref_value: float | None
+    values: dict[str, float | None]                       # group -> median
+    ratios: dict[str, float | None]                       # group -> value / reference value
+    cis: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)   # group -> why no ratio
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "config": self.config, "kind": self.kind, "scale": self.scale,
+                "dtype": self.dtype, "batch_size": self.batch_size, "metric": self.metric, "unit": self.unit,
+                "higher_is_better": self.higher_is_better, "reference": self.reference,
+                "ref_value": self.ref_value, "values": self.values, "ratios": self.ratios,
+                "cis": {k: list(v) if v else None for k, v in self.cis.items()}, "notes": self.notes}
+
+
+def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = None,
+               metrics: Sequence[str] = GROUP_METRIC_PATTERNS, n_boot: int = 1000) -> tuple[list[GroupRow], list[str]]:
+    """Ratios of each group's median to the reference group's, per case and metric. Returns (rows, groups)."""
+    ok = [r for r in records if r.status == "ok"]
+    if not ok:
+        raise UsageError("no successful records to compare by group")
+    groups = sorted({group_label(r, by) for r in ok})
+    if reference is None:
+        reference = groups[0]
+    elif reference not in groups:
+        from harness.registry import did_you_mean
+
+        raise UsageError(f"--reference {reference!r} is not a {by} in these records "
+                         f"(have: {', '.join(groups)}){did_you_mean(reference, groups)}")
+    cases: dict[tuple, dict[str, list[RunRecord]]] = {}
+    for r in ok:
+        c = r.case
+        key = (c.suite, c.config, c.kind, c.scale, c.dtype, c.batch_size)
+        cases.setdefault(key, {}).setdefault(group_label(r, by), []).append(r)
+    rows = []
+    for key, by_group in sorted(cases.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        names = list(dict.fromkeys(n for rs in by_group.values() for r in rs for n in r.metrics))
+        names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in metrics)]
+        for name in names:
+            m = next(r.metrics[name] for rs in by_group.values() for r in rs if name in r.metrics)
+            values: dict[str, float | None] = {}
+            samples: dict[str, list[float]] = {}
+            notes: dict[str, str] = {}
+            for g in groups:
+                rs = by_group.get(g, [])
+                xs = _samples(rs, name)
+                samples[g] = xs
+                values[g] = statistics.median(xs) if xs and all(math.isfinite(x) for x in xs) else None
+                if not rs:
+                    notes[g] = "not run"
+                elif not xs:
+                    mm = next((r.metrics[name] for r in rs if name in r.metrics), None)
+                    notes[g] = (mm.note if mm and mm.note else "not measured")
+            versions = {g: {r.suite_version for r in by_group.get(g, [])} for g in groups}
+            ref_v = values.get(reference)
+            ratios: dict[str, float | None] = {}
+            cis: dict[str, tuple[float, float] | None] = {}
+            for g in groups:
+                if values[g] is None or not ref_v:
+                    ratios[g] = None
+                    if g not in notes and not ref_v:
+                        notes[g] = "no reference value"
+                    continue
+                if g != reference and versions[g] and versions[reference] and versions[g] != versions[reference]:
+                    ratios[g] = None
+                    notes[g] = "not comparable: suite version differs from the reference"
+                    continue
+                ratios[g] = values[g] / ref_v
+                if g != reference and len(samples[g]) > 1 and len(samples[reference]) > 1:
+                    cis[g] = stats.block_bootstrap_ratio(samples[reference], samples[g], level=0.95, n_boot=n_boot)
+            rows.append(GroupRow(*key, name, m.unit, m.higher_is_better, reference, ref_v, values, ratios, cis, notes))
+    return rows, groups
+
+
+# ------------------------------------------------------------------------------------------ kernels
+@dataclass(frozen=True)
+class KernelDelta:
+    name: str
+    base_us: float
+    new_us: float
+    base_calls: float
+    new_calls: float
+
+    @property
+    def delta_us(self) -> float:
+        return self.new_us - self.base_us
+
+    @property
+    def ratio(self) -> float | None:
+        return self.new_us / self.base_us if self.base_us else None
+
+
+def kernel_tables(rec: RunRecord) -> dict[str, list[dict[str, Any]]]:
+    """label -> kernel table, validated (a malformed table is a RecordError, never a wrong diff)."""
+    out = {}
+    for k, v in rec.artifacts.items():
+        if not k.endswith(".kernels"):
+            continue
+        if not isinstance(v, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str)
+                                              and isinstance(r.get("self_time_us"), (int, float)) for r in v):
+            raise RecordError(f"record {rec.record_id}: artifact {k!r} is not a kernel table")
+        out[k[: -len(".kernels")]] = v
+    return out
+
+
+def kernel_diff(base: RunRecord, new: RunRecord, label: str | None = None, top: int = 10) -> list[KernelDelta]:
+    """Kernels whose time per step changed most (by absolute time), with call counts."""
+    ta, tb = kernel_tables(base), kernel_tables(new)
+    labels = [label] if label else sorted(set(ta) & set(tb))
+    out: list[KernelDelta] = []
+    for lb in labels:
+        if lb not in ta or lb not in tb:
+            raise UsageError(f"kernel table {lb!r} missing in {'base' if lb not in ta else 'new'} record")
+        a = {r["name"]: r for r in ta[lb]}
+        b = {r["name"]: r for r in tb[lb]}
+        for n in dict.fromkeys(list(a) + list(b)):
+            ra, rb = a.get(n, {}), b.get(n, {})
+            out.append(KernelDelta(n if len(labels) == 1 else f"{lb}: {n}", float(ra.get("self_time_us", 0.0)),
+                                   float(rb.get("self_time_us", 0.0)), float(ra.get("calls", 0)),
+                                   float(rb.get("calls", 0))))
+    out.sort(key=lambda d: abs(d.delta_us), reverse=True)
+    return out[:top]
+
+
+def kernel_diffs(base: Sequence[RunRecord], new: Sequence[RunRecord], top: int = 10) -> list[tuple[str, list[KernelDelta]]]:
+    """For every case with kernel tables on both sides: (case, its top kernel changes)."""
+    idx = {_case_key(r): r for r in base if kernel_tables(r)}
+    out = []
+    for r in new:
+        k = _case_key(r)
+        if k in idx and kernel_tables(r) and idx[k].suite_version == r.suite_version:
+            out.append((f"{r.case.suite}/{r.case.config} {r.case.kind}", kernel_diff(idx[k], r, top=top)))
+    return out
+

@@ -1,0 +1,174 @@
+"""Step changes over many runs of one case (nightly history): where did a metric shift, from which run?
+
+A piecewise-constant fit to the per-run medians (on a log scale, so steps are relative), found exactly
+by optimal partitioning (dynamic programming over all segmentations) with an L1 cost, which is robust
+to a single odd run, and a penalty per step scaled by the run-to-run noise estimated from the data.
+This is asv's idea (piecewise-constant fit, L1) with an exact solver; n is small (tens to hundreds
+of nightly runs), so the O(n^2) search is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness.records import RunRecord
+
+DEFAULT_PENALTY = 4.0      # x log(n), in units of the robust noise scale
+DEFAULT_MIN_STEP = 0.02    # steps smaller than 2% are merged away: below what a nightly job acts on
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int              # first run of the new level (0-based, in time order)
+    run_id: str
+    started_at: str
+    commit: str | None
+    before: float
+    after: float
+    worse: bool             # in the metric's bad direction
+    tentative: bool         # the new level rests on a single run so far
+
+    @property
+    def change(self) -> float:
+        return self.after / self.before - 1 if self.before else float("nan")
+
+
+@dataclass(frozen=True)
+class History:
+    suite: str
+    config: str
+    kind: str
+    metric: str
+    unit: str
+    higher_is_better: bool
+    run_ids: tuple[str, ...]
+    started_at: tuple[str, ...]
+    commits: tuple[str | None, ...]
+    medians: tuple[float, ...]
+    p10: tuple[float, ...]
+    p90: tuple[float, ...]
+    steps: tuple[Step, ...] = field(default=())
+    levels: tuple[float, ...] = ()   # fitted level for each run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "config": self.config, "kind": self.kind, "metric": self.metric,
+                "unit": self.unit, "runs": len(self.run_ids),
+                "steps": [{"run_id": s.run_id, "index": s.index, "started_at": s.started_at, "commit": s.commit,
+                           "before": s.before, "after": s.after, "change": s.change, "worse": s.worse,
+                           "tentative": s.tentative} for s in self.steps]}
+
+
+def noise_scale(x: Sequence[float]) -> float:
+    """Robust run-to-run noise: MAD of first differences / (0.6745 * sqrt 2); steps barely move it."""
+    d = np.diff(np.asarray(x, float))
+    if len(d) == 0:
+        return 0.0
+    return float(np.median(np.abs(d - np.median(d))) / 0.6745 / math.sqrt(2))
+
+
+def _l1_costs(x: np.ndarray) -> np.ndarray:
+    """cost[i, j] = sum |x[i:j] - median(x[i:j])| for all 0 <= i < j <= n."""
+    n = len(x)
+    cost = np.zeros((n + 1, n + 1))
+    for i in range(n):
+        for j in range(i + 1, n + 1):
+            seg = x[i:j]
+            cost[i, j] = np.abs(seg - np.median(seg)).sum()
+    return cost
+
+
+def segment(values: Sequence[float], penalty: float = DEFAULT_PENALTY, min_step: float = DEFAULT_MIN_STEP,
+            scale: float | None = None) -> list[int]:
+    """Start indices of the segments after the first (the step positions) of positive `values`."""
+    x = np.log(np.asarray(values, float))
+    n = len(x)
+    if n < 3:
+        return []
+    # A floor on the noise keeps perfectly flat series from turning rounding into steps.
+    s = max(scale if scale is not None else noise_scale(x), 1e-3)
+    beta = penalty * math.log(n) * s
+    cost = _l1_costs(x)
+    best = np.full(n + 1, np.inf)
+    best[0] = -beta
+    prev = np.zeros(n + 1, dtype=int)
+    for j in range(1, n + 1):
+        cands = best[:j] + cost[:j, j] + beta
+        i = int(np.argmin(cands))
+        best[j], prev[j] = cands[i], i
+    cuts = []
+    j = n
+    while j > 0:
+        cuts.append(int(prev[j]))
+        j = int(prev[j])
+    starts = sorted(c for c in cuts if c > 0)
+    # Merge steps smaller than min_step (relative): significant but too small to act on.
+    changed = True
+    while changed and starts:
+        changed = False
+        bounds = [0] + starts + [n]
+        levels = [float(np.median(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+        jumps = [abs(levels[k + 1] - levels[k]) for k in range(len(starts))]
+        k = int(np.argmin(jumps))
+        if jumps[k] < math.log1p(min_step):
+            del starts[k]
+            changed = True
+    return starts
+
+
+def build(suite: str, config: str, kind: str, metric: str, runs: Sequence[tuple[RunRecord, list[float]]],
+          **kw: Any) -> History:
+    runs = sorted(runs, key=lambda t: t[0].started_at)
+    rec0 = runs[0][0]
+    m = rec0.metrics[metric]
+    meds = [statistics.median(xs) for _, xs in runs]
+    q = [np.quantile(xs, [0.1, 0.9]) for _, xs in runs]
+    starts = segment(meds, **kw) if all(v > 0 for v in meds) else []
+    bounds = [0] + starts + [len(meds)]
+    levels: list[float] = []
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        levels.extend([float(statistics.median(meds[a:b]))] * (b - a))
+    steps = []
+    for k, i in enumerate(starts):
+        before, after = levels[i - 1], levels[i]
+        rec = runs[i][0]
+        worse = (after < before) if m.higher_is_better else (after > before)
+        tentative = (bounds[k + 2] - i) == 1
+        steps.append(Step(i, rec.run_id, rec.started_at, (rec.env.get("git") or {}).get("commit"), before, after,
+                          worse, tentative))
+    return History(suite, config, kind, metric, m.unit, m.higher_is_better, tuple(r.run_id for r, _ in runs),
+                   tuple(r.started_at for r, _ in runs),
+                   tuple((r.env.get("git") or {}).get("commit") for r, _ in runs), tuple(meds),
+                   tuple(float(a) for a, _ in q), tuple(float(b) for _, b in q), tuple(steps), tuple(levels))
+
+
+def histories(records: Iterable[RunRecord], metrics: Sequence[str] | None = None, min_runs: int = 3,
+              **kw: Any) -> list[History]:
+    """A History for every (case, metric) seen in at least `min_runs` different runs."""
+    import fnmatch
+
+    by: dict[tuple, dict[str, tuple[RunRecord, list[float]]]] = {}
+    for r in records:
+        if r.status != "ok":
+            continue
+        c = r.case
+        for name, m in r.metrics.items():
+            if not m.samples or (metrics and not any(fnmatch.fnmatchcase(name, p) for p in metrics)):
+                continue
+            if not all(math.isfinite(x) for x in m.samples):
+                continue
+            key = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0], c.dtype, c.batch_size,
+                   r.suite_version, name)
+            slot = by.setdefault(key, {})
+            prev = slot.get(r.run_id)
+            slot[r.run_id] = (r, (prev[1] if prev else []) + list(m.samples))
+    out = []
+    for key, runs in sorted(by.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        if len(runs) >= min_runs:
+            out.append(build(key[0], key[1], key[2], key[8], list(runs.values()), **kw))
+    return out
