@@ -166,7 +166,14 @@ def build_run_options(args: argparse.Namespace):
         profile=bool(args.profile or fc.get("profile", False)), peak_tflops=pick("peak_tflops", None),
         seed=pick("seed", 0), seeds=seeds, deterministic=bool(args.deterministic or fc.get("deterministic", False)),
         threads=pick("threads", None), data=data, options=options, repeat=pick("repeat", 1),
+        nproc=getattr(args, "nproc", None) or 1, torchrun_args=_torchrun_args(args),
     ), (list(args.names) or list(fc.get("suites", [])))
+
+
+def _torchrun_args(args: argparse.Namespace) -> tuple[str, ...]:
+    from harness.distributed import rendezvous_args
+
+    return rendezvous_args(args)
 
 
 def _check_data_paths(data: dict[str, str]) -> None:
@@ -289,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeat", type=_positive_int, help="run each case N times")
     sp.add_argument("--resume", metavar="RUN", help="finish a killed run (its id or folder): only missing cases")
     sp.add_argument("--config", metavar="FILE", help="TOML file of run options (flags override it)")
+    sp.add_argument("--nproc", type=_positive_int, help="run speed cases on N ranks per node under torchrun "
+                    "(DistributedDataParallel; NCCL on GPUs, gloo on CPUs)")
+    for flag in ("--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint", "--rdzv-id", "--master-addr",
+                 "--master-port"):
+        sp.add_argument(flag, help=f"passed to torchrun as {flag} (several nodes)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
     sp.set_defaults(func=cmd_run)
 

@@ -48,6 +48,8 @@ class RunOptions:
     options: dict[str, Any] = field(default_factory=dict)
     repeat: int = 1
     timing: dict[str, Any] | None = None
+    nproc: int = 1  # ranks per node for speed cases, run under torchrun (harness.distributed)
+    torchrun_args: tuple[str, ...] = ()  # torchrun rendezvous options for several nodes
 
     def __post_init__(self) -> None:
         for k in self.kinds:
@@ -71,6 +73,8 @@ class RunOptions:
             raise UsageError(f"--timeout must be positive, not {self.timeout}")
         if self.repeat < 1:
             raise UsageError(f"--repeat must be a positive integer, not {self.repeat}")
+        if self.nproc < 1:
+            raise UsageError(f"--nproc must be a positive integer, not {self.nproc}")
 
 
 def resolve_device(device: str) -> str:
@@ -162,7 +166,13 @@ def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path) 
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "wb") as log:
-        p = subprocess.Popen([sys.executable, "-m", "harness.worker", str(spec_path), str(result_path)],
+        from harness import distributed
+
+        cmd = (distributed.torchrun_command(spec_path, result_path, nproc=opts.nproc,
+                                            torchrun_args=opts.torchrun_args, timeout=opts.timeout)
+               if distributed.wants_torchrun(case.kind, opts.nproc, opts.torchrun_args)
+               else [sys.executable, "-m", "harness.worker", str(spec_path), str(result_path)])
+        p = subprocess.Popen(cmd,
                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True, env=env)
         status = None

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.context import CaseContext, SkipCase
+from harness.distributed import data_parallel
 from harness.measure.flops import count_flops, count_params
 from harness.measure.speed import measure_speed
 from harness.records import CaseOutput, Metric
@@ -268,7 +269,8 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
 def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
-    model = build(cfg).to(ctx.torch_device, ctx.torch_dtype)
+    # DistributedDataParallel under `milestones run --nproc N`; the plain model otherwise.
+    model = data_parallel(build(cfg).to(ctx.torch_device, ctx.torch_dtype))
     # SGD with momentum 0.9 and weight decay 1e-4, as in Sec. 3.4
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     x, y = synthetic_batch(cfg, ctx.batch_size, ctx.torch_device, ctx.torch_dtype)
