@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -47,8 +46,9 @@ class Stats:
         xs = sorted(float(x) for x in samples)
         if not xs:
             return None
-        mean = statistics.fmean(xs)
-        std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+        mean = math.fsum(xs) / len(xs)
+        # Plain formula (statistics.stdev rejects NaN): a diverged sample makes the std NaN, honestly.
+        std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
         return cls(
             n=len(xs), median=_quantile(xs, 0.5), mean=mean, std=std,
             iqr=_quantile(xs, 0.75) - _quantile(xs, 0.25), p10=_quantile(xs, 0.1), p90=_quantile(xs, 0.9),

@@ -204,3 +204,20 @@ def load_suites(package: str = "suites") -> Registry:
                 raise UsageError(f"${EXTRA_SUITES_VAR}: cannot import {extra!r}: {e}") from None
         _loaded = True
     return REGISTRY
+
+
+def load_suite(name: str, package: str = "suites") -> Registry:
+    """Import just what registers suite `name` (its module `suites/<name>.py`, else the extra modules),
+    falling back to every suite. A case process needs one suite, not the import cost of all of them."""
+    if name not in REGISTRY.suites:
+        try:
+            importlib.import_module(f"{package}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{package}.{name}":
+                raise
+    if name not in REGISTRY.suites:
+        for extra in filter(None, (x.strip() for x in os.environ.get(EXTRA_SUITES_VAR, "").split(","))):
+            importlib.import_module(extra)
+    if name not in REGISTRY.suites:
+        load_suites(package)
+    return REGISTRY

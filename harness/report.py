@@ -148,3 +148,210 @@ def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
 
 def to_json(obj: Any) -> str:
     return json.dumps(obj, indent=2, default=str)
+
+
+# ============================================================================ comparisons (issue 5)
+# Terminal tables, Markdown and JSON for baselines, compare, group and kernel tables. The full
+# HTML / Markdown report document is built in harness.html from the same row helpers.
+VERDICT_STYLE = {"regressed": "red", "improved": "green", "unchanged": "white", "inconclusive": "yellow",
+                 "not comparable": "magenta", "reproduced": "green", "not reproduced": "red",
+                 "not measured": "yellow"}
+
+
+def baseline_dict(b) -> dict[str, Any]:
+    return {"id": b.id, "suite": b.suite, "metric": b.metric, "configs": list(b.configs), "kind": b.kind,
+            "value": b.value, "unit": b.unit, "plus_minus": b.plus_minus, "dataset": b.dataset, "split": b.split,
+            "protocol": b.protocol, "source": b.source, "confirmed": b.confirmed,
+            "higher_is_better": b.higher_is_better, "tolerance": b.tolerance, "tolerance_kind": b.tolerance_kind,
+            "scales": list(b.allowed_scales), "paper": b.paper.citation, "note": b.note}
+
+
+def fmt_pm(value: float, unit: str, pm: float | None) -> str:
+    return f"{value:g}{f' ± {pm:g}' if pm is not None else ''} {unit}".strip()
+
+
+def baseline_rows(items) -> list[tuple]:
+    return [(b.suite, b.id, b.metric, ", ".join(b.configs), b.kind, fmt_pm(b.value, b.unit, b.plus_minus),
+             f"{b.dataset} / {b.split}", b.protocol, b.source, "yes" if b.confirmed else "unconfirmed")
+            for b in items]
+
+
+BASELINE_COLUMNS = ["suite", "id", "metric", "configs", "kind", "paper value", "dataset / split", "protocol",
+                    "source", "confirmed"]
+
+
+def print_baselines(items, file=None) -> None:
+    print_table(f"Paper baselines ({len(items)})", BASELINE_COLUMNS, baseline_rows(items), file)
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "-" if r is None or not math.isfinite(r) else f"{r:.3f}"
+
+
+def fmt_ci(lo: float | None, hi: float | None) -> str:
+    return "-" if lo is None or hi is None else f"[{lo:.3f}, {hi:.3f}]"
+
+
+def fmt_p(p: float | None) -> str:
+    return "-" if p is None or not math.isfinite(p) else f"{p:.2g}"
+
+
+COMPARE_COLUMNS = ["case", "scale", "device", "dtype", "batch", "metric", "base", "new", "ratio", "CI", "p",
+                   "verdict", "why"]
+
+
+def compare_row_cells(r) -> list[str]:
+    c = r.result
+    return [r.case, r.scale, r.device, r.dtype, "-" if r.batch_size is None else str(r.batch_size), r.metric,
+            "-" if c.base is None else fmt_value(c.base, r.unit), "-" if c.new is None else fmt_value(c.new, r.unit),
+            fmt_ratio(c.ratio), fmt_ci(c.ci_low, c.ci_high), fmt_p(c.p_value), c.verdict, c.reason]
+
+
+def env_header(env_notes: Sequence[str]) -> str:
+    if not env_notes:
+        return "Environment: same GPU, driver, torch, CUDA, threads and CPU on both sides."
+    return "NOTE: environments differ (" + "; ".join(env_notes) + "): differences may come from the environment."
+
+
+def counts_line(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no metrics compared"
+
+
+def print_compare(rows, env_notes, counts, file=None, title: str = "Compare") -> None:
+    con = _console(file)
+    con.print(env_header(env_notes), markup=False, highlight=False)
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        cells = compare_row_cells(r) + (["differs"] if env_notes else [])
+        t.add_row(*[Text(x, style=VERDICT_STYLE.get(x, "")) if i == 11 else Text(x) for i, x in enumerate(cells)])
+    con.print(t)
+    con.print(counts_line(counts), markup=False, highlight=False)
+
+
+def md_escape(s: Any) -> str:
+    return str(s).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = ["| " + " | ".join(md_escape(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    out += ["| " + " | ".join(md_escape("" if x is None else x) for x in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def markdown_compare(rows, env_notes, counts, title: str = "Compare") -> str:
+    cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
+    cells = [compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows]
+    return "\n\n".join([f"### {md_escape(title)}", md_escape(env_header(env_notes)), md_table(cols, cells),
+                        f"**{md_escape(counts_line(counts))}**"]) + "\n"
+
+
+def markdown_summary(rows, env_notes, counts, base: str, new: str) -> str:
+    """A short CI job summary: verdict counts, then only the rows that need attention."""
+    bad = [r for r in rows if r.verdict in ("regressed", "inconclusive", "not comparable")]
+    head = "regressions found" if counts.get("regressed") else "no significant regression"
+    parts = [f"## milestones compare: {head}", f"base `{md_escape(base)}` → new `{md_escape(new)}`",
+             md_escape(env_header(env_notes)), f"**{md_escape(counts_line(counts))}**"]
+    if bad:
+        parts.append(md_table(COMPARE_COLUMNS, [compare_row_cells(r) for r in bad]))
+    return "\n\n".join(parts) + "\n"
+
+
+def compare_json(rows, env_notes, counts) -> str:
+    return to_json({"env_differences": list(env_notes), "counts": counts, "rows": [r.to_dict() for r in rows]})
+
+
+# ------------------------------------------------------------------------------------------- groups
+def group_cells(r, groups: Sequence[str]) -> list[str]:
+    cells = [f"{r.suite}/{r.config} {r.kind}", r.dtype, "-" if r.batch_size is None else str(r.batch_size), r.metric,
+             fmt_value(r.ref_value, r.unit) if r.ref_value is not None else "-"]
+    for g in groups:
+        if g == r.reference:
+            continue
+        if r.ratios.get(g) is None:
+            cells.append(r.notes.get(g, "-"))
+        else:
+            ci = r.cis.get(g)
+            cells.append(f"{r.ratios[g]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))
+    return cells
+
+
+def group_columns(reference: str, groups: Sequence[str], by: str) -> list[str]:
+    return ["case", "dtype", "batch", "metric", f"{by} = {reference} (reference)"] + \
+           [f"{g} / ref" for g in groups if g != reference]
+
+
+GROUP_NOTE = "Ratios are medians over the reference group's median (95% block-bootstrap CI); " \
+             "for time and memory lower is better, for throughput and MFU higher."
+
+
+def print_groups(rows, groups, by: str, file=None) -> None:
+    ref = rows[0].reference if rows else groups[0]
+    print_table(f"By {by} (reference {ref})", group_columns(ref, groups, by), [group_cells(r, groups) for r in rows],
+                file)
+    _console(file).print(GROUP_NOTE, markup=False, highlight=False)
+
+
+def markdown_groups(rows, groups, by: str) -> str:
+    ref = rows[0].reference if rows else groups[0]
+    return f"### By {md_escape(by)} (reference {md_escape(ref)})\n\n" + \
+        md_table(group_columns(ref, groups, by), [group_cells(r, groups) for r in rows]) + f"\n\n{GROUP_NOTE}\n"
+
+
+# ---------------------------------------------------------------------------------- paper, kernels
+PAPER_COLUMNS = ["suite", "config", "scale", "metric", "paper", "ours", "verdict", "why", "source", "protocol",
+                 "confirmed"]
+
+
+def paper_cells(r) -> list[str]:
+    b = r.baseline
+    ours = "-" if r.ours is None else (f"{r.ours:.4g}" + (f" ± {r.ours_std:.2g}" if r.ours_std is not None else "")
+                                       + f" {b.unit} (n={r.n})")
+    return [b.suite, r.config, r.scale, b.metric, fmt_pm(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason,
+            f"{b.paper.citation}, {b.source}", f"{b.protocol}; {b.dataset} {b.split}",
+            "yes" if b.confirmed else "unconfirmed"]
+
+
+def print_paper(rows, file=None) -> None:
+    print_table("Against the paper", PAPER_COLUMNS, [paper_cells(r) for r in rows], file)
+
+
+KERNEL_COLUMNS = ["kernel / op", "base µs", "new µs", "Δ µs", "ratio", "base calls", "new calls"]
+
+
+def kernel_cells(d) -> list[str]:
+    return [d.name, f"{d.base_us:.1f}", f"{d.new_us:.1f}", f"{d.delta_us:+.1f}", fmt_ratio(d.ratio),
+            f"{d.base_calls:g}", f"{d.new_calls:g}"]
+
+
+def print_kernel_diffs(diffs, file=None) -> None:
+    for case, ds in diffs:
+        print_table(f"Kernels that changed most: {case}", KERNEL_COLUMNS, [kernel_cells(d) for d in ds], file)
+
+
+def markdown_kernel_diffs(diffs) -> str:
+    return "\n\n".join(f"### Kernels that changed most: {md_escape(case)}\n\n" +
+                       md_table(KERNEL_COLUMNS, [kernel_cells(d) for d in ds]) for case, ds in diffs) + "\n"
+
+
+HISTORY_COLUMNS = ["case", "metric", "runs", "step at run", "started", "commit", "before", "after", "change", ""]
+
+
+def history_cells(h) -> list[list[str]]:
+    out = []
+    for s in h.steps:
+        out.append([f"{h.suite}/{h.config} {h.kind}", h.metric, str(len(h.run_ids)), s.run_id, s.started_at,
+                    (s.commit or "-")[:10], fmt_value(s.before, h.unit), fmt_value(s.after, h.unit),
+                    f"{s.change:+.1%}", ("worse" if s.worse else "better") + (" (tentative: one run)" if s.tentative
+                                                                             else "")])
+    return out
+
+
+def print_history(hs, file=None) -> None:
+    rows = [c for h in hs for c in history_cells(h)]
+    print_table(f"Step changes ({len(rows)} in {len(hs)} series)", HISTORY_COLUMNS, rows, file)

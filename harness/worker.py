@@ -49,7 +49,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     from harness.measure.memory import peak_rss_bytes
     from harness.measure.timing import TimingSettings
     from harness.records import Case
-    from harness.registry import load_suites
+    from harness.registry import load_suite
 
     threads = spec.get("threads")
     if threads:
@@ -57,7 +57,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     info: dict[str, Any] = {"threads": torch.get_num_threads()}
     info.update(seed_everything(int(spec.get("seed", 0)), bool(spec.get("deterministic", False))))
     case = Case(**spec["case"])
-    reg = load_suites()
+    reg = load_suite(case.suite)
     suite = reg.suite(case.suite)
     entry = reg.config(case.config)
     fn = suite.kinds[case.kind]
