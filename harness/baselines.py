@@ -234,8 +234,12 @@ def baseline_paths(folder: str | Path | None = None) -> list[Path]:
 
 
 def check(paths: Iterable[str | Path], registry: Any = None,
-          record_metrics: Mapping[tuple[str, str, str], set[str]] | None = None) -> tuple[list[BaselineFile], list[str]]:
+          record_metrics: Mapping[tuple[str, str, str], set[str]] | None = None,
+          warnings: list[str] | None = None) -> tuple[list[BaselineFile], list[str]]:
     """Parse and validate baselines files. Returns (parsed files, all errors as one-line strings).
+
+    A config that exists but does not (yet) register the baseline's kind is a warning, appended to
+    `warnings`: a paper figure may be written down before the suite can measure it.
 
     `registry` (harness.registry.Registry) enables the suite/config checks; `record_metrics` maps
     (suite, config, kind) to the metric names seen in records and enables the metric-existence check.
@@ -269,8 +273,8 @@ def check(paths: Iterable[str | Path], registry: Any = None,
                     if entry is None:
                         errors.append(f"{where}: unknown config {c!r} of suite {b.suite!r}"
                                       f"{_did_you_mean(c, suite.configs)}")
-                    elif b.kind not in entry.kinds:
-                        errors.append(f"{where}: config {c!r} does not register kind {b.kind!r} "
+                    elif b.kind not in entry.kinds and warnings is not None:
+                        warnings.append(f"{where}: config {c!r} does not register kind {b.kind!r} "
                                       f"(it has {', '.join(entry.kinds)})")
             if record_metrics is not None:
                 known = set().union(*[record_metrics.get((b.suite, c, b.kind), set()) for c in b.configs])

@@ -69,9 +69,13 @@ def env_value(rec: RunRecord, key: str) -> Any:
 def env_differences(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> list[str]:
     """'GPU A vs B' lines for environment fields that differ between the two sides."""
     out = []
+    def val(r: RunRecord, key: str) -> str:
+        # The machine's GPU, whatever device a case ran on: a CPU case on a GPU host is still there.
+        return str(r.env.get("gpu") if key == "gpu" else env_value(r, key))
+
     for key, label in ENV_FIELDS:
-        a = sorted({str(env_value(r, key)) for r in base})
-        b = sorted({str(env_value(r, key)) for r in new})
+        a = sorted({val(r, key) for r in base})
+        b = sorted({val(r, key) for r in new})
         if a != b:
             out.append(f"{label} {'/'.join(a)} vs {'/'.join(b)}")
     return out
@@ -402,7 +406,9 @@ def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = No
         raise UsageError("no successful records to compare by group")
     groups = sorted({group_label(r, by) for r in ok})
     if reference is None:
-        reference = groups[0]
+        # The group with the most records: usually the machine the others are measured against.
+        counts = {g: sum(group_label(r, by) == g for r in ok) for g in groups}
+        reference = max(groups, key=lambda g: counts[g])
     elif reference not in groups:
         from harness.registry import did_you_mean
 
@@ -440,7 +446,7 @@ def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = No
                 if values[g] is None or not ref_v:
                     ratios[g] = None
                     if g not in notes and not ref_v:
-                        notes[g] = "no reference value"
+                        notes[g] = "reference not measured"
                     continue
                 if g != reference and versions[g] and versions[reference] and versions[g] != versions[reference]:
                     ratios[g] = None
@@ -449,6 +455,8 @@ def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = No
                 ratios[g] = values[g] / ref_v
                 if g != reference and len(samples[g]) > 1 and len(samples[reference]) > 1:
                     cis[g] = stats.block_bootstrap_ratio(samples[reference], samples[g], level=0.95, n_boot=n_boot)
+            if sum(v is not None for v in values.values()) < 2:
+                continue  # measured in one group only: nothing to compare
             rows.append(GroupRow(*key, name, m.unit, m.higher_is_better, reference, ref_v, values, ratios, cis, notes))
     return rows, groups
 
@@ -510,6 +518,8 @@ def kernel_diffs(base: Sequence[RunRecord], new: Sequence[RunRecord], top: int =
     for r in new:
         k = _case_key(r)
         if k in idx and kernel_tables(r) and idx[k].suite_version == r.suite_version:
-            out.append((f"{r.case.suite}/{r.case.config} {r.case.kind}", kernel_diff(idx[k], r, top=top)))
+            ds = kernel_diff(idx[k], r, top=top)
+            if any(d.delta_us or d.base_calls != d.new_calls for d in ds):
+                out.append((f"{r.case.suite}/{r.case.config} {r.case.kind}", ds))
     return out
 

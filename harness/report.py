@@ -274,7 +274,8 @@ def group_cells(r, groups: Sequence[str]) -> list[str]:
         if g == r.reference:
             continue
         if r.ratios.get(g) is None:
-            cells.append(r.notes.get(g, "-"))
+            v = r.values.get(g)
+            cells.append((f"{fmt_value(v, r.unit)} " if v is not None else "") + f"({r.notes.get(g, '-')})")
         else:
             ci = r.cis.get(g)
             cells.append(f"{r.ratios[g]:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else ""))

@@ -32,7 +32,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     paths = args.files or baselines.baseline_paths(args.dir)
     metrics = record_metric_index(args.records) if args.records else None
-    files, errors = baselines.check(paths, load_suites(), metrics)
+    warnings: list[str] = []
+    files, errors = baselines.check(paths, load_suites(), metrics, warnings)
+    for w in warnings:
+        print(f"milestones: warning: {w} (not measurable until it does)", file=sys.stderr)
     for e in errors:
         print(f"milestones: error: {e}", file=sys.stderr)
     n = sum(len(f.baselines) for f in files)

@@ -1,0 +1,100 @@
+"""`milestones compare BASE NEW` (run vs run), `--by gpu|torch|...` (groups), `--paper` (against baselines)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXIT_REGRESSION = 1
+
+
+def _thresholds(args: argparse.Namespace):
+    from harness.compare import Thresholds, parse_percent
+    from harness.errors import UsageError
+
+    per = []
+    for item in args.threshold_for or []:
+        if "=" not in item:
+            raise UsageError(f"--threshold-for expects METRIC=PCT (e.g. train.step_time=3%), got {item!r}")
+        k, v = item.split("=", 1)
+        per.append((k.strip(), parse_percent(v)))
+    return Thresholds(parse_percent(args.threshold), tuple(per))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness import compare, report
+    from harness.errors import UsageError
+
+    metrics = args.metric or None
+    if args.by:
+        loaded = compare.load(args.inputs, args.results)
+        rows, groups = compare.compare_by([x.record for x in loaded], args.by, args.reference,
+                                          **({"metrics": metrics} if metrics else {}))
+        if args.format == "json":
+            print(report.to_json({"by": args.by, "groups": groups, "rows": [r.to_dict() for r in rows]}))
+        elif args.format == "markdown":
+            print(report.markdown_groups(rows, groups, args.by))
+        else:
+            report.print_groups(rows, groups, args.by)
+        if args.summary:
+            Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by), encoding="utf-8")
+        return 0
+    if len(args.inputs) != 2:
+        raise UsageError(f"compare needs exactly two inputs, BASE and NEW (got {len(args.inputs)}); "
+                         "use --by to compare many result folders by group")
+    base = [x.record for x in compare.load([args.inputs[0]], args.results)]
+    new = [x.record for x in compare.load([args.inputs[1]], args.results)]
+    rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics)
+    if not args.all:
+        rows_shown = rows
+    counts = compare.verdict_counts(rows)
+    rows_shown = rows if args.all else [r for r in rows if r.metric in ("*",) or not _derived(r.metric)]
+    if args.format == "json":
+        print(report.compare_json(rows_shown, env_notes, counts))
+    elif args.format == "markdown":
+        print(report.markdown_compare(rows_shown, env_notes, counts, f"{args.inputs[0]} → {args.inputs[1]}"))
+    else:
+        report.print_compare(rows_shown, env_notes, counts, title=f"{args.inputs[0]} -> {args.inputs[1]}")
+    diffs = compare.kernel_diffs(base, new, top=args.kernels) if args.kernels else []
+    if diffs and args.format != "json":
+        if args.format == "markdown":
+            print(report.markdown_kernel_diffs(diffs))
+        else:
+            report.print_kernel_diffs(diffs)
+    if args.summary:
+        text = report.markdown_summary(rows, env_notes, counts, args.inputs[0], args.inputs[1])
+        if diffs:
+            text += "\n" + report.markdown_kernel_diffs(diffs)
+        Path(args.summary).write_text(text, encoding="utf-8")
+    if args.fail_on == "regression" and counts["regressed"]:
+        return EXIT_REGRESSION
+    return 0
+
+
+def _derived(metric: str) -> bool:
+    # flops_per_s and mfu move exactly with the step time; the table shows them only with --all.
+    return metric.endswith((".flops_per_s",))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("compare", help="compare two runs (BASE NEW), or many results by GPU / torch / ...",
+                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney "
+                                   "test on block medians per metric (Welch over seeds for quality).")
+    p.add_argument("inputs", nargs="+", metavar="RESULTS", help="BASE NEW (folders, record files or run ids); "
+                                                                "with --by: any number of result folders")
+    p.add_argument("--results", default="results", help="where run ids are looked up (default results)")
+    p.add_argument("--threshold", default="5%", help="smallest change that matters (default 5%%)")
+    p.add_argument("--threshold-for", action="append", metavar="METRIC=PCT",
+                   help="per-metric threshold, METRIC may be a glob (e.g. '*.peak_rss=10%%'); repeatable")
+    p.add_argument("--metric", action="append", metavar="GLOB", help="only these metrics (repeatable)")
+    p.add_argument("--by", choices=("gpu", "torch", "cuda", "commit", "machine"),
+                   help="one table of ratios per group against --reference")
+    p.add_argument("--reference", help="the reference group for --by (default: the first in sort order)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--summary", metavar="FILE", help="also write a Markdown summary (for a CI job page)")
+    p.add_argument("--fail-on", choices=("regression", "never"), default="never",
+                   help="exit 1 when a significant regression is found (default never)")
+    p.add_argument("--kernels", type=int, default=10, metavar="N",
+                   help="top N kernel changes per case with kernel tables (0: none; default 10)")
+    p.add_argument("--all", action="store_true", help="show derived metrics too (FLOP/s)")
+    p.set_defaults(func=cmd_compare)

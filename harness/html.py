@@ -1,0 +1,305 @@
+"""The reproduction / regression report as a document: self-contained HTML or Markdown.
+
+`build(records, ...)` collects the sections (summary, against the paper, regressions, by GPU /
+torch / CUDA, kernel diffs, history with steps, environments, per-suite plots) as neutral blocks;
+`to_html` and `to_markdown` render them. In HTML every string goes through `html.escape` and plots are
+embedded as base64 PNG, so the file opens offline and no record content can inject markup.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import compare, report
+from harness.errors import MilestonesError, UsageError
+from harness.records import RunRecord
+
+MAX_CURVE_PLOTS_PER_SUITE = 4
+MAX_HISTORY_PLOTS = 8
+
+
+@dataclass
+class Block:
+    kind: str                       # p | table | img | pre
+    text: str = ""
+    columns: Sequence[str] = ()
+    rows: Sequence[Sequence[Any]] = ()
+    image: bytes = b""
+    name: str = ""                  # file name stem for Markdown's image files
+    classes: Sequence[str] = ()     # per-row CSS class (verdict colouring)
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+    level: int = 2
+
+
+def _img(fig, name: str, alt: str) -> Block:
+    from harness import plots
+
+    return Block("img", text=alt, image=plots.to_bytes(fig, "png"), name=name)
+
+
+def _slug(s: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in s).strip("-")[:60] or "plot"
+
+
+def _runs(records: Sequence[RunRecord]) -> list[tuple[str, list[RunRecord]]]:
+    by: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by.setdefault(r.run_id, []).append(r)
+    return sorted(by.items(), key=lambda kv: min(r.started_at for r in kv[1]))
+
+
+def _previous_pair(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[RunRecord]] | None:
+    """The latest run and the most recent earlier run on the same machine sharing a case with it."""
+    runs = _runs(records)
+    if len(runs) < 2:
+        return None
+    last_id, last = runs[-1]
+    mid = last[0].env.get("machine_id")
+    keys = {compare._case_key(r) for r in last}
+    for rid, recs in reversed(runs[:-1]):
+        if recs[0].env.get("machine_id") == mid and keys & {compare._case_key(r) for r in recs}:
+            return recs, last
+    return None
+
+
+def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Sequence[RunRecord] | None = None,
+          title: str = "milestones report", plots: bool = True) -> list[Section]:
+    if not records:
+        raise UsageError("no records to report on")
+    secs: list[Section] = []
+    runs = _runs(records)
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    summary = Section("Summary")
+    secs.append(summary)
+    summary.blocks.append(Block("p", text=f"{len(records)} records from {len(runs)} run(s) on "
+                                          f"{len({r.env.get('machine_id') for r in records})} machine(s); statuses: "
+                                          + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "."))
+    failed = [r for r in records if r.status not in ("ok", "skipped")]
+    if failed:
+        summary.blocks.append(Block("table", columns=["case", "run", "status", "error"],
+                                    rows=[(f"{r.case.suite}/{r.case.config} {r.case.kind}", r.run_id, r.status,
+                                           (r.error or "")[:300]) for r in failed]))
+
+    # Against the paper.
+    paper_rows = compare.compare_with_paper(records, baselines)
+    sec = Section("Against the paper")
+    if paper_rows:
+        counts: dict[str, int] = {}
+        for pr in paper_rows:
+            counts[pr.verdict] = counts.get(pr.verdict, 0) + 1
+        summary.blocks.append(Block("p", text="Against the paper: " + ", ".join(f"{n} {v}" for v, n in counts.items())
+                                    + f" ({len(paper_rows)} figures)."))
+        sec.blocks.append(Block("p", text="Ours is the mean over seeds (± std). A figure from a different scale "
+                                          "or protocol is never compared: it is marked not comparable with the "
+                                          "reason. Unconfirmed paper figures are marked so."))
+        sec.blocks.append(Block("table", columns=report.PAPER_COLUMNS, rows=[report.paper_cells(r) for r in paper_rows],
+                                classes=[_cls(r.verdict) for r in paper_rows]))
+    else:
+        sec.blocks.append(Block("p", text="No record matches a paper baseline (see `milestones baselines list`)."))
+    secs.append(sec)
+
+    # Regressions: an explicit base, else the latest run against the previous one on the same machine.
+    pair = (list(base), list(records)) if base else _previous_pair(records)
+    sec = Section("Regressions")
+    diffs: list = []
+    if pair:
+        a, b = pair
+        rows, env_notes = compare.compare_runs(a, b)
+        counts = compare.verdict_counts(rows)
+        summary.blocks.append(Block("p", text=f"Run vs run ({a[0].run_id} → {b[0].run_id}): "
+                                    + report.counts_line(counts) + "."))
+        sec.blocks.append(Block("p", text=f"Base {a[0].run_id} → new {b[0].run_id}. " + report.env_header(env_notes)))
+        cols = report.COMPARE_COLUMNS + (["env"] if env_notes else [])
+        sec.blocks.append(Block("table", columns=cols,
+                                rows=[report.compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows],
+                                classes=[_cls(r.verdict) for r in rows]))
+        diffs = compare.kernel_diffs(a, b)
+    else:
+        sec.blocks.append(Block("p", text="Only one run per machine: nothing to compare (give --base)."))
+    secs.append(sec)
+    if diffs:
+        sec = Section("Kernel diffs")
+        for case, ds in diffs:
+            sec.blocks.append(Block("p", text=case))
+            sec.blocks.append(Block("table", columns=report.KERNEL_COLUMNS, rows=[report.kernel_cells(d) for d in ds]))
+        secs.append(sec)
+
+    # By GPU / torch / CUDA where the records hold more than one.
+    sec = Section("GPU and library versions")
+    for by in ("gpu", "torch", "cuda"):
+        ok = [r for r in records if r.status == "ok" and r.case.kind == "speed"]
+        groups = sorted({compare.group_label(r, by) for r in ok})
+        if len(groups) < 2:
+            continue
+        grows, groups = compare.compare_by(ok, by)
+        if not grows:
+            continue
+        sec.blocks.append(Block("p", text=f"By {by}, reference {grows[0].reference}. {report.GROUP_NOTE}"))
+        sec.blocks.append(Block("table", columns=report.group_columns(grows[0].reference, groups, by),
+                                rows=[report.group_cells(r, groups) for r in grows]))
+        if plots:
+            from harness import plots as P
+
+            for metric in sorted({r.metric for r in grows if r.metric.endswith(".throughput")}):
+                sec.blocks.append(_img(P.groups_bar(grows, groups, metric, by), f"by-{by}-{_slug(metric)}",
+                                       f"{metric} by {by}"))
+    if not sec.blocks:
+        sec.blocks.append(Block("p", text="All speed records share one GPU, torch and CUDA version."))
+    secs.append(sec)
+
+    # History.
+    from harness import history as H
+
+    hs = H.histories(records, metrics=["*.step_time", "*.throughput"])
+    if hs:
+        sec = Section("History")
+        rows = [c for h in hs for c in report.history_cells(h)]
+        sec.blocks.append(Block("p", text=f"{len(hs)} series with 3+ runs; {len(rows)} step change(s) detected "
+                                          "(piecewise-constant fit to per-run medians)."))
+        if rows:
+            sec.blocks.append(Block("table", columns=report.HISTORY_COLUMNS, rows=rows))
+        if plots:
+            from harness import plots as P
+
+            for h in [h for h in hs if h.steps][:MAX_HISTORY_PLOTS] or hs[:1]:
+                sec.blocks.append(_img(P.history(h), f"history-{_slug(h.config + '-' + h.metric)}",
+                                       f"history of {h.metric}"))
+        secs.append(sec)
+
+    # Per-suite plots.
+    if plots:
+        from harness import plots as P
+
+        for suite in sorted({r.case.suite for r in records}):
+            sec = Section(f"Suite {suite}")
+            prs = [p for p in paper_rows if p.baseline.suite == suite and p.ours is not None]
+            if prs:
+                sec.blocks.append(_img(P.quality_vs_paper(prs), f"{suite}-paper", f"{suite}: ours against the paper"))
+            n = 0
+            for r in records:
+                if r.case.suite == suite and r.status == "ok" and r.artifacts.get("curves") and n < MAX_CURVE_PLOTS_PER_SUITE:
+                    try:
+                        sec.blocks.append(_img(P.curves(r), f"{suite}-curves-{n}", f"curves of {r.record_id}"))
+                        n += 1
+                    except MilestonesError as e:
+                        sec.blocks.append(Block("p", text=f"curves of {r.record_id} not plotted: {e}"))
+            kr = next((r for r in records if r.case.suite == suite and compare.kernel_tables(r)), None)
+            if kr is not None:
+                label, table = next(iter(compare.kernel_tables(kr).items()))
+                sec.blocks.append(_img(P.kernels(table, f"{kr.case.config} {label}: top kernels"),
+                                       f"{suite}-kernels", f"kernel breakdown of {kr.record_id}"))
+            if sec.blocks:
+                secs.append(sec)
+
+    # Environments.
+    sec = Section("Environment of each run")
+    cols = ["run", "machine", "GPU", "driver", "torch", "CUDA", "CPU", "threads", "python", "commit", "records"]
+    env_rows = []
+    for rid, recs in runs:
+        e = recs[0].env
+        git = e.get("git") or {}
+        env_rows.append((rid, e.get("machine_id"), e.get("gpu") or "none", (e.get("nvidia") or {}).get("driver") or "-",
+                         e.get("torch_full") or e.get("torch"), e.get("cuda") or "none", e.get("cpu_model"),
+                         e.get("threads"), e.get("python"),
+                         f"{(git.get('commit') or '-')[:10]}{' dirty' if git.get('dirty') else ''}", len(recs)))
+    sec.blocks.append(Block("table", columns=cols, rows=env_rows))
+    secs.append(sec)
+    return secs
+
+
+def _cls(verdict: str) -> str:
+    return "v-" + verdict.replace(" ", "-")
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:110em;color:#222}
+table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th{background:#f2f2f2}
+tr.v-regressed td,tr.v-not-reproduced td{background:#fde2e2}
+tr.v-improved td,tr.v-reproduced td{background:#e2f5e2}
+tr.v-inconclusive td,tr.v-not-measured td{background:#fff6d6}
+tr.v-not-comparable td{background:#efe6f7}
+img{max-width:100%;border:1px solid #eee;margin:.4em 0}
+.meta{color:#666;font-size:.85em}
+"""
+
+
+def to_html(sections: Sequence[Section], title: str = "milestones report") -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           # No network: inline CSS, data: images, and a policy that forbids fetching anything else.
+           '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+           'style-src \'unsafe-inline\'">',
+           f"<title>{e(title)}</title><style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
+           f'<p class="meta">generated {e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))} '
+           f"by milestones</p>"]
+    for s in sections:
+        sid = _slug(s.title).lower()
+        out.append(f'<section id="{e(sid)}"><h{s.level}>{e(s.title)}</h{s.level}>')
+        for b in s.blocks:
+            if b.kind == "p":
+                out.append(f"<p>{e(b.text)}</p>")
+            elif b.kind == "pre":
+                out.append(f"<pre>{e(b.text)}</pre>")
+            elif b.kind == "img":
+                data = base64.b64encode(b.image).decode("ascii")
+                out.append(f'<figure><img alt="{e(b.text)}" src="data:image/png;base64,{data}">'
+                           f"<figcaption>{e(b.text)}</figcaption></figure>")
+            elif b.kind == "table":
+                out.append("<table><thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in b.columns)
+                           + "</tr></thead><tbody>")
+                for i, row in enumerate(b.rows):
+                    cls = f' class="{e(b.classes[i])}"' if b.classes else ""
+                    out.append(f"<tr{cls}>" + "".join(f"<td>{e('' if x is None else str(x))}</td>" for x in row)
+                               + "</tr>")
+                out.append("</tbody></table>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def to_markdown(sections: Sequence[Section], out_path: Path, title: str = "milestones report") -> str:
+    """Markdown with plots written as PNG files in `<stem>_plots/` next to the report."""
+    plot_dir = out_path.parent / f"{out_path.stem}_plots"
+    parts = [f"# {report.md_escape(title)}"]
+    for s in sections:
+        parts.append(f"{'#' * s.level} {report.md_escape(s.title)}")
+        for b in s.blocks:
+            if b.kind in ("p", "pre"):
+                parts.append(report.md_escape(b.text))
+            elif b.kind == "table":
+                parts.append(report.md_table(b.columns, b.rows))
+            elif b.kind == "img":
+                plot_dir.mkdir(parents=True, exist_ok=True)
+                f = plot_dir / f"{_slug(b.name)}.png"
+                f.write_bytes(b.image)
+                parts.append(f"![{report.md_escape(b.text)}]({plot_dir.name}/{f.name})")
+    return "\n\n".join(parts) + "\n"
+
+
+def write(sections: Sequence[Section], out: str | Path, title: str = "milestones report") -> Path:
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".html", ".htm", ".md"):
+        raise UsageError(f"--out must end in .html or .md: {out}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        text = to_html(sections, title) if suffix in (".html", ".htm") else to_markdown(sections, out, title)
+        out.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write report {out}: {e.strerror or e}") from None
+    return out
