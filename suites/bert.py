@@ -1,0 +1,552 @@
+"""BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding
+(Devlin, Chang, Lee, Toutanova; arXiv 1810.04805, 2018).
+
+Model, data, step and metric in one file; the paper's hyperparameters are the defaults and every
+deviation is commented where it is made.
+
+- BERT-base (L=12, H=768, A=12, 110M) and BERT-large (L=24, H=1024, A=16, 340M): 30522 WordPiece
+  vocabulary, 512 learned positions, 2 token types, GELU, post-LN (LayerNorm after each residual add,
+  as in the original Transformer), a masked-LM head whose output matrix is the word-embedding matrix
+  (tied), a next-sentence head on the tanh pooler of [CLS], and a classification head for fine-tuning.
+- Attention is `F.scaled_dot_product_attention` (fused kernels on a GPU, the math path on a CPU).
+- Real pretrained weights: all-MiniLM-L6-v2 (a 6-layer, H=384 BERT) read by suites/_text.py with plain
+  torch; its embeddings equal sentence-transformers' to 1e-5 (tests/test_text.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.context import CaseContext, SkipCase
+from harness.errors import UsageError
+from harness.measure.flops import count_flops, count_params
+from harness.measure.speed import measure_speed
+from harness.records import CaseOutput, Metric
+from harness.registry import register_suite
+
+SUITE = register_suite("bert", title="BERT: Pre-training of Deep Bidirectional Transformers for Language "
+                                     "Understanding", arxiv="1810.04805", year=2018)
+
+
+# ---------------------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class BertArch:
+    layers: int = 12
+    hidden: int = 768
+    heads: int = 12
+    ffn: int = 3072  # 4H (Sec. 3: "feed-forward/filter size to be 4H")
+    vocab_size: int = 30522  # WordPiece, 30,000-token vocabulary (Sec. 3) as released
+    max_positions: int = 512
+    type_vocab: int = 2
+    dropout: float = 0.1  # App. A.2: dropout 0.1 on all layers
+    ln_eps: float = 1e-12  # the released checkpoints' LayerNorm epsilon
+
+
+class Embeddings(nn.Module):
+    def __init__(self, a: BertArch) -> None:
+        super().__init__()
+        self.word = nn.Embedding(a.vocab_size, a.hidden)
+        self.position = nn.Embedding(a.max_positions, a.hidden)
+        self.token_type = nn.Embedding(a.type_vocab, a.hidden)
+        self.norm = nn.LayerNorm(a.hidden, eps=a.ln_eps)
+        self.drop = nn.Dropout(a.dropout)
+
+    def forward(self, ids: torch.Tensor, token_type: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        return self.drop(self.norm(self.word(ids) + self.position(pos)[None] + self.token_type(token_type)))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, a: BertArch) -> None:
+        super().__init__()
+        self.heads, self.p = a.heads, a.dropout
+        self.q, self.k, self.v = (nn.Linear(a.hidden, a.hidden) for _ in range(3))
+        self.out = nn.Linear(a.hidden, a.hidden)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        B, T, H = x.shape
+        q, k, v = (f(x).view(B, T, self.heads, H // self.heads).transpose(1, 2) for f in (self.q, self.k, self.v))
+        # keep: (B, 1, 1, T) booleans, True where the key is a real token (padding is never attended to)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=self.p if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, T, H))
+
+
+class Layer(nn.Module):
+    """Post-LN Transformer encoder layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, a: BertArch) -> None:
+        super().__init__()
+        self.attn = SelfAttention(a)
+        self.attn_norm = nn.LayerNorm(a.hidden, eps=a.ln_eps)
+        self.ffn_in, self.ffn_out = nn.Linear(a.hidden, a.ffn), nn.Linear(a.ffn, a.hidden)
+        self.ffn_norm = nn.LayerNorm(a.hidden, eps=a.ln_eps)
+        self.drop = nn.Dropout(a.dropout)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        x = self.attn_norm(x + self.drop(self.attn(x, keep)))
+        # exact (erf) GELU, as BERT's reference code and the released checkpoints
+        return self.ffn_norm(x + self.drop(self.ffn_out(F.gelu(self.ffn_in(x)))))
+
+
+class MaskedLMHead(nn.Module):
+    """dense + GELU + LayerNorm, then the tied word-embedding matrix and a per-token output bias."""
+
+    def __init__(self, a: BertArch) -> None:
+        super().__init__()
+        self.dense = nn.Linear(a.hidden, a.hidden)
+        self.norm = nn.LayerNorm(a.hidden, eps=a.ln_eps)
+        self.bias = nn.Parameter(torch.zeros(a.vocab_size))
+
+    def forward(self, h: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.norm(F.gelu(self.dense(h))), word_embeddings, self.bias)
+
+
+class Bert(nn.Module):
+    def __init__(self, a: BertArch, *, pretraining_heads: bool = True, num_labels: int = 0,
+                 pooling: str = "cls") -> None:
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+        self.arch, self.pooling = a, pooling
+        self.embed = Embeddings(a)
+        self.layers = nn.ModuleList(Layer(a) for _ in range(a.layers))
+        self.pooler = nn.Linear(a.hidden, a.hidden)  # tanh(W h_[CLS] + b): the NSP / classification input
+        self.mlm = MaskedLMHead(a) if pretraining_heads else None
+        self.nsp = nn.Linear(a.hidden, 2) if pretraining_heads else None
+        self.classifier = nn.Linear(a.hidden, num_labels) if num_labels else None
+        self.drop = nn.Dropout(a.dropout)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        # truncated-normal(0.02) in the reference code; a plain normal(0.02) is what the checkpoints' configs name
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            if m.weight.device.type != "meta":
+                nn.init.normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+               attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        keep = None if attention_mask is None else attention_mask.bool()[:, None, None, :]
+        x = self.embed(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, keep)
+        return x
+
+    def pooled(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pooling == "mean":  # sentence-transformers' pooling (how MiniLM was tuned), no pooler
+            from suites._text import mean_pool
+
+            mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
+            return mean_pool(hidden, mask, normalize=False)
+        return torch.tanh(self.pooler(hidden[:, 0]))
+
+    def classify(self, input_ids, token_type_ids=None, attention_mask=None) -> torch.Tensor:
+        if self.classifier is None:
+            raise ValueError("model built without a classification head (num_labels=0)")
+        h = self.encode(input_ids, token_type_ids, attention_mask)
+        return self.classifier(self.drop(self.pooled(h, attention_mask)))
+
+    def pretraining_logits(self, input_ids, token_type_ids=None, attention_mask=None):
+        """(masked-LM logits over the vocabulary, next-sentence logits)."""
+        h = self.encode(input_ids, token_type_ids, attention_mask)
+        return self.mlm(h, self.embed.word.weight), self.nsp(torch.tanh(self.pooler(h[:, 0])))
+
+
+# --------------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class BertConfig:
+    arch: BertArch = BertArch()
+    seq_len: int = 128  # App. A.2: 90% of pre-training steps at sequence length 128
+    batch_size: int = 256  # App. A.2: 256 sequences per pre-training batch
+    cpu_batch_size: int = 8  # deviation: a CPU step at 256 x 128 takes minutes
+    infer_batches: tuple[int, ...] = (1, 32)
+    train: bool = True  # False: inference latency only (the real base model on a CPU)
+    lr: float = 1e-4  # App. A.2: Adam, lr 1e-4, beta1 0.9, beta2 0.999, weight decay 0.01
+    weight_decay: float = 0.01
+    mask_prob: float = 0.15  # Sec. 3.1: 15% of WordPiece tokens are masked
+    paper_params: float | None = None
+    tolerance: float = 0.05  # relative: the paper rounds to 110M / 340M
+
+
+BASE, LARGE = BertArch(), BertArch(layers=24, hidden=1024, heads=16, ffn=4096)
+TINY = BertArch(layers=2, hidden=64, heads=4, ffn=256, max_positions=64)  # smoke only
+
+_ALL = ("smoke", "proxy", "paper")
+SUITE.config("bert-base", BertConfig(BASE, paper_params=110e6), scales=_ALL, kinds=("fidelity",),
+             description="BERT-base: L=12, H=768, A=12 with masked-LM and NSP heads (Sec. 3)")
+SUITE.config("bert-large", BertConfig(LARGE, paper_params=340e6), scales=_ALL, kinds=("fidelity",),
+             description="BERT-large: L=24, H=1024, A=16 with masked-LM and NSP heads (Sec. 3)")
+SUITE.config("bert-base-paper", BertConfig(BASE, batch_size=32), scales=("paper",), kinds=("speed",),
+             description="BERT-base pre-training step at 32 x 128 (the fine-tuning batch), inference b1/b32")
+SUITE.config("bert-large-paper", BertConfig(LARGE, batch_size=32), scales=("paper",), kinds=("speed",),
+             description="BERT-large pre-training step at 32 x 128, inference b1/b32")
+# The real base model on a CPU: inference at batch 1, sequence 128 (~0.3 s a call on 2 cores); batch 32
+# takes ~10 s a call there, so it runs in the GPU config above.
+SUITE.config("bert-base-cpu", BertConfig(BASE, train=False, infer_batches=(1,)), scales=("proxy",),
+             kinds=("speed",), description="BERT-base inference, batch 1 x 128 tokens (CPU-sized)")
+SUITE.config("bert-smoke", BertConfig(TINY, seq_len=32, batch_size=8, cpu_batch_size=4, infer_batches=(1, 32)),
+             scales=("smoke",), kinds=("speed",),
+             description="2-layer H=64 BERT, pre-training step 4 x 32 and inference b1/b32 x 32 (deviation: tiny)")
+
+
+# ------------------------------------------------------------------------------------------ fidelity
+def architecture_figures(a: BertArch, seq_len: int = 128) -> dict[str, int]:
+    """Parameters (with and without the pre-training heads) and forward FLOPs per sequence, on meta."""
+    with torch.device("meta"):
+        full = Bert(a)
+        enc = Bert(a, pretraining_heads=False)
+        ids = torch.zeros(1, seq_len, dtype=torch.long)
+    flops, _ = count_flops(lambda: full.pretraining_logits(ids))
+    enc_flops, _ = count_flops(lambda: enc.encode(ids))
+    return {"params": count_params(full), "encoder_params": count_params(enc) - a.hidden * a.hidden - a.hidden,
+            "forward_flops": flops, "encoder_flops": enc_flops}
+
+
+@SUITE.kind("fidelity")
+def fidelity(cfg: BertConfig, ctx: CaseContext) -> CaseOutput:
+    f = architecture_figures(cfg.arch, cfg.seq_len)
+    m = {"params": Metric.single("params", "count", False, f["params"],
+                                 note="embeddings, encoder, pooler, masked-LM and NSP heads (decoder tied)"),
+         "encoder_params": Metric.single("encoder_params", "count", False, f["encoder_params"],
+                                         note="embeddings and encoder layers only"),
+         "forward_flops": Metric.single("forward_flops", "FLOP/sequence", False, f["forward_flops"],
+                                        note=f"FlopCounterMode, {cfg.seq_len} tokens, with the MLM head"),
+         "encoder_flops_per_token": Metric.single("encoder_flops_per_token", "FLOP/token", False,
+                                                  f["encoder_flops"] / cfg.seq_len)}
+    info = {"seq_len": cfg.seq_len, "tolerance": cfg.tolerance}
+    if cfg.paper_params:
+        rel = f["params"] / cfg.paper_params - 1
+        m["params_rel_error"] = Metric.single("params_rel_error", "fraction", False, abs(rel))
+        m["params_within_tolerance"] = Metric.single("params_within_tolerance", "bool", True,
+                                                     float(abs(rel) <= cfg.tolerance))
+        info["paper_params"] = cfg.paper_params
+    return CaseOutput(metrics=m, info=info)
+
+
+# --------------------------------------------------------------------------------------------- speed
+def synthetic_pretraining_batch(a: BertArch, batch: int, seq_len: int, mask_prob: float, device):
+    """Random token ids (speed does not depend on them), 15% of positions as masked-LM targets."""
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, a.vocab_size, (batch, seq_len), generator=g)
+    tt = torch.cat([torch.zeros(batch, seq_len // 2, dtype=torch.long),
+                    torch.ones(batch, seq_len - seq_len // 2, dtype=torch.long)], 1)
+    labels = torch.where(torch.rand(batch, seq_len, generator=g) < mask_prob, ids, torch.full_like(ids, -100))
+    nsp = torch.randint(0, 2, (batch,), generator=g)
+    return [t.to(device) for t in (ids, tt, labels, nsp)]
+
+
+@SUITE.kind("speed")
+def speed(cfg: BertConfig, ctx: CaseContext) -> CaseOutput:
+    if ctx.case.dtype == "float16" and not ctx.on_gpu:
+        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    a = cfg.arch
+    model = Bert(a).to(ctx.torch_device, ctx.torch_dtype)
+    metrics: dict[str, Metric] = {}
+    artifacts: dict = {}
+    if cfg.train:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ids, tt, labels, nsp = synthetic_pretraining_batch(a, ctx.batch_size, cfg.seq_len, cfg.mask_prob,
+                                                           ctx.torch_device)
+
+        def train_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            mlm, ns = model.pretraining_logits(ids, tt)
+            loss = F.cross_entropy(mlm.flatten(0, 1).float(), labels.flatten()) + F.cross_entropy(ns.float(), nsp)
+            loss.backward()
+            opt.step()
+
+        model.train()
+        m, art = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size * cfg.seq_len,
+                               item_unit="tokens")
+        metrics.update(m)
+        artifacts.update(art)
+    model.eval()
+    for b in cfg.infer_batches:
+        ids, tt, _, _ = synthetic_pretraining_batch(a, b, cfg.seq_len, cfg.mask_prob, ctx.torch_device)
+
+        @torch.no_grad()
+        def infer_step(ids=ids, tt=tt) -> None:
+            model.encode(ids, tt)
+
+        m, art = measure_speed(ctx, infer_step, label=f"infer_b{b}", items_per_step=b, item_unit="sequences")
+        metrics.update(m)
+        artifacts.update(art)
+    metrics["params"] = Metric.single("params", "count", False, count_params(model))
+    return CaseOutput(metrics=metrics, artifacts=artifacts,
+                      info={"seq_len": cfg.seq_len, "infer_batches": list(cfg.infer_batches),
+                            "train_batch": ctx.batch_size if cfg.train else None})
+
+
+# ------------------------------------------------------------------------------------ fine-tuning
+@dataclass
+class FinetuneResult:
+    eval_scores: list[float]  # after each epoch
+    eval_steps: list[int]
+    eval_seconds: list[float]
+    train_steps: list[int]
+    train_loss: list[float]
+    predictions: list[float]
+
+
+def finetune(model: Bert, tok, train: tuple, evals: tuple, *, epochs: int, lr: float, batch_size: int,
+             max_len: int, seed: int, regression: bool = False, warmup: float = 0.1, device="cpu",
+             ctx: CaseContext | None = None, score=None) -> FinetuneResult:
+    """Fine-tune all weights with AdamW (linear warm-up over 10% of steps, then linear decay, as BERT's
+    run_classifier), evaluating after every epoch. `train`/`evals` are (texts_a, texts_b|None, labels);
+    `score(labels, predictions)` gives the evaluation figure (default: accuracy)."""
+    ta, tb, ty = train
+    ea, eb, ey = evals
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    steps_per_epoch = math.ceil(len(ta) / batch_size)
+    total = steps_per_epoch * epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / max(1, warmup * total), max(0.0, (total - s) / max(1, total * (1 - warmup)))))
+    enc_train = tok.batch(ta, tb, max_length=max_len)
+    enc_eval = tok.batch(ea, eb, max_length=max_len)
+    y = torch.tensor(ty, dtype=torch.float32 if regression else torch.long)
+    if score is None:
+        def score(t, p):
+            return float(sum(int(a == b) for a, b in zip(t, p, strict=True)) / len(t))
+    res = FinetuneResult([], [], [], [], [], [])
+    g = torch.Generator().manual_seed(seed)
+    t0, step = time.perf_counter(), 0
+    for _ in range(epochs):
+        model.train()
+        perm = torch.randperm(len(ta), generator=g)
+        for i in range(0, len(ta), batch_size):
+            idx = perm[i:i + batch_size]
+            batch = _trim_batch({k: v[idx] for k, v in enc_train.items()})
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out = model.classify(**batch)
+            loss = F.mse_loss(out.squeeze(-1).float(), y[idx].to(device)) if regression else \
+                F.cross_entropy(out.float(), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            lv = float(loss)
+            if ctx is not None:
+                ctx.check_finite(step, lv)
+            res.train_steps.append(step)
+            res.train_loss.append(lv)
+        preds = predict(model, enc_eval, batch_size=64, regression=regression, device=device)
+        res.eval_scores.append(score(ey, preds))
+        res.eval_steps.append(step)
+        res.eval_seconds.append(time.perf_counter() - t0)
+        res.predictions = preds
+    return res
+
+
+def _trim_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Cut the padding columns that no sequence of this batch uses (the batch was padded to the longest
+    sequence of the whole split)."""
+    width = int(batch["attention_mask"].sum(1).max())
+    return {k: v[:, :width] for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model: Bert, enc: dict[str, torch.Tensor], batch_size: int, regression: bool, device="cpu") -> list:
+    model.eval()
+    out = []
+    for i in range(0, enc["input_ids"].shape[0], batch_size):
+        b = _trim_batch({k: v[i:i + batch_size] for k, v in enc.items()})
+        logits = model.classify(**{k: v.to(device) for k, v in b.items()}).float()
+        out += logits.squeeze(-1).tolist() if regression else logits.argmax(-1).tolist()
+    return out
+
+
+def load_pretrained(path_dir, *, num_labels: int, pooling: str = "cls", dropout: float | None = None):
+    """(model, tokenizer, load report) from a folder with config.json, vocab.txt and model.safetensors."""
+    from pathlib import Path
+
+    from suites._text import WordPieceTokenizer, load_bert_state, read_bert_config
+
+    d = Path(path_dir)
+    if not d.is_dir():
+        raise UsageError(f"BERT checkpoint folder not found: {d}")
+    arch = BertArch(**read_bert_config(d / "config.json"))
+    if dropout is not None:
+        arch = replace(arch, dropout=dropout)
+    model = Bert(arch, pretraining_heads=False, num_labels=num_labels, pooling=pooling)
+    report = load_bert_state(model, d / "model.safetensors")
+    return model, WordPieceTokenizer.from_file(d / "vocab.txt"), report
+
+
+# ------------------------------------------------------------------------------------------ quality
+@dataclass(frozen=True)
+class TopicConfig:
+    """Proxy claim (Sec. 5 / Table 1's point): fine-tuning a pre-trained BERT beats training the same
+    network from scratch on a small labelled set.
+
+    Task: which group of Python standard-library modules (internet, files, concurrency, numbers) a
+    docstring sentence comes from (suites/_text.DOCSTRING_GROUPS). The sentences are real English written
+    by people, the labels are their sources, and the test sentences are held out (class-balanced random
+    split per seed, sentences deduplicated across groups). The weights are all-MiniLM-L6-v2 (a 6-layer,
+    H=384 BERT distilled from a BERT and tuned for sentence similarity), the only BERT-family weights that
+    ship offline; the claim is about pre-training, not about BERT-base itself.
+    """
+
+    n_train_per_class: int = 32  # a small labelled set, where pre-training matters most
+    n_test_per_class: int = 100
+    max_len: int = 64
+    epochs: int = 8  # deviation: the paper's 2-4 epochs are over >= 2.5k examples; 128 need more passes
+    batch_size: int = 16  # the paper's grid is {16, 32}
+    lr: float = 5e-5  # the paper's grid top; the pre-trained model uses it
+    # The randomly initialised model gets the best of this grid on the test split: an advantage to the
+    # baseline, so the claim is only stronger when it holds.
+    scratch_lrs: tuple[float, ...] = (5e-5, 2e-4, 1e-3)
+    pooling: str = "mean"  # deviation: MiniLM was tuned with mean pooling; BERT's [CLS] pooler is untrained
+    target_accuracy: float = 0.75  # our own proxy target for time-to-quality, never the paper's
+    seeds: int = 3
+
+
+@dataclass(frozen=True)
+class GlueConfig:
+    """Paper scale: fine-tune a user-supplied BERT checkpoint on a GLUE task, score its dev set."""
+
+    task: str
+    epochs: int = 3  # Sec. 4.1: batch 32, 3 epochs, lr best of {5e-5, 4e-5, 3e-5, 2e-5} on dev
+    batch_size: int = 32
+    cpu_batch_size: int = 32
+    lr: float = 2e-5
+    max_len: int = 128
+    max_train: int | None = None  # None: the whole training file
+
+
+SUITE.config("bert-minilm-topics", TopicConfig(), scales=("proxy",), kinds=("quality",),
+             description="pre-trained MiniLM vs random init fine-tuned on stdlib docstring topics (4 classes)")
+for _t in ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte"):
+    SUITE.config(f"bert-glue-{_t}", GlueConfig(_t), scales=("paper",), kinds=("quality",),
+                 description=f"GLUE {_t} dev: fine-tune --data bert=DIR on --data glue=DIR (Table 1 protocol)")
+
+
+def _seeds(ctx: CaseContext, n: int) -> tuple[int, ...]:
+    return ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + n))
+
+
+@SUITE.kind("quality")
+def quality(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, GlueConfig):
+        return glue_quality(cfg, ctx)
+    return topic_quality(cfg, ctx)
+
+
+def topic_quality(cfg: TopicConfig, ctx: CaseContext) -> CaseOutput:
+    from suites._text import DOCSTRING_GROUPS, minilm_dir, topic_split
+
+    try:
+        mdir = minilm_dir()
+    except FileNotFoundError as e:
+        raise SkipCase(str(e)) from None
+    seeds = _seeds(ctx, cfg.seeds)
+    groups = tuple(DOCSTRING_GROUPS)
+    curves: dict[str, dict] = {}
+    acc_pre, acc_scratch, scratch_lr, steps_to, secs_to = [], [], [], [], []
+    for s in seeds:
+        tr_x, tr_y, te_x, te_y = topic_split(cfg.n_train_per_class, cfg.n_test_per_class, seed=s, groups=groups)
+        torch.manual_seed(s)
+        model, tok, _ = load_pretrained(mdir, num_labels=len(groups), pooling=cfg.pooling)
+        r = finetune(model, tok, (tr_x, None, tr_y), (te_x, None, te_y), epochs=cfg.epochs, lr=cfg.lr,
+                     batch_size=cfg.batch_size, max_len=cfg.max_len, seed=s, ctx=ctx)
+        acc_pre.append(r.eval_scores[-1])
+        curves[f"pretrained.seed{s}"] = {"step": r.train_steps, "loss": r.train_loss,
+                                         "eval_step": r.eval_steps, "accuracy": r.eval_scores}
+        hit = next((i for i, a in enumerate(r.eval_scores) if a >= cfg.target_accuracy), None)
+        steps_to.append(None if hit is None else r.eval_steps[hit])
+        secs_to.append(None if hit is None else r.eval_seconds[hit])
+        best = None
+        for lr in cfg.scratch_lrs:
+            torch.manual_seed(s)
+            scratch = Bert(model.arch, pretraining_heads=False, num_labels=len(groups), pooling=cfg.pooling)
+            rs = finetune(scratch, tok, (tr_x, None, tr_y), (te_x, None, te_y), epochs=cfg.epochs, lr=lr,
+                          batch_size=cfg.batch_size, max_len=cfg.max_len, seed=s, ctx=ctx)
+            curves[f"scratch.lr{lr:g}.seed{s}"] = {"step": rs.train_steps, "loss": rs.train_loss,
+                                                   "eval_step": rs.eval_steps, "accuracy": rs.eval_scores}
+            if best is None or rs.eval_scores[-1] > best[0]:
+                best = (rs.eval_scores[-1], lr)
+        acc_scratch.append(best[0])
+        scratch_lr.append(best[1])
+    held = [p > q for p, q in zip(acc_pre, acc_scratch, strict=True)]
+    chance = 1 / len(groups)
+    m = {
+        "pretrained.test_accuracy": Metric.from_values("pretrained.test_accuracy", "fraction", True, acc_pre),
+        "scratch.test_accuracy": Metric.from_values("scratch.test_accuracy", "fraction", True, acc_scratch,
+                                                    note="best of the scratch lr grid on the test split"),
+        "accuracy_gain": Metric.from_values("accuracy_gain", "fraction", True,
+                                            [p - q for p, q in zip(acc_pre, acc_scratch, strict=True)]),
+        "claim_held": Metric.from_values("claim_held", "bool", True, [float(h) for h in held],
+                                         note="per seed: pre-trained accuracy > best scratch accuracy"),
+        "steps_to_target": _maybe("steps_to_target", "steps", False, steps_to, cfg.target_accuracy),
+        "seconds_to_target": _maybe("seconds_to_target", "s", False, secs_to, cfg.target_accuracy),
+    }
+    info = {"seeds": list(seeds), "groups": list(groups), "chance_accuracy": chance, "scratch_lr": scratch_lr,
+            "weights": str(mdir), "n_train": cfg.n_train_per_class * len(groups),
+            "n_test": cfg.n_test_per_class * len(groups), "target_accuracy": cfg.target_accuracy}
+    return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
+
+
+def _maybe(name: str, unit: str, hib: bool, values: list, target: float) -> Metric:
+    got = [v for v in values if v is not None]
+    if not got:
+        return Metric.missing(name, unit, hib, f"no seed reached the target accuracy {target}")
+    note = None if len(got) == len(values) else f"{len(values) - len(got)} seed(s) never reached {target}"
+    return Metric.from_values(name, unit, hib, got, note=note)
+
+
+def glue_quality(cfg: GlueConfig, ctx: CaseContext) -> CaseOutput:
+    from suites._text import glue_metrics, glue_task, glue_task_dir, read_glue_tsv
+
+    missing = [k for k in ("glue", "bert") if k not in ctx.data]
+    if missing:
+        raise SkipCase(f"needs user data: --data glue=DIR (the GLUE download) and --data bert=DIR "
+                       f"(config.json, vocab.txt, model.safetensors); missing {missing}")
+    task = glue_task(cfg.task)
+    tdir = glue_task_dir(ctx.data["glue"], task)
+    train = read_glue_tsv(tdir / "train.tsv", task)
+    n = len(train.labels) if cfg.max_train is None else min(cfg.max_train, len(train.labels))
+    regression = task.labels is None
+    seeds = _seeds(ctx, 1)
+    m: dict[str, Metric] = {}
+    curves: dict[str, dict] = {}
+    per_file: dict[str, list[dict]] = {}
+    devs = {f: read_glue_tsv(tdir / f, task) for f in task.dev_files}
+    first = devs[task.dev_files[0]]
+
+    def score(t, p):
+        return glue_metrics(task, t, p)[task.metric] / 100
+
+    for s in seeds:
+        torch.manual_seed(s)
+        model, tok, report = load_pretrained(ctx.data["bert"], num_labels=1 if regression else len(task.labels))
+        model.to(ctx.torch_device)
+        r = finetune(model, tok, (train.text_a[:n], None if train.text_b is None else train.text_b[:n],
+                                  train.labels[:n]), (first.text_a, first.text_b, first.labels),
+                     epochs=cfg.epochs, lr=cfg.lr, batch_size=ctx.batch_size, max_len=cfg.max_len, seed=s,
+                     regression=regression, device=ctx.torch_device, ctx=ctx, score=score)
+        curves[f"seed{s}"] = {"step": r.train_steps, "loss": r.train_loss}
+        for f, dev in devs.items():  # MNLI: the same fine-tuned model on matched and mismatched dev
+            preds = r.predictions if dev is first else predict(
+                model, tok.batch(dev.text_a, dev.text_b, max_length=cfg.max_len), 64, regression, ctx.torch_device)
+            per_file.setdefault(f, []).append(glue_metrics(task, dev.labels, preds))
+    for dev_file, rows in per_file.items():
+        tag = "" if len(task.dev_files) == 1 else ("_m" if "mismatched" not in dev_file else "_mm")
+        for k in rows[0]:
+            name = f"dev.{k}{tag}"
+            m[name] = Metric.from_values(name, "%", True, [r[k] for r in rows])
+    return CaseOutput(metrics=m, artifacts={"curves": curves},
+                      info={"task": task.name, "headline_metric": task.metric, "seeds": list(seeds),
+                            "n_train": n, "lr": cfg.lr, "epochs": cfg.epochs, "batch_size": ctx.batch_size,
+                            "loaded_weights": len(report["loaded"]), "fresh_weights": report["fresh"],
+                            "note": "GLUE dev scores; Table 1 reports the test server's scores"})
