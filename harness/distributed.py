@@ -29,7 +29,7 @@ import socket
 import sys
 import traceback
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +71,12 @@ def torchrun_command(spec_path: Path, result_path: Path, *, nproc: int, torchrun
 # ------------------------------------------------------------------------------ inside a rank: suites
 @dataclass
 class _RankState:
-    wrapped: int = 0
-    grad_elements: int = 0
-    grad_dtype: str = "float32"
-    schemes: tuple[str, ...] = ()
+    # scheme -> (gradient elements all-reduced per step, dtype), in registration order
+    gradients: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def schemes(self) -> list[str]:
+        return list(self.gradients)
 
 
 _STATE = _RankState()
@@ -99,11 +101,10 @@ def world() -> tuple[int, int]:
 def register_gradients(params: Iterable[Any], scheme: str) -> None:
     """Note the gradient a scheme all-reduces each step: the harness times an all-reduce of that size."""
     ps = [p for p in params if p.requires_grad]
-    _STATE.wrapped += 1
-    _STATE.grad_elements += sum(p.numel() for p in ps)
+    n, dtype = _STATE.gradients.get(scheme, (0, "float32"))
     if ps:
-        _STATE.grad_dtype = str(ps[0].dtype).replace("torch.", "")
-    _STATE.schemes = (*_STATE.schemes, scheme)
+        dtype = str(ps[0].dtype).replace("torch.", "")
+    _STATE.gradients[scheme] = (n + sum(p.numel() for p in ps), dtype)
 
 
 def data_parallel(model, **ddp_kwargs: Any):
@@ -151,7 +152,7 @@ def _median(xs: Sequence[float]) -> float | None:
 
 
 def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
-                  allreduce: list[dict[str, Any]] | None = None, nnodes: int = 1) -> dict[str, Any]:
+                  allreduce: list[dict[str, dict[str, Any]]] | None = None, nnodes: int = 1) -> dict[str, Any]:
     """Merge every rank's result (worker result dicts, rank order) into one result dict.
 
     - `<label>.step_time`: per iteration, the slowest rank's time (a step ends when every rank is done);
@@ -160,7 +161,8 @@ def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
     - `single.<label>.*`: rank 0 alone before the process group started (throughput at 1).
     - `<label>.scaling_efficiency`: throughput at N / (N x throughput at 1), per iteration against the
       median single-process throughput.
-    - `allreduce.*`: a gradient-sized all-reduce timed on its own.
+    - `allreduce.*`: a gradient-sized all-reduce timed on its own (`allreduce.<scheme>.*` when a case
+      registered several schemes); `allreduce` is one dict per rank: scheme -> samples, elements, bytes.
     Other metrics (FLOPs, memory, MFU) are rank 0's: they are per device.
     """
     from harness.records import Metric
@@ -224,22 +226,23 @@ def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
                 name, "fraction", True, [t / base for t in thr_n],
                 note=f"throughput at {n} / ({n} x throughput at 1); throughput at 1 = median of rank 0 alone "
                      "(same per-rank batch and threads) before the process group started")
-    if allreduce:
-        ar = [a["samples"] for a in allreduce]
-        k = min(len(a) for a in ar)
-        t = [max(a[j] for a in ar) for j in range(k)]
-        nbytes = allreduce[0]["bytes"]
-        metrics["allreduce.time"] = Metric.from_values(
-            "allreduce.time", "s", False, t, note=f"dist.all_reduce of the {allreduce[0]['elements']}-element "
-                                                  f"gradient ({allreduce[0]['dtype']}), slowest rank per iteration")
-        metrics["allreduce.bytes"] = Metric.single("allreduce.bytes", "B", False, nbytes)
+    schemes = list(allreduce[0]) if allreduce else []
+    for scheme in schemes:
+        ar = [a[scheme] for a in allreduce]
+        pre = "allreduce" if len(schemes) == 1 else f"allreduce.{scheme}"
+        k = min(len(a["samples"]) for a in ar)
+        t = [max(a["samples"][j] for a in ar) for j in range(k)]
+        nbytes = ar[0]["bytes"]
+        metrics[f"{pre}.time"] = Metric.from_values(
+            f"{pre}.time", "s", False, t, note=f"dist.all_reduce of {scheme}'s {ar[0]['elements']}-element gradient "
+                                               f"({ar[0]['dtype']}) on its own, slowest rank per iteration")
+        metrics[f"{pre}.bytes"] = Metric.single(f"{pre}.bytes", "B", False, nbytes)
         # nccl-tests' bus bandwidth: 2(N-1)/N of the buffer crosses each link in a ring all-reduce.
-        metrics["allreduce.bus_bandwidth"] = Metric.from_values(
-            "allreduce.bus_bandwidth", "B/s", True, [2 * (n - 1) / n * nbytes / s for s in t if s > 0])
-        for i, a in enumerate(allreduce):
-            metrics[f"rank{i}.allreduce.time"] = Metric.from_values(f"rank{i}.allreduce.time", "s", False,
-                                                                    a["samples"])
-    else:
+        metrics[f"{pre}.bus_bandwidth"] = Metric.from_values(
+            f"{pre}.bus_bandwidth", "B/s", True, [2 * (n - 1) / n * nbytes / s for s in t if s > 0])
+        for i, a in enumerate(ar):
+            metrics[f"rank{i}.{pre}.time"] = Metric.from_values(f"rank{i}.{pre}.time", "s", False, a["samples"])
+    if not schemes:
         metrics["allreduce.time"] = Metric.missing("allreduce.time", "s", False,
                                                    "no gradient was registered by a data-parallel wrapper")
     info["slowest_rank"] = slowest
@@ -277,18 +280,20 @@ def _die_with_parent() -> None:
         pass
 
 
-def _time_allreduce(device: str, timing: dict[str, Any]) -> dict[str, Any] | None:
+def _time_allreduces(device: str, timing: dict[str, Any]) -> dict[str, dict[str, Any]]:
     import torch
     import torch.distributed as dist
 
     from harness.measure.timing import TimingSettings, time_fn
 
-    n = _STATE.grad_elements
-    if not n:
-        return None
-    buf = torch.zeros(n, dtype=getattr(torch, _STATE.grad_dtype), device=device)
-    t = time_fn(lambda: dist.all_reduce(buf), device, TimingSettings(**timing))
-    return {"samples": list(t.samples_s), "elements": n, "bytes": n * buf.element_size(), "dtype": _STATE.grad_dtype}
+    out = {}
+    for scheme, (n, dtype) in _STATE.gradients.items():
+        if not n:
+            continue
+        buf = torch.zeros(n, dtype=getattr(torch, dtype), device=device)
+        t = time_fn(lambda: dist.all_reduce(buf), device, TimingSettings(**timing))
+        out[scheme] = {"samples": list(t.samples_s), "elements": n, "bytes": n * buf.element_size(), "dtype": dtype}
+    return out
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -335,7 +340,7 @@ def rank_main(spec_path: Path, result_path: Path) -> int:
         crash = spec.get("options", {}).get("crash_rank")
         if crash is not None and int(crash) == rank:
             raise RuntimeError(f"deliberate crash of rank {rank} (--option crash_rank={crash})")
-        _STATE.__init__()
+        _STATE.gradients.clear()
         res = run_spec(spec)
         res["info"].update(rank_info)
         res["info"]["data_parallel_schemes"] = list(_STATE.schemes)
@@ -351,15 +356,16 @@ def rank_main(spec_path: Path, result_path: Path) -> int:
     try:
         # Every rank must agree on whether an all-reduce follows, or one would wait forever.
         flags: list[Any] = [None] * world_size
-        dist.all_gather_object(flags, (res["status"], _STATE.grad_elements))
-        ar = None
-        if all(s == "ok" for s, _ in flags) and len({g for _, g in flags}) == 1:
-            ar = _time_allreduce(device, spec["timing"])
+        grads = sorted(_STATE.gradients.items())
+        dist.all_gather_object(flags, (res["status"], grads))
+        ar: dict[str, Any] = {}
+        if all(s == "ok" for s, _ in flags) and all(g == grads for _, g in flags):
+            ar = _time_allreduces(device, spec["timing"])
         gathered: list[Any] = [None] * world_size
         dist.all_gather_object(gathered, (res, ar))
         if rank == 0:
             ranks = [g[0] for g in gathered]
-            ars = [g[1] for g in gathered] if all(g[1] for g in gathered) else None
+            ars = [g[1] for g in gathered] if all(g[1] for g in gathered) else {}
             out = gather_record(single, ranks, allreduce=ars, nnodes=nnodes)
             out["info"]["timing"] = spec["timing"]
             _write_json(result_path, out)
@@ -388,7 +394,7 @@ def failure_result(failures: dict[int, Any], workdir: Path, first: int) -> dict[
             except ValueError:
                 sig = str(-f.exitcode)
         own = _read_json(workdir / f"rank{r}.result.json") or {}
-        rows.append({"rank": r, "local_rank": f.local_rank, "exitcode": f.exitcode, "signal": sig,
+        rows.append({"rank": r, "local_rank": f.local_rank, "pid": f.pid, "exitcode": f.exitcode, "signal": sig,
                      "status": own.get("status"), "error": own.get("error"),
                      "message": str(f.message)[:2000] if f.message else None,
                      "hostname": (own.get("info") or {}).get("hostname"),

@@ -1,0 +1,435 @@
+"""One weird trick for parallelizing convolutional neural networks (Krizhevsky; arXiv 1404.5997, 2014).
+
+The paper's scheme on K workers: data parallelism in the convolutional layers (each worker runs the
+replicated convolutions on its own slice of the batch, and the convolutional gradients are summed
+across workers) and model parallelism in the fully connected layers (each worker holds 1/K of the
+output units of every FC layer and computes them for the whole batch of all workers). It is measured
+against pure data parallelism (DistributedDataParallel over the whole net) on the single-column
+AlexNet, with torch.distributed collectives under `milestones run parallel --nproc K`.
+
+How the hybrid step moves data (the paper's first variant, "each worker sends its last-stage
+convolutional activities to every other worker"):
+  conv features of my b examples --all_gather(batch)--> features of all K*b examples
+  -> my column slice of fc1 -> all_gather(units) -> my slice of fc2 -> all_gather(units)
+  -> my slice of fc3 -> all_gather(classes) -> the loss over all K*b examples (identical everywhere)
+Backward mirrors it: the gradient of a gathered tensor whose consumers differ per worker (the next
+layer's slices) is summed across workers (all_reduce) before each worker keeps its own part; the
+gradient of the gathered logits, whose consumer (the loss) is replicated, is only sliced. The
+paper's pipelined variants (one worker's batch at a time, overlapping communication with compute)
+are not implemented: PyTorch's blocking collectives would not overlap them without streams.
+
+Also here: the paper's learning-rate rule for bigger batches (p. 5: multiply the learning rate by
+sqrt(k) when the batch grows k-fold, which keeps the variance of the SGD step constant), checked on
+real per-example gradients; and an FSDP (torch.distributed.fsdp.fully_shard) step for GPT-style
+models too large for one device.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from harness import distributed
+from harness.context import CaseContext, SkipCase
+from harness.measure.flops import count_params
+from harness.measure.speed import measure_speed
+from harness.records import CaseOutput, Metric
+from harness.registry import register_suite
+
+SUITE = register_suite("parallel", title="One weird trick for parallelizing convolutional neural networks",
+                       arxiv="1404.5997", year=2014)
+
+PAPER_CONVS = (64, 192, 384, 256, 256)  # torchvision's single-column AlexNet, the paper's net
+PAPER_FC = 4096
+PAPER_PARAMS = 61_100_840  # torchvision alexnet num_params (paper-baselines.md section 1)
+
+
+# ---------------------------------------------------------------------------------------------- model
+class SingleColumnAlexNet(nn.Module):
+    """torchvision's alexnet layout with configurable widths (smoke configs shrink them)."""
+
+    def __init__(self, convs=PAPER_CONVS, fc: int = PAPER_FC, num_classes: int = 1000, dropout: float = 0.5):
+        super().__init__()
+        c1, c2, c3, c4, c5 = convs
+        self.features = nn.Sequential(
+            nn.Conv2d(3, c1, 11, 4, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c3, c4, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c4, c5, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(c5 * 36, fc), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(fc, fc), nn.ReLU(inplace=True), nn.Linear(fc, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+def build_alexnet(cfg: ParallelConfig) -> nn.Module:
+    """The alexnet suite's torchvision-identical net at the paper's widths, ours (same layout) otherwise."""
+    if tuple(cfg.convs) == PAPER_CONVS and cfg.fc == PAPER_FC:
+        try:
+            from suites.alexnet import AlexNetOWT
+
+            return AlexNetOWT(num_classes=cfg.num_classes, dropout=cfg.dropout)
+        except ImportError:
+            pass
+    return SingleColumnAlexNet(cfg.convs, cfg.fc, cfg.num_classes, cfg.dropout)
+
+
+class _Gather(torch.autograd.Function):
+    """all_gather along `dim`; backward sums the gradient across workers first when `reduce_grad`."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int, reduce_grad: bool) -> torch.Tensor:
+        rank, world = distributed.world()
+        ctx.dim, ctx.reduce_grad, ctx.rank, ctx.world = dim, reduce_grad, rank, world
+        if world == 1:
+            return x.clone()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        if ctx.world == 1:
+            return g, None, None
+        if ctx.reduce_grad:
+            g = g.contiguous().clone()
+            dist.all_reduce(g)
+        return g.chunk(ctx.world, ctx.dim)[ctx.rank].contiguous(), None, None
+
+
+def gather(x: torch.Tensor, dim: int, *, reduce_grad: bool) -> torch.Tensor:
+    return _Gather.apply(x, dim, reduce_grad)
+
+
+class HybridAlexNet(nn.Module):
+    """Conv layers replicated (data parallel), each FC layer's output units split over workers."""
+
+    def __init__(self, full: nn.Module) -> None:
+        super().__init__()
+        rank, world = distributed.world()
+        self.rank, self.world = rank, world
+        self.features, self.avgpool = full.features, full.avgpool
+        linears = [m for m in full.classifier if isinstance(m, nn.Linear)]
+        self.dropout = next((m.p for m in full.classifier if isinstance(m, nn.Dropout)), 0.0)
+        self.fcs = nn.ModuleList()
+        for lin in linears:
+            if lin.out_features % world:
+                raise ValueError(f"{lin.out_features} units do not split over {world} workers")
+            part = nn.Linear(lin.in_features, lin.out_features // world).to(lin.weight.device, lin.weight.dtype)
+            with torch.no_grad():
+                part.weight.copy_(lin.weight.chunk(world, 0)[rank])
+                part.bias.copy_(lin.bias.chunk(world, 0)[rank])
+            self.fcs.append(part)
+
+    def conv_parameters(self) -> list[nn.Parameter]:
+        return list(self.features.parameters())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every worker's examples (rank order), the same tensor on every worker."""
+        h = gather(torch.flatten(self.avgpool(self.features(x)), 1), 0, reduce_grad=True)
+        last = len(self.fcs) - 1
+        for i, fc in enumerate(self.fcs):
+            if i < last:
+                # Same seed on every worker -> the same dropout mask on the replicated input.
+                h = F.dropout(h, self.dropout, self.training)
+                h = gather(F.relu(fc(h)), 1, reduce_grad=True)
+            else:
+                h = gather(fc(h), 1, reduce_grad=False)  # its consumer, the loss, is replicated
+        return h
+
+    def sync_conv_grads(self) -> None:
+        """Sum the convolutional gradients: each worker's covers only its own examples."""
+        if self.world == 1:
+            return
+        grads = [p.grad for p in self.conv_parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        off = 0
+        for g in grads:
+            g.copy_(flat[off: off + g.numel()].view_as(g))
+            off += g.numel()
+
+
+def gather_labels(y: torch.Tensor) -> torch.Tensor:
+    _, world = distributed.world()
+    if world == 1:
+        return y
+    parts = [torch.empty_like(y) for _ in range(world)]
+    dist.all_gather(parts, y)
+    return torch.cat(parts)
+
+
+# --------------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class ParallelConfig:
+    image_size: int = 224
+    convs: tuple[int, ...] = PAPER_CONVS
+    fc: int = PAPER_FC
+    num_classes: int = 1000
+    dropout: float = 0.5
+    batch_size: int = 128  # paper: 128 examples per worker (batch 128*K in all)
+    cpu_batch_size: int = 8  # deviation: a CPU-sized per-worker batch
+    lr: float = 0.01  # AlexNet's SGD: lr 0.01, momentum 0.9, weight decay 5e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+
+@dataclass(frozen=True)
+class LrRuleConfig:
+    batch: int = 16  # base batch B (our choice; the rule is about the ratio k)
+    ks: tuple[int, ...] = (2, 4, 8)  # batch multipliers
+    draws: int = 400  # mini-batches drawn per batch size
+    tolerance: float = 0.1  # sampling error of a std over 400 draws is ~3.5%
+
+
+@dataclass(frozen=True)
+class FsdpGptConfig:
+    vocab: int = 256
+    seq_len: int = 32
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    batch_size: int = 8
+    cpu_batch_size: int = 4
+    lr: float = 6e-4
+
+
+SUITE.config("parallel-alexnet", ParallelConfig(), scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
+             description="single-column AlexNet (torchvision layout): parameters of the paper's net")
+SUITE.config("parallel-alexnet-paper", ParallelConfig(), scales=("paper",), kinds=("speed",),
+             description="hybrid vs pure data parallelism, 224x224, 128 images per worker, on GPUs")
+SUITE.config("parallel-alexnet-cpu", ParallelConfig(cpu_batch_size=8), scales=("proxy",), kinds=("speed",),
+             description="the paper's net at 224x224, 8 images per worker on CPUs (full-size FC all-reduce)")
+SUITE.config("parallel-alexnet-smoke",
+             ParallelConfig(image_size=64, convs=(16, 48, 96, 64, 64), fc=256, num_classes=100, batch_size=8,
+                            cpu_batch_size=8),
+             scales=("smoke",), kinds=("speed",),
+             description="hybrid vs pure data parallelism at 64x64 with narrow layers (deviation: CI-sized)")
+SUITE.config("parallel-lr-rule", LrRuleConfig(), scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
+             description="p. 5: lr x sqrt(k) for batch x k keeps the SGD step's variance constant")
+SUITE.config("parallel-gpt-fsdp-smoke", FsdpGptConfig(), scales=("smoke",), kinds=("speed",),
+             description="FSDP2 (fully_shard per block) train step of a tiny GPT under --nproc N")
+
+
+# ------------------------------------------------------------------------------------------ fidelity
+@SUITE.kind("fidelity")
+def fidelity(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, LrRuleConfig):
+        return lr_rule_check(cfg, ctx)
+    with torch.device("meta"):
+        model = build_alexnet(cfg)
+    params = count_params(model)
+    m = {"params": Metric.single("params", "count", False, params),
+         "params_match_torchvision": Metric.single("params_match_torchvision", "bool", True,
+                                                   float(params == PAPER_PARAMS))}
+    return CaseOutput(metrics=m, info={"torchvision_params": PAPER_PARAMS})
+
+
+def lr_rule_check(cfg: LrRuleConfig, ctx: CaseContext) -> CaseOutput:
+    """Measure the std of SGD steps lr * mean-gradient over random mini-batches on real data.
+
+    Softmax regression on the digits at a fixed random weight; per-example gradients are exact. The
+    step's noise (its std around the full-data gradient step) at batch kB with lr*sqrt(k) should equal
+    the noise at batch B with lr (ratio 1); with lr*k it grows as sqrt(k). Mini-batches are drawn with
+    replacement, so the variance of their mean is exactly 1/(batch) of the per-example variance.
+    """
+    from suites._data import digits
+
+    x, y, _, _ = digits(seed=ctx.seed)
+    x = x.flatten(1).double()
+    g = torch.Generator().manual_seed(ctx.seed)
+    w = torch.randn(x.shape[1], 10, generator=g, dtype=torch.float64) * 0.1
+    p = torch.softmax(x @ w, 1)
+    p[torch.arange(len(y)), y] -= 1.0
+    per_example = torch.einsum("ni,nc->nic", x, p).flatten(1)  # exact gradient of each example's loss
+    full = per_example.mean(0)
+
+    def step_noise(batch: int, lr: float) -> float:
+        idx = torch.randint(0, len(per_example), (cfg.draws, batch), generator=g)
+        steps = lr * per_example[idx].mean(1)
+        return float((steps - lr * full).pow(2).sum(1).mean().sqrt())
+
+    base = step_noise(cfg.batch, 1.0)
+    sqrt_ratio, linear_ratio = [], []
+    for k in cfg.ks:
+        sqrt_ratio.append(step_noise(cfg.batch * k, math.sqrt(k)) / base)
+        linear_ratio.append(step_noise(cfg.batch * k, float(k)) / base)
+    held = all(abs(r - 1) <= cfg.tolerance for r in sqrt_ratio)
+    m = {
+        "lr_rule.sqrt_scaling_noise_ratio": Metric.from_values(
+            "lr_rule.sqrt_scaling_noise_ratio", "ratio", False, sqrt_ratio,
+            note=f"step noise at batch {cfg.batch}k, lr x sqrt(k) over batch {cfg.batch}, lr; k = {list(cfg.ks)}"),
+        "lr_rule.linear_scaling_noise_ratio": Metric.from_values(
+            "lr_rule.linear_scaling_noise_ratio", "ratio", False, linear_ratio,
+            note=f"the same with lr x k; theory: sqrt(k) = {[round(math.sqrt(k), 3) for k in cfg.ks]}"),
+        "claim_held": Metric.single("claim_held", "bool", True, float(held),
+                                    note=f"every sqrt-rule ratio within {cfg.tolerance} of 1"),
+    }
+    return CaseOutput(metrics=m, info={"ks": list(cfg.ks), "base_batch": cfg.batch, "draws": cfg.draws,
+                                       "data": "scikit-learn digits, train split", "model": "softmax regression"})
+
+
+# --------------------------------------------------------------------------------------------- speed
+def _batch(cfg: ParallelConfig, batch: int, seed: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    # Each worker draws its own examples (seeded by rank): the slices of the global batch differ.
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, cfg.image_size, cfg.image_size, generator=g).to(device, dtype)
+    y = torch.randint(0, cfg.num_classes, (batch,), generator=g).to(device)
+    return x, y
+
+
+def hybrid_gradient_error(cfg: ParallelConfig, batch: int, device, dtype, seed: int) -> tuple[float, float]:
+    """Max |grad(hybrid) - grad(one process, whole batch)| over all parameters, and its relative size.
+
+    Dropout off (its masks are random); both nets start from the same weights.
+    """
+    import copy
+
+    rank, world = distributed.world()
+    torch.manual_seed(seed)
+    full = build_alexnet(cfg).to(device, dtype).eval()
+    hybrid = HybridAlexNet(copy.deepcopy(full)).eval()  # slices of the same weights
+    x, y = _batch(cfg, batch, seed + 1000 + rank, device, dtype)
+    F.cross_entropy(hybrid(x), gather_labels(y)).backward()
+    hybrid.sync_conv_grads()
+    X, Y = gather(x, 0, reduce_grad=False).detach(), gather_labels(y)
+    F.cross_entropy(full(X), Y).backward()
+    err, scale = 0.0, 0.0
+    for a, b in zip(hybrid.features.parameters(), full.features.parameters()):
+        err, scale = max(err, float((a.grad - b.grad).abs().max())), max(scale, float(b.grad.abs().max()))
+    for part, lin in zip(hybrid.fcs, [m for m in full.classifier if isinstance(m, nn.Linear)]):
+        for a, b in ((part.weight.grad, lin.weight.grad.chunk(world, 0)[rank]),
+                     (part.bias.grad, lin.bias.grad.chunk(world, 0)[rank])):
+            err, scale = max(err, float((a - b).abs().max())), max(scale, float(b.abs().max()))
+    if world > 1:
+        t = torch.tensor([err, scale], dtype=torch.float64, device=device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        err, scale = float(t[0]), float(t[1])
+    return err, err / scale if scale else 0.0
+
+
+def _sgd(cfg: ParallelConfig, params) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@SUITE.kind("speed")
+def speed(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, FsdpGptConfig):
+        return fsdp_gpt_speed(cfg, ctx)
+    if ctx.case.dtype == "float16" and not ctx.on_gpu:
+        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    rank, world = distributed.world()
+    dev, dt, b = ctx.torch_device, ctx.torch_dtype, ctx.batch_size
+    x, y = _batch(cfg, b, ctx.seed + rank, dev, dt)
+    metrics, artifacts = {}, {}
+
+    # Pure data parallelism: the whole net replicated, every gradient all-reduced by DDP.
+    torch.manual_seed(ctx.seed)
+    dp = distributed.data_parallel(build_alexnet(cfg).to(dev, dt)).train()
+    opt = _sgd(cfg, dp.parameters())
+
+    def dp_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(dp(x), y).backward()
+        opt.step()
+
+    m, a = measure_speed(ctx, dp_step, label="dp.train", items_per_step=b, item_unit="images")
+    metrics.update(m)
+    artifacts.update(a)
+    del dp, opt
+
+    # The paper's hybrid: conv data parallel, FC model parallel.
+    torch.manual_seed(ctx.seed)
+    hybrid = HybridAlexNet(build_alexnet(cfg).to(dev, dt)).train()
+    if world > 1:
+        distributed.register_gradients(hybrid.conv_parameters(), "hybrid")
+    hopt = _sgd(cfg, hybrid.parameters())
+    y_all = gather_labels(y)
+
+    def hybrid_step() -> None:
+        hopt.zero_grad(set_to_none=True)
+        # The loss is the mean over all K*b examples, so the summed conv gradients need no rescaling.
+        F.cross_entropy(hybrid(x), y_all).backward()
+        hybrid.sync_conv_grads()
+        hopt.step()
+
+    m, a = measure_speed(ctx, hybrid_step, label="hybrid.train", items_per_step=b, item_unit="images")
+    metrics.update(m)
+    artifacts.update(a)
+    del hybrid, hopt
+
+    err, rel = hybrid_gradient_error(cfg, b, dev, dt, ctx.seed)
+    metrics["hybrid.grad_max_abs_diff"] = Metric.single(
+        "hybrid.grad_max_abs_diff", "abs", False, err,
+        note=f"hybrid on {world} worker(s) vs one process on the whole batch, dropout off")
+    metrics["hybrid.grad_max_rel_diff"] = Metric.single("hybrid.grad_max_rel_diff", "fraction", False, rel)
+    med = {k: metrics[f"{k}.train.step_time"].value for k in ("dp", "hybrid")}
+    if med["dp"] and med["hybrid"]:
+        metrics["hybrid_over_dp.step_time_ratio"] = Metric.single(
+            "hybrid_over_dp.step_time_ratio", "ratio", False, med["hybrid"] / med["dp"],
+            note="median hybrid step time / median pure data-parallel step time, this rank")
+    with torch.device("meta"):
+        metrics["params"] = Metric.single("params", "count", False, count_params(build_alexnet(cfg)))
+    return CaseOutput(metrics=metrics, artifacts=artifacts,
+                      info={"image_size": cfg.image_size, "workers": world, "global_batch": b * world,
+                            "hybrid_variant": "all-gather all conv activations (the paper's first scheme)"})
+
+
+# ------------------------------------------------------------------------------------------ FSDP GPT
+class TinyGPT(nn.Module):
+    """A small decoder-only transformer (pre-LN blocks, causal mask) for the FSDP path's tests.
+
+    Paper-size GPT models come from the gpt suite; this one keeps the FSDP step itself testable on a CPU.
+    """
+
+    def __init__(self, cfg: FsdpGptConfig) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab, cfg.d_model)
+        self.pos = nn.Parameter(torch.zeros(cfg.seq_len, cfg.d_model))
+        self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, 0.0,
+                                                               activation="gelu", batch_first=True, norm_first=True)
+                                    for _ in range(cfg.n_layers))
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
+        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(cfg.seq_len), persistent=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.tok(idx) + self.pos[: idx.shape[1]]
+        for blk in self.blocks:
+            h = blk(h, src_mask=self.mask, is_causal=True)
+        return self.head(self.norm(h))
+
+
+def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
+    rank, world = distributed.world()
+    dev = ctx.torch_device
+    torch.manual_seed(ctx.seed)
+    model = distributed.fully_shard_model(TinyGPT(cfg).to(dev), (nn.TransformerEncoderLayer,))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(ctx.seed + rank)
+    idx = torch.randint(0, cfg.vocab, (ctx.batch_size, cfg.seq_len + 1), generator=g).to(dev)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        logits = model(idx[:, :-1])
+        F.cross_entropy(logits.reshape(-1, cfg.vocab), idx[:, 1:].reshape(-1)).backward()
+        opt.step()
+
+    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=ctx.batch_size * cfg.seq_len,
+                                       item_unit="tokens")
+    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+    metrics["params_per_rank"] = Metric.single("params_per_rank", "count", False, local,
+                                               note=f"parameters held by one of {world} rank(s)")
+    metrics["params"] = Metric.single("params", "count", False, count_params(TinyGPT(cfg)))
+    return CaseOutput(metrics=metrics, artifacts=artifacts, info={"sharding": "fsdp2" if world > 1 else "none"})
