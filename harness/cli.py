@@ -167,6 +167,7 @@ def build_run_options(args: argparse.Namespace):
         seed=pick("seed", 0), seeds=seeds, deterministic=bool(args.deterministic or fc.get("deterministic", False)),
         threads=pick("threads", None), data=data, options=options, repeat=pick("repeat", 1),
         nproc=getattr(args, "nproc", None) or 1, torchrun_args=_torchrun_args(args),
+        find_max_batch=getattr(args, "find_max_batch", None),
     ), (list(args.names) or list(fc.get("suites", [])))
 
 
@@ -183,11 +184,13 @@ def _check_data_paths(data: dict[str, str]) -> None:
 
 
 def _busy_warning(env: dict[str, Any]) -> str | None:
-    load = (env.get("hygiene") or {}).get("loadavg")
+    hyg = env.get("hygiene") or {}
+    load, busy = hyg.get("loadavg"), hyg.get("busy_processes") or []
     cores = env.get("logical_cores") or 1
-    if load and load[0] > 0.5 * cores:
-        return (f"warning: the machine is busy (1-minute load average {load[0]:.2f} on {cores} cores); "
-                "timings may be biased")
+    if (load and load[0] > 0.5 * cores) or busy:
+        procs = ", ".join(f"{p['name']} ({p['cpu']:.0%})" for p in busy[:3])
+        return (f"warning: the machine is busy (1-minute load average {load[0] if load else float('nan'):.2f} on "
+                f"{cores} cores{'; busy: ' + procs if procs else ''}); timings may be biased")
     return None
 
 
@@ -294,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", type=_kv, action="append", metavar="NAME=PATH", help="user data, e.g. imagenet=/data")
     sp.add_argument("--option", type=_kv, action="append", metavar="KEY=VALUE", help="suite-specific option")
     sp.add_argument("--repeat", type=_positive_int, help="run each case N times")
+    sp.add_argument("--find-max-batch", type=_positive_int, nargs="?", const=4096, metavar="CAP",
+                    help="search (doubling from 1, up to CAP) for the largest batch that runs; recorded")
     sp.add_argument("--resume", metavar="RUN", help="finish a killed run (its id or folder): only missing cases")
     sp.add_argument("--config", metavar="FILE", help="TOML file of run options (flags override it)")
     sp.add_argument("--nproc", type=_positive_int, help="run speed cases on N ranks per node under torchrun "

@@ -124,7 +124,44 @@ def machine_hygiene() -> dict[str, Any]:
         out["loadavg"] = None
     gov = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     out["cpu_governor"] = gov.read_text().strip() if gov.exists() else None
+    out["busy_processes"] = busy_processes()
     return out
+
+
+def _proc_ticks() -> dict[int, tuple[str, int]]:
+    ticks = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            raw = (d / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.find("(") + 1: raw.rfind(")")]
+        fields = raw[raw.rfind(")") + 2:].split()
+        ticks[int(d.name)] = (name, int(fields[11]) + int(fields[12]))  # utime + stime
+    return ticks
+
+
+def busy_processes(window: float = 0.25, threshold: float = 0.2, limit: int = 5) -> list[dict[str, Any]] | None:
+    """Other processes using more than `threshold` of a core over a short window (Linux /proc)."""
+    import time
+
+    if not Path("/proc/self/stat").exists():
+        return None
+    hz = os.sysconf("SC_CLK_TCK")
+    a = _proc_ticks()
+    time.sleep(window)
+    b = _proc_ticks()
+    me = {os.getpid(), os.getppid()}
+    busy = []
+    for pid, (name, t) in b.items():
+        if pid in me or pid not in a:
+            continue
+        share = (t - a[pid][1]) / hz / window
+        if share >= threshold:
+            busy.append({"pid": pid, "name": name, "cpu": round(share, 2)})
+    return sorted(busy, key=lambda x: -x["cpu"])[:limit]
 
 
 def machine_id(cpu: str, cores: int, gpus: list[dict[str, Any]]) -> str:

@@ -18,6 +18,14 @@ STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupte
 SUCCESS_STATUSES = ("ok", "skipped")
 
 
+# Student-t 0.975 quantiles by degrees of freedom (scipy.stats.t.ppf(0.975, df)); beyond 30, the
+# normal 1.96 is within 2%. Kept inline so records import nothing heavy.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042}
+
+
 def _quantile(sorted_xs: list[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default), without numpy."""
     if len(sorted_xs) == 1:
@@ -40,6 +48,10 @@ class Stats:
     cv: float | None
     min: float
     max: float
+    # Over seeds: a 95% Student-t interval of the mean; MLPerf's olympic mean (drop best and worst).
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+    olympic_mean: float | None = None
 
     @classmethod
     def from_samples(cls, samples: list[float] | tuple[float, ...]) -> Stats | None:
@@ -49,10 +61,13 @@ class Stats:
         mean = math.fsum(xs) / len(xs)
         # Plain formula (statistics.stdev rejects NaN): a diverged sample makes the std NaN, honestly.
         std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+        half = _T975.get(len(xs) - 1, 1.96) * std / math.sqrt(len(xs)) if len(xs) > 1 else None
         return cls(
             n=len(xs), median=_quantile(xs, 0.5), mean=mean, std=std,
             iqr=_quantile(xs, 0.75) - _quantile(xs, 0.25), p10=_quantile(xs, 0.1), p90=_quantile(xs, 0.9),
             cv=(std / abs(mean)) if mean else None, min=xs[0], max=xs[-1],
+            ci95_low=None if half is None else mean - half, ci95_high=None if half is None else mean + half,
+            olympic_mean=math.fsum(xs[1:-1]) / (len(xs) - 2) if len(xs) >= 3 else None,
         )
 
 

@@ -48,6 +48,8 @@ class RunOptions:
     options: dict[str, Any] = field(default_factory=dict)
     repeat: int = 1
     timing: dict[str, Any] | None = None
+    # An explicit, recorded search for the largest batch that runs (doubling from 1 up to this cap).
+    find_max_batch: int | None = None
     nproc: int = 1  # ranks per node for speed cases, run under torchrun (harness.distributed)
     torchrun_args: tuple[str, ...] = ()  # torchrun rendezvous options for several nodes
 
@@ -71,6 +73,8 @@ class RunOptions:
             raise UsageError(f"--batch-size must be a positive integer, not {self.batch_size}")
         if self.timeout <= 0:
             raise UsageError(f"--timeout must be positive, not {self.timeout}")
+        if self.find_max_batch is not None and self.find_max_batch < 1:
+            raise UsageError(f"--find-max-batch must be a positive integer, not {self.find_max_batch}")
         if self.repeat < 1:
             raise UsageError(f"--repeat must be a positive integer, not {self.repeat}")
         if self.nproc < 1:
@@ -222,6 +226,30 @@ def build_record(case: Case, run: CaseRun, *, run_id: str, entry: ConfigEntry, s
     )
 
 
+def find_max_batch(case: Case, opts: RunOptions, *, seed: int) -> tuple[Case, CaseRun, list[dict[str, Any]]]:
+    """Double the batch from 1 until a case fails (OOM) or the cap; keep the largest that ran.
+
+    Only on explicit request, and the record says so: a batch size is never changed silently.
+    """
+    history: list[dict[str, Any]] = []
+    best: tuple[Case, CaseRun] | None = None
+    first: tuple[Case, CaseRun] | None = None
+    bs = 1
+    while bs <= (opts.find_max_batch or 1):
+        trial = dataclasses.replace(case, batch_size=bs)
+        with tempfile.TemporaryDirectory(prefix="milestones-case-") as tmp:
+            run = run_case_process(trial, opts, seed=seed, workdir=Path(tmp))
+        history.append({"batch_size": bs, "status": run.status, "error": run.error})
+        first = first or (trial, run)
+        if run.status != "ok":
+            break
+        best = (trial, run)
+        bs *= 2
+    chosen = best or first
+    assert chosen is not None
+    return chosen[0], chosen[1], history
+
+
 @dataclass
 class RunResult:
     run_id: str
@@ -257,10 +285,16 @@ def execute(cases: list[Case], opts: RunOptions, registry: Registry, env: dict[s
                 continue
             if on_start:
                 on_start(case)
-            with tempfile.TemporaryDirectory(prefix="milestones-case-") as tmp:
-                run = run_case_process(case, opts, seed=seed, workdir=Path(tmp))
+            search = None
+            if opts.find_max_batch and case.kind == "speed":
+                case, run, search = find_max_batch(case, opts, seed=seed)
+            else:
+                with tempfile.TemporaryDirectory(prefix="milestones-case-") as tmp:
+                    run = run_case_process(case, opts, seed=seed, workdir=Path(tmp))
             rec = build_record(case, run, run_id=run_id, entry=entry, suite_version=version, env=env, opts=opts,
                                repeat_index=r, seed=seed)
+            if search is not None:
+                rec.info.update(batch_size_source="--find-max-batch", batch_search=search)
             path = store.write_record(folder, rec)
             result.records.append(rec)
             result.paths.append(path)

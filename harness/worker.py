@@ -39,6 +39,14 @@ def seed_everything(seed: int, deterministic: bool) -> dict[str, Any]:
         torch.backends.cudnn.benchmark = False
         info["cudnn_deterministic"] = True
         info["torch_deterministic_algorithms"] = True
+        if torch.cuda.is_available():
+            # warn_only: ops with no deterministic CUDA kernel still run (and warn) rather than fail.
+            info["determinism_note"] = ("CUDA: best effort; ops without a deterministic kernel (e.g. some "
+                                        "scatter/index_add backward) stay nondeterministic and warn")
+        else:
+            info["determinism_note"] = "CPU: same seed and thread count give bitwise-identical results"
+    elif torch.cuda.is_available():
+        info["determinism_note"] = "not deterministic: cuDNN autotuning and atomics may vary run to run"
     return info
 
 
@@ -55,6 +63,10 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     if threads:
         torch.set_num_threads(int(threads))
     info: dict[str, Any] = {"threads": torch.get_num_threads()}
+    try:
+        info["loadavg_at_start"] = list(os.getloadavg())  # what could bias this case's timings
+    except OSError:
+        pass
     info.update(seed_everything(int(spec.get("seed", 0)), bool(spec.get("deterministic", False))))
     case = Case(**spec["case"])
     reg = load_suite(case.suite)
@@ -90,7 +102,24 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def die_with_parent() -> None:
+    """If the runner is SIGKILLed, its case process must not run on as an orphan (Linux prctl)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     spec_path, result_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(spec_path.read_text())
     out = run_spec(spec)

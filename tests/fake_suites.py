@@ -30,7 +30,7 @@ class FakeConfig:
     cpu_batch_size: int = 2
 
 
-for b in ("ok", "crash", "segv", "hang", "oom", "nan", "slow"):
+for b in ("ok", "crash", "segv", "hang", "oom", "nan", "slow", "oom-above-8"):
     SUITE.config(f"fake-{b}", FakeConfig(b), scales=("smoke", "proxy"), kinds=("speed", "quality"))
 
 
@@ -49,6 +49,8 @@ def _behave(cfg: FakeConfig, ctx: CaseContext) -> CaseOutput:
         time.sleep(600)
     if b == "oom":
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (injected)")
+    if b == "oom-above-8" and ctx.batch_size > 8:
+        raise torch.OutOfMemoryError(f"CUDA out of memory at batch {ctx.batch_size} (injected)")
     if b == "nan":
         loss = 1.0
         for step in range(10):

@@ -102,3 +102,24 @@ def test_kernel_table_has_ops_with_counts():
 
 def test_peak_rss_is_plausible():
     assert peak_rss_bytes() > 10 * 2**20
+
+
+def test_t_table_matches_scipy():
+    from scipy import stats as sps
+
+    from harness.records import _T975
+
+    for df, v in _T975.items():
+        assert v == pytest.approx(sps.t.ppf(0.975, df), abs=1e-3)
+
+
+def test_seed_interval_covers_known_mean_and_olympic_mean():
+    rng = np.random.default_rng(1)
+    covered = 0
+    for _ in range(400):
+        s = Stats.from_samples(list(rng.normal(5.0, 1.0, 5)))
+        covered += s.ci95_low <= 5.0 <= s.ci95_high
+    assert 0.92 <= covered / 400 <= 0.98  # a 95% interval covers the true mean ~95% of the time
+    s = Stats.from_samples([10.0, 1.0, 2.0, 3.0, 100.0])
+    assert s.olympic_mean == pytest.approx(5.0)  # drops 1 and 100
+    assert Stats.from_samples([1.0, 2.0]).olympic_mean is None
