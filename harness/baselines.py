@@ -143,6 +143,9 @@ def parse_file(path: str | Path) -> tuple[BaselineFile | None, list[str]]:
             errors.append(f"{path}: [paper] lacks {k!r}")
         elif not _check_type(p[k], t):
             errors.append(f"{path}: [paper] {k} must be {_type_name(t)}")
+    for k, t in PAPER_OPTIONAL.items():
+        if k in p and not _check_type(p[k], t):
+            errors.append(f"{path}: [paper] {k} must be {_type_name(t)}")
     for k in sorted(set(p) - set(PAPER_REQUIRED) - set(PAPER_OPTIONAL)):
         errors.append(f"{path}: [paper] unknown key {k!r}{_did_you_mean(k, {**PAPER_REQUIRED, **PAPER_OPTIONAL})}")
     if errors:
@@ -158,6 +161,10 @@ def parse_file(path: str | Path) -> tuple[BaselineFile | None, list[str]]:
             continue
         where = f"{path}: baseline {b['id']!r}" if isinstance(b.get("id"), str) else f"{path}: baseline #{i + 1}"
         bad = False
+        # Unknown keys first: a typo ("tolerence") is the cause of the "missing" error that follows.
+        for k in sorted(set(b) - set(REQUIRED) - set(OPTIONAL)):
+            errors.append(f"{where}: unknown key {k!r}{_did_you_mean(k, {**REQUIRED, **OPTIONAL})}")
+            bad = True
         for k, t in REQUIRED.items():
             if k not in b:
                 errors.append(f"{where}: missing {k!r}")
@@ -169,9 +176,6 @@ def parse_file(path: str | Path) -> tuple[BaselineFile | None, list[str]]:
             if k in b and not _check_type(b[k], t):
                 errors.append(f"{where}: {k} must be {_type_name(t)}, got {type(b[k]).__name__}")
                 bad = True
-        for k in sorted(set(b) - set(REQUIRED) - set(OPTIONAL)):
-            errors.append(f"{where}: unknown key {k!r}{_did_you_mean(k, {**REQUIRED, **OPTIONAL})}")
-            bad = True
         if bad:
             continue
         msgs = _check_values(b)

@@ -204,6 +204,16 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
             if sec.blocks:
                 secs.append(sec)
 
+    # Every record, so nothing measured is left out of the report.
+    sec = Section("Records")
+    sec.blocks.append(Block("table", columns=["case", "scale", "device", "dtype", "batch", "run", "status",
+                                              "headline / error"],
+                            rows=[(f"{r.case.suite}/{r.case.config} {r.case.kind}", r.case.scale, r.case.device,
+                                   r.case.dtype, "-" if r.case.batch_size is None else r.case.batch_size, r.run_id,
+                                   r.status, report.headline(r) if r.status == "ok" else (r.error or "")[:300])
+                                  for r in sorted(records, key=lambda r: (r.case.suite, r.case.config, r.started_at))]))
+    secs.append(sec)
+
     # Environments.
     sec = Section("Environment of each run")
     cols = ["run", "machine", "GPU", "driver", "torch", "CUDA", "CPU", "threads", "python", "commit", "records"]
