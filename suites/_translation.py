@@ -166,6 +166,13 @@ def number_words(n: int, lang: str) -> str:
         raise UsageError(f"unknown language {lang!r}; known: {', '.join(LANGUAGES)}") from None
 
 
+def embedding(num: int, dim: int) -> nn.Embedding:
+    """nn.Embedding that skips its normal_ init on the meta device (torch's first meta normal_ takes
+    seconds; fidelity cases need only the shapes)."""
+    w = torch.empty(num, dim)  # follows a surrounding `with torch.device(...)`
+    return nn.Embedding(num, dim, _weight=w) if w.is_meta else nn.Embedding(num, dim)
+
+
 # ------------------------------------------------------------------------------------ the task
 @dataclass(frozen=True)
 class NumberTask:
@@ -366,10 +373,12 @@ def beam_decode(model: nn.Module, src: torch.Tensor, src_lens: torch.Tensor, max
                 new_hyps.append(hyps[h] + [tok])
                 new_scores.append(s)
                 keep.append(h)
-        if len(finished) >= beam or not new_hyps:
+        if not new_hyps:
             break
-        # Stop once no live hypothesis can beat the best finished one (scores only fall as they grow).
-        if finished and alpha == 0.0 and max(new_scores) < max(f[0] for f in finished):
+        if alpha == 0.0:  # exact stop: log-probs only fall as a hypothesis grows
+            if finished and max(new_scores) < max(f[0] for f in finished):
+                break
+        elif len(finished) >= beam:  # with a length bonus, stop at `beam` finished hypotheses (GNMT)
             break
         hyps = new_hyps
         scores = torch.tensor(new_scores, device=src.device)

@@ -9,7 +9,7 @@ Model, data, step and metric in one file; the paper's values are the defaults (S
 The paper states 384M parameters, 64M of them recurrent (32M encoder + 32M decoder).
 
 Proxy claim (Sec. 3.3: reversing the source raised test BLEU from 25.9 to 30.6): on the generated
-English -> German number-words task, small LSTMs trained on reversed source sentences reach a higher
+English -> French number-words task, small LSTMs trained on reversed source sentences reach a higher
 BLEU than the same LSTMs trained on forward ones, over several seeds.
 """
 
@@ -39,8 +39,8 @@ class Seq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, emb: int, hidden: int, layers: int, dropout: float = 0.0,
                  init_range: float = 0.08) -> None:
         super().__init__()
-        self.src_emb = nn.Embedding(src_vocab, emb)
-        self.tgt_emb = nn.Embedding(tgt_vocab, emb)
+        self.src_emb = T.embedding(src_vocab, emb)
+        self.tgt_emb = T.embedding(tgt_vocab, emb)
         self.encoder = nn.LSTM(emb, hidden, layers, batch_first=True, dropout=dropout)
         self.decoder = nn.LSTM(emb, hidden, layers, batch_first=True, dropout=dropout)
         self.out = nn.Linear(hidden, tgt_vocab)
@@ -87,11 +87,11 @@ class Seq2SeqConfig:
     paper_recurrent_params: float | None = 64e6
     tolerance: float = 0.01  # relative: the paper rounds to whole millions
     # Proxy quality (our own settings, not the paper's): small LSTMs, Adam, a fixed training-time budget.
-    task: T.NumberTask = T.NumberTask(max_numbers=3, max_digits=6)
-    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=64, lr=3e-3, max_steps=1200, max_seconds=45.0,
+    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=3, max_digits=3)
+    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=5e-3, max_steps=5000, max_seconds=60.0,
                                                    eval_every=100, clip=5.0)
     n_seeds: int = 2
-    target_bleu: float = 50.0  # our proxy target (not the paper's figure); see docs/translation-suites.md
+    target_bleu: float = 30.0  # our proxy target (not the paper's figure); see docs/translation-suites.md
     data_key: str = "wmt14"
     src_lang: str = "en"
     tgt_lang: str = "fr"
@@ -104,8 +104,8 @@ def build(cfg: Seq2SeqConfig, src_vocab: int | None = None, tgt_vocab: int | Non
 
 PAPER = Seq2SeqConfig()
 SMOKE = replace(PAPER, src_vocab=500, tgt_vocab=400, emb=32, hidden=32, layers=2, batch_size=8, cpu_batch_size=8,
-                src_len=12, tgt_len=12, paper_params=None, paper_recurrent_params=None)
-PROXY = replace(PAPER, emb=64, hidden=128, layers=2, paper_params=None, paper_recurrent_params=None)
+                src_len=8, tgt_len=8, paper_params=None, paper_recurrent_params=None)
+PROXY = replace(PAPER, emb=32, hidden=64, layers=2, paper_params=None, paper_recurrent_params=None)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("seq2seq-lstm", PAPER, scales=_ALL, kinds=("fidelity",),
              description="4x1000 LSTMs, 1000-d embeddings, 160k/80k vocabularies (Sec. 3.4)")
@@ -114,7 +114,7 @@ SUITE.config("seq2seq-paper", PAPER, scales=("paper",), kinds=("speed", "quality
 SUITE.config("seq2seq-smoke", SMOKE, scales=("smoke",), kinds=("speed", "fidelity"),
              description="2x32 LSTMs, 500/400 vocabularies (deviation: tiny for CI)")
 SUITE.config("seq2seq-reverse", PROXY, scales=("proxy",), kinds=("quality",),
-             description="reversed vs forward source on generated En->De number words, 2x128 LSTMs, Adam")
+             description="reversed vs forward source on generated En->Fr number words, 2x64 LSTMs, Adam")
 
 
 # ------------------------------------------------------------------------------------------ fidelity
@@ -161,6 +161,7 @@ def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
     sv = T.Vocab.build([p.src for p in splits["train"]])
     tv = T.Vocab.build([p.tgt for p in splits["train"]])
     data = {k: T.encode_pairs(v, sv, tv) for k, v in splits.items()}
+    settings = replace(cfg.proxy_train, max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
     results: dict[str, dict[str, list]] = {}
     curves: dict = {}
     t_start = time.perf_counter()
@@ -170,7 +171,7 @@ def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
         for seed in seeds:
             torch.manual_seed(seed)
             model = build(cfg, len(sv), len(tv))
-            tr = T.train_model(model, data["train"], data["valid"], tv, cfg.proxy_train, seed=seed, reverse=reverse,
+            tr = T.train_model(model, data["train"], data["valid"], tv, settings, seed=seed, reverse=reverse,
                                target_bleu=cfg.target_bleu, check=ctx.check_finite)
             hyps = T.translate(model, data["test"], tv, reverse=reverse)
             r["bleu"].append(T.bleu(hyps, data["test"].refs))
@@ -198,7 +199,7 @@ def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
             "task": f"{cfg.task.src_lang}->{cfg.task.tgt_lang} number words", "target_bleu": cfg.target_bleu,
             "target_note": "our own proxy target, not a paper figure", "bleu": "sacrebleu corpus BLEU, test split",
             "vocab": {"src": len(sv), "tgt": len(tv)}, "wall_seconds": time.perf_counter() - t_start,
-            "train_settings": cfg.proxy_train.__dict__, "optimizer_deviation": "Adam instead of SGD lr 0.7: "
+            "train_settings": settings.__dict__, "optimizer_deviation": "Adam instead of SGD lr 0.7: "
             "the paper's schedule needs epochs over 12M sentences; Adam reaches a stable BLEU in a CPU minute"}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
@@ -212,5 +213,6 @@ def quality(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
                            vocab=(cfg.src_vocab, cfg.tgt_vocab), reverse=cfg.reverse,
                            settings=T.TrainSettings(batch_size=ctx.batch_size, lr=cfg.lr, clip=cfg.clip,
                                                     max_steps=int(ctx.options.get("steps", cfg.paper_steps)),
-                                                    max_seconds=float("inf"), eval_every=10**9),
-                           optimizer="sgd", beam=12)
+                                                    max_seconds=float("inf"), eval_every=10**9, optimizer="sgd"),
+                           beam=12, paper_note="constant lr 0.7 (the paper halves it every half epoch after epoch 5); "
+                                               "BPE instead of the paper's 160k/80k word vocabularies")

@@ -11,7 +11,7 @@ Model, data, step and metric in one file; the paper's values are the defaults (S
 Table 3 states 65M (base) and 213M (big) parameters.
 
 Proxy claim (Sec. 6.1, Table 2: better BLEU at a fraction of the training cost): on the generated
-English -> German number-words task, a small Transformer reaches the BLEU of an RNNsearch trained
+English -> French number-words task, a small Transformer reaches the BLEU of an RNNsearch trained
 under the same budget in less training time.
 """
 
@@ -103,8 +103,8 @@ class Transformer(nn.Module):
         if share and src_vocab != tgt_vocab:
             raise ValueError("shared embeddings need one vocabulary for source and target")
         self.d = d
-        self.tgt_emb = nn.Embedding(tgt_vocab, d)
-        self.src_emb = self.tgt_emb if share else nn.Embedding(src_vocab, d)
+        self.tgt_emb = T.embedding(tgt_vocab, d)
+        self.src_emb = self.tgt_emb if share else T.embedding(src_vocab, d)
         self.encoder = nn.ModuleList(EncoderLayer(d, heads, d_ff, dropout) for _ in range(layers))
         self.decoder = nn.ModuleList(DecoderLayer(d, heads, d_ff, dropout) for _ in range(layers))
         self.out = nn.Linear(d, tgt_vocab, bias=False)
@@ -183,8 +183,8 @@ class TransformerConfig:
     paper_params: float | None = 65e6
     tolerance: float = 0.05  # relative: the paper rounds to whole millions and the vocabulary is "about 37000"
     # Proxy quality (our own settings): a small Transformer against an RNNsearch of the same budget.
-    task: T.NumberTask = T.NumberTask(max_numbers=4, max_digits=6)
-    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=64, lr=3e-3, max_steps=2000, max_seconds=50.0,
+    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=4, max_digits=3)
+    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=3e-3, max_steps=5000, max_seconds=60.0,
                                                    eval_every=50, clip=1.0, label_smoothing=0.1, warmup=200,
                                                    betas=(0.9, 0.98), eps=1e-9)
     n_seeds: int = 2
@@ -201,8 +201,8 @@ def build(cfg: TransformerConfig, src_vocab: int | None = None, tgt_vocab: int |
 
 BASE = TransformerConfig()
 BIG = TransformerConfig(d_model=1024, d_ff=4096, heads=16, dropout=0.3, paper_params=213e6, paper_steps=300_000)
-SMOKE = replace(BASE, vocab=500, d_model=32, d_ff=64, heads=4, layers=2, batch_size=8, cpu_batch_size=8, src_len=12,
-                tgt_len=12, paper_params=None)
+SMOKE = replace(BASE, vocab=500, d_model=32, d_ff=64, heads=4, layers=2, batch_size=8, cpu_batch_size=8, src_len=8,
+                tgt_len=8, paper_params=None)
 PROXY = replace(BASE, d_model=64, d_ff=256, heads=4, layers=2, dropout=0.1, paper_params=None)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("transformer-base", BASE, scales=_ALL, kinds=("fidelity",),
@@ -216,7 +216,7 @@ SUITE.config("transformer-big-paper", BIG, scales=("paper",), kinds=("speed", "q
 SUITE.config("transformer-smoke", SMOKE, scales=("smoke",), kinds=("speed", "fidelity"),
              description="2 layers, d_model 32 (deviation: tiny for CI)")
 SUITE.config("transformer-vs-rnn", PROXY, scales=("proxy",), kinds=("quality",),
-             description="time for a 2-layer d_model 64 Transformer to reach RNNsearch's BLEU on En->De number words")
+             description="time for a 2-layer d_model 64 Transformer to reach RNNsearch's BLEU on En->Fr number words")
 
 
 # ------------------------------------------------------------------------------------------ fidelity
@@ -258,7 +258,10 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     from suites import attention as A
 
     seeds = T.quality_seeds(ctx, cfg.n_seeds)
+    budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
     rnn_cfg = replace(A.SEARCH, **A._proxy, task=cfg.task)
+    rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget)
+    tf_settings = replace(cfg.proxy_train, max_seconds=budget)
     data, sv, tv = A.length_data(rnn_cfg)
     t_start = time.perf_counter()
     m: dict[str, Metric] = {}
@@ -268,7 +271,7 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
         # The RNNsearch sets the bar: its best valid BLEU within the shared budget.
         torch.manual_seed(seed)
         rnn = A.build(rnn_cfg, len(sv), len(tv), search=True)
-        tr = T.train_model(rnn, data["train"], data["valid"], tv, rnn_cfg.proxy_train, seed=seed,
+        tr = T.train_model(rnn, data["train"], data["valid"], tv, rnn_settings, seed=seed,
                            check=ctx.check_finite)
         rnn_bleu.append(T.bleu(T.translate(rnn, data["test"], tv), data["test"].refs))
         best = max(tr.curve["valid_bleu"])
@@ -277,7 +280,7 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
         curves[f"rnnsearch/seed{seed}"] = tr.curve
         torch.manual_seed(seed)
         model = Transformer(len(sv), len(tv), cfg.d_model, cfg.d_ff, cfg.heads, cfg.layers, cfg.dropout, share=False)
-        tt = T.train_model(model, data["train"], data["valid"], tv, cfg.proxy_train, seed=seed, target_bleu=best,
+        tt = T.train_model(model, data["train"], data["valid"], tv, tf_settings, seed=seed, target_bleu=best,
                            check=ctx.check_finite)
         curves[f"transformer/seed{seed}"] = tt.curve
         tf_bleu.append(T.bleu(T.translate(model, data["test"], tv), data["test"].refs))

@@ -1,0 +1,78 @@
+"""Attention suite: Appendix A shapes, the alignment model, smoke cases."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from harness.context import CaseContext
+from harness.records import Case
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two OpenMP threads on a shared 2-core machine spin against other processes; one thread keeps
+    # these small models fast and the results identical.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+from suites import _translation as T
+from suites import attention as A
+
+
+def _ctx(config, kind, batch=None):
+    return CaseContext.for_case(Case("attention", config, kind, "smoke", "cpu", "float32", batch))
+
+
+@pytest.mark.parametrize("cfg", [A.SEARCH, A.ENCDEC])
+def test_paper_shapes_and_counts(cfg):
+    out = A.fidelity(cfg, _ctx("rnnsearch" if cfg.search else "rnnencdec", "fidelity"))
+    assert out.metrics["shapes_match"].value == 1.0 and out.info["mismatched"] == {}
+    # weights of Appendix A counted by hand from the paper's symbols (K=30000, m=620, n=1000, n'=1000, l=500)
+    K, m, n, l = 30_000, 620, 1000, 500
+    if cfg.search:
+        want = (2 * K * m + 2 * (3 * n * m + 3 * n * n) + 3 * n * (m + 2 * n) + 3 * n * n + n * n
+                + 1000 * n + 1000 * 2 * n + 1000 + 2 * l * n + 2 * l * m + 2 * l * 2 * n + K * l)
+        assert out.metrics["encoder_params"].value == 2 * (3 * n * m + 3 * n * n + 6 * n)  # bidirectional, 1000 each
+    else:
+        want = (2 * K * m + (3 * n * m + 3 * n * n) + 3 * n * (m + n) + 3 * n * n + 2 * n * n
+                + 2 * l * n + 2 * l * m + 2 * l * n + K * l)
+    assert out.metrics["weight_params"].value == want
+
+
+def test_shape_check_catches_a_wrong_width():
+    bad = A.paper_shapes(replace(A.SEARCH, align=999))
+    with torch.device("meta"):
+        model = A.build(A.SEARCH)
+    got = {k: tuple(p.shape) for k, p in model.named_parameters()}
+    assert any(got[k] != v for k, v in bad.items())
+
+
+def test_alignment_ignores_padding_and_step_matches_forward():
+    torch.manual_seed(0)
+    model = A.BahdanauModel(20, 15, emb=6, hidden=8, align=5, maxout=4, search=True).eval()
+    src, lens = T.pad_batch([[5, 6, 7, 8], [9, 10]], eos=True)
+    state = model.encode(src, lens)
+    # the second sentence's padded positions must get no attention: change them, same context
+    src2 = src.clone()
+    src2[1, 3:] = 11
+    state2 = model.encode(src2, lens)
+    c1, c2 = model._context(state, state["s"]), model._context(state2, state2["s"])
+    assert torch.allclose(c1[1], c2[1], atol=1e-6) and state["ann"].shape == (2, 5, 16)
+    tgt, _ = T.pad_batch([[4, 5], [6, 7]], bos=True)
+    full = torch.log_softmax(model(src, lens, tgt), -1)
+    st = model.encode(src, lens)
+    for i in range(tgt.shape[1]):
+        logp, st = model.step(st, tgt[:, i])
+        assert torch.allclose(logp, full[:, i], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rnnsearch-smoke", "rnnencdec-smoke"])
+def test_smoke_speed_cases(name):
+    from harness.registry import load_suites
+
+    entry = load_suites().config(name)
+    out = A.speed(entry.params, _ctx(name, "speed", batch=4))
+    assert out.metrics["train.throughput"].value > 0 and out.metrics["decode.throughput"].value > 0
+    assert out.metrics["train.flops"].value > out.info["rnn_flops_from_shapes"]["train"] > 0
