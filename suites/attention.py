@@ -176,7 +176,7 @@ SUITE.config("rnnsearch-smoke", replace(SEARCH, **_tiny), scales=("smoke",), kin
              description="RNNsearch at width 32 (deviation: tiny for CI)")
 SUITE.config("rnnencdec-smoke", replace(ENCDEC, **_tiny), scales=("smoke",), kinds=("speed",),
              description="RNNencdec at width 32 (deviation: tiny for CI)")
-SUITE.config("attention-length", replace(SEARCH, **_proxy), scales=("proxy",), kinds=("quality",),
+SUITE.config("attention-length", replace(SEARCH, **_proxy, batch_size=32, cpu_batch_size=32), scales=("proxy",), kinds=("quality",),
              description="RNNsearch vs RNNencdec (width 64) on En->Fr number words, BLEU by sentence length")
 
 
@@ -226,7 +226,8 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     seeds = T.quality_seeds(ctx, cfg.n_seeds)
     data, sv, tv = length_data(cfg)
     t_start = time.perf_counter()
-    settings = replace(cfg.proxy_train, max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
+    settings = replace(cfg.proxy_train, batch_size=ctx.batch_size,
+                       max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
     m: dict[str, Metric] = {}
     curves: dict = {}
     by_len: dict = {}

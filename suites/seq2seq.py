@@ -105,7 +105,8 @@ def build(cfg: Seq2SeqConfig, src_vocab: int | None = None, tgt_vocab: int | Non
 PAPER = Seq2SeqConfig()
 SMOKE = replace(PAPER, src_vocab=500, tgt_vocab=400, emb=32, hidden=32, layers=2, batch_size=8, cpu_batch_size=8,
                 src_len=8, tgt_len=8, paper_params=None, paper_recurrent_params=None)
-PROXY = replace(PAPER, emb=32, hidden=64, layers=2, paper_params=None, paper_recurrent_params=None)
+PROXY = replace(PAPER, emb=32, hidden=64, layers=2, paper_params=None, paper_recurrent_params=None, batch_size=32,
+                cpu_batch_size=32)  # the proxy's training batch (--batch-size overrides it)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("seq2seq-lstm", PAPER, scales=_ALL, kinds=("fidelity",),
              description="4x1000 LSTMs, 1000-d embeddings, 160k/80k vocabularies (Sec. 3.4)")
@@ -161,7 +162,8 @@ def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
     sv = T.Vocab.build([p.src for p in splits["train"]])
     tv = T.Vocab.build([p.tgt for p in splits["train"]])
     data = {k: T.encode_pairs(v, sv, tv) for k, v in splits.items()}
-    settings = replace(cfg.proxy_train, max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
+    settings = replace(cfg.proxy_train, batch_size=ctx.batch_size,
+                       max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
     results: dict[str, dict[str, list]] = {}
     curves: dict = {}
     t_start = time.perf_counter()

@@ -203,7 +203,8 @@ BASE = TransformerConfig()
 BIG = TransformerConfig(d_model=1024, d_ff=4096, heads=16, dropout=0.3, paper_params=213e6, paper_steps=300_000)
 SMOKE = replace(BASE, vocab=500, d_model=32, d_ff=64, heads=4, layers=2, batch_size=8, cpu_batch_size=8, src_len=8,
                 tgt_len=8, paper_params=None)
-PROXY = replace(BASE, d_model=64, d_ff=256, heads=4, layers=2, dropout=0.1, paper_params=None)
+PROXY = replace(BASE, d_model=64, d_ff=256, heads=4, layers=2, dropout=0.1, paper_params=None, batch_size=32,
+                cpu_batch_size=32)  # the proxy's training batch for both models (--batch-size overrides it)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("transformer-base", BASE, scales=_ALL, kinds=("fidelity",),
              description="base: N=6, d_model 512, d_ff 2048, h 8, shared 37k vocabulary (Table 3)")
@@ -260,8 +261,8 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     seeds = T.quality_seeds(ctx, cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
     rnn_cfg = replace(A.SEARCH, **A._proxy, task=cfg.task)
-    rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget)
-    tf_settings = replace(cfg.proxy_train, max_seconds=budget)
+    rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size)
+    tf_settings = replace(cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size)
     data, sv, tv = A.length_data(rnn_cfg)
     t_start = time.perf_counter()
     m: dict[str, Metric] = {}
