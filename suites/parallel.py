@@ -20,8 +20,8 @@ are not implemented: PyTorch's blocking collectives would not overlap them witho
 
 Also here: the paper's learning-rate rule for bigger batches (p. 5: multiply the learning rate by
 sqrt(k) when the batch grows k-fold, which keeps the variance of the SGD step constant), checked on
-real per-example gradients; and an FSDP (torch.distributed.fsdp.fully_shard) step for GPT-style
-models too large for one device.
+real per-example gradients; and an FSDP2 (torch.distributed.fsdp.fully_shard) step for the gpt suite's
+GPT at the GPT-3 sizes that do not fit one GPU.
 """
 
 from __future__ import annotations
@@ -195,12 +195,12 @@ class LrRuleConfig:
 
 @dataclass(frozen=True)
 class FsdpGptConfig:
-    vocab: int = 256
-    seq_len: int = 32
+    layers: int = 2
     d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    batch_size: int = 8
+    heads: int = 4
+    vocab: int = 256  # smoke: a byte vocabulary; the paper's models use 50257 (GPT-2 BPE)
+    seq_len: int = 32  # smoke; the paper's context is 2048
+    batch_size: int = 1  # sequences per GPU
     cpu_batch_size: int = 4
     lr: float = 6e-4
 
@@ -220,6 +220,12 @@ SUITE.config("parallel-lr-rule", LrRuleConfig(), scales=("smoke", "proxy", "pape
              description="p. 5: lr x sqrt(k) for batch x k keeps the SGD step's variance constant")
 SUITE.config("parallel-gpt-fsdp-smoke", FsdpGptConfig(), scales=("smoke",), kinds=("speed",),
              description="FSDP2 (fully_shard per block) train step of a tiny GPT under --nproc N")
+# GPT-3 sizes (Table 2.1) whose fp32 weights + Adam state (16 bytes/parameter) exceed one 80 GB GPU.
+for _name, (_l, _d, _h) in {"gpt3-6.7b": (32, 4096, 32), "gpt3-13b": (40, 5120, 40),
+                            "gpt3-175b": (96, 12288, 96)}.items():
+    SUITE.config(f"parallel-{_name}-fsdp", FsdpGptConfig(_l, _d, _h, vocab=50257, seq_len=2048),
+                 scales=("paper",), kinds=("speed",),
+                 description=f"{_name} train step sharded with FSDP2 over --nproc N GPUs (x --nnodes)")
 
 
 # ------------------------------------------------------------------------------------------ fidelity
@@ -387,42 +393,29 @@ def speed(cfg, ctx: CaseContext) -> CaseOutput:
 
 
 # ------------------------------------------------------------------------------------------ FSDP GPT
-class TinyGPT(nn.Module):
-    """A small decoder-only transformer (pre-LN blocks, causal mask) for the FSDP path's tests.
+def build_gpt(cfg: FsdpGptConfig) -> tuple[nn.Module, type]:
+    """The gpt suite's GPT and its block type (the unit FSDP shards)."""
+    from suites.gpt import GPT, Block, GPTArch
 
-    Paper-size GPT models come from the gpt suite; this one keeps the FSDP step itself testable on a CPU.
-    """
-
-    def __init__(self, cfg: FsdpGptConfig) -> None:
-        super().__init__()
-        self.tok = nn.Embedding(cfg.vocab, cfg.d_model)
-        self.pos = nn.Parameter(torch.zeros(cfg.seq_len, cfg.d_model))
-        self.blocks = nn.ModuleList(nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, 4 * cfg.d_model, 0.0,
-                                                               activation="gelu", batch_first=True, norm_first=True)
-                                    for _ in range(cfg.n_layers))
-        self.norm = nn.LayerNorm(cfg.d_model)
-        self.head = nn.Linear(cfg.d_model, cfg.vocab, bias=False)
-        self.register_buffer("mask", nn.Transformer.generate_square_subsequent_mask(cfg.seq_len), persistent=False)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        h = self.tok(idx) + self.pos[: idx.shape[1]]
-        for blk in self.blocks:
-            h = blk(h, src_mask=self.mask, is_causal=True)
-        return self.head(self.norm(h))
+    return GPT(GPTArch(cfg.layers, cfg.d_model, cfg.heads, vocab_size=cfg.vocab, n_ctx=cfg.seq_len)), Block
 
 
 def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
+    n_params = 12 * cfg.layers * cfg.d_model**2
+    if n_params > 1e9 and not ctx.on_gpu:
+        raise SkipCase(f"{n_params / 1e9:.0f}B parameters: needs GPUs (run with --device cuda --nproc N)")
     rank, world = distributed.world()
     dev = ctx.torch_device
     torch.manual_seed(ctx.seed)
-    model = distributed.fully_shard_model(TinyGPT(cfg).to(dev), (nn.TransformerEncoderLayer,))
+    gpt, block = build_gpt(cfg)
+    model = distributed.fully_shard_model(gpt.to(dev), (block,))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
     g = torch.Generator().manual_seed(ctx.seed + rank)
     idx = torch.randint(0, cfg.vocab, (ctx.batch_size, cfg.seq_len + 1), generator=g).to(dev)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        logits = model(idx[:, :-1])
+        logits, _ = model(idx[:, :-1])
         F.cross_entropy(logits.reshape(-1, cfg.vocab), idx[:, 1:].reshape(-1)).backward()
         opt.step()
 
@@ -431,5 +424,6 @@ def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
     metrics["params_per_rank"] = Metric.single("params_per_rank", "count", False, local,
                                                note=f"parameters held by one of {world} rank(s)")
-    metrics["params"] = Metric.single("params", "count", False, count_params(TinyGPT(cfg)))
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info={"sharding": "fsdp2" if world > 1 else "none"})
+    metrics["params"] = Metric.single("params", "count", False, sum(p.numel() for p in build_gpt(cfg)[0].parameters()))
+    return CaseOutput(metrics=metrics, artifacts=artifacts,
+                      info={"sharding": "fsdp2 per block" if world > 1 else "none", "model": "suites.gpt.GPT"})
