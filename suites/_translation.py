@@ -358,13 +358,13 @@ def beam_decode(model: nn.Module, src: torch.Tensor, src_lens: torch.Tensor, max
     scores = torch.zeros(1, device=src.device)
     finished: list[tuple[float, list[int]]] = []
     y = torch.full((1,), BOS, dtype=torch.long, device=src.device)
-    for t in range(max_len):
+    for _ in range(max_len):
         logp, state = model.step(state, y)
         v = logp.shape[-1]
         cand = (scores[:, None] + logp).reshape(-1)
         top, idx = cand.topk(min(2 * beam, cand.numel()))
         new_hyps, new_scores, keep = [], [], []
-        for s, i in zip(top.tolist(), idx.tolist()):
+        for s, i in zip(top.tolist(), idx.tolist(), strict=True):
             h, tok = divmod(i, v)
             if tok == EOS:
                 n = len(hyps[h]) + 1
@@ -531,7 +531,7 @@ def read_parallel(src_path: str, tgt_path: str, max_len: int | None = None) -> t
     src, tgt = read_lines(src_path), read_lines(tgt_path)
     if len(src) != len(tgt):
         raise UsageError(f"misaligned parallel text: {src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}")
-    pairs = [(s.strip(), t.strip()) for s, t in zip(src, tgt) if s.strip() and t.strip()]
+    pairs = [(s.strip(), t.strip()) for s, t in zip(src, tgt, strict=True) if s.strip() and t.strip()]
     if max_len is not None:
         pairs = [(s, t) for s, t in pairs if len(s.split()) <= max_len and len(t.split()) <= max_len]
     if not pairs:

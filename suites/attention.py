@@ -264,8 +264,8 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     # Gap per bucket and seed; "grows with length": the gap in the longest filled bucket exceeds the
     # gap in the shortest, on average over seeds.
     gaps = []
-    for a, b in zip(per_model["rnnsearch"]["buckets"], per_model["rnnencdec"]["buckets"]):
-        gaps.append([None if (x is None or y is None) else x - y for x, y in zip(a, b)])
+    for a, b in zip(per_model["rnnsearch"]["buckets"], per_model["rnnencdec"]["buckets"], strict=True):
+        gaps.append([None if (x is None or y is None) else x - y for x, y in zip(a, b, strict=True)])
     filled = [i for i in range(len(labels)) if all(g[i] is not None for g in gaps)]
     first, last = filled[0], filled[-1]
     gap_short = [g[first] for g in gaps]
@@ -274,7 +274,7 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
                                                 note=f"RNNsearch - RNNencdec, sources of {labels[first]} words")
     m["bleu.gap.longest"] = Metric.from_values("bleu.gap.longest", "BLEU", True, gap_long,
                                                note=f"RNNsearch - RNNencdec, sources of {labels[last]} words")
-    overall = [a - b for a, b in zip(per_model["rnnsearch"]["bleu"], per_model["rnnencdec"]["bleu"])]
+    overall = [a - b for a, b in zip(per_model["rnnsearch"]["bleu"], per_model["rnnencdec"]["bleu"], strict=True)]
     m["bleu.gap"] = Metric.from_values("bleu.gap", "BLEU", True, overall)
     beats = statistics.fmean(overall) > 0
     grows = statistics.fmean(gap_long) > statistics.fmean(gap_short)

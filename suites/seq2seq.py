@@ -192,7 +192,7 @@ def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
                 m[mn] = Metric.from_values(mn, unit, False, vals, note=note)
             else:
                 m[mn] = Metric.missing(mn, unit, False, f"valid BLEU never reached {cfg.target_bleu} in the budget")
-    gains = [b - a for a, b in zip(results["forward"]["bleu"], results["reversed"]["bleu"])]
+    gains = [b - a for a, b in zip(results["forward"]["bleu"], results["reversed"]["bleu"], strict=True)]
     m["bleu.gain_from_reversal"] = Metric.from_values("bleu.gain_from_reversal", "BLEU", True, gains)
     held = statistics.fmean(gains) > 0
     m["claim_held"] = Metric.single("claim_held", "bool", True, float(held),

@@ -304,7 +304,7 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
         m["seconds_to_target.transformer"] = Metric.missing("seconds_to_target.transformer", "s", False,
                                                             "never reached the RNNsearch's valid BLEU in the budget")
     # Held per seed: reached the RNNsearch's best valid BLEU in less training time than the RNNsearch took.
-    held = [float(s is not None and s < r) for s, r in zip(tf_secs, rnn_secs)]
+    held = [float(s is not None and s < r) for s, r in zip(tf_secs, rnn_secs, strict=True)]
     m["claim_held"] = Metric.from_values("claim_held", "bool", True, held,
                                          note="per seed: Transformer reached RNNsearch's best valid BLEU sooner")
     info = {"seeds": list(seeds), "claim": "the Transformer reaches the recurrent model's BLEU in less training time",

@@ -7,6 +7,8 @@ import torch
 
 from harness.context import CaseContext
 from harness.records import Case
+from suites import _translation as T
+from suites import attention as A
 
 
 @pytest.fixture(autouse=True)
@@ -17,8 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-from suites import _translation as T
-from suites import attention as A
 
 
 def _ctx(config, kind, batch=None):

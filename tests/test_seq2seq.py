@@ -7,6 +7,8 @@ import torch
 
 from harness.context import CaseContext, SkipCase
 from harness.records import Case
+from suites import _translation as T
+from suites import seq2seq as S
 
 
 @pytest.fixture(autouse=True)
@@ -17,8 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-from suites import _translation as T
-from suites import seq2seq as S
 
 
 def _ctx(config, kind, scale="smoke", batch=None, **kw):

@@ -8,6 +8,7 @@ from torch import nn
 
 from harness.context import CaseContext
 from harness.records import Case
+from suites import transformer as TR
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-from suites import transformer as TR
 
 
 def _ctx(config, kind, batch=None):
@@ -59,10 +59,10 @@ def test_layers_agree_with_nn_transformer():
     enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(**kw), n, norm=None, enable_nested_tensor=False)
     dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(**kw), n, norm=None)
     ref = nn.Transformer(d, h, n, n, f, 0.0, batch_first=True, custom_encoder=enc, custom_decoder=dec).eval()
-    for mine, theirs in zip(model.encoder, ref.encoder.layers):
+    for mine, theirs in zip(model.encoder, ref.encoder.layers, strict=True):
         _copy_attn(mine.self_attn, theirs.self_attn)
         _copy_common(mine, theirs)
-    for mine, theirs in zip(model.decoder, ref.decoder.layers):
+    for mine, theirs in zip(model.decoder, ref.decoder.layers, strict=True):
         _copy_attn(mine.self_attn, theirs.self_attn)
         _copy_attn(mine.cross_attn, theirs.multihead_attn)
         _copy_common(mine, theirs)
