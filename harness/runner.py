@@ -279,7 +279,7 @@ def execute(cases: list[Case], opts: RunOptions, registry: Registry, env: dict[s
         entry = registry.config(case.config)
         version = registry.suite(case.suite).version
         for r in range(opts.repeat):
-            seed = opts.seed + r
+            seed = opts.seed  # a repeat is the same case again: same seed (--seeds varies seeds)
             key = case.slug + (f"/r{r}" if opts.repeat > 1 else "")
             if skip and key in skip:
                 continue
