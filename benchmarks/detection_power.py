@@ -5,7 +5,10 @@ its default settings (`TimingSettings()`: warm-up, then at least 10 iterations a
 workload made 5% slower (one matmul more in every 20). Rounds of (A, A', B) are collected in one
 process, alternating so that drift hits all three alike. Then, on the very same samples:
 - A/B pairs (A_i, B_i): how often each rule calls B a regression (power; goal >= 95% for compare);
-- A/A pairs (A_i, A'_i): how often each rule calls A' a regression (false alarms; goal <= 1%).
+- A/A pairs (A_i, A'_i): how often each rule calls A' a regression (false alarms; goal <= 1%);
+  both orders are tried, since a rule may be asymmetric.
+The last line is the interleaved mode of docs/compare-and-report.md: 3 consecutive rounds of A against
+the same rounds of B (sliding windows, so those pairs overlap and are not independent).
 Rules: `compare` (harness.stats.compare_timeseries, the defaults of `milestones compare`), asv's
 (factor 1.1 + Mann-Whitney p < 0.002, asv's own code), pytest-benchmark's
 `--benchmark-compare-fail=mean:5%` (pytest-benchmark's own PercentageRegressionCheck).
@@ -46,10 +49,12 @@ def make_workload(extra: bool):
 
 def calibrate(step, target_s: float = 0.010) -> int:
     """How many calls of `step` make one ~10 ms sample."""
-    t0 = time.perf_counter()
-    for _ in range(5):
+    for _ in range(20):
         step()
-    per = (time.perf_counter() - t0) / 5
+    t0 = time.perf_counter()
+    for _ in range(20):
+        step()
+    per = (time.perf_counter() - t0) / 20
     return max(1, round(target_s / per))
 
 
@@ -120,14 +125,25 @@ def evaluate(data: dict) -> list[dict]:
           f"{data['threads']} thread(s), load {data['loadavg_start'][0]:.2f} -> {data['loadavg_end'][0]:.2f}")
     rows = []
     for name, rule in RULES.items():
-        power = sum(rule(a, b) for a, b in zip(data["A"], data["B"])) / n
-        fa = sum(rule(a, a2) for a, a2 in zip(data["A"], data["A2"])) / n
+        power = sum(rule(a, b) for a, b in zip(data["A"], data["B"], strict=False)) / n
+        fa = sum(rule(a, a2) for a, a2 in zip(data["A"], data["A2"], strict=False)) / n
         # The A/A pair is also taken the other way round: a rule may be asymmetric.
-        fa2 = sum(rule(a2, a) for a, a2 in zip(data["A"], data["A2"])) / n
+        fa2 = sum(rule(a2, a) for a, a2 in zip(data["A"], data["A2"], strict=False)) / n
         rows.append({"rule": name, "power_5pct": power, "false_alarms_aa": (fa + fa2) / 2, "pairs": n})
+    # Interleaved A/B with 3 runs per side: rounds i..i+2 of A against the same rounds of B (or A').
+    from harness.stats import compare_repeated_runs
+
+    def rep(x, y):
+        return compare_repeated_runs(x, y, higher_is_better=False).verdict == "regressed"
+
+    w = [(i, i + 3) for i in range(0, n - 2)]
+    power = sum(rep(data["A"][a:b], data["B"][a:b]) for a, b in w) / len(w)
+    fa = sum(rep(data["A"][a:b], data["A2"][a:b]) + rep(data["A2"][a:b], data["A"][a:b]) for a, b in w) / (2 * len(w))
+    rows.append({"rule": "compare, 3 interleaved runs per side", "power_5pct": power, "false_alarms_aa": fa,
+                 "pairs": len(w)})
     print(f"{'rule':36} {'5% slower caught':>17} {'A/A false alarms':>17}")
     for r in rows:
-        print(f"{r['rule']:36} {r['power_5pct']:>17.0%} {r['false_alarms_aa']:>17.1%}")
+        print(f"{r['rule']:36} {r['power_5pct']:>17.0%} {r['false_alarms_aa']:>17.1%}   ({r['pairs']} pairs)")
     return rows
 
 

@@ -112,7 +112,7 @@ def segment(values: Sequence[float], penalty: float = DEFAULT_PENALTY, min_step:
     while changed and starts:
         changed = False
         bounds = [0] + starts + [n]
-        levels = [float(np.median(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:])]
+        levels = [float(np.median(x[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=False)]
         jumps = [abs(levels[k + 1] - levels[k]) for k in range(len(starts))]
         k = int(np.argmin(jumps))
         if jumps[k] < math.log1p(min_step):
@@ -131,7 +131,7 @@ def build(suite: str, config: str, kind: str, metric: str, runs: Sequence[tuple[
     starts = segment(meds, **kw) if all(v > 0 for v in meds) else []
     bounds = [0] + starts + [len(meds)]
     levels: list[float] = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=False):
         levels.extend([float(statistics.median(meds[a:b]))] * (b - a))
     steps = []
     for k, i in enumerate(starts):

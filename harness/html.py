@@ -64,10 +64,10 @@ def _previous_pair(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[
     runs = _runs(records)
     if len(runs) < 2:
         return None
-    last_id, last = runs[-1]
+    _, last = runs[-1]
     mid = last[0].env.get("machine_id")
     keys = {compare._case_key(r) for r in last}
-    for rid, recs in reversed(runs[:-1]):
+    for _rid, recs in reversed(runs[:-1]):
         if recs[0].env.get("machine_id") == mid and keys & {compare._case_key(r) for r in recs}:
             return recs, last
     return None

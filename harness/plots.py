@@ -64,7 +64,7 @@ def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str)
         vals = [r.values.get(g) for r in rows]
         ax.bar(x + i * width, [v if v is not None else 0 for v in vals], width, label=g,
                hatch=None, alpha=0.9)
-        for xi, v in zip(x, vals):
+        for xi, v in zip(x, vals, strict=False):
             if v is None:
                 ax.text(xi + i * width, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
     ax.set_xticks(x + width * (len(groups) - 1) / 2, [f"{r.config}\n{r.dtype} b{r.batch_size}" for r in rows],
@@ -105,7 +105,7 @@ def quality_vs_paper(rows: Sequence[Any]):
         raise UsageError("no measured figures to plot against the paper")
     fig, axes = plt.subplots(len(rows), 1, figsize=(7.0, 0.9 * len(rows) + 0.9), dpi=100, layout="constrained",
                              squeeze=False)
-    for i, (r, ax) in enumerate(zip(rows, axes[:, 0])):
+    for i, (r, ax) in enumerate(zip(rows, axes[:, 0], strict=False)):
         b = r.baseline
         ax.axvspan(b.value - b.tolerance_abs, b.value + b.tolerance_abs, color="0.88",
                    label="paper ± tolerance" if i == 0 else None)

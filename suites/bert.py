@@ -336,7 +336,7 @@ def finetune(model: Bert, tok, train: tuple, evals: tuple, *, epochs: int, lr: f
             opt.step()
             sched.step()
             step += 1
-            lv = float(loss)
+            lv = float(loss.detach())
             if ctx is not None:
                 ctx.check_finite(step, lv)
             res.train_steps.append(step)

@@ -138,7 +138,8 @@ def test_load_raises_one_line(tmp_path):
 
 
 def test_cli_check_and_list(tmp_path, capsys):
-    assert main(["baselines", "check"]) == 0
+    # Only the ResNet file: the other suites' files are checked by `milestones baselines check` in CI.
+    assert main(["baselines", "check", str(ROOT / "baselines" / "resnet.toml")]) == 0
     assert "ok:" in capsys.readouterr().out
     write(tmp_path, "resnet.toml", (ROOT / "baselines" / "resnet.toml").read_text().replace("tolerance_kind", "tolerance_knd", 1))
     assert main(["baselines", "check", "--dir", str(tmp_path)]) == 2

@@ -4,7 +4,6 @@ traceback and never a silently wrong value. Example counts per reader are set be
 import json
 import string
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
