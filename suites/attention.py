@@ -162,7 +162,7 @@ SEARCH = AttentionConfig()
 ENCDEC = AttentionConfig(search=False)
 _tiny = dict(src_vocab=300, tgt_vocab=300, emb=16, hidden=32, align=32, maxout=16, batch_size=8, cpu_batch_size=8,
              src_len=8, tgt_len=8)
-_proxy = dict(emb=32, hidden=64, align=64, maxout=32)
+PROXY_WIDTH = dict(emb=32, hidden=64, align=64, maxout=32)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("rnnsearch", SEARCH, scales=_ALL, kinds=("fidelity",),
              description="RNNsearch: biGRU 2x1000, 620-d embeddings, align 1000, maxout 500, 30k vocabularies")
@@ -176,7 +176,8 @@ SUITE.config("rnnsearch-smoke", replace(SEARCH, **_tiny), scales=("smoke",), kin
              description="RNNsearch at width 32 (deviation: tiny for CI)")
 SUITE.config("rnnencdec-smoke", replace(ENCDEC, **_tiny), scales=("smoke",), kinds=("speed",),
              description="RNNencdec at width 32 (deviation: tiny for CI)")
-SUITE.config("attention-length", replace(SEARCH, **_proxy, batch_size=32, cpu_batch_size=32), scales=("proxy",), kinds=("quality",),
+SUITE.config("attention-length", replace(SEARCH, **PROXY_WIDTH, batch_size=32, cpu_batch_size=32),
+             scales=("proxy",), kinds=("quality",),
              description="RNNsearch vs RNNencdec (width 64) on En->Fr number words, BLEU by sentence length")
 
 

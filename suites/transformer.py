@@ -260,8 +260,10 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
 
     seeds = T.quality_seeds(ctx, cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
-    rnn_cfg = replace(A.SEARCH, **A._proxy, task=cfg.task)
-    rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size)
+    rnn_cfg = replace(A.SEARCH, **A.PROXY_WIDTH, task=cfg.task)
+    # One budget for both: the same clock, step cap, batch and evaluation interval.
+    rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size,
+                           max_steps=cfg.proxy_train.max_steps, eval_every=cfg.proxy_train.eval_every)
     tf_settings = replace(cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size)
     data, sv, tv = A.length_data(rnn_cfg)
     t_start = time.perf_counter()

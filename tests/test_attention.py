@@ -76,3 +76,21 @@ def test_smoke_speed_cases(name):
     out = A.speed(entry.params, _ctx(name, "speed", batch=4))
     assert out.metrics["train.throughput"].value > 0 and out.metrics["decode.throughput"].value > 0
     assert out.metrics["train.flops"].value > out.info["rnn_flops_from_shapes"]["train"] > 0
+
+
+def test_proxy_claim_plumbing_on_a_tiny_task():
+    # Not the proxy run: 2 steps on 60 sentences, to check metrics and the bleu_by_length artifact.
+    from harness.registry import load_suites
+
+    base = load_suites().config("attention-length").params
+    cfg = replace(base, task=T.NumberTask(tgt_lang="fr", max_numbers=3, max_digits=2, n_train=60, n_valid=10, n_test=30),
+                  proxy_train=replace(base.proxy_train, max_steps=2, eval_every=2))
+    ctx = CaseContext.for_case(Case("attention", "attention-length", "quality", "proxy", "cpu", "float32", 8),
+                               options={"n_seeds": "1"})
+    out = A.quality(cfg, ctx)
+    series = out.artifacts["bleu_by_length"]
+    assert set(series) == {"rnnsearch", "rnnencdec"}
+    assert series["rnnsearch"]["bucket"] == ["1-5", "6-10", "11-15", "16+"]
+    assert len(series["rnnencdec"]["bleu"]) == 4 and sum(series["rnnencdec"]["count"]) == 30
+    for k in ("claim_held", "claim_held.search_beats_encdec", "claim_held.gap_grows_with_length"):
+        assert out.metrics[k].value in (0.0, 1.0)

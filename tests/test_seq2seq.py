@@ -81,3 +81,16 @@ def test_paper_quality_pipeline_on_a_tiny_fixture(tmp_path):
     out = S.quality(cfg, ctx)
     assert out.metrics["train_steps"].value == 3 and 0 <= out.metrics["bleu"].value <= 100
     assert out.info["test_pairs"] == 8 and "multi-bleu" in out.info["bleu_protocol"]
+
+
+def test_proxy_claim_plumbing_on_a_tiny_task():
+    # Not the proxy run: 3 steps on 60 sentences, to check the claim's metrics are all written.
+    cfg = replace(S.PROXY, task=T.NumberTask(tgt_lang="fr", max_numbers=2, max_digits=2, n_train=60, n_valid=10, n_test=10),
+                  proxy_train=replace(S.PROXY.proxy_train, max_steps=3, eval_every=3))
+    out = S.quality(cfg, _ctx("seq2seq-reverse", "quality", scale="proxy", batch=8, options={"n_seeds": "2"}))
+    m = out.metrics
+    assert len(m["bleu.forward"].samples) == len(m["bleu.reversed"].samples) == 2
+    assert m["bleu.gain_from_reversal"].samples == tuple(
+        b - a for a, b in zip(m["bleu.forward"].samples, m["bleu.reversed"].samples, strict=True))
+    assert m["claim_held"].value in (0.0, 1.0) and out.info["seeds"] == [0, 1]
+    assert set(out.artifacts["curves"]) == {"forward/seed0", "forward/seed1", "reversed/seed0", "reversed/seed1"}
