@@ -300,7 +300,7 @@ class FinetuneResult:
 
 def finetune(model: Bert, tok, train: tuple, evals: tuple, *, epochs: int, lr: float, batch_size: int,
              max_len: int, seed: int, regression: bool = False, warmup: float = 0.1, device="cpu",
-             ctx: CaseContext | None = None, score=None) -> FinetuneResult:
+             ctx: CaseContext | None = None, score=None, eval_every_epoch: bool = True) -> FinetuneResult:
     """Fine-tune all weights with AdamW (linear warm-up over 10% of steps, then linear decay, as BERT's
     run_classifier), evaluating after every epoch. `train`/`evals` are (texts_a, texts_b|None, labels);
     `score(labels, predictions)` gives the evaluation figure (default: accuracy)."""
@@ -321,7 +321,7 @@ def finetune(model: Bert, tok, train: tuple, evals: tuple, *, epochs: int, lr: f
     res = FinetuneResult([], [], [], [], [], [])
     g = torch.Generator().manual_seed(seed)
     t0, step = time.perf_counter(), 0
-    for _ in range(epochs):
+    for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(ta), generator=g)
         for i in range(0, len(ta), batch_size):
@@ -341,6 +341,8 @@ def finetune(model: Bert, tok, train: tuple, evals: tuple, *, epochs: int, lr: f
                 ctx.check_finite(step, lv)
             res.train_steps.append(step)
             res.train_loss.append(lv)
+        if not eval_every_epoch and epoch < epochs - 1:
+            continue
         preds = predict(model, enc_eval, batch_size=64, regression=regression, device=device)
         res.eval_scores.append(score(ey, preds))
         res.eval_steps.append(step)
@@ -398,17 +400,17 @@ class TopicConfig:
     ship offline; the claim is about pre-training, not about BERT-base itself.
     """
 
-    n_train_per_class: int = 32  # a small labelled set, where pre-training matters most
-    n_test_per_class: int = 100
-    max_len: int = 64
-    epochs: int = 8  # deviation: the paper's 2-4 epochs are over >= 2.5k examples; 128 need more passes
-    batch_size: int = 16  # the paper's grid is {16, 32}
-    lr: float = 5e-5  # the paper's grid top; the pre-trained model uses it
+    n_train_per_class: int = 16  # a small labelled set, where pre-training matters most
+    n_test_per_class: int = 40
+    max_len: int = 32  # docstring sentences are <= 200 characters; longer ones are cut (CPU time)
+    epochs: int = 5  # deviation: the paper's 2-4 epochs are over >= 2.5k examples; 64 need more passes
+    batch_size: int = 8  # deviation: the paper's grid is {16, 32}; 8 gives more steps on 64 examples
+    lr: float = 1e-4  # deviation: above the paper's grid top (5e-5), as there are only 40 steps
     # The randomly initialised model gets the best of this grid on the test split: an advantage to the
     # baseline, so the claim is only stronger when it holds.
-    scratch_lrs: tuple[float, ...] = (5e-5, 2e-4, 1e-3)
+    scratch_lrs: tuple[float, ...] = (1e-4, 1e-3)
     pooling: str = "mean"  # deviation: MiniLM was tuned with mean pooling; BERT's [CLS] pooler is untrained
-    target_accuracy: float = 0.75  # our own proxy target for time-to-quality, never the paper's
+    target_accuracy: float = 0.7  # our own proxy target for time-to-quality, never the paper's
     seeds: int = 3
 
 
@@ -427,9 +429,11 @@ class GlueConfig:
 
 SUITE.config("bert-minilm-topics", TopicConfig(), scales=("proxy",), kinds=("quality",),
              description="pre-trained MiniLM vs random init fine-tuned on stdlib docstring topics (4 classes)")
-for _t in ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte"):
-    SUITE.config(f"bert-glue-{_t}", GlueConfig(_t), scales=("paper",), kinds=("quality",),
-                 description=f"GLUE {_t} dev: fine-tune --data bert=DIR on --data glue=DIR (Table 1 protocol)")
+for _size in ("base", "large"):
+    for _t in ("cola", "sst-2", "mrpc", "sts-b", "qqp", "mnli", "qnli", "rte"):
+        SUITE.config(f"bert-{_size}-glue-{_t}", GlueConfig(_t), scales=("paper",), kinds=("quality",),
+                     description=f"GLUE {_t} dev: fine-tune a BERT-{_size} checkpoint (--data bert=DIR) on "
+                                 f"--data glue=DIR (Table 1 protocol)")
 
 
 def _seeds(ctx: CaseContext, n: int) -> tuple[int, ...]:
@@ -471,7 +475,7 @@ def topic_quality(cfg: TopicConfig, ctx: CaseContext) -> CaseOutput:
             torch.manual_seed(s)
             scratch = Bert(model.arch, pretraining_heads=False, num_labels=len(groups), pooling=cfg.pooling)
             rs = finetune(scratch, tok, (tr_x, None, tr_y), (te_x, None, te_y), epochs=cfg.epochs, lr=lr,
-                          batch_size=cfg.batch_size, max_len=cfg.max_len, seed=s, ctx=ctx)
+                          batch_size=cfg.batch_size, max_len=cfg.max_len, seed=s, ctx=ctx, eval_every_epoch=False)
             curves[f"scratch.lr{lr:g}.seed{s}"] = {"step": rs.train_steps, "loss": rs.train_loss,
                                                    "eval_step": rs.eval_steps, "accuracy": rs.eval_scores}
             if best is None or rs.eval_scores[-1] > best[0]:

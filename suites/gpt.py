@@ -1,0 +1,608 @@
+"""GPT-3: Language Models are Few-Shot Learners (Brown et al.; arXiv 2005.14165, 2020).
+
+Model, data, step and metric in one file; the paper's values are the defaults and every deviation is
+commented where it is made.
+
+- The eight models of Table 2.1 (125M ... 175B), all buildable on the meta device: a decoder-only
+  Transformer with pre-LN blocks (GPT-2's layout, which the paper says it keeps), learned positions over
+  n_ctx = 2048, d_ff = 4 d_model, a 50257-token BPE vocabulary and an output layer tied to the token
+  embeddings. The parameter counts of Table 2.1 are reproduced by exactly these assumptions (weights and
+  biases of every linear layer and LayerNorm counted, tied output counted once, positions included):
+  125.2M vs "125M", 174.6B vs "175.0B" (fidelity metrics, tests/test_gpt.py).
+- GPT-3 alternates dense and locally banded sparse attention layers (Sec. 2.1); we use dense causal
+  attention everywhere. The sparsity pattern has no parameters, so counts are unaffected; attention FLOPs
+  of the banded layers would be lower than counted here.
+- Training compute: 6·N·D with D = 300B tokens against Table D.1's 3.14e23 FLOPs, and FlopCounterMode's
+  count per token (forward + backward on the meta device), see `training_compute`.
+- Generation with a KV cache (prefill, then one token at a time), checked against full recomputation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.context import CaseContext, SkipCase
+from harness.errors import UsageError
+from harness.measure.flops import count_flops, count_params
+from harness.measure.speed import measure_speed
+from harness.measure.timing import time_fn
+from harness.records import CaseOutput, Metric
+from harness.registry import register_suite
+
+SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
+
+
+# ---------------------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class GPTArch:
+    layers: int
+    d_model: int
+    heads: int
+    vocab_size: int = 50257  # GPT-2's byte-level BPE, reused by GPT-3 (Sec. 2.1)
+    n_ctx: int = 2048  # Table 2.1: all models use a context window of 2048 tokens
+    dropout: float = 0.0  # not stated in the paper; it changes neither parameters nor FLOPs
+
+    @property
+    def d_ff(self) -> int:
+        return 4 * self.d_model  # Table 2.1: "d_ff = 4 * d_model"
+
+
+KVCache = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (B, heads, T, d_head)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, a: GPTArch) -> None:
+        super().__init__()
+        if a.d_model % a.heads:
+            raise ValueError(f"d_model {a.d_model} is not divisible by {a.heads} heads")
+        self.heads, self.p = a.heads, a.dropout
+        self.qkv = nn.Linear(a.d_model, 3 * a.d_model)
+        self.proj = nn.Linear(a.d_model, a.d_model)
+
+    def forward(self, x: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)
+        p = self.p if self.training else 0.0
+        past_len = k.shape[2] - T
+        if past_len == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        elif T == 1:  # one new token attends to everything before it: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+        else:  # several new tokens after a cache: query i sees keys up to past_len + i
+            keep = torch.arange(k.shape[2], device=x.device)[None] <= (past_len + torch.arange(T, device=x.device))[:, None]
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)
+        return self.proj(y.transpose(1, 2).reshape(B, T, C)), (k, v)
+
+
+class Block(nn.Module):
+    """Pre-LN block (GPT-2 Sec. 2.3): x += Attn(LN(x)); x += MLP(LN(x))."""
+
+    def __init__(self, a: GPTArch) -> None:
+        super().__init__()
+        self.ln1, self.attn = nn.LayerNorm(a.d_model), CausalSelfAttention(a)
+        self.ln2 = nn.LayerNorm(a.d_model)
+        self.fc, self.out = nn.Linear(a.d_model, a.d_ff), nn.Linear(a.d_ff, a.d_model)
+        self.drop = nn.Dropout(a.dropout)
+
+    def forward(self, x: torch.Tensor, past=None):
+        h, kv = self.attn(self.ln1(x), past)
+        x = x + self.drop(h)
+        # GPT-2's tanh approximation of GELU
+        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))), kv
+
+
+class GPT(nn.Module):
+    def __init__(self, a: GPTArch) -> None:
+        super().__init__()
+        self.arch = a
+        self.wte, self.wpe = nn.Embedding(a.vocab_size, a.d_model), nn.Embedding(a.n_ctx, a.d_model)
+        self.blocks = nn.ModuleList(Block(a) for _ in range(a.layers))
+        self.ln_f = nn.LayerNorm(a.d_model)
+        self.drop = nn.Dropout(a.dropout)
+        if self.wte.weight.device.type != "meta":
+            self.apply(self._init)
+            for name, p in self.named_parameters():  # GPT-2: residual projections scaled by 1/sqrt(2 L)
+                if name.endswith(("attn.proj.weight", "out.weight")):
+                    nn.init.normal_(p, std=0.02 / math.sqrt(2 * a.layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Logits for every position of `idx`, and the KV cache extended by these positions."""
+        past_len = 0 if not cache else cache[0][0].shape[2]
+        T = idx.shape[1]
+        if past_len + T > self.arch.n_ctx:
+            raise ValueError(f"sequence of {past_len + T} tokens exceeds the context window {self.arch.n_ctx}")
+        pos = torch.arange(past_len, past_len + T, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos)[None])
+        new: KVCache = []
+        for i, b in enumerate(self.blocks):
+            x, kv = b(x, cache[i] if cache else None)
+            new.append(kv)
+        return F.linear(self.ln_f(x), self.wte.weight), new  # output layer tied to the token embeddings
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, n_new: int) -> torch.Tensor:
+        """Greedy decoding with the KV cache: one prefill, then one forward of a single token per step."""
+        logits, cache = self(idx)
+        out = [idx]
+        nxt = logits[:, -1].argmax(-1, keepdim=True)
+        for _ in range(n_new):
+            out.append(nxt)
+            logits, cache = self(nxt, cache)
+            nxt = logits[:, -1].argmax(-1, keepdim=True)
+        return torch.cat(out, 1)
+
+
+def param_formula(a: GPTArch) -> int:
+    """Closed form of our parameter count: embeddings + L blocks (12 d^2 + 13 d) + final LayerNorm."""
+    d = a.d_model
+    return a.vocab_size * d + a.n_ctx * d + a.layers * (12 * d * d + 13 * d) + 2 * d
+
+
+# --------------------------------------------------------------------------------------------- configs
+@dataclass(frozen=True)
+class GPTConfig:
+    arch: GPTArch
+    paper_params: float | None = None  # Table 2.1 "n_params"
+    batch_tokens: float | None = None  # Table 2.1 batch size in tokens
+    lr: float = 6e-4  # Table 2.1 learning rate
+    train_tokens: float = 300e9  # Sec. 2.2: all models trained for 300B tokens
+    paper_compute: float | None = None  # Table D.1 total training compute (175B only in our reference)
+    tolerance: float = 0.03  # relative: Table 2.1 rounds to 2-3 significant figures
+    # speed
+    seq_len: int = 2048
+    batch_size: int = 8
+    cpu_batch_size: int = 2
+    prompt_len: int = 128
+    gen_batch: int = 1
+    decode_tokens: int = 32  # decode steps timed (each from the same prefilled cache)
+
+
+TABLE_2_1 = {  # name: (n_params, n_layers, d_model, n_heads, batch tokens, lr)
+    "gpt3-small": (125e6, 12, 768, 12, 0.5e6, 6.0e-4),
+    "gpt3-medium": (350e6, 24, 1024, 16, 0.5e6, 3.0e-4),
+    "gpt3-large": (760e6, 24, 1536, 16, 0.5e6, 2.5e-4),
+    # Table 2.1 prints 24 heads of d_head 128 for XL, but 24 x 128 = 3072 != d_model 2048; we keep d_head 128
+    # with 16 heads (2048 / 128). The head count changes no parameter or FLOP count.
+    "gpt3-xl": (1.3e9, 24, 2048, 16, 1e6, 2.0e-4),
+    "gpt3-2.7b": (2.7e9, 32, 2560, 32, 1e6, 1.6e-4),
+    "gpt3-6.7b": (6.7e9, 32, 4096, 32, 2e6, 1.2e-4),
+    # Table 2.1 prints d_model 5140 for 13B; with 40 heads of d_head 128 it must be 40 x 128 = 5120, which we
+    # use. (5140 would give 12.95B instead of 12.85B, but is not divisible by the 40 heads.)
+    "gpt3-13b": (13.0e9, 40, 5120, 40, 2e6, 1.0e-4),
+    "gpt3-175b": (175.0e9, 96, 12288, 96, 3.2e6, 0.6e-4),
+}
+_ALL = ("smoke", "proxy", "paper")
+for _name, (_n, _l, _d, _h, _bt, _lr) in TABLE_2_1.items():
+    SUITE.config(_name, GPTConfig(GPTArch(_l, _d, _h), paper_params=_n, batch_tokens=_bt, lr=_lr,
+                                  paper_compute=3.14e23 if _name == "gpt3-175b" else None),
+                 scales=_ALL, kinds=("fidelity",), description=f"GPT-3 {_name[5:]}: Table 2.1, n_ctx 2048")
+    SUITE.config(f"{_name}-paper", GPTConfig(GPTArch(_l, _d, _h), lr=_lr), scales=("paper",), kinds=("speed",),
+                 description=f"GPT-3 {_name[5:]} train step at 2048 tokens and KV-cache generation on a GPU")
+SUITE.config("gpt-smoke", GPTConfig(GPTArch(2, 64, 4, n_ctx=64), seq_len=64, batch_size=4, cpu_batch_size=4,
+                                    prompt_len=32, decode_tokens=8),
+             scales=("smoke",), kinds=("speed",),
+             description="2-layer d=64 GPT (GPT-3 vocabulary), train 4 x 64, prefill 32, decode (deviation: tiny)")
+SUITE.config("gpt3-small-cpu", GPTConfig(GPTArch(12, 768, 12), seq_len=128, batch_size=2, cpu_batch_size=2,
+                                         prompt_len=128, decode_tokens=16),
+             scales=("proxy",), kinds=("speed",),
+             description="GPT-3 Small (125M) train step 2 x 128 and generation on a CPU (deviation: short context)")
+
+
+# ------------------------------------------------------------------------------------------ fidelity
+def flops_per_token(a: GPTArch, seq_len: int) -> float:
+    """FlopCounterMode's training FLOPs per token (forward + backward, batch 1), on the meta device."""
+    with torch.device("meta"):
+        model = GPT(a)
+        idx = torch.zeros(1, seq_len, dtype=torch.long)
+
+    def step() -> None:
+        logits, _ = model(idx)
+        logits.sum().backward()
+
+    total, _ = count_flops(step)
+    return total / seq_len
+
+
+def training_compute(a: GPTArch, tokens: float, short: int = 32) -> dict[str, float]:
+    """Per-token training FLOPs: 6N (the paper's convention) and FlopCounterMode's count.
+
+    The counter counts every matrix multiply, forward and backward (2x forward): the blocks' weights
+    (~6 * 12 L d^2), the tied output layer (6 V d; the embedding lookups cost no multiplies) and attention's
+    two T x T products (QK^T and AV: 12 L T d per token with backward, growing with the sequence length T;
+    the causal half is counted as a full square). 6N ignores attention: at n_ctx 2048 it is a few percent
+    of the count for 175B (12 L n_ctx d / 6N) and a fifth for 125M.
+
+    The count is exact without a 96-layer, 2048-token graph (meta-device dispatch costs milliseconds per
+    operator): the blocks are identical, so a 0-layer model gives the embedding/output part and a 1-layer
+    model one block; a block's count per token is c + b T, so two short lengths give c and b, and the
+    total at n_ctx is (head) + L (c + b n_ctx).
+    """
+    head = flops_per_token(replace(a, layers=0), short)
+    b1, b2 = (flops_per_token(replace(a, layers=1), t) - head for t in (short, 2 * short))
+    slope = (b2 - b1) / short
+    const = b1 - slope * short
+    n = count_params_meta(a)
+    attn = a.layers * slope * a.n_ctx
+    per_token_ctx = head + a.layers * const + attn
+    return {"params": n, "six_n": 6.0 * n, "counted_per_token_no_attention": head + a.layers * const,
+            "attention_per_token_at_n_ctx": attn, "counted_per_token_at_n_ctx": per_token_ctx,
+            "six_n_d": 6.0 * n * tokens, "counted_total": per_token_ctx * tokens}
+
+
+def count_params_meta(a: GPTArch) -> int:
+    with torch.device("meta"):
+        return count_params(GPT(a))
+
+
+@SUITE.kind("fidelity")
+def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
+    a = cfg.arch
+    c = training_compute(a, cfg.train_tokens)
+    m = {
+        "params": Metric.single("params", "count", False, c["params"],
+                                note="tied output layer counted once; learned positions over n_ctx included"),
+        "non_embedding_params": Metric.single("non_embedding_params", "count", False,
+                                              c["params"] - (a.vocab_size + a.n_ctx) * a.d_model),
+        "train_flops_per_token.6n": Metric.single("train_flops_per_token.6n", "FLOP/token", False, c["six_n"]),
+        "train_flops_per_token.counted": Metric.single(
+            "train_flops_per_token.counted", "FLOP/token", False, c["counted_per_token_at_n_ctx"],
+            note=f"FlopCounterMode forward+backward on meta, extrapolated linearly to n_ctx {a.n_ctx}"),
+        "attention_flops_fraction": Metric.single(
+            "attention_flops_fraction", "fraction", False,
+            c["attention_per_token_at_n_ctx"] / c["counted_per_token_at_n_ctx"],
+            note="share of the counted FLOPs in QK^T and AV at n_ctx (causal counted as full square)"),
+        "train_compute.6nd": Metric.single("train_compute.6nd", "FLOP", False, c["six_n_d"],
+                                           note=f"6 N D, D = {cfg.train_tokens:.3g} tokens"),
+        "train_compute.counted": Metric.single("train_compute.counted", "FLOP", False, c["counted_total"]),
+    }
+    info = {"tolerance": cfg.tolerance, "train_tokens": cfg.train_tokens, "d_model": a.d_model,
+            "layers": a.layers, "heads": a.heads, "n_ctx": a.n_ctx, "vocab_size": a.vocab_size}
+    if cfg.paper_params:
+        rel = c["params"] / cfg.paper_params - 1
+        m["params_rel_error"] = Metric.single("params_rel_error", "fraction", False, abs(rel))
+        m["params_within_tolerance"] = Metric.single("params_within_tolerance", "bool", True,
+                                                     float(abs(rel) <= cfg.tolerance))
+        info["paper_params"] = cfg.paper_params
+    if cfg.paper_compute:
+        for k, key in (("6nd", "six_n_d"), ("counted", "counted_total")):
+            rel = c[key] / cfg.paper_compute - 1
+            m[f"train_compute.{k}_rel_error"] = Metric.single(f"train_compute.{k}_rel_error", "fraction", False,
+                                                              abs(rel), note=f"signed: {rel:+.4f}")
+        info["paper_compute"] = cfg.paper_compute
+    return CaseOutput(metrics=m, info=info)
+
+
+# --------------------------------------------------------------------------------------------- speed
+@SUITE.kind("speed")
+def speed(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
+    if ctx.case.dtype == "float16" and not ctx.on_gpu:
+        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    a = cfg.arch
+    if cfg.seq_len > a.n_ctx or cfg.prompt_len + 1 > a.n_ctx:
+        raise UsageError(f"seq_len {cfg.seq_len} / prompt_len {cfg.prompt_len} exceed n_ctx {a.n_ctx}")
+    dev = ctx.torch_device
+    model = GPT(a).to(dev, ctx.torch_dtype)
+    # App. B: Adam beta1 0.9, beta2 0.95, eps 1e-8, weight decay 0.1
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, a.vocab_size, (ctx.batch_size, cfg.seq_len + 1), generator=g).to(dev)
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        logits, _ = model(x[:, :-1])
+        F.cross_entropy(logits.flatten(0, 1).float(), x[:, 1:].flatten()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # App. B: clip the global norm at 1.0
+        opt.step()
+
+    model.train()
+    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size * cfg.seq_len,
+                                       item_unit="tokens")
+    model.eval()
+    prompt = torch.randint(0, a.vocab_size, (cfg.gen_batch, cfg.prompt_len), generator=g).to(dev)
+
+    @torch.no_grad()
+    def prefill():
+        return model(prompt)
+
+    t = time_fn(prefill, ctx.device, ctx.timing)
+    metrics["generate.prefill_time"] = Metric.from_values(
+        "generate.prefill_time", "s", False, t.samples_s,
+        note=f"forward of a {cfg.prompt_len}-token prompt, batch {cfg.gen_batch}, building the KV cache")
+    logits, cache = prefill()
+    nxt = logits[:, -1:].argmax(-1)
+
+    @torch.no_grad()
+    def decode_one():
+        return model(nxt, cache)  # the cache is not mutated: every call decodes at position prompt_len
+
+    t = time_fn(decode_one, ctx.device, ctx.timing)
+    metrics["generate.decode_token_time"] = Metric.from_values(
+        "generate.decode_token_time", "s", False, t.samples_s,
+        note=f"one new token with a KV cache of {cfg.prompt_len}, batch {cfg.gen_batch}")
+    metrics["generate.decode_throughput"] = Metric.from_values(
+        "generate.decode_throughput", "tokens/s", True, [cfg.gen_batch / s for s in t.samples_s if s > 0])
+    # An end-to-end greedy generation, for the curious: time to produce decode_tokens tokens after the prompt
+    t0 = time.perf_counter()
+    model.generate(prompt, cfg.decode_tokens)
+    if ctx.on_gpu:
+        torch.cuda.synchronize(dev)
+    metrics["generate.end_to_end_time"] = Metric.single(
+        "generate.end_to_end_time", "s", False, time.perf_counter() - t0,
+        note=f"one greedy generate() of {cfg.decode_tokens} tokens after the prompt (single sample)")
+    metrics["params"] = Metric.single("params", "count", False, count_params(model))
+    return CaseOutput(metrics=metrics, artifacts=artifacts,
+                      info={"seq_len": cfg.seq_len, "prompt_len": cfg.prompt_len, "gen_batch": cfg.gen_batch})
+
+
+# ------------------------------------------------------------------------------------------ quality
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Proxy claim (Sec. 3 / Fig. 3.1, after Kaplan et al. 2020): at a fixed token budget, held-out loss
+    falls with model size.
+
+    Corpus: the Python standard library's top-level sources (`Lib/*.py`), whole files held out
+    (suites/_text.stdlib_corpus). Tokens are bytes (vocabulary 256) instead of BPE: no tokenizer to train or
+    ship, and loss in nats per byte is comparable across model sizes.
+    """
+
+    # (layers, d_model, heads): four sizes spanning ~30x in parameters
+    sizes: tuple[tuple[int, int, int], ...] = ((1, 32, 2), (2, 64, 4), (3, 96, 4), (4, 128, 4))
+    n_ctx: int = 128
+    batch_size: int = 16
+    tokens: int = 300_000  # the fixed budget, in bytes seen per model (~146 steps of 16 x 128)
+    lr: float = 2e-3  # deviation: Table 2.1's lrs are for >= 125M models; small models take larger ones
+    warmup_frac: float = 0.05
+    eval_windows: int = 256  # held-out windows of n_ctx bytes, the same for every model
+    eval_every: int = 25
+    target_loss: float = 2.5  # our own time-to-quality target (nats/byte), never the paper's
+    seeds: int = 2
+
+
+@dataclass(frozen=True)
+class LMEvalConfig:
+    """Paper scale: a user-supplied GPT checkpoint scored on user-supplied text (byte-level tokens)."""
+
+    n_head_default_d_head: int = 64  # heads = d_model / 64 unless --option heads=N
+    max_windows: int | None = None
+
+
+SUITE.config("gpt-scaling", ScalingConfig(), scales=("proxy",), kinds=("quality",),
+             description="byte-level LMs of 4 sizes on stdlib sources at a fixed token budget: loss vs params")
+SUITE.config("gpt-lm-eval", LMEvalConfig(), scales=("paper",), kinds=("quality",),
+             description="perplexity / last-word accuracy of --data gpt=CKPT on --data text=FILE / lambada=FILE")
+
+
+def _seeds(ctx: CaseContext, n: int) -> tuple[int, ...]:
+    return ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + n))
+
+
+@SUITE.kind("quality")
+def quality(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, LMEvalConfig):
+        return lm_eval(cfg, ctx)
+    return scaling(cfg, ctx)
+
+
+def _windows(data: torch.Tensor, n_ctx: int, n: int) -> torch.Tensor:
+    """n evenly spaced windows of n_ctx + 1 bytes (inputs and next-byte targets)."""
+    starts = torch.linspace(0, len(data) - n_ctx - 2, n).long()
+    return torch.stack([data[s:s + n_ctx + 1] for s in starts.tolist()])
+
+
+@torch.no_grad()
+def heldout_loss(model: GPT, windows: torch.Tensor, batch: int = 64) -> float:
+    model.eval()
+    tot = 0.0
+    for i in range(0, len(windows), batch):
+        w = windows[i:i + batch]
+        logits, _ = model(w[:, :-1])
+        tot += F.cross_entropy(logits.flatten(0, 1).float(), w[:, 1:].flatten(), reduction="sum").item()
+    model.train()
+    return tot / windows[:, 1:].numel()
+
+
+@dataclass
+class _Run:
+    params: int
+    loss: float
+    curve: dict = field(default_factory=dict)
+    step_to_target: int | None = None
+    seconds_to_target: float | None = None
+
+
+def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingConfig, seed: int,
+             ctx: CaseContext | None = None) -> _Run:
+    torch.manual_seed(seed)
+    model = GPT(a)
+    steps = max(1, cfg.tokens // (cfg.batch_size * cfg.n_ctx))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    warm = max(1, int(cfg.warmup_frac * steps))
+    # App. B: linear warm-up, cosine decay to 10% of the peak
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    g = torch.Generator().manual_seed(seed)
+    run = _Run(params=count_params(model))
+    ev_steps, ev_loss, tr_steps, tr_loss = [], [], [], []
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        starts = torch.randint(0, len(train) - cfg.n_ctx - 1, (cfg.batch_size,), generator=g)
+        w = torch.stack([train[s:s + cfg.n_ctx + 1] for s in starts.tolist()])
+        logits, _ = model(w[:, :-1])
+        loss = F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        lv = float(loss.detach())
+        if ctx is not None:
+            ctx.check_finite(step, lv)
+        tr_steps.append(step)
+        tr_loss.append(lv)
+        if step % cfg.eval_every == 0 or step == steps:
+            el = heldout_loss(model, evals)
+            ev_steps.append(step)
+            ev_loss.append(el)
+            if run.step_to_target is None and el <= cfg.target_loss:
+                run.step_to_target, run.seconds_to_target = step, time.perf_counter() - t0
+    run.loss = ev_loss[-1]
+    run.curve = {"step": tr_steps, "loss": tr_loss, "eval_step": ev_steps, "heldout_loss": ev_loss}
+    return run
+
+
+def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
+    from suites._text import stdlib_corpus
+
+    train_b, held_b = stdlib_corpus()
+    train = torch.frombuffer(bytearray(train_b), dtype=torch.uint8).long()
+    held = torch.frombuffer(bytearray(held_b), dtype=torch.uint8).long()
+    evals = _windows(held, cfg.n_ctx, cfg.eval_windows)
+    seeds = _seeds(ctx, cfg.seeds)
+    m: dict[str, Metric] = {}
+    curves: dict[str, dict] = {}
+    params, mean_loss = [], []
+    largest: list[_Run] = []
+    for i, (layers, d, h) in enumerate(cfg.sizes):
+        a = GPTArch(layers, d, h, vocab_size=256, n_ctx=cfg.n_ctx)
+        runs = [train_lm(a, train, evals, cfg, s, ctx) for s in seeds]
+        for s, r in zip(seeds, runs, strict=True):
+            curves[f"size{i}.L{layers}.d{d}.seed{s}"] = r.curve
+        params.append(runs[0].params)
+        losses = [r.loss for r in runs]
+        mean_loss.append(sum(losses) / len(losses))
+        m[f"heldout_loss.size{i}"] = Metric.from_values(f"heldout_loss.size{i}", "nats/byte", False, losses,
+                                                        note=f"{runs[0].params} parameters (L={layers}, d={d})")
+        m[f"params.size{i}"] = Metric.single(f"params.size{i}", "count", False, runs[0].params)
+        largest = runs
+    # Power law L = k N^-alpha fitted to the per-size mean losses (least squares in log-log)
+    xs, ys = [math.log(p) for p in params], [math.log(v) for v in mean_loss]
+    xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sum((x - xm) ** 2 for x in xs)
+    monotone = all(b < a for a, b in zip(mean_loss, mean_loss[1:], strict=False))
+    m["power_law_alpha"] = Metric.single("power_law_alpha", "1", True, -slope,
+                                         note="L ~ N^-alpha, fitted to the mean held-out loss of each size")
+    m["claim_held"] = Metric.single("claim_held", "bool", True, float(monotone and slope < 0),
+                                    note="mean held-out loss strictly decreases with every increase in size")
+    hits = [r for r in largest if r.step_to_target is not None]
+    if hits:
+        m["steps_to_target"] = Metric.from_values("steps_to_target", "steps", False, [r.step_to_target for r in hits],
+                                                  note=f"largest model, held-out loss <= {cfg.target_loss}")
+        m["seconds_to_target"] = Metric.from_values("seconds_to_target", "s", False,
+                                                    [r.seconds_to_target for r in hits])
+    else:
+        for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
+            m[k] = Metric.missing(k, u, False, f"the largest model never reached held-out loss {cfg.target_loss}")
+    return CaseOutput(metrics=m, artifacts={"curves": curves, "scaling": {"params": params, "loss": mean_loss}},
+                      info={"seeds": list(seeds), "sizes": [list(s) for s in cfg.sizes], "tokens": cfg.tokens,
+                            "train_bytes": len(train_b), "heldout_bytes": len(held_b), "tokenizer": "bytes"})
+
+
+# ------------------------------------------------------------------------------ user checkpoints
+def load_gpt_checkpoint(path, heads: int | None = None, d_head: int = 64) -> GPT:
+    """Our GPT from a state dict (safetensors, or `torch.load(weights_only=True)`) with this module's
+    parameter names; the architecture is read off the tensor shapes (heads: given, or d_model / d_head)."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"GPT checkpoint not found: {p}")
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(p))
+        else:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input error
+        raise UsageError(f"cannot read GPT checkpoint {p}: {e}") from None
+    if not isinstance(state, dict) or "wte.weight" not in state or "wpe.weight" not in state:
+        raise UsageError(f"{p}: not a state dict of suites.gpt.GPT (needs wte.weight and wpe.weight)")
+    vocab, d = state["wte.weight"].shape
+    n_ctx = state["wpe.weight"].shape[0]
+    layers = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
+    a = GPTArch(layers, d, heads or max(1, d // d_head), vocab_size=vocab, n_ctx=n_ctx)
+    model = GPT(a)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UsageError(f"{p}: does not match a GPT of {layers} layers, d_model {d}: {str(e).splitlines()[0]}") from None
+    return model.eval()
+
+
+@torch.no_grad()
+def byte_perplexity(model: GPT, text: bytes, max_windows: int | None = None) -> tuple[float, int]:
+    """exp(mean next-byte loss) over non-overlapping windows of n_ctx bytes; (perplexity, bytes scored)."""
+    data = torch.tensor(list(text), dtype=torch.long)
+    n = model.arch.n_ctx
+    nll, count = 0.0, 0
+    starts = list(range(0, max(1, len(data) - 1), n))[:max_windows]
+    for s in starts:
+        w = data[s:s + n + 1]
+        if len(w) < 2:
+            break
+        logits, _ = model(w[None, :-1])
+        nll += F.cross_entropy(logits[0].float(), w[1:], reduction="sum").item()
+        count += len(w) - 1
+    return math.exp(nll / count), count
+
+
+@torch.no_grad()
+def last_word_accuracy(model: GPT, passages: list[tuple[str, str]]) -> tuple[float, list[bool]]:
+    """LAMBADA-style: the word counts as predicted when greedy decoding reproduces every byte of it, i.e.
+    the argmax at each of its positions (given the true prefix) is its next byte."""
+    hits = []
+    n = model.arch.n_ctx
+    for ctx_text, word in passages:
+        c, w = (ctx_text + " ").encode(), word.encode()
+        seq = torch.tensor(list(c + w), dtype=torch.long)[-n - 1:]
+        logits, _ = model(seq[None, :-1])
+        pred = logits[0, -len(w):].argmax(-1)
+        hits.append(bool((pred == seq[-len(w):]).all()))
+    return sum(hits) / len(hits), hits
+
+
+def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
+    from pathlib import Path
+
+    from suites._text import read_last_word_file
+
+    if "gpt" not in ctx.data or not ({"text", "lambada"} & set(ctx.data)):
+        raise SkipCase("needs user data: --data gpt=CHECKPOINT (.safetensors or .pt state dict of suites.gpt.GPT, "
+                       "byte vocabulary) and --data text=FILE and/or --data lambada=FILE")
+    heads = ctx.options.get("heads")
+    model = load_gpt_checkpoint(ctx.data["gpt"], heads=int(heads) if heads else None,
+                                d_head=cfg.n_head_default_d_head)
+    if model.arch.vocab_size != 256:
+        raise UsageError(f"{ctx.data['gpt']}: vocabulary of {model.arch.vocab_size}; only byte-level (256) "
+                         "checkpoints can be scored (no BPE tokenizer ships offline)")
+    model.to(ctx.torch_device)
+    m: dict[str, Metric] = {}
+    info: dict = {"arch": vars(model.arch).copy(), "params": count_params(model)}
+    if "text" in ctx.data:
+        p = Path(ctx.data["text"])
+        if not p.is_file():
+            raise UsageError(f"text file not found: {p}")
+        ppl, nbytes = byte_perplexity(model, p.read_bytes(), cfg.max_windows)
+        m["byte_perplexity"] = Metric.single("byte_perplexity", "1", False, ppl,
+                                             note=f"per byte over {nbytes} bytes (GPT-3 reports per BPE token)")
+        m["bits_per_byte"] = Metric.single("bits_per_byte", "bit", False, math.log2(ppl))
+    if "lambada" in ctx.data:
+        acc, hits = last_word_accuracy(model, read_last_word_file(ctx.data["lambada"]))
+        m["lambada.accuracy"] = Metric.single("lambada.accuracy", "%", True, 100 * acc,
+                                              note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+    return CaseOutput(metrics=m, info=info)
