@@ -419,7 +419,7 @@ def heldout_loss(model: GPT, windows: torch.Tensor, batch: int = 64) -> float:
 @dataclass
 class _Run:
     params: int
-    loss: float
+    loss: float = float("nan")
     curve: dict = field(default_factory=dict)
     step_to_target: int | None = None
     seconds_to_target: float | None = None
