@@ -105,7 +105,7 @@ def build(cfg: Seq2SeqConfig, src_vocab: int | None = None, tgt_vocab: int | Non
 PAPER = Seq2SeqConfig()
 SMOKE = replace(PAPER, src_vocab=500, tgt_vocab=400, emb=32, hidden=32, layers=2, batch_size=8, cpu_batch_size=8,
                 src_len=8, tgt_len=8, paper_params=None, paper_recurrent_params=None)
-PROXY = replace(PAPER, emb=32, hidden=64, layers=2, paper_params=None, paper_recurrent_params=None, batch_size=32,
+PROXY = replace(PAPER, emb=64, hidden=128, layers=2, paper_params=None, paper_recurrent_params=None, batch_size=32,
                 cpu_batch_size=32)  # the proxy's training batch (--batch-size overrides it)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("seq2seq-lstm", PAPER, scales=_ALL, kinds=("fidelity",),
@@ -115,7 +115,7 @@ SUITE.config("seq2seq-paper", PAPER, scales=("paper",), kinds=("speed", "quality
 SUITE.config("seq2seq-smoke", SMOKE, scales=("smoke",), kinds=("speed", "fidelity"),
              description="2x32 LSTMs, 500/400 vocabularies (deviation: tiny for CI)")
 SUITE.config("seq2seq-reverse", PROXY, scales=("proxy",), kinds=("quality",),
-             description="reversed vs forward source on generated En->Fr number words, 2x64 LSTMs, Adam")
+             description="reversed vs forward source on generated En->Fr number words, 2x128 LSTMs, Adam")
 
 
 # ------------------------------------------------------------------------------------------ fidelity
