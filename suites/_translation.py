@@ -489,11 +489,10 @@ def train_model(model: nn.Module, train: EncodedData, valid: EncodedData | None,
         if check is not None:
             check(step, value)
         if step % s.eval_every == 0 or step >= s.max_steps or clock >= s.max_seconds:
-            b = float("nan") if valid is None else bleu(translate(model, valid, tv, reverse=reverse, device=device),
-                                                         valid.refs)
+            b = None if valid is None else bleu(translate(model, valid, tv, reverse=reverse, device=device), valid.refs)
             c = res.curve
             c["step"].append(step), c["seconds"].append(clock), c["loss"].append(value), c["valid_bleu"].append(b)
-            if target_bleu is not None and res.steps_to_target is None and b >= target_bleu:
+            if target_bleu is not None and b is not None and res.steps_to_target is None and b >= target_bleu:
                 res.steps_to_target, res.seconds_to_target = step, clock
     res.steps, res.seconds = step, clock
     return res

@@ -81,6 +81,12 @@ def test_paper_quality_pipeline_on_a_tiny_fixture(tmp_path):
     out = S.quality(cfg, ctx)
     assert out.metrics["train_steps"].value == 3 and 0 <= out.metrics["bleu"].value <= 100
     assert out.info["test_pairs"] == 8 and "multi-bleu" in out.info["bleu_protocol"]
+    # the output must survive strict JSON (records refuse NaN): no valid split means no valid BLEU, not NaN
+    import json
+
+    json.dumps({"m": {k: v.to_dict() for k, v in out.metrics.items()}, "a": out.artifacts, "i": out.info},
+               allow_nan=False, default=str)
+    assert out.artifacts["curves"]["train"]["valid_bleu"] == [None]
 
 
 def test_proxy_claim_plumbing_on_a_tiny_task():
