@@ -145,3 +145,6 @@ def test_proxy_claim_plumbing_on_a_tiny_task():
     # either a time was measured or the metric says why not; never a made-up figure
     st = m["seconds_to_target.transformer"]
     assert st.samples or st.note
+    for name in ("rnnsearch", "transformer"):
+        ct = m[f"seconds_to_common_target.{name}"]
+        assert ct.samples or "never reached" in ct.note
