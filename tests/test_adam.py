@@ -1,0 +1,106 @@
+"""Adam suite: Algorithm 1 against torch.optim.Adam, defaults, parameter shapes, smoke cases."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from harness.context import CaseContext
+from harness.errors import UsageError
+from harness.records import Case
+from suites import adam
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _ctx(config: str, kind: str, batch: int | None = None) -> CaseContext:
+    return CaseContext.for_case(Case("adam", config, kind, "smoke", "cpu", "float32", batch))
+
+
+def test_algorithm1_matches_torch_adam_in_float64_over_100_steps():
+    assert adam.reference_vs_torch(100, bias_correction=True) <= 1e-6
+
+
+def test_dropping_bias_correction_breaks_the_match():
+    # The comparison above can fail: without bias correction the same run ends far from torch's.
+    assert adam.reference_vs_torch(100, bias_correction=False) > 1e-3
+
+
+def test_first_step_is_lr_times_sign_of_gradient_with_bias_correction():
+    # t=1: m^ = g, v^ = g^2, so the step is lr * g / (|g| + eps) ~ lr * sign(g); without the
+    # correction it would be lr * 0.1 g / (sqrt(0.001) |g|) ~ 3.16 lr.
+    for bc, expected in ((True, 1e-3), (False, 1e-3 * 0.1 / math.sqrt(1e-3))):
+        w = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        opt = adam.AdamAlgorithm1([w], bias_correction=bc)
+        w.grad = torch.tensor([2.0, -0.5, 1e-3], dtype=torch.float64)
+        opt.step()
+        assert torch.allclose(w.detach().abs(), torch.full((3,), expected, dtype=torch.float64), rtol=1e-3)
+        assert (torch.sign(w.detach()) == -torch.sign(w.grad)).all()
+
+
+def test_default_hyperparameters_are_the_papers():
+    assert adam.PAPER_DEFAULTS == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+    assert adam.torch_adam_defaults() == adam.PAPER_DEFAULTS
+    cfg = adam.AdamConfig()
+    assert (cfg.lr, cfg.beta1, cfg.beta2, cfg.eps) == (1e-3, 0.9, 0.999, 1e-8)
+    out = adam.fidelity(cfg, _ctx("adam-reference", "fidelity"))
+    assert out.metrics["defaults_match_paper"].value == 1.0
+    assert out.metrics["reference_matches_torch"].value == 1.0
+    wrong = adam.fidelity(adam.AdamConfig(beta2=0.99), _ctx("adam-reference", "fidelity"))
+    assert wrong.metrics["defaults_match_paper"].value == 0.0
+
+
+def test_parameter_shape_sets_have_the_models_sizes():
+    assert sum(math.prod(s) for s in adam.bert_base_shapes()) == adam.BERT_BASE_PARAMS == 109_482_240
+    assert sum(math.prod(s) for s in adam.resnet50_shapes()) == 25_557_032
+    assert len(adam.bert_base_shapes()) == 5 + 12 * 16 + 2
+    with pytest.raises(UsageError):
+        adam.param_shapes("vgg16")
+
+
+def test_speed_smoke_times_three_implementations_and_counts_bytes():
+    cfg = adam.SUITE.configs["adam-step-resnet50-smoke"].params
+    out = adam.speed(cfg, _ctx("adam-step-resnet50-smoke", "speed"))
+    m = out.metrics
+    numel = sum(math.prod(s) for s in adam.param_shapes("resnet50-subset"))
+    assert m["bytes_per_step"].value == 7 * 4 * numel
+    for impl in ("forloop", "foreach", "fused"):
+        bps = m[f"{impl}.bytes_per_s"]
+        if impl in out.info["unavailable"]:
+            assert not bps.samples and "unavailable" in bps.note
+        else:
+            st = m[f"{impl}.step_time"].samples
+            assert st and bps.samples == pytest.approx([m["bytes_per_step"].value / t for t in st])
+    with pytest.raises(UsageError):
+        adam._impl_kwargs("apex")
+
+
+def test_quality_pipeline_records_losses_claims_and_curves():
+    cfg = adam.AdamConfig(logreg_steps=20, mlp_steps=10, mlp_hidden=32, seeds=2,
+                          lr_grid=(("adam", (1e-2,)), ("sgd_nesterov", (0.1,)), ("adagrad", (0.1,)),
+                                   ("rmsprop", (1e-3,))),
+                          ablation_lrs=(1e-2,), ablation_beta2s=(0.9999,), ablation_steps=10, ablation_early=5)
+    out = adam.quality(cfg, CaseContext.for_case(Case("adam", "t", "quality", "smoke", "cpu", "float32", 128),
+                                                 seeds=(0, 1)))
+    m = out.metrics
+    for task in ("logreg", "mlp"):
+        for opt in adam.OPTIMIZERS:
+            vals = m[f"{task}.{opt}.final_loss"].samples
+            assert len(vals) == 2 and all(0 < v < 10 for v in vals)
+        assert m[f"{task}.claim_held"].value in (0.0, 1.0)
+    assert m["claim_held"].value in (0.0, 1.0)
+    assert "mlp.adam.seed1" in out.artifacts["curves"]
+
+
+def test_adam_claim_definition():
+    assert adam.adam_claim({"adam": [1.05], "sgd_nesterov": [1.0], "adagrad": [2.0]}, 0.1) == (True, 1.05)
+    held, ratio = adam.adam_claim({"adam": [1.5], "sgd_nesterov": [1.0]}, 0.1)
+    assert not held and ratio == 1.5
