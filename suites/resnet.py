@@ -295,3 +295,143 @@ def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     artifacts.update(a2)
     metrics["params"] = Metric.single("params", "count", False, count_params(model))
     return CaseOutput(metrics=metrics, artifacts=artifacts, info={"image_size": cfg.image_size})
+
+
+# ------------------------------------------------------------------------------------------ quality
+# Proxy scale: the degradation problem (Sec. 4.2, Fig. 6) on scikit-learn's digits. Paper scale:
+# torchvision-format ImageNet weights evaluated on the user's validation set (single crop and 10-crop).
+# (imported here so that the quality section stays self-contained below the worked example)
+from suites._vision_data import pretrained_imagenet_quality, quality_seeds  # noqa: E402
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """Fig. 6: a deeper plain net has higher training error than a shallower one; with shortcuts the deeper
+    net trains better. CIFAR-style nets (6n+2 layers, option A) on the 8x8 grey digits (deviation: CIFAR-10
+    does not ship offline; at 8x8 the three stages see 8/4/2 maps, so the 56-layer nets fit a CPU budget)."""
+
+    # Deviation: plain-8 vs plain-32 (n=1 vs n=5) rather than Fig. 6's 20 vs 56: a 56-layer step at 8x8
+    # costs ~3x a 20-layer one here, and the whole case must fit a few CPU minutes.
+    shallow: int = 8
+    deep: int = 32
+    n_seeds: int = 3
+    image_size: int = 8
+    batch_size: int = 128  # Sec. 4.2: mini-batch 128
+    cpu_batch_size: int = 32  # deviation: a CPU-sized batch; the same for every net compared
+    lr: float = 0.1  # Sec. 4.2: 0.1 (no warm-up at these depths), momentum 0.9, weight decay 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    steps: int = 150  # deviation: a short fixed budget (the paper trains 64k iterations)
+    eval_every: int = 25
+    eval_subset: int = 512  # training error on a fixed subset of the training images
+    final_evals: int = 2  # training error = mean of the last evals (less noise than one)
+    target_train_error: float = 0.05  # time to quality: our own proxy target, not a paper figure
+
+
+@dataclass(frozen=True)
+class ResNetEvalConfig:
+    """torchvision-format ResNet weights (v1.5: stride on the 3x3, the architecture of torchvision's
+    weights) on ImageNet val: protocol "center" (torchvision's 76.130/92.862) or "ten_crop" (Table 3)."""
+
+    depth: int = 50
+    v15: bool = True
+    protocol: str = "center"
+    batch_size: int = 256
+    cpu_batch_size: int = 8
+
+
+SUITE.config("resnet-degradation", DegradationConfig(), scales=("proxy",), kinds=("quality",),
+             description="Fig. 6 on digits: plain-32 trains worse than plain-8, ResNet-32 better, 3 seeds")
+SUITE.config("resnet50-v1.5-paper", ResNetEvalConfig(), scales=("paper",), kinds=("quality",),
+             description="torchvision-format ResNet-50 weights on ImageNet val, single centre crop")
+SUITE.config("resnet50-v1.5-paper-10crop", ResNetEvalConfig(protocol="ten_crop"), scales=("paper",),
+             kinds=("quality",), description="torchvision-format ResNet-50 weights on ImageNet val, 10-crop")
+
+
+@torch.no_grad()
+def _train_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    err = (model(x).argmax(1) != y).float().mean().item()
+    model.train()
+    return err
+
+
+def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual: bool, seed: int,
+                 data: tuple[torch.Tensor, ...]) -> dict:
+    """Train one CIFAR-style net for cfg.steps; its loss curve, training-error curve and time to target."""
+    from harness.measure.training import TrainLog
+
+    xtr, ytr = data[0], data[1]
+    torch.manual_seed(seed)  # same batches for every net of a seed
+    model = CifarResNet(depth, residual, num_classes=10, in_channels=1).to(ctx.torch_device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(seed)
+    log = TrainLog(target=cfg.target_train_error, higher_is_better=False)
+    losses: list[float] = []
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(0, len(xtr), (ctx.batch_size,), generator=g)
+        loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(ctx.check_finite(step, loss.item()))
+        if step % cfg.eval_every == 0:
+            log.log(step, _train_error(model, xtr[: cfg.eval_subset], ytr[: cfg.eval_subset]))
+    final = sum(log.values[-cfg.final_evals:]) / len(log.values[-cfg.final_evals:])
+    return {"final_train_error": final, "step_to_target": log.step_to_target,
+            "seconds_to_target": log.seconds_to_target, "losses": losses, "log": log}
+
+
+def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
+    from suites._data import digits
+
+    seeds = quality_seeds(ctx, cfg.n_seeds)
+    nets = [(f"plain{cfg.shallow}", cfg.shallow, False), (f"plain{cfg.deep}", cfg.deep, False),
+            (f"resnet{cfg.shallow}", cfg.shallow, True), (f"resnet{cfg.deep}", cfg.deep, True)]
+    err: dict[str, list[float]] = {n: [] for n, _, _ in nets}
+    to_target: dict[str, list] = {n: [] for n, _, _ in nets}
+    secs: dict[str, list] = {n: [] for n, _, _ in nets}
+    curves: dict[str, dict] = {}
+    for seed in seeds:
+        data = [t.to(ctx.torch_device) for t in digits(seed, size=cfg.image_size)]
+        for name, depth, residual in nets:
+            r = train_digits(cfg, ctx, depth, residual, seed, data)
+            err[name].append(r["final_train_error"])
+            to_target[name].append(r["step_to_target"])
+            secs[name].append(r["seconds_to_target"])
+            curves[f"{name}.seed{seed}"] = {"step": list(range(1, cfg.steps + 1)), "loss": r["losses"],
+                                           "eval_step": r["log"].steps, "train_error": r["log"].values}
+    ps, pd, rd = f"plain{cfg.shallow}", f"plain{cfg.deep}", f"resnet{cfg.deep}"
+    m: dict[str, Metric] = {}
+    for name in err:
+        m[f"train_error.{name}"] = Metric.from_values(f"train_error.{name}", "fraction", False, err[name],
+                                                      note=f"after {cfg.steps} steps, one sample per seed")
+        reached = [s for s in to_target[name] if s is not None]
+        note = None if len(reached) == len(seeds) else (
+            f"{len(seeds) - len(reached)} seed(s) did not reach {cfg.target_train_error:.0%} in {cfg.steps} steps")
+        m[f"steps_to_target.{name}"] = Metric.from_values(f"steps_to_target.{name}", "steps", False, reached, note=note)
+        m[f"seconds_to_target.{name}"] = Metric.from_values(
+            f"seconds_to_target.{name}", "s", False, [s for s in secs[name] if s is not None], note=note)
+    degraded = [float(b > a) for a, b in zip(err[ps], err[pd])]
+    fixed = [float(c < b) for b, c in zip(err[pd], err[rd])]
+    m["degradation_observed"] = Metric.from_values(
+        "degradation_observed", "bool", True, degraded, note=f"per seed: {pd} ends with higher training error than {ps}")
+    m["residual_trains_better"] = Metric.from_values(
+        "residual_trains_better", "bool", True, fixed, note=f"per seed: {rd} ends with lower training error than {pd}")
+    m["claim_held"] = Metric.from_values("claim_held", "bool", True, [a * b for a, b in zip(degraded, fixed)],
+                                         note="per seed: both of the above")
+    info = {"seeds": list(seeds), "steps": cfg.steps, "image_size": cfg.image_size, "lr": cfg.lr,
+            "paper": "Fig. 6 (CIFAR-10): plain-56 higher training error than plain-20; ResNet-56 lower than both"}
+    return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
+
+
+@SUITE.kind("quality")
+def quality(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, DegradationConfig):
+        return degradation(cfg, ctx)
+    if not isinstance(cfg, ResNetEvalConfig):
+        raise SkipCase(f"no quality case for config {ctx.case.config}")
+    model = ImageNetResNet(cfg.depth, residual=True, v15=cfg.v15)
+    protocol = "center" if cfg.protocol == "center" else "ten_crop_resnet"
+    metrics, info = pretrained_imagenet_quality(ctx, model, f"resnet{cfg.depth}-weights", protocol)
+    return CaseOutput(metrics=metrics, info=info)
