@@ -386,6 +386,22 @@ SUITE.config("dqn-breakout-proxy", DQNConfig("2013", env="Breakout", target_upda
              scales=("proxy",), kinds=("quality",),
              description="2013 DQN on Breakout, 12k agent steps per seed, 3 seeds, vs the random policy")
 
+# Paper-scale quality: the papers' full schedules (days of compute; a GPU). 2013 Table 1 games with the
+# 2013 protocol (eval eps 0.05, no random starts; the paper's "fixed number of steps" is not given, so 30
+# episodes capped at 108k frames) and the Nature Pong/Breakout rows with no-op starts.
+for _game, _slug in (("BeamRider", "beam-rider"), ("Breakout", "breakout"), ("Enduro", "enduro"), ("Pong", "pong"),
+                     ("Qbert", "qbert"), ("Seaquest", "seaquest"), ("SpaceInvaders", "space-invaders")):
+    SUITE.config(f"dqn-2013-{_slug}-paper",
+                 DQNConfig("2013", env=_game, frame_skip=3 if _game == "SpaceInvaders" else 4, target_update=0,
+                           huber=False, noop_max=0, replay_start=50_000, train_frames=10_000_000, eval_episodes=30,
+                           proxy_seeds=1),
+                 scales=("paper",), kinds=("quality",), description=f"2013 DQN on {_game}, 10M frames (Table 1)")
+for _game, _slug in (("Pong", "pong"), ("Breakout", "breakout")):
+    SUITE.config(f"dqn-nature-{_slug}-paper", DQNConfig("nature", env=_game, eval_episodes=30, eval_max_steps=4_500,
+                                                                  proxy_seeds=1),
+                 scales=("paper",), kinds=("quality",),
+                 description=f"Nature DQN on {_game}, 50M frames (Ext. Data Table 2 protocol: no-op starts)")
+
 
 def build(cfg: DQNConfig, n_actions: int) -> nn.Module:
     if cfg.network == "2013":
