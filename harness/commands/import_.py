@@ -227,13 +227,17 @@ def pytest_benchmark_records(path: Path) -> tuple[str, str, list[RunRecord]]:
         st, extra = b["stats"], b.get("extra_info") or {}
         data = st.get("data")
         if isinstance(data, list) and data and all(_finite(x) for x in data):
-            t = Metric.from_values("kernel.time", "s", False, data)
+            t = Metric.from_values("kernel.step_time", "s", False, data)
         elif _finite(st.get("median")):
-            t = Metric.single("kernel.time", "s", False, st["median"],
+            t = Metric.single("kernel.step_time", "s", False, st["median"],
                               note="median only: pytest-benchmark kept no raw samples (use --benchmark-save-data)")
         else:
             raise RecordError(f"{path}: benchmark {b['name']!r} has neither stats.data nor a numeric stats.median")
-        metrics = {"kernel.time": t}
+        metrics = {"kernel.step_time": t}  # one call of the kernel: the "step" compare and reports look for
+        bs0 = extra.get("batch_size")
+        if isinstance(bs0, int) and not isinstance(bs0, bool) and bs0 > 0:
+            metrics["kernel.throughput"] = Metric.from_values("kernel.throughput", "items/s", True,
+                                                              [bs0 / x for x in t.samples if x > 0])
         flops = extra.get("flops")
         if _finite(flops) and flops > 0:
             metrics["kernel.flops_per_s"] = Metric.from_values("kernel.flops_per_s", "FLOP/s", True,
