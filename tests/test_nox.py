@@ -28,3 +28,20 @@ def test_lint_session_runs_ruff_and_fails_on_a_violation(tmp_path):
     bad.write_text("import os\n")  # F401: unused import
     r = _nox("-s", "lint", "--", "--no-cache", str(bad))
     assert r.returncode != 0 and "F401" in r.stdout + r.stderr
+
+
+def test_nightly_workflow_uses_real_cli_flags():
+    import yaml
+
+    from harness.cli import build_parser
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
+    job = wf["jobs"]["benchmark"]
+    assert all("self-hosted" in m["runner"] for m in job["strategy"]["matrix"]["include"])
+    script = "\n".join(s.get("run", "") for s in job["steps"])
+    assert "--fail-on regression" in script and "GITHUB_STEP_SUMMARY" in script
+    assert any(s.get("uses", "").startswith("actions/upload-artifact") for s in job["steps"])
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    compare_flags = {o for a in sub["compare"]._actions for o in a.option_strings}
+    report_flags = {o for a in sub["report"]._actions for o in a.option_strings}
+    assert {"--fail-on", "--format", "--summary"} <= compare_flags and {"--out", "--base"} <= report_flags

@@ -124,7 +124,10 @@ def asv_records(result_path: Path, machine: dict[str, Any], benchmarks: dict[str
     for name, row in d["results"].items():
         if not isinstance(row, list) or len(row) < 1:
             raise RecordError(f"{result_path}: result of {name!r} is not a list")
-        get = lambda col: row[cols.index(col)] if col in cols and cols.index(col) < len(row) else None  # noqa: E731
+
+        def get(col: str, row: list = row) -> Any:
+            return row[cols.index(col)] if col in cols and cols.index(col) < len(row) else None
+
         version = get("version")
         case, sv, metric = _asv_groups(name, version if isinstance(version, str) else "")
         g = groups.setdefault((case, sv), {"metrics": {}, "starts": [], "ends": [], "names": {}, "failed": [],
