@@ -85,7 +85,7 @@ def reference_vs_torch(steps: int = 100, bias_correction: bool = True, seed: int
     pb = [t.clone().requires_grad_() for t in init]
     ref = AdamAlgorithm1(pa, lr=lr, bias_correction=bias_correction)
     tor = torch.optim.Adam(pb, lr=lr, foreach=False)
-    for i in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, 64, (16,), generator=g)
         for params, opt in ((pa, ref), (pb, tor)):
             opt.zero_grad()

@@ -664,9 +664,10 @@ def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         learner, c, secs = train(cfg, seed, ctx.torch_device, ctx)
         rng = np.random.default_rng(10_000 + seed)
         eval_env = make_env(cfg, 10_000 + seed)  # a separately seeded env: no state carried over
-        agent = evaluate(cfg, eval_env, lambda s: learner.act(s, cfg.eval_eps, rng), cfg.eval_episodes,
+        agent = evaluate(cfg, eval_env, lambda s, L=learner, g=rng: L.act(s, cfg.eval_eps, g), cfg.eval_episodes,
                          cfg.eval_max_steps)
-        rand = evaluate(cfg, eval_env, lambda s: int(rng.integers(eval_env.n_actions)), cfg.eval_episodes,
+        n_act = eval_env.n_actions
+        rand = evaluate(cfg, eval_env, lambda s, g=rng, n=n_act: int(g.integers(n)), cfg.eval_episodes,
                         cfg.eval_max_steps)
         eval_env.close()
         agent_means.append(float(np.mean(agent)))
