@@ -169,9 +169,8 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
     """
     import harness.measure.speed as speed_mod
     from harness.context import CaseContext, SkipCase
-    from harness.worker import seed_everything
-
     from harness.registry import REGISTRY
+    from harness.worker import seed_everything
 
     reg = registry or REGISTRY  # filled when asv imported the generated benchmarks
     fn = reg.suite(case.suite).kinds[case.kind]
