@@ -313,7 +313,7 @@ class AlexNetProxyConfig:
     dropout: float = 0.5
     lr: float = 0.01
     weight_decay: float = 5e-4
-    steps: int = 400
+    steps: int = 500
     train_subset: int = 300  # few training images, so that the net without dropout overfits visibly
     # Weights N(0, 2/fan_in) (deviation: the paper's N(0, 0.01) leaves a net this narrow stuck at chance
     # for hundreds of steps, with either activation; measured while writing this suite).

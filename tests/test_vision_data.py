@@ -17,6 +17,15 @@ from harness.records import Case
 from suites import _vision_data as V
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Small tensors on a shared 2-core machine: more threads only add contention.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _jpeg(path, size=(40, 30), colour=(200, 10, 10)):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", size, colour).save(path, "JPEG")
