@@ -186,7 +186,8 @@ def fidelity(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     fc = any(isinstance(m, nn.Linear) for m in (*g.modules(), *d.modules()))
     m = {"params.generator": Metric.single("params.generator", "count", False, pg),
          "params.discriminator": Metric.single("params.discriminator", "count", False, pd),
-         "params_match_guidelines": Metric.single("params_match_guidelines", "bool", True, float(pg == eg and pd == ed)),
+         "params_match_guidelines": Metric.single("params_match_guidelines", "bool", True,
+                                                  float(pg == eg and pd == ed)),
          "output_size.generator": Metric.single("output_size.generator", "pixels", True, x.shape[-1]),
          "output_channels.generator": Metric.single("output_channels.generator", "count", True, x.shape[1]),
          "logits_per_image.discriminator": Metric.single("logits_per_image.discriminator", "count", True,

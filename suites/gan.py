@@ -19,6 +19,7 @@ digits classifier trained here. Proxy scale uses scikit-learn's 8x8 digits (64-d
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -225,11 +226,11 @@ class GANTrainer:
                 group["lr"], group["momentum"] = lr, mom
 
     def _batch(self) -> torch.Tensor:
-        idx = torch.randint(0, self.data.shape[0], (self.cfg.batch_size,), generator=self.rng)
+        idx = torch.randint(0, self.data.shape[0], (self.cfg.batch_size,), generator=self.rng, device=self.rng.device)
         return self.data[idx]
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.z_dim, generator=self.rng)
+        return torch.randn(n, self.cfg.z_dim, generator=self.rng, device=self.rng.device).to(self.data.dtype)
 
     def step(self) -> tuple[float, float]:
         self._schedule()
@@ -278,8 +279,6 @@ def speed(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
 
 
 def _with_batch(cfg: GANConfig, batch: int) -> GANConfig:
-    import dataclasses
-
     return dataclasses.replace(cfg, batch_size=batch)
 
 

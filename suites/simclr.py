@@ -19,7 +19,6 @@ features, against a random encoder and a supervised one (several seeds).
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 import time
@@ -363,7 +362,8 @@ def _features(enc: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([enc(x[i:i + 512]) for i in range(0, x.shape[0], 512)])
 
 
-def train_contrastive(cfg: SimCLRConfig, x: torch.Tensor, seed: int, ctx: CaseContext | None = None) -> tuple[SimCLR, list[float]]:
+def train_contrastive(cfg: SimCLRConfig, x: torch.Tensor, seed: int,
+                      ctx: CaseContext | None = None) -> tuple[SimCLR, list[float]]:
     torch.manual_seed(seed)
     model = build(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.proxy_lr, weight_decay=cfg.weight_decay)
@@ -446,7 +446,3 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
                             "data": "sklearn digits at 16x16, grey replicated to RGB; 1347 train / 450 test",
                             "probe": "logistic regression on standardised frozen encoder features (no head)",
                             "claim": "SimCLR linear eval > random-encoder linear eval"})
-
-
-def with_batch(cfg: SimCLRConfig, batch: int) -> SimCLRConfig:
-    return dataclasses.replace(cfg, batch_size=batch)
