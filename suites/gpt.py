@@ -360,16 +360,19 @@ class ScalingConfig:
     ship, and loss in nats per byte is comparable across model sizes.
     """
 
-    # (layers, d_model, heads): four sizes spanning ~30x in parameters
-    sizes: tuple[tuple[int, int, int], ...] = ((1, 32, 2), (2, 64, 4), (3, 96, 4), (4, 128, 4))
-    n_ctx: int = 128
+    # (layers, d_model, heads): four sizes spanning ~25x in parameters (~14k to ~350k)
+    sizes: tuple[tuple[int, int, int], ...] = ((1, 16, 2), (2, 32, 2), (2, 64, 4), (3, 96, 4))
+    n_ctx: int = 64  # deviation: 2048 in the paper; 64 bytes keep a CPU step cheap
     batch_size: int = 16
-    tokens: int = 300_000  # the fixed budget, in bytes seen per model (~146 steps of 16 x 128)
-    lr: float = 2e-3  # deviation: Table 2.1's lrs are for >= 125M models; small models take larger ones
+    tokens: int = 160_000  # the fixed budget, in bytes seen per model (156 steps of 16 x 64)
+    lr: float = 3e-3  # deviation: Table 2.1's lrs are for >= 125M models; tiny models take larger ones
+    # Like Table 2.1, wider models get smaller rates: lr * min(1, lr_width / d_model). (A probe at 3e-3 for
+    # every size left the 3x96 model unstable on one seed of two.)
+    lr_width: int = 64
     warmup_frac: float = 0.05
-    eval_windows: int = 256  # held-out windows of n_ctx bytes, the same for every model
+    eval_windows: int = 128  # held-out windows of n_ctx bytes, the same for every model
     eval_every: int = 25
-    target_loss: float = 2.5  # our own time-to-quality target (nats/byte), never the paper's
+    target_loss: float = 2.8  # our own time-to-quality target (nats/byte), never the paper's
     seeds: int = 2
 
 
@@ -430,7 +433,8 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
     torch.manual_seed(seed)
     model = GPT(a)
     steps = max(1, cfg.tokens // (cfg.batch_size * cfg.n_ctx))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    lr = cfg.lr * min(1.0, cfg.lr_width / a.d_model)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     warm = max(1, int(cfg.warmup_frac * steps))
     # App. B: linear warm-up, cosine decay to 10% of the peak
     sched = torch.optim.lr_scheduler.LambdaLR(
