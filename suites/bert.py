@@ -417,7 +417,7 @@ class TopicConfig:
     # baseline, so the claim is only stronger when it holds.
     scratch_lrs: tuple[float, ...] = (1e-4, 1e-3)
     pooling: str = "mean"  # deviation: MiniLM was tuned with mean pooling; BERT's [CLS] pooler is untrained
-    target_accuracy: float = 0.7  # our own proxy target for time-to-quality, never the paper's
+    target_accuracy: float = 0.6  # our own proxy target for time-to-quality (chance 0.25), never the paper's
     seeds: int = 3
 
 
