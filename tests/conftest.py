@@ -8,7 +8,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 # The fault-injecting suites are registered in every process the tests start (CLI, case workers).
 os.environ.setdefault("MILESTONES_EXTRA_SUITES", "tests.fake_suites")
-os.environ.setdefault("MILESTONES_MACHINE_ID", "test-machine")
 # ...which must be importable from the console script and the case processes.
 os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
 
@@ -18,7 +17,7 @@ def cli(tmp_path):
     """Run the installed `milestones` console script; returns CompletedProcess."""
 
     def run(*args: str, timeout: float = 300, env: dict | None = None, cwd: Path | None = None):
-        e = dict(os.environ)
+        e = dict(os.environ, MILESTONES_MACHINE_ID="test-machine")
         e.update(env or {})
         return subprocess.run(["milestones", *args], capture_output=True, text=True, timeout=timeout, env=e,
                               cwd=cwd or ROOT)
