@@ -50,6 +50,24 @@ def seed_everything(seed: int, deterministic: bool) -> dict[str, Any]:
     return info
 
 
+def _run_quality_with_mllog(fn, params, ctx):
+    """Every quality case can emit MLPerf-style `:::MLLOG` lines (`--option mllog=PATH` or
+    $MILESTONES_MLLOG): run_start/run_stop around the training, its seed and batch, each accuracy
+    metric as eval_accuracy, and status success when the case's claim held."""
+    from harness import mllog
+
+    c = ctx.case
+    with mllog.run(ctx, benchmark=f"{c.suite}/{c.config}", seed=ctx.seed, global_batch_size=c.batch_size) as log:
+        res = fn(params, ctx)
+        for name, m in res.metrics.items():
+            if m.value is not None and ("accuracy" in name or name.startswith("bleu") or ".bleu" in name):
+                log.event("eval_accuracy" if "accuracy" in name else "eval_bleu", m.value, {"metric": name})
+        claims = [m.value for n, m in res.metrics.items() if n.endswith("claim_held") and m.value is not None]
+        if claims and all(v >= 0.5 for v in claims):
+            log.success()
+    return res
+
+
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -83,7 +101,10 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     ctx = CaseContext.for_case(case, **kw)
     out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}, "info": info, "artifacts": {}}
     try:
-        res = fn(entry.params, ctx)
+        if case.kind == "quality":
+            res = _run_quality_with_mllog(fn, entry.params, ctx)
+        else:
+            res = fn(entry.params, ctx)
         out["metrics"] = {k: m.to_dict() for k, m in res.metrics.items()}
         out["info"].update(res.info)
         out["artifacts"] = res.artifacts

@@ -107,3 +107,24 @@ def test_mlperf_logging_parser_reads_our_log(tmp_path):
     start = next(ll for ll in loglines if ll.key == "run_start")
     assert stop.value["metadata"]["status"] == "success"
     assert stop.timestamp - start.timestamp == pytest.approx(2500.0)  # ms, from the fake clock
+
+
+def test_every_quality_case_can_emit_mllog_through_the_worker(tmp_path):
+    import dataclasses
+
+    from harness.mllog import parse_line, time_to_quality
+    from harness.records import Case
+    from harness.worker import run_spec
+
+    log = tmp_path / "ml.log"
+    case = Case("fake", "fake-ok", "quality", "smoke", "cpu", "float32", 2)
+    out = run_spec({"case": dataclasses.asdict(case), "seed": 4, "options": {"mllog": str(log)}})
+    assert out["status"] == "ok"
+    lines = log.read_text().splitlines()
+    events = [parse_line(x) for x in lines]
+    keys = [e["key"] for e in events]
+    assert keys.index("run_start") < keys.index("run_stop")
+    assert next(e for e in events if e["key"] == "seed")["value"] == 4
+    assert next(e for e in events if e["key"] == "global_batch_size")["value"] == 2
+    assert next(e for e in events if e["key"] == "submission_benchmark")["value"] == "fake/fake-ok"
+    assert len(time_to_quality(lines)) == 1
