@@ -190,6 +190,10 @@ def _not_comparable_reason(base: Sequence[RunRecord], new: Sequence[RunRecord]) 
         parts.append(f"batch size {a.case.batch_size} vs {b.case.batch_size}")
     if a.case.dtype != b.case.dtype:
         parts.append(f"dtype {a.case.dtype} vs {b.case.dtype}")
+    # The batch size of a --nproc run is per rank: N ranks are a different workload from one.
+    wa, wb = a.info.get("world_size", 1), b.info.get("world_size", 1)
+    if wa != wb:
+        parts.append(f"world size {wa} vs {wb}")
     return "; ".join(parts) or None
 
 

@@ -205,3 +205,15 @@ def test_parse_percent():
     assert compare.parse_percent("12") == pytest.approx(0.12)
     with pytest.raises(UsageError):
         compare.parse_percent("-3%")
+
+
+def test_different_world_size_is_not_comparable():
+    import dataclasses
+
+    from harness.compare import _not_comparable_reason
+    from tests.test_store import make_record
+
+    a = make_record()
+    b = dataclasses.replace(make_record(), info={"world_size": 2})
+    assert "world size 1 vs 2" in _not_comparable_reason([a], [b])
+    assert _not_comparable_reason([a], [make_record()]) is None
