@@ -291,7 +291,7 @@ def _time_allreduces(device: str, timing: dict[str, Any]) -> dict[str, dict[str,
         if not n:
             continue
         buf = torch.zeros(n, dtype=getattr(torch, dtype), device=device)
-        t = time_fn(lambda: dist.all_reduce(buf), device, TimingSettings(**timing))
+        t = time_fn(lambda buf=buf: dist.all_reduce(buf), device, TimingSettings(**timing))
         out[scheme] = {"samples": list(t.samples_s), "elements": n, "bytes": n * buf.element_size(), "dtype": dtype}
     return out
 

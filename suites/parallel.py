@@ -353,7 +353,7 @@ def speed(cfg, ctx: CaseContext) -> CaseOutput:
     m, a = measure_speed(ctx, dp_step, label="dp.train", items_per_step=b, item_unit="images")
     metrics.update(m)
     artifacts.update(a)
-    del dp, opt
+    dp = opt = None  # free the replicated net before building the hybrid one
 
     # The paper's hybrid: conv data parallel, FC model parallel.
     torch.manual_seed(ctx.seed)
@@ -373,7 +373,7 @@ def speed(cfg, ctx: CaseContext) -> CaseOutput:
     m, a = measure_speed(ctx, hybrid_step, label="hybrid.train", items_per_step=b, item_unit="images")
     metrics.update(m)
     artifacts.update(a)
-    del hybrid, hopt
+    hybrid = hopt = None
 
     err, rel = hybrid_gradient_error(cfg, b, dev, dt, ctx.seed)
     metrics["hybrid.grad_max_abs_diff"] = Metric.single(
