@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BaselineError
+from harness.registry import did_you_mean as _did_you_mean
 
 try:
     import tomllib
@@ -31,13 +32,6 @@ OPTIONAL = {"plus_minus": (int, float), "scale": (str, list), "note": str, "reco
             "protocol_ours": str}
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 METRIC_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
-
-
-def _did_you_mean(name: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
-    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
 @dataclass(frozen=True)
