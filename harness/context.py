@@ -69,6 +69,14 @@ class CaseContext:
             raise ValueError(f"case {self.case.slug} has no batch size")
         return self.case.batch_size
 
+    def quality_seeds(self, default_n: int) -> tuple[int, ...]:
+        """Seeds of a quality claim: `--seeds` when several are given, else `default_n` consecutive seeds
+        from `--seed` (a claim over one seed says little); `--option n_seeds=N` changes the count."""
+        if len(self.seeds) > 1:
+            return tuple(self.seeds)
+        n = int(self.options.get("n_seeds", default_n))
+        return tuple(self.seed + i for i in range(n))
+
     def check_finite(self, step: int, value: float, what: str = "loss") -> float:
         """Raise Diverged when a training value is NaN or inf; return it otherwise."""
         import math

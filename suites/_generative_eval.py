@@ -231,6 +231,3 @@ class Evaluator:
         return classifier_accuracy(self.classifier, self.splits.test, self.splits.y_test)
 
 
-def quality_seeds(n_seeds: int, ctx) -> tuple[int, ...]:
-    """--seeds when several are given; otherwise `n_seeds` consecutive seeds from --seed."""
-    return tuple(ctx.seeds) if len(ctx.seeds) > 1 else tuple(ctx.seed + i for i in range(n_seeds))

@@ -611,15 +611,6 @@ BLEU_NOTE = ("sacrebleu (13a tokenisation of detokenized output) is not the pape
 
 
 # ------------------------------------------------------------------------------------------- speed
-def quality_seeds(ctx, default_n: int) -> tuple[int, ...]:
-    """Seeds of a quality claim: `--seeds` when several are given, else `default_n` seeds from `--seed`
-    (a claim over one seed says little); `--option n_seeds=N` changes the count."""
-    if len(ctx.seeds) > 1:
-        return tuple(ctx.seeds)
-    n = int(ctx.options.get("n_seeds", default_n))
-    return tuple(ctx.seed + i for i in range(n))
-
-
 def option_float(ctx, name: str, default: float) -> float:
     v = ctx.options.get(name, default)
     try:

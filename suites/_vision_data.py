@@ -447,9 +447,3 @@ def load_mnist(root: str | Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 
 
 # ------------------------------------------------------------------------------ proxy-scale helper
-def quality_seeds(ctx: CaseContext, default_n: int) -> tuple[int, ...]:
-    """`--seeds` when several are given, else `default_n` seeds from `--seed` (`--option n_seeds=N`)."""
-    if len(ctx.seeds) > 1:
-        return tuple(ctx.seeds)
-    n = int(ctx.options.get("n_seeds", default_n))
-    return tuple(ctx.seed + i for i in range(n))

@@ -375,7 +375,7 @@ def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
 
     xtr, ytr, _, _ = digits(seed=0)
     data = (xtr.flatten(1), ytr)
-    seeds = ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + cfg.seeds))
+    seeds = ctx.quality_seeds(cfg.seeds)
     m: dict[str, Metric] = {}
     curves: dict[str, dict] = {}
     info: dict = {"seeds": list(seeds), "chosen_lr": {}}

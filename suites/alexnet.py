@@ -31,7 +31,7 @@ from harness.measure.flops import count_flops, count_params
 from harness.measure.speed import measure_speed
 from harness.records import CaseOutput, Metric
 from harness.registry import register_suite
-from suites._vision_data import pretrained_imagenet_quality, quality_seeds
+from suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
                        arxiv="NIPS 2012", year=2012)
@@ -470,7 +470,7 @@ def dropout_gap(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...
 @SUITE.kind("quality")
 def quality(cfg, ctx: CaseContext) -> CaseOutput:
     if isinstance(cfg, AlexNetProxyConfig):
-        seeds = quality_seeds(ctx, cfg.n_seeds)
+        seeds = ctx.quality_seeds(cfg.n_seeds)
         if cfg.experiment == "relu_vs_tanh":
             return relu_vs_tanh(cfg, ctx, seeds)
         return dropout_gap(cfg, ctx, seeds)

@@ -224,7 +224,7 @@ def length_data(cfg: AttentionConfig):
 
 
 def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
-    seeds = T.quality_seeds(ctx, cfg.n_seeds)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     data, sv, tv = length_data(cfg)
     t_start = time.perf_counter()
     settings = replace(cfg.proxy_train, batch_size=ctx.batch_size,

@@ -443,10 +443,6 @@ for _size in ("base", "large"):
                                  f"--data glue=DIR (Table 1 protocol)")
 
 
-def _seeds(ctx: CaseContext, n: int) -> tuple[int, ...]:
-    return ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + n))
-
-
 @SUITE.kind("quality")
 def quality(cfg, ctx: CaseContext) -> CaseOutput:
     if isinstance(cfg, GlueConfig):
@@ -461,7 +457,7 @@ def topic_quality(cfg: TopicConfig, ctx: CaseContext) -> CaseOutput:
         mdir = minilm_dir()
     except FileNotFoundError as e:
         raise SkipCase(str(e)) from None
-    seeds = _seeds(ctx, cfg.seeds)
+    seeds = ctx.quality_seeds(cfg.seeds)
     groups = tuple(DOCSTRING_GROUPS)
     curves: dict[str, dict] = {}
     acc_pre, acc_scratch, scratch_lr, steps_to, secs_to = [], [], [], [], []
@@ -528,7 +524,7 @@ def glue_quality(cfg: GlueConfig, ctx: CaseContext) -> CaseOutput:
     train = read_glue_tsv(tdir / "train.tsv", task)
     n = len(train.labels) if cfg.max_train is None else min(cfg.max_train, len(train.labels))
     regression = task.labels is None
-    seeds = _seeds(ctx, 1)
+    seeds = ctx.quality_seeds(1)
     m: dict[str, Metric] = {}
     curves: dict[str, dict] = {}
     per_file: dict[str, list[dict]] = {}

@@ -286,7 +286,7 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     probe_train = to_gan_pixels(torch.cat([sp.train, sp.valid]), cfg.image_size)
     probe_y = torch.cat([sp.y_train, sp.y_valid])
     probe_test = to_gan_pixels(sp.test, cfg.image_size)
-    seeds = ev.quality_seeds(cfg.n_seeds, ctx)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     names = ("probe_accuracy", "probe_accuracy.random_d", "fd", "fd.untrained", "parzen_ll", "parzen_ll.untrained",
              "steps_to_target", "seconds_to_target", "claim_held", "claim_held.probe", "claim_held.generator",
              "train_seconds")

@@ -657,7 +657,7 @@ def beats_random(agent: list[float], rand: list[float]) -> bool:
 
 @SUITE.kind("quality")
 def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
-    seeds = ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + cfg.proxy_seeds))
+    seeds = ctx.quality_seeds(cfg.proxy_seeds)
     agent_means, random_means, claims, seconds, curves = [], [], [], [], {}
     per_seed = {}
     for seed in seeds:

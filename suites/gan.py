@@ -293,7 +293,7 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
         raise SkipCase("quality runs on 8x8 digits (data_dim 64); MNIST is not shipped offline")
     evaluator = ev.Evaluator.build()
     sp = evaluator.splits
-    seeds = ev.quality_seeds(cfg.n_seeds, ctx)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     out: dict[str, list[float]] = {k: [] for k in (
         "parzen_ll", "parzen_ll_se", "parzen_sigma", "parzen_ll.untrained", "fd", "fd.untrained",
         "steps_to_target", "seconds_to_target", "claim_held", "train_seconds")}

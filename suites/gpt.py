@@ -390,10 +390,6 @@ SUITE.config("gpt-lm-eval", LMEvalConfig(), scales=("paper",), kinds=("quality",
              description="perplexity / last-word accuracy of --data gpt=CKPT on --data text=FILE / lambada=FILE")
 
 
-def _seeds(ctx: CaseContext, n: int) -> tuple[int, ...]:
-    return ctx.seeds if len(ctx.seeds) > 1 else tuple(range(ctx.seed, ctx.seed + n))
-
-
 @SUITE.kind("quality")
 def quality(cfg, ctx: CaseContext) -> CaseOutput:
     if isinstance(cfg, LMEvalConfig):
@@ -476,7 +472,7 @@ def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
     train = torch.frombuffer(bytearray(train_b), dtype=torch.uint8).long()
     held = torch.frombuffer(bytearray(held_b), dtype=torch.uint8).long()
     evals = _windows(held, cfg.n_ctx, cfg.eval_windows)
-    seeds = _seeds(ctx, cfg.seeds)
+    seeds = ctx.quality_seeds(cfg.seeds)
     m: dict[str, Metric] = {}
     curves: dict[str, dict] = {}
     params, mean_loss = [], []

@@ -301,7 +301,7 @@ def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
 # Proxy scale: the degradation problem (Sec. 4.2, Fig. 6) on scikit-learn's digits. Paper scale:
 # torchvision-format ImageNet weights evaluated on the user's validation set (single crop and 10-crop).
 # (imported here so that the quality section stays self-contained below the worked example)
-from suites._vision_data import pretrained_imagenet_quality, quality_seeds  # noqa: E402
+from suites._vision_data import pretrained_imagenet_quality  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -385,7 +385,7 @@ def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual:
 def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
     from suites._data import digits
 
-    seeds = quality_seeds(ctx, cfg.n_seeds)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     nets = [(f"plain{cfg.shallow}", cfg.shallow, False), (f"plain{cfg.deep}", cfg.deep, False),
             (f"resnet{cfg.shallow}", cfg.shallow, True), (f"resnet{cfg.deep}", cfg.deep, True)]
     err: dict[str, list[float]] = {n: [] for n, _, _ in nets}

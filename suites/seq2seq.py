@@ -159,7 +159,7 @@ def speed(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
 
 # ------------------------------------------------------------------------------------------- quality
 def _proxy(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
-    seeds = T.quality_seeds(ctx, cfg.n_seeds)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     splits = T.make_splits(cfg.task)
     sv = T.Vocab.build([p.src for p in splits["train"]])
     tv = T.Vocab.build([p.tgt for p in splits["train"]])

@@ -414,7 +414,7 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
     if cfg.encoder != "small":
         raise SkipCase("SimCLR quality at ResNet-50 needs ImageNet and a GPU; the proxy uses the small encoder")
     xtr, ytr, xte, yte = _rgb_digits(cfg.image_size)
-    seeds = ev.quality_seeds(cfg.n_seeds, ctx)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     names = ("linear_eval_accuracy", "linear_eval_accuracy.random", "linear_eval_accuracy.supervised",
              "gap_to_supervised", "claim_held", "claim_held.matches_supervised", "train_seconds")
     out: dict[str, list[float]] = {k: [] for k in names}

@@ -259,7 +259,7 @@ def speed(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
 def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     from suites import attention as A
 
-    seeds = T.quality_seeds(ctx, cfg.n_seeds)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
     rnn_cfg = replace(A.SEARCH, **A.PROXY_WIDTH, task=cfg.task)
     # One budget for both: the same clock, step cap, batch and evaluation interval.

@@ -132,6 +132,6 @@ def test_gan_smoke_speed_case_runs():
 
 def test_quality_seeds_default_and_explicit():
     c = CaseContext.for_case(Case("gan", "gan-digits", "quality", "proxy", "cpu", "float32", 100), seed=5)
-    assert ev.quality_seeds(3, c) == (5, 6, 7)
+    assert c.quality_seeds(3) == (5, 6, 7)
     c2 = CaseContext.for_case(Case("gan", "gan-digits", "quality", "proxy", "cpu", "float32", 100), seeds=(1, 9))
-    assert ev.quality_seeds(3, c2) == (1, 9)
+    assert c2.quality_seeds(3) == (1, 9)

@@ -268,6 +268,6 @@ def test_idx_errors(tmp_path):
 
 
 def test_quality_seeds():
-    assert V.quality_seeds(_ctx(seed=5), 3) == (5, 6, 7)
-    assert V.quality_seeds(_ctx(seeds=(1, 9)), 3) == (1, 9)
-    assert V.quality_seeds(_ctx(options={"n_seeds": "2"}), 3) == (0, 1)
+    assert _ctx(seed=5).quality_seeds(3) == (5, 6, 7)
+    assert _ctx(seeds=(1, 9)).quality_seeds(3) == (1, 9)
+    assert _ctx(options={"n_seeds": "2"}).quality_seeds(3) == (0, 1)
