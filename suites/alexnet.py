@@ -28,7 +28,7 @@ from torch import nn
 
 from harness.context import CaseContext, SkipCase
 from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_speed
+from harness.measure.speed import measure_classifier
 from harness.records import CaseOutput, Metric
 from harness.registry import register_suite
 from suites._vision_data import pretrained_imagenet_quality
@@ -254,24 +254,7 @@ def speed(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     x = torch.randn(ctx.batch_size, 3, cfg.image_size, cfg.image_size, generator=g).to(ctx.torch_device, ctx.torch_dtype)
     y = torch.randint(0, cfg.num_classes, (ctx.batch_size,), generator=g).to(ctx.torch_device)
 
-    def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    model.train()
-    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size,
-                                       item_unit="images")
-    model.eval()
-
-    @torch.no_grad()
-    def infer_step() -> None:
-        model(x)
-
-    m2, a2 = measure_speed(ctx, infer_step, label="infer", items_per_step=ctx.batch_size, item_unit="images")
-    metrics.update(m2)
-    artifacts.update(a2)
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
+    metrics, artifacts = measure_classifier(ctx, model, opt, x, y)
     return CaseOutput(metrics=metrics, artifacts=artifacts, info={"image_size": cfg.image_size})
 
 

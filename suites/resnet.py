@@ -22,7 +22,7 @@ from torch import nn
 from harness.context import CaseContext, SkipCase
 from harness.distributed import data_parallel
 from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_speed
+from harness.measure.speed import measure_classifier
 from harness.records import CaseOutput, Metric
 from harness.registry import register_suite
 
@@ -275,25 +275,7 @@ def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     x, y = synthetic_batch(cfg, ctx.batch_size, ctx.torch_device, ctx.torch_dtype)
 
-    def train_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    model.train()
-    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size,
-                                       item_unit="images")
-    model.eval()
-
-    @torch.no_grad()
-    def infer_step() -> None:
-        model(x)
-
-    m2, a2 = measure_speed(ctx, infer_step, label="infer", items_per_step=ctx.batch_size, item_unit="images")
-    metrics.update(m2)
-    artifacts.update(a2)
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
+    metrics, artifacts = measure_classifier(ctx, model, opt, x, y)
     return CaseOutput(metrics=metrics, artifacts=artifacts, info={"image_size": cfg.image_size})
 
 

@@ -73,3 +73,34 @@ def measure_speed(ctx: CaseContext, step: Callable[[], Any], *, label: str, item
     if ctx.profile:
         artifacts[f"{label}.kernels"] = kernel_table(step, ctx.device)
     return metrics, artifacts
+
+
+def measure_classifier(ctx: CaseContext, model: Any, opt: Any, x: Any, y: Any, *,
+                       item_unit: str = "images") -> tuple[dict[str, Metric], dict[str, Any]]:
+    """The image classifiers' speed case: a cross-entropy training step, then inference, on one batch.
+
+    Returns (metrics, artifacts) with `train.*`, `infer.*` and `params`.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from harness.measure.flops import count_params
+
+    def train_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer_step() -> None:
+        model(x)
+
+    model.train()
+    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size,
+                                       item_unit=item_unit)
+    model.eval()
+    m2, a2 = measure_speed(ctx, infer_step, label="infer", items_per_step=ctx.batch_size, item_unit=item_unit)
+    metrics.update(m2)
+    artifacts.update(a2)
+    metrics["params"] = Metric.single("params", "count", False, count_params(model))
+    return metrics, artifacts
