@@ -35,8 +35,8 @@ def lint(session: nox.Session) -> None:
 def smoke(session: nox.Session) -> None:
     """The nightly job at smoke scale: every smoke fidelity and speed case, then the report."""
     out = session.posargs[0] if session.posargs else "results/smoke"
-    session.run("python", "-m", "harness", "run", "--scale", "smoke", "--out", out)
-    session.run("python", "-m", "harness", "report", out, "--out", os.path.join(out, "report.html"))
+    session.run("python", "-m", "milestones.harness", "run", "--scale", "smoke", "--out", out)
+    session.run("python", "-m", "milestones.harness", "report", out, "--out", os.path.join(out, "report.html"))
 
 
 @nox.session(venv_params=["--system-site-packages"])
@@ -50,15 +50,15 @@ def bench(session: nox.Session, torch: str) -> None:
                 f"sys.exit(0 if v == '{torch}' else f'expected torch {torch}, got ' + v)")
     env = {"PYTHONPATH": os.getcwd()}
     kernels = os.path.join(session.create_tmp(), f"kernels-torch{torch}.json")
-    session.run("python", "-m", "harness", "run", "--kind", "speed", "--scale", "smoke", "--out", BENCH_OUT,
+    session.run("python", "-m", "milestones.harness", "run", "--kind", "speed", "--scale", "smoke", "--out", BENCH_OUT,
                 *session.posargs, env=env, success_codes=[0, 1])  # 1: a case failed; its record says why
     session.run("python", "-m", "pytest", "tests/bench_kernels", "-q", "-p", "no:cacheprovider", "--benchmark-only", "--benchmark-max-time=0.25",
                 f"--benchmark-json={kernels}", "--benchmark-save-data", env=env)
-    session.run("python", "-m", "harness", "import", "pytest-benchmark", kernels, "--out", BENCH_OUT, env=env)
+    session.run("python", "-m", "milestones.harness", "import", "pytest-benchmark", kernels, "--out", BENCH_OUT, env=env)
 
 
 @nox.session(python=False)
 def report(session: nox.Session) -> None:
     """The self-contained HTML report of a results folder (default results/)."""
     src = session.posargs[0] if session.posargs else "results"
-    session.run("python", "-m", "harness", "report", src, "--out", os.path.join(src, "report.html"))
+    session.run("python", "-m", "milestones.harness", "report", src, "--out", os.path.join(src, "report.html"))

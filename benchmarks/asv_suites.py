@@ -1,8 +1,8 @@
-"""asv benchmarks for every registered speed case, generated from the registry by harness.asv_bridge.
+"""asv benchmarks for every registered speed case, generated from the registry by milestones.harness.asv_bridge.
 
 The scale comes from MILESTONES_SCALE (default smoke); see docs/asv-pytest-benchmark-nox.md.
 """
 
-from harness.asv_bridge import make_benchmarks
+from milestones.harness.asv_bridge import make_benchmarks
 
 globals().update(make_benchmarks())

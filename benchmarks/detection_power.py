@@ -9,7 +9,7 @@ process, alternating so that drift hits all three alike. Then, on the very same 
   both orders are tried, since a rule may be asymmetric.
 The last line is the interleaved mode of docs/compare-and-report.md: 3 consecutive rounds of A against
 the same rounds of B (sliding windows, so those pairs overlap and are not independent).
-Rules: `compare` (harness.stats.compare_timeseries, the defaults of `milestones compare`), asv's
+Rules: `compare` (milestones.harness.stats.compare_timeseries, the defaults of `milestones compare`), asv's
 (factor 1.1 + Mann-Whitney p < 0.002, asv's own code), pytest-benchmark's
 `--benchmark-compare-fail=mean:5%` (pytest-benchmark's own PercentageRegressionCheck).
 
@@ -61,7 +61,7 @@ def calibrate(step, target_s: float = 0.010) -> int:
 def collect(rounds: int, threads: int) -> dict:
     import torch
 
-    from harness.measure.timing import TimingSettings, time_cpu
+    from milestones.harness.measure.timing import TimingSettings, time_cpu
 
     torch.set_num_threads(threads)
     base, slow = make_workload(False), make_workload(True)
@@ -89,7 +89,7 @@ def collect(rounds: int, threads: int) -> dict:
 
 
 def rule_compare(a, b) -> bool:
-    from harness.stats import compare_timeseries
+    from milestones.harness.stats import compare_timeseries
 
     return compare_timeseries(a, b, higher_is_better=False).verdict == "regressed"
 
@@ -131,7 +131,7 @@ def evaluate(data: dict) -> list[dict]:
         fa2 = sum(rule(a2, a) for a, a2 in zip(data["A"], data["A2"], strict=False)) / n
         rows.append({"rule": name, "power_5pct": power, "false_alarms_aa": (fa + fa2) / 2, "pairs": n})
     # Interleaved A/B with 3 runs per side: rounds i..i+2 of A against the same rounds of B (or A').
-    from harness.stats import compare_repeated_runs
+    from milestones.harness.stats import compare_repeated_runs
 
     def rep(x, y):
         return compare_repeated_runs(x, y, higher_is_better=False).verdict == "regressed"

@@ -17,8 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from harness.measure.timing import TimingSettings, time_cpu
-from suites.resnet import ResNetConfig, build
+from milestones.harness.measure.timing import TimingSettings, time_cpu
+from milestones.suites.resnet import ResNetConfig, build
 
 
 def overhead_us(n: int = 200_000) -> tuple[float, float]:

@@ -4,10 +4,10 @@ For every speed case at the chosen scale, two benchmark classes are generated:
 
 - `<scale>_<config>` with `time_step` and `peakmem_step`: asv itself times (and measures the peak
   memory of) the case's own step function, captured from the suite's call to
-  `harness.measure.speed.measure_speed` (the first one: the training step by convention).
+  `milestones.harness.measure.speed.measure_speed` (the first one: the training step by convention).
 - `<scale>_<config>_harness` with `track_step_time` and `track_throughput`: the harness's own
   measurement. `setup_cache` runs the case exactly as `milestones run` does (a fresh
-  `python -m harness.worker` process, the same timing settings) and the tracks report the median of
+  `python -m milestones.harness.worker` process, the same timing settings) and the tracks report the median of
   the first `<label>.step_time` / `<label>.throughput` metric, so asv's history and the records agree.
 
 Chosen by environment variables, read when asv imports the benchmarks:
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
-from harness.records import Case
-from harness.registry import SCALES, ConfigEntry, Registry, did_you_mean, load_suites
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.harness.registry import SCALES, ConfigEntry, Registry, did_you_mean, load_suites
 
 SCALE_ENV, DEVICE_ENV, DTYPE_ENV, TIMEOUT_ENV, SUITES_ENV = (
     "MILESTONES_SCALE", "MILESTONES_DEVICE", "MILESTONES_DTYPE", "MILESTONES_TIMEOUT", "MILESTONES_SUITES")
@@ -64,7 +64,7 @@ class BridgeSettings:
                    timeout=timeout, suites=suites)
 
     def run_options(self):
-        from harness.runner import RunOptions
+        from milestones.harness.runner import RunOptions
 
         return RunOptions(kinds=("speed",), scale=self.scale, device=self.device, dtype=self.dtype,
                           timeout=self.timeout)
@@ -98,15 +98,15 @@ def load_registry(settings: BridgeSettings) -> Registry:
         return load_suites()
     import importlib
 
-    from harness.registry import REGISTRY
+    from milestones.harness.registry import REGISTRY
 
     for name in settings.suites:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise UsageError(f"{SUITES_ENV}: {name!r} is not a suite name")
         try:
-            importlib.import_module(f"suites.{name}")
+            importlib.import_module(f"milestones.suites.{name}")
         except ModuleNotFoundError as e:
-            if e.name != f"suites.{name}":
+            if e.name != f"milestones.suites.{name}":
                 raise
             raise UsageError(f"{SUITES_ENV}: unknown suite {name!r}") from None
         REGISTRY.suite(name)
@@ -114,7 +114,7 @@ def load_registry(settings: BridgeSettings) -> Registry:
 
 
 def speed_cases(settings: BridgeSettings, registry: Registry | None = None) -> list[tuple[ConfigEntry, Case]]:
-    from harness.runner import plan, resolve_device
+    from milestones.harness.runner import plan, resolve_device
 
     reg = registry or load_registry(settings)
     opts = settings.run_options()
@@ -127,7 +127,7 @@ def speed_cases(settings: BridgeSettings, registry: Registry | None = None) -> l
 # ------------------------------------------------------------------------------- harness measurement
 def harness_measurement(case: Case, settings: BridgeSettings) -> dict[str, Any]:
     """Run the case as `milestones run` does (its own process, same timing); plain data for asv's cache."""
-    from harness.runner import run_case_process
+    from milestones.harness.runner import run_case_process
 
     with tempfile.TemporaryDirectory(prefix="milestones-asv-") as tmp:
         run = run_case_process(case, settings.run_options(), seed=0, workdir=Path(tmp))
@@ -144,7 +144,7 @@ def primary_metric(measurement: dict[str, Any], suffix: str) -> tuple[str, dict[
 
 
 def median(xs: list[float]) -> float:
-    from harness.records import Stats
+    from milestones.harness.records import Stats
 
     st = Stats.from_samples(xs)
     if st is None:
@@ -167,10 +167,10 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
 
     Raises NotImplementedError (asv: skipped) when the case skips itself or never calls measure_speed.
     """
-    import harness.measure.speed as speed_mod
-    from harness.context import CaseContext, SkipCase
-    from harness.registry import REGISTRY
-    from harness.worker import seed_everything
+    import milestones.harness.measure.speed as speed_mod
+    from milestones.harness.context import CaseContext, SkipCase
+    from milestones.harness.registry import REGISTRY
+    from milestones.harness.worker import seed_everything
 
     reg = registry or REGISTRY  # filled when asv imported the generated benchmarks
     fn = reg.suite(case.suite).kinds[case.kind]

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BaselineError
-from harness.registry import did_you_mean as _did_you_mean
+from milestones.harness.errors import BaselineError
+from milestones.harness.registry import did_you_mean as _did_you_mean
 
 try:
     import tomllib
@@ -239,7 +239,7 @@ def check(paths: Iterable[str | Path], registry: Any = None,
     A config that exists but does not (yet) register the baseline's kind is a warning, appended to
     `warnings`: a paper figure may be written down before the suite can measure it.
 
-    `registry` (harness.registry.Registry) enables the suite/config checks; `record_metrics` maps
+    `registry` (milestones.harness.registry.Registry) enables the suite/config checks; `record_metrics` maps
     (suite, config, kind) to the metric names seen in records and enables the metric-existence check.
     """
     files: list[BaselineFile] = []

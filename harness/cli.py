@@ -1,4 +1,4 @@
-"""The `milestones` command: list | env | run, plus the commands in `harness.commands`.
+"""The `milestones` command: list | env | run, plus the commands in `milestones.harness.commands`.
 
 Bad input gets one line on stderr and exit code 2, never a traceback.
 """
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import MilestonesError, UsageError
+from milestones.harness.errors import MilestonesError, UsageError
 
 EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -67,8 +67,8 @@ def _seeds(s: str) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness import report
-    from harness.registry import load_suites
+    from milestones.harness import report
+    from milestones.harness.registry import load_suites
 
     reg = load_suites()
     if args.configs:
@@ -90,7 +90,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------------------------- env
 def cmd_env(args: argparse.Namespace) -> int:
-    from harness import env, report
+    from milestones.harness import env, report
 
     e = env.capture()
     if args.json:
@@ -124,7 +124,7 @@ def load_run_config(path: str) -> dict[str, Any]:
         raise UsageError(f"config file {path}: [run] must be a table")
     unknown = set(run) - RUN_FILE_KEYS
     if unknown:
-        from harness.registry import did_you_mean
+        from milestones.harness.registry import did_you_mean
 
         k = sorted(unknown)[0]
         raise UsageError(f"config file {path}: unknown key {k!r}{did_you_mean(k, RUN_FILE_KEYS)}")
@@ -144,7 +144,7 @@ def load_run_config(path: str) -> dict[str, Any]:
 
 
 def build_run_options(args: argparse.Namespace):
-    from harness.runner import RunOptions
+    from milestones.harness.runner import RunOptions
 
     fc: dict[str, Any] = load_run_config(args.config) if args.config else {}
 
@@ -171,7 +171,7 @@ def build_run_options(args: argparse.Namespace):
 
 
 def _torchrun_args(args: argparse.Namespace) -> tuple[str, ...]:
-    from harness.distributed import rendezvous_args
+    from milestones.harness.distributed import rendezvous_args
 
     return rendezvous_args(args)
 
@@ -194,13 +194,12 @@ def _busy_warning(env: dict[str, Any]) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from milestones.harness import env as envmod
+    from milestones.harness import report, runner, store
+    from milestones.harness.records import SUCCESS_STATUSES
+    from milestones.harness.registry import load_suites
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from harness import env as envmod
-    from harness import report, runner, store
-    from harness.records import SUCCESS_STATUSES
-    from harness.registry import load_suites
 
     opts, names = build_run_options(args)
     _check_data_paths(opts.data)
@@ -216,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             opts, kinds=tuple(o.get("kinds", opts.kinds)), scale=o.get("scale", opts.scale),
             dtype=o.get("dtype", opts.dtype), batch_size=o.get("batch_size"), repeat=o.get("repeat", 1),
             seed=o.get("seed", 0), out=Path(opts.out))
-        from harness.records import Case
+        from milestones.harness.records import Case
 
         cases = [Case(**c) for c in manifest["cases"]]
         skip = store.finished_keys(folder)
@@ -262,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="milestones", description="Benchmark and reproduce the deep-learning milestone papers.")
-    from harness import __version__
+    from milestones.harness import __version__
 
     p.add_argument("--version", action="version", version=f"milestones {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
@@ -308,11 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
     sp.set_defaults(func=cmd_run)
 
-    import harness.commands as cmds
+    import milestones.harness.commands as cmds
 
     for m in sorted(pkgutil.iter_modules(cmds.__path__), key=lambda m: m.name):
         if not m.name.startswith("_"):
-            importlib.import_module(f"harness.commands.{m.name}").register(sub)
+            importlib.import_module(f"milestones.harness.commands.{m.name}").register(sub)
     return p
 
 

@@ -1,6 +1,6 @@
 """Comparison rows from records: run vs run, run vs paper, by group (GPU, torch, ...), kernel diffs.
 
-Pure data in, dataclasses out; statistics come from harness.stats, formatting is in harness.report.
+Pure data in, dataclasses out; statistics come from milestones.harness.stats, formatting is in milestones.harness.report.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import stats
-from harness.baselines import Baseline
-from harness.errors import RecordError, UsageError
-from harness.records import SUCCESS_STATUSES, RunRecord
+from milestones.harness import stats
+from milestones.harness.baselines import Baseline
+from milestones.harness.errors import RecordError, UsageError
+from milestones.harness.records import SUCCESS_STATUSES, RunRecord
 
 # Environment fields whose difference makes timings of two sides not like-for-like; shown in every table.
 ENV_FIELDS = (("gpu", "GPU"), ("driver", "driver"), ("torch", "torch"), ("cuda", "CUDA"), ("threads", "threads"),
@@ -38,7 +38,7 @@ class Loaded:
 
 def load(paths: Iterable[str | os.PathLike], results_root: str | os.PathLike = "results") -> list[Loaded]:
     """Records from folders, files or run ids (looked up under `results_root`). UsageError if none."""
-    from harness import store
+    from milestones.harness import store
 
     out: list[Loaded] = []
     specs = list(paths)
@@ -414,7 +414,7 @@ def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = No
         counts = {g: sum(group_label(r, by) == g for r in ok) for g in groups}
         reference = max(groups, key=lambda g: counts[g])
     elif reference not in groups:
-        from harness.registry import did_you_mean
+        from milestones.harness.registry import did_you_mean
 
         raise UsageError(f"--reference {reference!r} is not a {by} in these records "
                          f"(have: {', '.join(groups)}){did_you_mean(reference, groups)}")

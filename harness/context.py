@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.measure.timing import SMOKE_TIMING, TimingSettings
-from harness.records import Case
+from milestones.harness.measure.timing import SMOKE_TIMING, TimingSettings
+from milestones.harness.records import Case
 
 
 class SkipCase(Exception):

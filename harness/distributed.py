@@ -2,9 +2,9 @@
 
 `milestones run --nproc N` runs each speed case as
 
-    python -m harness.distributed launch SPEC RESULT -- <torchrun options>
+    python -m milestones.harness.distributed launch SPEC RESULT -- <torchrun options>
       -> torch.distributed.run (torchrun itself, through its Python entry) starts N ranks of
-         python -m harness.distributed rank SPEC RESULT
+         python -m milestones.harness.distributed rank SPEC RESULT
 
 Each rank runs the suite's speed function with the process group up (NCCL on GPUs, gloo on CPUs);
 a suite takes part by wrapping its model with `data_parallel(model)` (DistributedDataParallel when a
@@ -64,7 +64,7 @@ def rendezvous_args(ns: Any) -> tuple[str, ...]:
 def torchrun_command(spec_path: Path, result_path: Path, *, nproc: int, torchrun_args: Sequence[str] = (),
                      timeout: float = 900.0) -> list[str]:
     """The case-process command for N ranks: our launcher around torch.distributed.run."""
-    return [sys.executable, "-m", "harness.distributed", "launch", str(spec_path), str(result_path),
+    return [sys.executable, "-m", "milestones.harness.distributed", "launch", str(spec_path), str(result_path),
             "--pg-timeout", f"{timeout:g}", "--", "--nproc-per-node", str(nproc), *torchrun_args]
 
 
@@ -139,13 +139,13 @@ def fully_shard_model(model, block_types: tuple[type, ...], *, reshard_after_for
 
 # ------------------------------------------------------------------------------- gathering the record
 def _metric(name: str, d: dict[str, Any]):
-    from harness.records import Metric
+    from milestones.harness.records import Metric
 
     return Metric.from_dict(name, d)
 
 
 def _median(xs: Sequence[float]) -> float | None:
-    from harness.records import Stats
+    from milestones.harness.records import Stats
 
     st = Stats.from_samples(list(xs))
     return None if st is None else st.median
@@ -165,7 +165,7 @@ def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
       registered several schemes); `allreduce` is one dict per rank: scheme -> samples, elements, bytes.
     Other metrics (FLOPs, memory, MFU) are rank 0's: they are per device.
     """
-    from harness.records import Metric
+    from milestones.harness.records import Metric
 
     n = len(ranks)
     statuses = [r.get("status") for r in ranks]
@@ -217,7 +217,7 @@ def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
         if not wrapped:
             metrics[name] = Metric.missing(
                 name, "fraction", True, "the suite's speed case does not wrap its model with "
-                "harness.distributed.data_parallel/fully_shard_model: the ranks trained independently")
+                "milestones.harness.distributed.data_parallel/fully_shard_model: the ranks trained independently")
         elif s_thr is None or not s_thr.samples:
             metrics[name] = Metric.missing(name, "fraction", True, "no single-process throughput was measured")
         else:
@@ -262,7 +262,7 @@ class RankFailed(RuntimeError):
 
 
 def lockstep_timing(timing: dict[str, Any] | None, scale: str) -> dict[str, Any]:
-    from harness.measure.timing import SMOKE_TIMING, TimingSettings
+    from milestones.harness.measure.timing import SMOKE_TIMING, TimingSettings
 
     base = TimingSettings(**timing) if timing else (SMOKE_TIMING if scale == "smoke" else TimingSettings())
     n = max(base.min_iters, LOCKSTEP_MIN_ITERS)
@@ -283,8 +283,7 @@ def _die_with_parent() -> None:
 def _time_allreduces(device: str, timing: dict[str, Any]) -> dict[str, dict[str, Any]]:
     import torch
     import torch.distributed as dist
-
-    from harness.measure.timing import TimingSettings, time_fn
+    from milestones.harness.measure.timing import TimingSettings, time_fn
 
     out = {}
     for scheme, (n, dtype) in _STATE.gradients.items():
@@ -305,8 +304,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def rank_main(spec_path: Path, result_path: Path) -> int:
     import torch
     import torch.distributed as dist
-
-    from harness.worker import run_spec
+    from milestones.harness.worker import run_spec
 
     _die_with_parent()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
@@ -411,7 +409,7 @@ def launch_main(argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    p = argparse.ArgumentParser(prog="python -m harness.distributed launch")
+    p = argparse.ArgumentParser(prog="python -m milestones.harness.distributed launch")
     p.add_argument("spec")
     p.add_argument("result")
     p.add_argument("--pg-timeout", type=float, default=900.0)
@@ -420,7 +418,7 @@ def launch_main(argv: list[str]) -> int:
     workdir = spec_path.parent
     os.environ[PG_TIMEOUT_ENV] = f"{ours.pg_timeout:g}"
     args = parse_args([*torchrun_argv, "--monitor-interval", "0.1", "--log-dir", str(workdir / "torchrun"),
-                       "--tee", "3", "-m", "harness.distributed", "rank", str(spec_path), str(result_path)])
+                       "--tee", "3", "-m", "milestones.harness.distributed", "rank", str(spec_path), str(result_path)])
     try:
         run(args)
     except ChildFailedError as e:
@@ -445,15 +443,15 @@ def main(argv: list[str]) -> int:
         return record(rank_main)(Path(argv[1]), Path(argv[2]))
     if argv[:1] == ["launch"]:
         return launch_main(argv[1:])
-    print("usage: python -m harness.distributed launch SPEC RESULT [--pg-timeout S] -- TORCHRUN-OPTIONS\n"
-          "       python -m harness.distributed rank SPEC RESULT   (run by torchrun)", file=sys.stderr)
+    print("usage: python -m milestones.harness.distributed launch SPEC RESULT [--pg-timeout S] -- TORCHRUN-OPTIONS\n"
+          "       python -m milestones.harness.distributed rank SPEC RESULT   (run by torchrun)", file=sys.stderr)
     return 2
 
 
 if __name__ == "__main__":
-    # Run the importable module, not this __main__ copy: suites call harness.distributed.data_parallel,
+    # Run the importable module, not this __main__ copy: suites call milestones.harness.distributed.data_parallel,
     # and its bookkeeping must be the one the rank entry reads.
-    from harness import distributed as _d
+    from milestones.harness import distributed as _d
 
     try:
         raise SystemExit(_d.main(sys.argv[1:]))

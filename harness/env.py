@@ -199,7 +199,7 @@ def capture() -> dict[str, Any]:
         "env_vars": {k: os.environ[k] for k in ENV_ALLOW_LIST if k in os.environ},
         "argv0": Path(sys.argv[0]).name if sys.argv else None,
     }
-    from harness import __version__
+    from milestones.harness import __version__
 
     env["milestones"] = __version__
     return env

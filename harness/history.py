@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from harness.records import RunRecord
+from milestones.harness.records import RunRecord
 
 DEFAULT_PENALTY = 4.0      # x log(n), in units of the robust noise scale
 DEFAULT_MIN_STEP = 0.02    # steps smaller than 2% are merged away: below what a nightly job acts on

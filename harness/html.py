@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import compare, report
-from harness.errors import MilestonesError, UsageError
-from harness.records import RunRecord
+from milestones.harness import compare, report
+from milestones.harness.errors import MilestonesError, UsageError
+from milestones.harness.records import RunRecord
 
 MAX_CURVE_PLOTS_PER_SUITE = 4
 MAX_HISTORY_PLOTS = 8
@@ -43,7 +43,7 @@ class Section:
 
 
 def _img(fig, name: str, alt: str) -> Block:
-    from harness import plots
+    from milestones.harness import plots
 
     return Block("img", text=alt, image=plots.to_bytes(fig, "png"), name=name)
 
@@ -151,7 +151,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         sec.blocks.append(Block("table", columns=report.group_columns(grows[0].reference, groups, by),
                                 rows=[report.group_cells(r, groups) for r in grows]))
         if plots:
-            from harness import plots as P
+            from milestones.harness import plots as P
 
             for metric in sorted({r.metric for r in grows if r.metric.endswith(".throughput")}):
                 sec.blocks.append(_img(P.groups_bar(grows, groups, metric, by), f"by-{by}-{_slug(metric)}",
@@ -161,7 +161,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     secs.append(sec)
 
     # History.
-    from harness import history as H
+    from milestones.harness import history as H
 
     hs = H.histories(records, metrics=["*.step_time", "*.throughput"])
     if hs:
@@ -172,7 +172,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         if rows:
             sec.blocks.append(Block("table", columns=report.HISTORY_COLUMNS, rows=rows))
         if plots:
-            from harness import plots as P
+            from milestones.harness import plots as P
 
             for h in [h for h in hs if h.steps][:MAX_HISTORY_PLOTS] or hs[:1]:
                 sec.blocks.append(_img(P.history(h), f"history-{_slug(h.config + '-' + h.metric)}",
@@ -181,7 +181,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
 
     # Per-suite plots.
     if plots:
-        from harness import plots as P
+        from milestones.harness import plots as P
 
         for suite in sorted({r.case.suite for r in records}):
             sec = Section(f"Suite {suite}")

@@ -10,7 +10,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from harness.errors import RecordError
+from milestones.harness.errors import RecordError
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupted")

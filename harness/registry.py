@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import UsageError
+from milestones.harness.errors import UsageError
 
 KINDS: tuple[str, ...] = ("fidelity", "speed", "quality")
 SCALES: tuple[str, ...] = ("smoke", "proxy", "paper")
@@ -186,7 +186,7 @@ _loaded = False
 EXTRA_SUITES_VAR = "MILESTONES_EXTRA_SUITES"
 
 
-def load_suites(package: str = "suites") -> Registry:
+def load_suites(package: str = "milestones.suites") -> Registry:
     """Import every module of the suites package so that each registers itself; idempotent.
 
     Modules named in $MILESTONES_EXTRA_SUITES (comma-separated import paths) are imported too: a
@@ -206,7 +206,7 @@ def load_suites(package: str = "suites") -> Registry:
     return REGISTRY
 
 
-def load_suite(name: str, package: str = "suites") -> Registry:
+def load_suite(name: str, package: str = "milestones.suites") -> Registry:
     """Import just what registers suite `name` (its module `suites/<name>.py`, else the extra modules),
     falling back to every suite. A case process needs one suite, not the import cost of all of them."""
     if name not in REGISTRY.suites:

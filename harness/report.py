@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from harness.records import SUCCESS_STATUSES, RunRecord
+from milestones.harness.records import SUCCESS_STATUSES, RunRecord
 
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "oom": "magenta",
                 "diverged": "red", "interrupted": "yellow"}
@@ -152,7 +152,7 @@ def to_json(obj: Any) -> str:
 
 # ============================================================================ comparisons (issue 5)
 # Terminal tables, Markdown and JSON for baselines, compare, group and kernel tables. The full
-# HTML / Markdown report document is built in harness.html from the same row helpers.
+# HTML / Markdown report document is built in milestones.harness.html from the same row helpers.
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "unchanged": "white", "inconclusive": "yellow",
                  "not comparable": "magenta", "reproduced": "green", "not reproduced": "red",
                  "not measured": "yellow"}

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import store
-from harness.context import DTYPES
-from harness.errors import UsageError
-from harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
-from harness.registry import KINDS, SCALES, ConfigEntry, Registry, did_you_mean
+from milestones.harness import store
+from milestones.harness.context import DTYPES
+from milestones.harness.errors import UsageError
+from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
+from milestones.harness.registry import KINDS, SCALES, ConfigEntry, Registry, did_you_mean
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -50,7 +50,7 @@ class RunOptions:
     timing: dict[str, Any] | None = None
     # An explicit, recorded search for the largest batch that runs (doubling from 1 up to this cap).
     find_max_batch: int | None = None
-    nproc: int = 1  # ranks per node for speed cases, run under torchrun (harness.distributed)
+    nproc: int = 1  # ranks per node for speed cases, run under torchrun (milestones.harness.distributed)
     torchrun_args: tuple[str, ...] = ()  # torchrun rendezvous options for several nodes
 
     def __post_init__(self) -> None:
@@ -170,12 +170,12 @@ def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path) 
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(log_path, "wb") as log:
-        from harness import distributed
+        from milestones.harness import distributed
 
         cmd = (distributed.torchrun_command(spec_path, result_path, nproc=opts.nproc,
                                             torchrun_args=opts.torchrun_args, timeout=opts.timeout)
                if distributed.wants_torchrun(case.kind, opts.nproc, opts.torchrun_args)
-               else [sys.executable, "-m", "harness.worker", str(spec_path), str(result_path)])
+               else [sys.executable, "-m", "milestones.harness.worker", str(spec_path), str(result_path)])
         p = subprocess.Popen(cmd,
                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              start_new_session=True, env=env)

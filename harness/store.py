@@ -17,8 +17,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.errors import RecordError, UsageError
-from harness.records import RunRecord
+from milestones.harness.errors import RecordError, UsageError
+from milestones.harness.records import RunRecord
 
 RUN_MANIFEST = "_run.json"
 

@@ -1,4 +1,4 @@
-"""The case process: `python -m harness.worker SPEC.json RESULT.json`.
+"""The case process: `python -m milestones.harness.worker SPEC.json RESULT.json`.
 
 Runs one case of one suite in a fresh interpreter (clean memory peaks, no global flags leaking from
 other models), and writes what happened to RESULT.json. The parent turns that into a record; if this
@@ -54,7 +54,7 @@ def _run_quality_with_mllog(fn, params, ctx):
     """Every quality case can emit MLPerf-style `:::MLLOG` lines (`--option mllog=PATH` or
     $MILESTONES_MLLOG): run_start/run_stop around the training, its seed and batch, each accuracy
     metric as eval_accuracy, and status success when the case's claim held."""
-    from harness import mllog
+    from milestones.harness import mllog
 
     c = ctx.case
     with mllog.run(ctx, benchmark=f"{c.suite}/{c.config}", seed=ctx.seed, global_batch_size=c.batch_size) as log:
@@ -70,12 +70,11 @@ def _run_quality_with_mllog(fn, params, ctx):
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
-
-    from harness.context import CaseContext, Diverged, SkipCase
-    from harness.measure.memory import peak_rss_bytes
-    from harness.measure.timing import TimingSettings
-    from harness.records import Case
-    from harness.registry import load_suite
+    from milestones.harness.context import CaseContext, Diverged, SkipCase
+    from milestones.harness.measure.memory import peak_rss_bytes
+    from milestones.harness.measure.timing import TimingSettings
+    from milestones.harness.records import Case
+    from milestones.harness.registry import load_suite
 
     threads = spec.get("threads")
     if threads:

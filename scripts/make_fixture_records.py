@@ -2,7 +2,7 @@
 
     python scripts/make_fixture_records.py            # rewrites tests/fixtures/records/
 
-Every record goes through harness.records / harness.store, so the fixtures are exactly what a real
+Every record goes through milestones.harness.records / milestones.harness.store, so the fixtures are exactly what a real
 run writes. Timing samples are log-normal with AR(1) drift (phi 0.6, CV 4%) around known medians, so
 the tests know the true ratios. Sets:
   gpus/        one run each on an A100, an H100 and a CPU (same cases, same suite version)
@@ -30,8 +30,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import store  # noqa: E402
-from harness.records import SCHEMA_VERSION, Case, Metric, RunRecord  # noqa: E402
+from milestones.harness import store  # noqa: E402
+from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord  # noqa: E402
 
 OUT = ROOT / "tests" / "fixtures" / "records"
 SUITE_VERSION = "a1b2c3d4e5f6"

@@ -191,7 +191,7 @@ class DigitsSplits:
 
 def digit_splits(n_valid: int = 200) -> DigitsSplits:
     """8x8 digits in [0, 1]: the fixed 75/25 split, and `n_valid` training images held out to choose sigma."""
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     xtr, ytr, xte, yte = digits(seed=0, normalize=False)
     return DigitsSplits(xtr[n_valid:], xtr[:n_valid], xte, ytr[n_valid:], ytr[:n_valid], yte)

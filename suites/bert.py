@@ -21,14 +21,13 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_speed
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("bert", title="BERT: Pre-training of Deep Bidirectional Transformers for Language "
                                      "Understanding", arxiv="1810.04805", year=2018)
@@ -144,7 +143,7 @@ class Bert(nn.Module):
 
     def pooled(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if self.pooling == "mean":  # sentence-transformers' pooling (how MiniLM was tuned), no pooler
-            from suites._text import mean_pool
+            from milestones.suites._text import mean_pool
 
             mask = attention_mask if attention_mask is not None else torch.ones(hidden.shape[:2], device=hidden.device)
             return mean_pool(hidden, mask, normalize=False)
@@ -380,7 +379,7 @@ def load_pretrained(path_dir, *, num_labels: int, pooling: str = "cls", dropout:
     """(model, tokenizer, load report) from a folder with config.json, vocab.txt and model.safetensors."""
     from pathlib import Path
 
-    from suites._text import WordPieceTokenizer, load_bert_state, read_bert_config
+    from milestones.suites._text import WordPieceTokenizer, load_bert_state, read_bert_config
 
     d = Path(path_dir)
     if not d.is_dir():
@@ -451,7 +450,7 @@ def quality(cfg, ctx: CaseContext) -> CaseOutput:
 
 
 def topic_quality(cfg: TopicConfig, ctx: CaseContext) -> CaseOutput:
-    from suites._text import DOCSTRING_GROUPS, minilm_dir, topic_split
+    from milestones.suites._text import DOCSTRING_GROUPS, minilm_dir, topic_split
 
     try:
         mdir = minilm_dir()
@@ -513,7 +512,7 @@ def _maybe(name: str, unit: str, hib: bool, values: list, target: float) -> Metr
 
 
 def glue_quality(cfg: GlueConfig, ctx: CaseContext) -> CaseOutput:
-    from suites._text import glue_metrics, glue_task, glue_task_dir, read_glue_tsv
+    from milestones.suites._text import glue_metrics, glue_task, glue_task_dir, read_glue_tsv
 
     missing = [k for k in ("glue", "bert") if k not in ctx.data]
     if missing:

@@ -28,15 +28,15 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext
+from milestones.harness.errors import UsageError
+from milestones.harness.extras import require
+from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.measure.timing import time_fn
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness.context import CaseContext
-from harness.errors import UsageError
-from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_speed
-from harness.measure.timing import time_fn
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("dqn", title="Playing Atari with Deep Reinforcement Learning", arxiv="1312.5602", year=2013)
 
@@ -154,8 +154,8 @@ def resize_area(frame: np.ndarray, size: int = 84) -> np.ndarray:
 
 def make_ale(game: str, seed: int = 0, max_episode_frames: int = 108_000):
     """The base ALE env: grey frames, every frame (frameskip=1), deterministic, minimal action set."""
-    import ale_py
-    import gymnasium
+    ale_py = require("ale_py")
+    gymnasium = require("gymnasium")
 
     gymnasium.register_envs(ale_py)
     env = gymnasium.make(f"ALE/{game}-v5", obs_type="grayscale", frameskip=1, repeat_action_probability=0.0,
@@ -223,7 +223,7 @@ class CartPoleEnv:
     """CartPole-v1 behind the same interface (history 1; the "frame" is the 4-d state)."""
 
     def __init__(self, seed: int = 0, **_) -> None:
-        import gymnasium
+        gymnasium = require("gymnasium")
 
         self.env = gymnasium.make("CartPole-v1")
         self.env.reset(seed=seed)

@@ -25,15 +25,15 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.extras import require
+from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.measure.timing import time_fn
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_speed
-from harness.measure.timing import time_fn
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
 
@@ -466,7 +466,7 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
 
 
 def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
-    from suites._text import stdlib_corpus
+    from milestones.suites._text import stdlib_corpus
 
     train_b, held_b = stdlib_corpus()
     train = torch.frombuffer(bytearray(train_b), dtype=torch.uint8).long()
@@ -523,6 +523,7 @@ def load_gpt_checkpoint(path, heads: int | None = None, d_head: int = 64) -> GPT
         raise UsageError(f"GPT checkpoint not found: {p}")
     try:
         if p.suffix == ".safetensors":
+            require("safetensors")
             from safetensors.torch import load_file
 
             state = load_file(str(p))
@@ -579,7 +580,7 @@ def last_word_accuracy(model: GPT, passages: list[tuple[str, str]]) -> tuple[flo
 def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
     from pathlib import Path
 
-    from suites._text import read_last_word_file
+    from milestones.suites._text import read_last_word_file
 
     if "gpt" not in ctx.data or not ({"text", "lambada"} & set(ctx.data)):
         raise SkipCase("needs user data: --data gpt=CHECKPOINT (.safetensors or .pt state dict of suites.gpt.GPT, "

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from milestones.harness import distributed
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.measure.flops import count_params
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness import distributed
-from harness.context import CaseContext, SkipCase
-from harness.measure.flops import count_params
-from harness.measure.speed import measure_speed
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("parallel", title="One weird trick for parallelizing convolutional neural networks",
                        arxiv="1404.5997", year=2014)
@@ -77,7 +76,7 @@ def build_alexnet(cfg: ParallelConfig) -> nn.Module:
     """The alexnet suite's torchvision-identical net at the paper's widths, ours (same layout) otherwise."""
     if tuple(cfg.convs) == PAPER_CONVS and cfg.fc == PAPER_FC:
         try:
-            from suites.alexnet import AlexNetOWT
+            from milestones.suites.alexnet import AlexNetOWT
 
             return AlexNetOWT(num_classes=cfg.num_classes, dropout=cfg.dropout)
         except ImportError:
@@ -250,7 +249,7 @@ def lr_rule_check(cfg: LrRuleConfig, ctx: CaseContext) -> CaseOutput:
     the noise at batch B with lr (ratio 1); with lr*k it grows as sqrt(k). Mini-batches are drawn with
     replacement, so the variance of their mean is exactly 1/(batch) of the per-example variance.
     """
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     x, y, _, _ = digits(seed=ctx.seed)
     x = x.flatten(1).double()
@@ -395,7 +394,7 @@ def speed(cfg, ctx: CaseContext) -> CaseOutput:
 # ------------------------------------------------------------------------------------------ FSDP GPT
 def build_gpt(cfg: FsdpGptConfig) -> tuple[nn.Module, type]:
     """The gpt suite's GPT and its block type (the unit FSDP shards)."""
-    from suites.gpt import GPT, Block, GPTArch
+    from milestones.suites.gpt import GPT, Block, GPTArch
 
     return GPT(GPTArch(cfg.layers, cfg.d_model, cfg.heads, vocab_size=cfg.vocab, n_ctx=cfg.seq_len)), Block
 
@@ -426,4 +425,4 @@ def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
                                                note=f"parameters held by one of {world} rank(s)")
     metrics["params"] = Metric.single("params", "count", False, sum(p.numel() for p in build_gpt(cfg)[0].parameters()))
     return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"sharding": "fsdp2 per block" if world > 1 else "none", "model": "suites.gpt.GPT"})
+                      info={"sharding": "fsdp2 per block" if world > 1 else "none", "model": "milestones.suites.gpt.GPT"})

@@ -17,14 +17,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.distributed import data_parallel
+from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.measure.speed import measure_classifier
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.distributed import data_parallel
-from harness.measure.flops import count_flops, count_params
-from harness.measure.speed import measure_classifier
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
 
 SUITE = register_suite("resnet", title="Deep Residual Learning for Image Recognition", arxiv="1512.03385", year=2015)
 
@@ -283,7 +282,7 @@ def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
 # Proxy scale: the degradation problem (Sec. 4.2, Fig. 6) on scikit-learn's digits. Paper scale:
 # torchvision-format ImageNet weights evaluated on the user's validation set (single crop and 10-crop).
 # (imported here so that the quality section stays self-contained below the worked example)
-from suites._vision_data import pretrained_imagenet_quality  # noqa: E402
+from milestones.suites._vision_data import pretrained_imagenet_quality  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -341,7 +340,7 @@ def _train_error(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual: bool, seed: int,
                  data: tuple[torch.Tensor, ...]) -> dict:
     """Train one CIFAR-style net for cfg.steps; its loss curve, training-error curve and time to target."""
-    from harness.measure.training import TrainLog
+    from milestones.harness.measure.training import TrainLog
 
     xtr, ytr = data[0], data[1]
     torch.manual_seed(seed)  # same batches for every net of a seed
@@ -365,7 +364,7 @@ def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual:
 
 
 def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     seeds = ctx.quality_seeds(cfg.n_seeds)
     nets = [(f"plain{cfg.shallow}", cfg.shallow, False), (f"plain{cfg.deep}", cfg.deep, False),

@@ -26,16 +26,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.measure.flops import count_params
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
+from milestones.suites import _generative_eval as ev
+from milestones.suites._data import digits
+from milestones.suites.resnet import ImageNetResNet
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.measure.flops import count_params
-from harness.measure.speed import measure_speed
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
-from suites import _generative_eval as ev
-from suites._data import digits
-from suites.resnet import ImageNetResNet
 
 SUITE = register_suite("simclr", title="A Simple Framework for Contrastive Learning of Visual Representations",
                        arxiv="2002.05709", year=2020)

@@ -24,13 +24,12 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.measure.flops import count_params
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
+from milestones.suites import _translation as T
 from torch import nn
-
-from harness.context import CaseContext, SkipCase
-from harness.measure.flops import count_params
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
-from suites import _translation as T
 
 SUITE = register_suite("transformer", title="Attention Is All You Need", arxiv="1706.03762", year=2017)
 
@@ -257,7 +256,7 @@ def speed(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
 
 # ------------------------------------------------------------------------------------------- quality
 def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
-    from suites import attention as A
+    from milestones.suites import attention as A
 
     seeds = ctx.quality_seeds(cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from harness.context import CaseContext
-from harness.records import CaseOutput, Metric
-from harness.registry import register_suite
+from milestones.harness.context import CaseContext
+from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.registry import register_suite
 
 SUITE = register_suite("fake", title="Fault injection (tests only)", arxiv="0000.00000", year=2000)
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.errors import UsageError
-from harness.records import Case
-from suites import adam
+from milestones.harness.context import CaseContext
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.suites import adam
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness.context import CaseContext, SkipCase
-from harness.records import Case
-from suites import alexnet as A
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.records import Case
+from milestones.suites import alexnet as A
 
 
 @pytest.fixture(autouse=True)
@@ -115,7 +115,7 @@ def test_paper_quality_evaluates_given_weights(tmp_path):
 
 def test_steps_to_error_bookkeeping():
     cfg = dataclasses.replace(A.SUITE.configs["alexnet-relu-vs-tanh"].params, max_steps=4, eval_every=2)
-    from suites._data import digits
+    from milestones.suites._data import digits
 
     data = digits(0, size=cfg.image_size)
     ctx = _ctx("alexnet-relu-vs-tanh", "quality", "proxy", batch=8)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import asv_bridge
-from harness.cli import main
-from harness.errors import UsageError
-from harness.records import Case
-from harness.store import load_frame
+from milestones.harness import asv_bridge
+from milestones.harness.cli import main
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.harness.store import load_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.records import Case
-from suites import _translation as T
-from suites import attention as A
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import _translation as T
+from milestones.suites import attention as A
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +70,7 @@ def test_alignment_ignores_padding_and_step_matches_forward():
 
 @pytest.mark.parametrize("name", ["rnnsearch-smoke", "rnnencdec-smoke"])
 def test_smoke_speed_cases(name):
-    from harness.registry import load_suites
+    from milestones.harness.registry import load_suites
 
     entry = load_suites().config(name)
     out = A.speed(entry.params, _ctx(name, "speed", batch=4))
@@ -80,7 +80,7 @@ def test_smoke_speed_cases(name):
 
 def test_proxy_claim_plumbing_on_a_tiny_task():
     # Not the proxy run: 2 steps on 60 sentences, to check metrics and the bleu_by_length artifact.
-    from harness.registry import load_suites
+    from milestones.harness.registry import load_suites
 
     base = load_suites().config("attention-length").params
     cfg = replace(base, task=T.NumberTask(tgt_lang="fr", max_numbers=3, max_digits=2, n_train=60, n_valid=10, n_test=30),

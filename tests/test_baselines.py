@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import baselines, compare
-from harness.cli import main
-from harness.errors import BaselineError
-from harness.registry import Registry
+from milestones.harness import baselines, compare
+from milestones.harness.cli import main
+from milestones.harness.errors import BaselineError
+from milestones.harness.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 F = Path(__file__).parent / "fixtures" / "records"

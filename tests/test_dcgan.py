@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.records import Case
-from suites import _generative_eval as ev
-from suites import dcgan
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import _generative_eval as ev
+from milestones.suites import dcgan
 
 
 def ctx_for(config: str, kind: str, batch: int | None = None) -> CaseContext:

@@ -1,6 +1,6 @@
 """On the CPU, a quality case's loss trajectory is bitwise identical across repeats with the same seed."""
 
-from harness import store
+from milestones.harness import store
 
 TIMING_WORDS = ("second", "wall", "time", "per_s", "throughput")
 

@@ -1,4 +1,4 @@
-"""harness.distributed: the gathered record (pure), the command line, and a crashed rank under real torchrun."""
+"""milestones.harness.distributed: the gathered record (pure), the command line, and a crashed rank under real torchrun."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import distributed
-from harness.cli import build_parser, build_run_options
-from harness.records import Metric
+from milestones.harness import distributed
+from milestones.harness.cli import build_parser, build_run_options
+from milestones.harness.records import Metric
 
 
 def _m(name, unit, hib, xs):
@@ -64,7 +64,7 @@ def test_cli_passes_nproc_and_rendezvous_options_to_torchrun():
     assert opts.torchrun_args == ("--nnodes", "2", "--node-rank", "1", "--rdzv-backend", "c10d",
                                   "--rdzv-endpoint", "h0:29400", "--rdzv-id", "job7")
     cmd = distributed.torchrun_command(Path("s.json"), Path("r.json"), nproc=4, torchrun_args=opts.torchrun_args)
-    assert cmd[1:4] == ["-m", "harness.distributed", "launch"]
+    assert cmd[1:4] == ["-m", "milestones.harness.distributed", "launch"]
     assert cmd[cmd.index("--") + 1:][:2] == ["--nproc-per-node", "4"] and "--rdzv-endpoint" in cmd
     assert distributed.wants_torchrun("speed", 4) and not distributed.wants_torchrun("fidelity", 4)
     assert not distributed.wants_torchrun("speed", 1)
@@ -87,9 +87,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_crashed_rank_is_named_in_the_record_and_the_run_ends_cleanly(tmp_path):
-    from harness import env as envmod
-    from harness import runner
-    from harness.registry import load_suites
+    from milestones.harness import env as envmod
+    from milestones.harness import runner
+    from milestones.harness.registry import load_suites
 
     reg = load_suites()
     # A hang would end as status "timeout" (and fail this test), not block it.

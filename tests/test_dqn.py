@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.errors import UsageError
-from harness.records import Case
-from suites import dqn
+from milestones.harness.context import CaseContext
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.suites import dqn
 
 
 @pytest.fixture(autouse=True)

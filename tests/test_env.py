@@ -3,7 +3,7 @@ import json
 import pynvml
 import pytest
 
-from harness import env
+from milestones.harness import env
 
 
 def test_capture_fields_without_gpu():
@@ -66,7 +66,7 @@ def test_env_cli(cli):
     ("NVIDIA H200", "bfloat16", 989.4e12), ("Some CPU", "float32", None),
 ])
 def test_peak_table(name, dtype, expect):
-    from harness.measure.peaks import peak_flops
+    from milestones.harness.measure.peaks import peak_flops
 
     v, src = peak_flops(name, dtype)
     assert v == expect and src

@@ -7,9 +7,9 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import baselines
-from harness.errors import MilestonesError, RecordError, UsageError
-from harness.records import RunRecord
+from milestones.harness import baselines
+from milestones.harness.errors import MilestonesError, RecordError, UsageError
+from milestones.harness.records import RunRecord
 from tests.test_store import make_record
 
 json_values = st.recursive(
@@ -133,7 +133,7 @@ def _to_toml(raw) -> str:
 @settings(max_examples=200, deadline=None)
 @given(text=st.text(alphabet=TOML_CHARS, max_size=150))
 def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
-    from harness.cli import build_parser, build_run_options
+    from milestones.harness.cli import build_parser, build_run_options
 
     p = tmp_path_factory.mktemp("c") / "run.toml"
     p.write_text(text)
@@ -151,7 +151,7 @@ def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
                        st.text(alphabet=string.ascii_lowercase + "0123456789", max_size=8),
                        st.lists(st.integers(0, 3), max_size=3)))
 def test_run_config_reader_on_typed_values(tmp_path_factory, key, value):
-    from harness.cli import build_parser, build_run_options
+    from milestones.harness.cli import build_parser, build_run_options
 
     p = tmp_path_factory.mktemp("c") / "run.toml"
     p.write_text(f"[run]\n{key} = {json.dumps(value)}\n".replace("true", "true").replace("false", "false"))
@@ -175,7 +175,7 @@ def test_run_config_reader_on_typed_values(tmp_path_factory, key, value):
                                       "speed", "cuda", "smoke", "float8", "--json", "--fail-on", "--by"]),
                      max_size=6))
 def test_cli_arguments_never_traceback(argv):
-    from harness.cli import build_parser, build_run_options
+    from milestones.harness.cli import build_parser, build_run_options
 
     try:
         args = build_parser().parse_args(argv)

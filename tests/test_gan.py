@@ -10,10 +10,10 @@ import torch
 from scipy import linalg
 from scipy.stats import multivariate_normal
 
-from harness.context import CaseContext
-from harness.records import Case
-from suites import _generative_eval as ev
-from suites import gan
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import _generative_eval as ev
+from milestones.suites import gan
 
 
 def ctx_for(config: str, kind: str, batch: int | None = None) -> CaseContext:

@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.records import Case
-from suites import gpt
-from suites.gpt import GPT, TABLE_2_1, GPTArch
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.suites import gpt
+from milestones.suites.gpt import GPT, TABLE_2_1, GPTArch
 
 
 def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None, **kw) -> CaseContext:

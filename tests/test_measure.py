@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness.measure import timing
-from harness.measure.flops import count_flops
-from harness.measure.kernels import kernel_table
-from harness.measure.memory import peak_rss_bytes
-from harness.records import Stats
+from milestones.harness.measure import timing
+from milestones.harness.measure.flops import count_flops
+from milestones.harness.measure.kernels import kernel_table
+from milestones.harness.measure.memory import peak_rss_bytes
+from milestones.harness.records import Stats
 
 
 @pytest.mark.parametrize("dist", ["normal", "lognormal", "uniform"])
@@ -107,7 +107,7 @@ def test_peak_rss_is_plausible():
 def test_t_table_matches_scipy():
     from scipy import stats as sps
 
-    from harness.records import _T975
+    from milestones.harness.records import _T975
 
     for df, v in _T975.items():
         assert v == pytest.approx(sps.t.ppf(0.975, df), abs=1e-3)

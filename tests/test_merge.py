@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
-from harness.cli import main
-from harness.errors import RecordError
-from harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
+from milestones.harness import store
+from milestones.harness.cli import main
+from milestones.harness.errors import RecordError
+from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
 
 
 def fake_record(machine: str, gpu: str, run_id: str, samples: tuple[float, ...]) -> RunRecord:
@@ -58,7 +58,7 @@ def test_merge_refuses_a_malformed_record_before_writing_anything(tmp_path):
     (a / "host-a" / "r1" / "broken.json").write_text("{not json")
     out = tmp_path / "merged"
     with pytest.raises(RecordError):
-        from harness.commands.merge import merge
+        from milestones.harness.commands.merge import merge
 
         merge([str(a)], out)
     assert not out.exists() or not any(out.rglob("*.json"))

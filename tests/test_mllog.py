@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import mllog
+from milestones.harness import mllog
 
 
 class FakeClock:
@@ -112,9 +112,9 @@ def test_mlperf_logging_parser_reads_our_log(tmp_path):
 def test_every_quality_case_can_emit_mllog_through_the_worker(tmp_path):
     import dataclasses
 
-    from harness.mllog import parse_line, time_to_quality
-    from harness.records import Case
-    from harness.worker import run_spec
+    from milestones.harness.mllog import parse_line, time_to_quality
+    from milestones.harness.records import Case
+    from milestones.harness.worker import run_spec
 
     log = tmp_path / "ml.log"
     case = Case("fake", "fake-ok", "quality", "smoke", "cpu", "float32", 2)

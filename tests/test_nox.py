@@ -33,7 +33,7 @@ def test_lint_session_runs_ruff_and_fails_on_a_violation(tmp_path):
 def test_nightly_workflow_uses_real_cli_flags():
     import yaml
 
-    from harness.cli import build_parser
+    from milestones.harness.cli import build_parser
 
     wf = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
     job = wf["jobs"]["benchmark"]

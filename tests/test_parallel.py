@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from harness.cli import main
-from harness.context import CaseContext
-from harness.records import Case
-from suites import parallel as P
+from milestones.harness.cli import main
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import parallel as P
 
 
 def test_ddp_and_hybrid_under_torchrun_give_one_record_with_per_rank_samples(tmp_path, capsys):

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import baselines, compare, history, plots
-from harness.cli import main
-from harness.errors import RecordError, UsageError
+from milestones.harness import baselines, compare, history, plots
+from milestones.harness.cli import main
+from milestones.harness.errors import RecordError, UsageError
 
 F = Path(__file__).parent / "fixtures" / "records"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.store import load_frame
+from milestones.harness.cli import main
+from milestones.harness.store import load_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE = "test_layer_norm and bert"

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.errors import UsageError
-from harness.registry import DuplicateNameError, Registry, UnknownNameError, load_suites
+from milestones.harness.errors import UsageError
+from milestones.harness.registry import DuplicateNameError, Registry, UnknownNameError, load_suites
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from harness import store
-from harness.errors import UsageError
-from harness.records import RunRecord
+from milestones.harness import store
+from milestones.harness.errors import UsageError
+from milestones.harness.records import RunRecord
 from tests.test_runner import _alive
 from tests.test_store import make_record
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from milestones.harness.cli import main
 
 F = Path(__file__).parent / "fixtures" / "records"
 SUBSETS = [str(F / s) for s in ("quality", "regress/new", "torch", "hostile", "history")]

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.records import Case
-from harness.registry import load_suite
-from suites import resnet
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.harness.registry import load_suite
+from milestones.suites import resnet
 
 
 @pytest.mark.parametrize("name,params", [("resnet18-v1.5", 11_689_512), ("resnet50-v1.5", 25_557_032)])

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from harness.context import CaseContext, SkipCase
-from harness.records import Case
-from suites import resnet as R
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.records import Case
+from milestones.suites import resnet as R
 
 
 @pytest.fixture(autouse=True)
@@ -76,9 +76,9 @@ def test_pretrained_eval_round_trip_on_a_tiny_folder(tmp_path):
     assert out.info["weights"]["tensors"] == len(model.state_dict())
     wrong = R.ImageNetResNet(18)  # keys match but a 50-layer file does not: the error names the file
     torch.save(R.ImageNetResNet(34).state_dict(), tmp_path / "r34.pth")
-    from harness.errors import UsageError
+    from milestones.harness.errors import UsageError
 
     with pytest.raises(UsageError, match="keys do not match"):
-        from suites._vision_data import load_state_dict_file
+        from milestones.suites._vision_data import load_state_dict_file
 
         load_state_dict_file(wrong, tmp_path / "r34.pth")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import env as envmod
-from harness import store
-from harness.records import RunRecord
-from harness.registry import load_suites
-from harness.runner import RunOptions, execute, plan
+from milestones.harness import env as envmod
+from milestones.harness import store
+from milestones.harness.records import RunRecord
+from milestones.harness.registry import load_suites
+from milestones.harness.runner import RunOptions, execute, plan
 
 
 def _alive(pid: int) -> bool:

@@ -5,10 +5,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from harness.context import CaseContext, SkipCase
-from harness.records import Case
-from suites import _translation as T
-from suites import seq2seq as S
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.records import Case
+from milestones.suites import _translation as T
+from milestones.suites import seq2seq as S
 
 
 @pytest.fixture(autouse=True)

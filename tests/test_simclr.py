@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from harness.context import CaseContext
-from harness.records import Case
-from suites import simclr
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import simclr
 
 
 def nt_xent_loop(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:

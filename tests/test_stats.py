@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.history import segment
+from milestones.harness import stats
+from milestones.harness.history import segment
 
 
 def ar_lognormal(rng, n, median=0.01, cv=0.07, phi=0.7):

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from harness import store
-from harness.errors import RecordError, UsageError
-from harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
+from milestones.harness import store
+from milestones.harness.errors import RecordError, UsageError
+from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
 
 
 def make_record(run_id="r1", config="resnet50-smoke", samples=(0.1, 0.12, 0.11), status="ok", **kw):

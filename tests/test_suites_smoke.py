@@ -1,15 +1,15 @@
 """Every registered suite's smoke configs, parametrized from the registry (like timm's test_models).
 
-Each case runs through the same code path as a case process (`harness.worker.run_spec`), in-process.
+Each case runs through the same code path as a case process (`milestones.harness.worker.run_spec`), in-process.
 """
 
 import dataclasses
 
 import pytest
 
-from harness.registry import load_suites
-from harness.runner import RunOptions, plan
-from harness.worker import run_spec
+from milestones.harness.registry import load_suites
+from milestones.harness.runner import RunOptions, plan
+from milestones.harness.worker import run_spec
 
 REG = load_suites()
 CASES = [c for c in plan(REG.resolve([]), RunOptions(kinds=("fidelity", "speed"), scale="smoke", device="cpu"),

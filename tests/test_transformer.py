@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.context import CaseContext
-from harness.records import Case
-from suites import transformer as TR
+from milestones.harness.context import CaseContext
+from milestones.harness.records import Case
+from milestones.suites import transformer as TR
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +108,7 @@ def test_warmup_schedule_values():
 
 def test_training_schedule_follows_noam(tmp_path):
     # The LambdaLR used in training with peak lr = d^-0.5 * w^-0.5 reproduces noam_lr step by step.
-    from suites import _translation as T
+    from milestones.suites import _translation as T
 
     d, w = 32, 10
     model = nn.Linear(2, 2)
@@ -132,7 +132,7 @@ def test_proxy_claim_plumbing_on_a_tiny_task():
     # Not the proxy run: 2 steps per model on 60 sentences, to check the time-to-quality metrics.
     from dataclasses import replace
 
-    from suites import _translation as T
+    from milestones.suites import _translation as T
 
     cfg = replace(TR.PROXY, task=T.NumberTask(tgt_lang="fr", max_numbers=2, max_digits=2, n_train=60, n_valid=10, n_test=10),
                   proxy_train=replace(TR.PROXY.proxy_train, max_steps=2, eval_every=1))

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.errors import UsageError
-from suites import _translation as T
+from milestones.harness.errors import UsageError
+from milestones.suites import _translation as T
 
 
 @pytest.mark.parametrize("n, en, de, fr", [

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from harness.context import CaseContext, SkipCase
-from harness.errors import UsageError
-from harness.records import Case
-from suites import _vision_data as V
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.suites import _vision_data as V
 
 
 @pytest.fixture(autouse=True)

@@ -1,3 +1,3 @@
 """Subcommands beyond list/env/run. Each module here defines `register(subparsers)` which adds its
-parser and sets `func=callable(args) -> int`; `harness.cli` discovers them, so adding a command
+parser and sets `func=callable(args) -> int`; `milestones.harness.cli` discovers them, so adding a command
 never edits the CLI module."""

@@ -7,7 +7,7 @@ import sys
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness import baselines, report
+    from milestones.harness import baselines, report
 
     items = baselines.load(args.dir, args.suites or None)
     if args.json:
@@ -18,7 +18,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def record_metric_index(paths) -> dict[tuple[str, str, str], set[str]]:
-    from harness import store
+    from milestones.harness import store
 
     index: dict[tuple[str, str, str], set[str]] = {}
     for rec in store.load_records(*paths):
@@ -27,8 +27,8 @@ def record_metric_index(paths) -> dict[tuple[str, str, str], set[str]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness import baselines
-    from harness.registry import load_suites
+    from milestones.harness import baselines
+    from milestones.harness.registry import load_suites
 
     paths = args.files or baselines.baseline_paths(args.dir)
     metrics = record_metric_index(args.records) if args.records else None

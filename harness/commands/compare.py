@@ -9,8 +9,8 @@ EXIT_REGRESSION = 1
 
 
 def _thresholds(args: argparse.Namespace):
-    from harness.compare import Thresholds, parse_percent
-    from harness.errors import UsageError
+    from milestones.harness.compare import Thresholds, parse_percent
+    from milestones.harness.errors import UsageError
 
     per = []
     for item in args.threshold_for or []:
@@ -22,8 +22,8 @@ def _thresholds(args: argparse.Namespace):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness import compare, report
-    from harness.errors import UsageError
+    from milestones.harness import compare, report
+    from milestones.harness.errors import UsageError
 
     metrics = args.metric or None
     if args.by:

@@ -15,9 +15,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from harness import store
-from harness.errors import RecordError, UsageError
-from harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
+from milestones.harness import store
+from milestones.harness.errors import RecordError, UsageError
+from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
 
 
 def _iso(ms: float | None) -> str:
@@ -71,7 +71,7 @@ def find_asv_results(path: Path) -> Path:
 
 def _asv_groups(name: str, version: str) -> tuple[Case, str, str]:
     """(case, suite version, metric name) for one asv benchmark name."""
-    from harness.asv_bridge import parse_case_version
+    from milestones.harness.asv_bridge import parse_case_version
 
     method = name.rsplit(".", 1)[-1]
     parsed = parse_case_version(version or "")

@@ -33,7 +33,7 @@ def _same_file_there(folder: Path, name: str, text: str) -> Path | None:
 
 
 def merge(sources: list[str], out: str | Path) -> MergeResult:
-    from harness import store
+    from milestones.harness import store
 
     out = Path(out)
     files = list(store.iter_record_files(sources))

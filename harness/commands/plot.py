@@ -14,7 +14,7 @@ WHATS = ("by", "history", "paper", "curves", "kernels")
 
 
 def _pick(records, config: str | None, what: str, pred):
-    from harness.errors import UsageError
+    from milestones.harness.errors import UsageError
 
     cands = [r for r in records if r.status == "ok" and pred(r) and (config is None or r.case.config == config)]
     if not cands:
@@ -23,9 +23,9 @@ def _pick(records, config: str | None, what: str, pred):
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from harness import baselines, compare, plots
-    from harness import history as H
-    from harness.errors import UsageError
+    from milestones.harness import baselines, compare, plots
+    from milestones.harness import history as H
+    from milestones.harness.errors import UsageError
 
     records = [x.record for x in compare.load(args.results, args.results_root)]
     if args.what == "by":

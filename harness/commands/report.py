@@ -6,7 +6,7 @@ import argparse
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness import baselines, compare, html
+    from milestones.harness import baselines, compare, html
 
     records = [x.record for x in compare.load(args.results, args.results_root)]
     base = [x.record for x in compare.load([args.base], args.results_root)] if args.base else None

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from harness.context import CaseContext
-from harness.measure import memory, peaks
-from harness.measure.energy import EnergyMeter
-from harness.measure.flops import count_flops
-from harness.measure.kernels import kernel_table
-from harness.measure.timing import time_fn
-from harness.records import Metric
+from milestones.harness.context import CaseContext
+from milestones.harness.measure import memory, peaks
+from milestones.harness.measure.energy import EnergyMeter
+from milestones.harness.measure.flops import count_flops
+from milestones.harness.measure.kernels import kernel_table
+from milestones.harness.measure.timing import time_fn
+from milestones.harness.records import Metric
 
 
 def device_name(ctx: CaseContext) -> str | None:
@@ -83,8 +83,7 @@ def measure_classifier(ctx: CaseContext, model: Any, opt: Any, x: Any, y: Any, *
     """
     import torch
     import torch.nn.functional as F
-
-    from harness.measure.flops import count_params
+    from milestones.harness.measure.flops import count_params
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)

@@ -12,7 +12,7 @@ class TrainLog:
     """Append (step, value) as training goes; records when `target` is first reached.
 
     `higher_is_better` says which side of the target counts as reached (accuracy: True; error/loss: False).
-    Raises harness.context.Diverged on a NaN/inf value so the case is recorded as `diverged`.
+    Raises milestones.harness.context.Diverged on a NaN/inf value so the case is recorded as `diverged`.
     """
 
     target: float | None = None
@@ -26,7 +26,7 @@ class TrainLog:
 
     def log(self, step: int, value: float) -> None:
         if not math.isfinite(value):
-            from harness.context import Diverged
+            from milestones.harness.context import Diverged
 
             raise Diverged(step, value)
         el = time.perf_counter() - self._t0

@@ -30,7 +30,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_benchmark_update_machine_info(config, machine_info: dict) -> None:
     import torch
 
-    from harness import env
+    from milestones.harness import env
 
     gpus = env.nvidia_gpus()["gpus"]
     mid = env.machine_id(env.cpu_model(), os.cpu_count() or 1, gpus)

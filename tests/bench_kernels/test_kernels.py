@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.measure.flops import count_flops
+from milestones.harness.measure.flops import count_flops
 
 
 def _device() -> torch.device:
