@@ -194,12 +194,13 @@ def _busy_warning(env: dict[str, Any]) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from milestones.harness import env as envmod
     from milestones.harness import report, runner, store
     from milestones.harness.records import SUCCESS_STATUSES
     from milestones.harness.registry import load_suites
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     opts, names = build_run_options(args)
     _check_data_paths(opts.data)

@@ -283,6 +283,7 @@ def _die_with_parent() -> None:
 def _time_allreduces(device: str, timing: dict[str, Any]) -> dict[str, dict[str, Any]]:
     import torch
     import torch.distributed as dist
+
     from milestones.harness.measure.timing import TimingSettings, time_fn
 
     out = {}
@@ -304,6 +305,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def rank_main(spec_path: Path, result_path: Path) -> int:
     import torch
     import torch.distributed as dist
+
     from milestones.harness.worker import run_spec
 
     _die_with_parent()

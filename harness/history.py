@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from milestones.harness.records import RunRecord
 
 DEFAULT_PENALTY = 4.0      # x log(n), in units of the robust noise scale

@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
 from milestones.harness.errors import RecordError, UsageError  # noqa: E402
 
 FORMATS = ("png", "svg")

@@ -70,6 +70,7 @@ def _run_quality_with_mllog(fn, params, ctx):
 
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
+
     from milestones.harness.context import CaseContext, Diverged, SkipCase
     from milestones.harness.measure.memory import peak_rss_bytes
     from milestones.harness.measure.timing import TimingSettings

@@ -29,6 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
 

@@ -25,9 +25,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
-from torch import nn
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")

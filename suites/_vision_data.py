@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.records import Metric

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.measure.speed import measure_speed
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("adam", title="Adam: A Method for Stochastic Optimization", arxiv="1412.6980", year=2014)
 

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.speed import measure_classifier
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites._vision_data import pretrained_imagenet_quality
-from torch import nn
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
                        arxiv="NIPS 2012", year=2012)

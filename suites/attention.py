@@ -25,12 +25,13 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites import _translation as T
-from torch import nn
 
 SUITE = register_suite("attention", title="Neural Machine Translation by Jointly Learning to Align and Translate",
                        arxiv="1409.0473", year=2014)

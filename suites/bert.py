@@ -21,13 +21,14 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.speed import measure_speed
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("bert", title="BERT: Pre-training of Deep Bidirectional Transformers for Language "
                                      "Understanding", arxiv="1810.04805", year=2018)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.measure.speed import measure_speed
@@ -34,7 +36,6 @@ from milestones.harness.measure.training import TrainLog
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites import _generative_eval as ev
-from torch import nn
 
 SUITE = register_suite("dcgan", title="Unsupervised Representation Learning with Deep Convolutional Generative "
                        "Adversarial Networks", arxiv="1511.06434", year=2015)

@@ -28,6 +28,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
@@ -36,7 +38,6 @@ from milestones.harness.measure.speed import measure_speed
 from milestones.harness.measure.timing import time_fn
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("dqn", title="Playing Atari with Deep Reinforcement Learning", arxiv="1312.5602", year=2013)
 

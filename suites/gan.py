@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.measure.speed import measure_speed
@@ -32,7 +34,6 @@ from milestones.harness.measure.training import TrainLog
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites import _generative_eval as ev
-from torch import nn
 
 SUITE = register_suite("gan", title="Generative Adversarial Nets", arxiv="1406.2661", year=2014)
 

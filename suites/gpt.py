@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
@@ -33,7 +35,6 @@ from milestones.harness.measure.speed import measure_speed
 from milestones.harness.measure.timing import time_fn
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
 

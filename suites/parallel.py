@@ -32,13 +32,14 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness import distributed
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.measure.speed import measure_speed
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("parallel", title="One weird trick for parallelizing convolutional neural networks",
                        arxiv="1404.5997", year=2014)

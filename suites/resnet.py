@@ -17,13 +17,14 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.distributed import data_parallel
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.speed import measure_classifier
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
-from torch import nn
 
 SUITE = register_suite("resnet", title="Deep Residual Learning for Image Recognition", arxiv="1512.03385", year=2015)
 

@@ -20,12 +20,13 @@ import time
 from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites import _translation as T
-from torch import nn
 
 SUITE = register_suite("seq2seq", title="Sequence to Sequence Learning with Neural Networks", arxiv="1409.3215",
                        year=2014)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.measure.speed import measure_speed
@@ -34,7 +36,6 @@ from milestones.harness.registry import register_suite
 from milestones.suites import _generative_eval as ev
 from milestones.suites._data import digits
 from milestones.suites.resnet import ImageNetResNet
-from torch import nn
 
 SUITE = register_suite("simclr", title="A Simple Framework for Contrastive Learning of Visual Representations",
                        arxiv="2002.05709", year=2020)

@@ -24,12 +24,13 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites import _translation as T
-from torch import nn
 
 SUITE = register_suite("transformer", title="Attention Is All You Need", arxiv="1706.03762", year=2017)
 

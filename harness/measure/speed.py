@@ -83,6 +83,7 @@ def measure_classifier(ctx: CaseContext, model: Any, opt: Any, x: Any, y: Any, *
     """
     import torch
     import torch.nn.functional as F
+
     from milestones.harness.measure.flops import count_params
 
     def train_step() -> None:
