@@ -173,7 +173,7 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
     from milestones.harness.worker import seed_everything
 
     reg = registry or REGISTRY  # filled when asv imported the generated benchmarks
-    fn = reg.suite(case.suite).kinds[case.kind]
+    fn = reg.suite(case.suite).kind_fn(case.kind, entry.params)
     seed_everything(0, False)
     ctx = CaseContext.for_case(case, workdir=tempfile.mkdtemp(prefix="milestones-asv-step-"))
 

@@ -157,7 +157,7 @@ class CaseRun:
 
 def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path) -> CaseRun:
     spec = {
-        "case": dataclasses.asdict(case), "seed": seed, "seeds": list(opts.seeds or (seed,)),
+        "case": dataclasses.asdict(case), "seed": seed, "seeds": list(opts.seeds) if opts.seeds else None,
         "deterministic": opts.deterministic, "profile": opts.profile, "peak_tflops": opts.peak_tflops,
         "threads": opts.threads, "data": opts.data, "options": opts.options, "timing": opts.timing,
         "workdir": str(workdir),

@@ -90,12 +90,12 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     reg = load_suite(case.suite)
     suite = reg.suite(case.suite)
     entry = reg.config(case.config)
-    fn = suite.kinds[case.kind]
+    fn = suite.kind_fn(case.kind, entry.params)
     kw: dict[str, Any] = {k: spec[k] for k in ("profile", "peak_tflops", "seed", "deterministic", "workdir")
                           if k in spec}
     kw["data"] = dict(spec.get("data") or {})
     kw["options"] = dict(spec.get("options") or {})
-    kw["seeds"] = tuple(spec.get("seeds") or (kw.get("seed", 0),))
+    kw["seeds"] = tuple(spec["seeds"]) if spec.get("seeds") else None
     if spec.get("timing"):
         kw["timing"] = TimingSettings(**spec["timing"])
     ctx = CaseContext.for_case(case, **kw)
