@@ -180,10 +180,17 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
     def capture(step, device, settings):
         raise _Captured(step)
 
+    from milestones.harness.measure.plan import SpeedPlan
+
     original = speed_mod.time_fn
     speed_mod.time_fn = capture
     try:
-        fn(entry.params, ctx)
+        declared = fn(entry.params, ctx)
+        if isinstance(declared, SpeedPlan):  # a declared plan: its headline step, no capture needed
+            head = declared.step()
+            if head.setup is not None:
+                head.setup()
+            raise _Captured(head.fn)
     except _Captured as c:
         step = c.fn
     except SkipCase as e:

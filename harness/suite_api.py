@@ -5,8 +5,8 @@ A suite declares; the harness measures. A suite module:
 - subclasses `Params` for each kind of config (the batch and seed fields live here, nowhere else);
 - registers one function per (kind, params type): `@SUITE.kind("quality", params=DegradationConfig)`;
 - builds its metrics with `Metrics()` (direction looked up by name, never a bare positional flag);
-- returns curves with `curve(model, seed, steps, loss=[...], train_error=[...])`.
-Imports nothing above `records`.
+- returns curves with `curve(model, seed, steps, loss=[...], train_error=[...])`;
+- a speed kind returns a `SpeedPlan` of `Step`s; the harness times them (measure/speed.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from milestones.harness.measure.plan import SpeedPlan, Step
+from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import Metric
+
+__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan"]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -68,6 +68,20 @@ def _run_quality_with_mllog(fn, params, ctx):
     return res
 
 
+def measured(res: Any, ctx: Any) -> Any:
+    """A kind that declares a SpeedPlan gets it measured here; a CaseOutput passes through."""
+    from milestones.harness.measure.plan import SpeedPlan
+    from milestones.harness.measure.speed import MeasureSettings, measure_plan
+    from milestones.harness.records import CaseOutput
+
+    if not isinstance(res, SpeedPlan):
+        return res
+    ms = MeasureSettings(device=ctx.device, dtype=ctx.case.dtype, timing=ctx.timing, profile=ctx.profile,
+                         peak_tflops=ctx.peak_tflops)
+    metrics, artifacts, info = measure_plan(res, ms)
+    return CaseOutput(metrics=metrics, info=info, artifacts=artifacts)
+
+
 def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -104,7 +118,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         if case.kind == "quality":
             res = _run_quality_with_mllog(fn, entry.params, ctx)
         else:
-            res = fn(entry.params, ctx)
+            res = measured(fn(entry.params, ctx), ctx)
         out["metrics"] = {k: m.to_dict() for k, m in res.metrics.items()}
         out["info"].update(res.info)
         out["artifacts"] = res.artifacts
