@@ -321,3 +321,14 @@ def raise_unwritten(result: RunResult, err: Exception, opts: RunOptions) -> None
         f"could not write the record of {rec.case.slug} to {result.folder} ({why}); the run "
         f"stopped there and the finished records are intact. Free space, then "
         f"`milestones run --resume {result.run_id} --out {opts.out}` re-runs the cases without a record")
+
+
+def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path, registry: Registry | None = None,
+                     launcher: Any = None) -> CaseResult:
+    """One case in its own process, outside a run (asv, A/B rounds): the spec is planned as `run` would."""
+    from milestones.harness.registry import load_suite
+
+    reg = registry or load_suite(case.suite)
+    spec = specs_for_cases([case], opts, reg)[0]
+    spec = dataclasses.replace(spec, seed=seed, workdir=str(workdir))
+    return (launcher or CaseProcess()).run(spec)
