@@ -13,3 +13,17 @@ def run_kind(fn: Any, params: Any, ctx: Any) -> CaseOutput:
     from milestones.harness.worker import measured
 
     return measured(fn(params, ctx), ctx)
+
+
+class InProcess:
+    """Runs a CaseSpec in this interpreter (no isolation, no timeout): for tests and quick checks."""
+
+    def run(self, spec: Any) -> Any:
+        import time
+
+        from milestones.harness.launch.process import now
+        from milestones.harness.worker import run_spec
+
+        started, t0 = now(), time.perf_counter()
+        res = run_spec(spec)
+        return res.replace(started_at=started, ended_at=now(), duration_s=time.perf_counter() - t0)
