@@ -19,7 +19,7 @@ from milestones.harness.measure.plan import SpeedPlan, Step
 from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import Metric
 
-__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan"]
+__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan", "Claim", "claim"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,3 +103,34 @@ def curve(model: str, seed: int | None, steps: Sequence[float], *, x: str = "ste
             raise ValueError(f"curve {model!r}: series {k!r} has {len(v)} points for {n} {x} values")
     return {"model": model, "seed": seed, "x": x, x: [float(s) for s in steps],
             "series": {k: [float(y) for y in v] for k, v in series.items()}}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim as a quality case tests it, recorded in `info["claims"]`.
+
+    id: a short slug (the `claim_held.<id>` metric); statement: the paper's sentence, quoted; source: where
+    it is (authors, year, figure/table, section); rule: how our proxy decides it, in words with thresholds;
+    held: 0/1 per seed (None where a seed's outcome is undecided, or None for the whole claim when it was
+    not decided); seeds: the seeds run; scale: the scale of the case (a proxy's verdict is not the paper's).
+    """
+
+    id: str
+    statement: str
+    source: str
+    rule: str
+    held: tuple[int | None, ...] | None
+    seeds: tuple[int, ...]
+    scale: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
+                "held": None if self.held is None else list(self.held), "seeds": list(self.seeds),
+                "scale": self.scale}
+
+
+def claim(id: str, statement: str, source: str, rule: str, held: Iterable[float | bool | None] | None,
+          seeds: Iterable[int], scale: str) -> dict[str, Any]:
+    """The dict stored in `info["claims"]` for one claim (see `Claim`); per-seed outcomes become 0/1."""
+    h = None if held is None else tuple(None if v is None else int(bool(v)) for v in held)
+    return Claim(id, statement, source, rule, h, tuple(int(s) for s in seeds), scale).to_dict()
