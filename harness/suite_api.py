@@ -44,6 +44,7 @@ DIRECTION_NAMES: dict[str, bool] = {
     "claim_held": True, "seconds_to_target": False, "steps_to_target": False, "frames_to_target": False,
     "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
     "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
+    "speedup": True,
 }
 DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_within_tolerance", True), ("_rel_error", False), ("_error", False), ("error", False),
