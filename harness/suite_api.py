@@ -11,7 +11,7 @@ A suite declares; the harness measures. A suite module:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,8 @@ from milestones.harness.measure.plan import SpeedPlan, Step
 from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import Metric
 
-__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan", "Claim", "claim"]
+__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan", "Claim", "claim",
+           "curve_table"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +51,7 @@ DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_within_tolerance", True), ("_rel_error", False), ("_error", False), ("error", False),
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
-    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True),
+    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False),
 )
 
 
@@ -135,3 +136,11 @@ def claim(id: str, statement: str, source: str, rule: str, held: Iterable[float 
     """The dict stored in `info["claims"]` for one claim (see `Claim`); per-seed outcomes become 0/1."""
     h = None if held is None else tuple(None if v is None else int(bool(v)) for v in held)
     return Claim(id, statement, source, rule, h, tuple(int(s) for s in seeds), scale).to_dict()
+
+
+def curve_table(model: str, seed: int | None, table: Mapping[str, Sequence[Any]], *, x: str = "step") -> dict[str, Any]:
+    """A curve from a table of columns kept while training ({"step": [...], "loss": [...], ...}): column `x`
+    gives the x values, every other column a named series; a column with no value at all (None throughout,
+    e.g. validation BLEU without a validation split) is left out."""
+    series = {k: v for k, v in table.items() if k != x and any(y is not None for y in v)}
+    return curve(model, seed, table[x], x=x, **series)
