@@ -261,7 +261,7 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
 
     seeds = ctx.quality_seeds(cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
-    rnn_cfg = replace(A.SEARCH, **A.PROXY_WIDTH, task=cfg.task)
+    rnn_cfg = A.LengthProxyConfig(**A.PROXY_WIDTH, task=cfg.task)
     # One budget for both: the same clock, step cap, batch and evaluation interval.
     rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size,
                            max_steps=cfg.proxy_train.max_steps, eval_every=cfg.proxy_train.eval_every)
