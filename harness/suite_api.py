@@ -47,12 +47,14 @@ DIRECTION_NAMES: dict[str, bool] = {
     "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
     "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
     "speedup": True,
+    # A config echo (hparam.lr, ...): compared with the paper's value, never better or worse; True by convention.
+    "hparam": True,
 }
 DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_within_tolerance", True), ("_rel_error", False), ("_error", False), ("error", False),
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
-    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False),
+    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False), ("_se", False),
     ("_match", True),
 )
 
