@@ -288,17 +288,6 @@ def _sample01(trainer: GANTrainer, n: int, seed: int) -> torch.Tensor:
 PROP2 = ("Goodfellow et al. 2014, Sec. 4.2, Proposition 2 (Parzen estimates: Sec. 5, Table 1)",
          "If G and D have enough capacity, and at each step of Algorithm 1, the discriminator is allowed to reach "
          "its optimum given G, and p_g is updated so as to improve the criterion [...] then p_g converges to p_data")
-PROXY_RULE = ("per seed: after {steps} steps, the trained generator's samples score a higher held-out Parzen "
-              "log-likelihood AND a lower Fréchet distance (digits-classifier features) than the same generator "
-              "before training; a weaker check than convergence to p_data")
-
-
-def improves_over_untrained(ll: list[float], ll_untrained: list[float], fd: list[float],
-                            fd_untrained: list[float]) -> list[float]:
-    """Per seed: held when training raised the held-out Parzen log-likelihood AND lowered the FD."""
-    return [float(a > b and c < e) for a, b, c, e in zip(ll, ll_untrained, fd, fd_untrained, strict=True)]
-
-
 @SUITE.kind("quality")
 def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
     if cfg.data_dim != 64:
@@ -350,8 +339,8 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
                                                  g_loss=losses["g_loss"])
         curves[f"gan.seed{seed}"] = curve("gan", seed, log.steps, fd=log.values, seconds=log.seconds)
         ctx.seed_done(seed, {"parzen_ll": out["parzen_ll"][-1], "fd": out["fd"][-1]})
-    held = improves_over_untrained(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"], out["fd.untrained"])
-    rule = PROXY_RULE.format(steps=cfg.steps)
+    held = ev.generator_improves(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"], out["fd.untrained"])
+    rule = ev.GENERATOR_RULE.format(steps=cfg.steps) + "; a weaker check than convergence to p_data"
     m = _quality_metrics(out, cfg, missing_ttq, len(seeds), evaluator)
     m.add("claim_held", "bool", held, note=rule)
     return CaseOutput(metrics=m, artifacts={"curves": curves},

@@ -144,4 +144,5 @@ def test_quality_seeds_default_and_explicit():
     ((-90.0, -80.0), (10.0, 40.0), 0.0),  # FD better, likelihood worse
 ])
 def test_claim_rule_needs_both_measures_to_improve(ll, fd, held):
-    assert gan.improves_over_untrained([ll[0]], [ll[1]], [fd[0]], [fd[1]]) == [held]
+    assert ev.generator_improves([ll[0]], [ll[1]], [fd[0]], [fd[1]]) == [held]
+
