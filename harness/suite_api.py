@@ -11,7 +11,7 @@ A suite declares; the harness measures. A suite module:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,8 @@ from milestones.harness.measure.plan import SpeedPlan, Step
 from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import Metric
 
-__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan"]
+__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan", "Claim", "claim",
+           "curve_table"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,15 +42,20 @@ DIRECTION_NAMES: dict[str, bool] = {
     "step_time": False, "throughput": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
     "params": False, "peak_rss": False, "peak_mem_allocated": False, "peak_mem_reserved": False,
     "energy_per_item": False, "power": False, "instructions": False, "neurons": False,
-    "claim_held": True, "seconds_to_target": False, "steps_to_target": False, "frames_to_target": False,
+    "claim_held": True, "seconds_to_target": False, "seconds_to_best": False,
+    "seconds_to_common_target": False, "steps_to_common_target": False, "steps_to_target": False, "frames_to_target": False,
     "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
     "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
+    "speedup": True,
+    # A config echo (hparam.lr, ...): compared with the paper's value, never better or worse; True by convention.
+    "hparam": True,
 }
 DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_within_tolerance", True), ("_rel_error", False), ("_error", False), ("error", False),
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
-    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True),
+    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False), ("_se", False),
+    ("_match", True),
 )
 
 
@@ -103,3 +109,42 @@ def curve(model: str, seed: int | None, steps: Sequence[float], *, x: str = "ste
             raise ValueError(f"curve {model!r}: series {k!r} has {len(v)} points for {n} {x} values")
     return {"model": model, "seed": seed, "x": x, x: [float(s) for s in steps],
             "series": {k: [float(y) for y in v] for k, v in series.items()}}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A paper's claim as a quality case tests it, recorded in `info["claims"]`.
+
+    id: a short slug (the `claim_held.<id>` metric); statement: the paper's sentence, quoted; source: where
+    it is (authors, year, figure/table, section); rule: how our proxy decides it, in words with thresholds;
+    held: 0/1 per seed (None where a seed's outcome is undecided, or None for the whole claim when it was
+    not decided); seeds: the seeds run; scale: the scale of the case (a proxy's verdict is not the paper's).
+    """
+
+    id: str
+    statement: str
+    source: str
+    rule: str
+    held: tuple[int | None, ...] | None
+    seeds: tuple[int, ...]
+    scale: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
+                "held": None if self.held is None else list(self.held), "seeds": list(self.seeds),
+                "scale": self.scale}
+
+
+def claim(id: str, statement: str, source: str, rule: str, held: Iterable[float | bool | None] | None,
+          seeds: Iterable[int], scale: str) -> dict[str, Any]:
+    """The dict stored in `info["claims"]` for one claim (see `Claim`); per-seed outcomes become 0/1."""
+    h = None if held is None else tuple(None if v is None else int(bool(v)) for v in held)
+    return Claim(id, statement, source, rule, h, tuple(int(s) for s in seeds), scale).to_dict()
+
+
+def curve_table(model: str, seed: int | None, table: Mapping[str, Sequence[Any]], *, x: str = "step") -> dict[str, Any]:
+    """A curve from a table of columns kept while training ({"step": [...], "loss": [...], ...}): column `x`
+    gives the x values, every other column a named series; a column with no value at all (None throughout,
+    e.g. validation BLEU without a validation split) is left out."""
+    series = {k: v for k, v in table.items() if k != x and any(y is not None for y in v)}
+    return curve(model, seed, table[x], x=x, **series)

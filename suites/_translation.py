@@ -445,11 +445,11 @@ class TrainResult:
 def train_model(model: nn.Module, train: EncodedData, valid: EncodedData | None, tv, s: TrainSettings, *,
                 seed: int, reverse: bool = False, target_bleu: float | None = None,
                 check: Callable[[int, float], Any] | None = None,
-                device: torch.device | str = "cpu") -> TrainResult:
+                device: torch.device | str = "cpu", progress: Callable[..., Any] | None = None) -> TrainResult:
     """Adam on teacher-forced cross-entropy until `max_steps` or `max_seconds` of training time
     (evaluation time excluded from the clock); valid BLEU every `eval_every` steps. Time to quality
     is the training time when valid BLEU first reaches `target_bleu`. Without `valid`, only the loss
-    is logged."""
+    is logged. `progress` (e.g. ctx.progress) is called at each evaluation."""
     g = random.Random(seed)
     if s.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), lr=s.lr)
@@ -493,6 +493,8 @@ def train_model(model: nn.Module, train: EncodedData, valid: EncodedData | None,
             b = None if valid is None else bleu(translate(model, valid, tv, reverse=reverse, device=device), valid.refs)
             c = res.curve
             c["step"].append(step), c["seconds"].append(clock), c["loss"].append(value), c["valid_bleu"].append(b)
+            if progress is not None:
+                progress(f"seed {seed} eval", step=step, loss=value, **({} if b is None else {"valid_bleu": b}))
             if target_bleu is not None and b is not None and res.steps_to_target is None and b >= target_bleu:
                 res.steps_to_target, res.seconds_to_target = step, clock
     res.steps, res.seconds = step, clock
@@ -629,13 +631,13 @@ def synthetic_ids(batch: int, length: int, vocab: int, seed: int) -> torch.Tenso
 
 def translation_speed(ctx, model: nn.Module, *, src_vocab: int, tgt_vocab: int, src_len: int, tgt_len: int,
                       optimizer: torch.optim.Optimizer, label_smoothing: float = 0.0,
-                      rnns: Sequence[tuple[nn.RNNBase, str]] = ()) -> tuple[dict, dict, dict]:
-    """Train step (teacher-forced loss, backward, optimizer) and greedy decoding, timed by
-    milestones.harness.measure.speed.measure_speed. Items are tokens: source + target tokens per train step,
-    generated tokens per decoding step. `rnns` lists fused RNN modules with the side ("src"/"tgt")
-    they run over, whose FLOPs are added from their shapes (FlopCounterMode cannot see them)."""
+                      rnns: Sequence[tuple[nn.RNNBase, str]] = (), info: dict | None = None):
+    """The speed plan: a train step (teacher-forced loss, backward, optimizer) and greedy decoding. Items
+    are tokens: source + target tokens per train step, generated tokens per decoding step. `rnns` lists
+    fused RNN modules with the side ("src"/"tgt") they run over, whose FLOPs are added from their shapes
+    (FlopCounterMode cannot see them), so each step declares its FLOPs."""
     from milestones.harness.measure.flops import count_flops
-    from milestones.harness.measure.speed import measure_speed
+    from milestones.harness.suite_api import SpeedPlan, Step
 
     b, dev = ctx.batch_size, ctx.torch_device
     src = synthetic_ids(b, src_len, src_vocab, 0).to(dev)
@@ -659,22 +661,18 @@ def translation_speed(ctx, model: nn.Module, *, src_vocab: int, tgt_vocab: int, 
         return b * (src_len if name == "src" else tgt_len)
 
     model.train()
-    flops, per_op = count_flops(train_step)
+    train_flops, train_ops = count_flops(train_step)
     rnn_train = sum(rnn_flops(m, side(s)) for m, s in rnns)
-    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=b * (src_len + tgt_len),
-                                       item_unit="tokens", flops=flops + rnn_train)
-    artifacts["train.flops_by_op"] = per_op
     model.eval()
-    flops, per_op = count_flops(decode_step)
+    dec_flops, dec_ops = count_flops(decode_step)
     rnn_dec = sum(rnn_flops(m, side(s), train=False) for m, s in rnns)
-    m2, a2 = measure_speed(ctx, decode_step, label="decode", items_per_step=b * tgt_len, item_unit="tokens",
-                           flops=flops + rnn_dec)
-    a2["decode.flops_by_op"] = per_op
-    metrics.update(m2)
-    artifacts.update(a2)
+    steps = (Step("train", train_step, b * (src_len + tgt_len), "tokens", flops=train_flops + rnn_train,
+                  setup=model.train),
+             Step("decode", decode_step, b * tgt_len, "tokens", flops=dec_flops + rnn_dec, setup=model.eval))
     info = {"src_len": src_len, "tgt_len": tgt_len, "tokens_per_train_step": b * (src_len + tgt_len),
-            "rnn_flops_from_shapes": {"train": rnn_train, "decode": rnn_dec}}
-    return metrics, artifacts, info
+            "rnn_flops_from_shapes": {"train": rnn_train, "decode": rnn_dec}, **(info or {})}
+    return SpeedPlan(steps=steps, model=model, info=info,
+                     artifacts={"train.flops_by_op": train_ops, "decode.flops_by_op": dec_ops})
 
 
 # ------------------------------------------------------------------------------ paper-scale quality
@@ -684,7 +682,8 @@ def paper_quality(ctx, cfg, *, key: str, src_lang: str, tgt_lang: str, build: Ca
     """Train on the user's WMT'14 text for `settings.max_steps` steps, then beam-decode the test split
     and score it with sacrebleu. Without the data: SkipCase."""
     from milestones.harness.context import SkipCase
-    from milestones.harness.records import CaseOutput, Metric
+    from milestones.harness.records import CaseOutput
+    from milestones.harness.suite_api import Metrics, curve_table
 
     try:
         paths = wmt_paths(ctx.data, src_lang, tgt_lang, key)
@@ -704,7 +703,7 @@ def paper_quality(ctx, cfg, *, key: str, src_lang: str, tgt_lang: str, build: Ca
     torch.manual_seed(ctx.seed)
     model = build(len(sv), len(tv)).to(ctx.torch_device)
     tr = train_model(model, train, valid, tv, settings, seed=ctx.seed, reverse=reverse, check=ctx.check_finite,
-                     device=ctx.torch_device)
+                     device=ctx.torch_device, progress=ctx.progress)
     beam = int(ctx.options.get("beam", beam))
     model.eval()
     hyps = []
@@ -713,12 +712,14 @@ def paper_quality(ctx, cfg, *, key: str, src_lang: str, tgt_lang: str, build: Ca
         out = beam_decode(model, src.to(ctx.torch_device), lens.to(ctx.torch_device), len(ids) + 50, beam, alpha)
         hyps.append(tv.decode(out)[0])
     score = bleu(hyps, test.refs)
-    metrics = {"bleu": Metric.single("bleu", "BLEU", True, score, note=BLEU_NOTE),
-               "train_steps": Metric.single("train_steps", "steps", True, tr.steps),
-               "train_seconds": Metric.single("train_seconds", "s", False, tr.seconds)}
+    metrics = Metrics()
+    metrics.single("bleu", "BLEU", score, note=BLEU_NOTE)
+    # More steps in the same budget is the faster run.
+    metrics.single("train_steps", "steps", tr.steps, higher_is_better=True)
+    metrics.single("train_seconds", "s", tr.seconds)
     info = {"data": {k: list(v) for k, v in paths.items()}, "train_pairs": len(train.src), "test_pairs": len(test.src),
             "vocab": {"src": len(sv), "tgt": len(tv), "shared": shared_vocab, "tokenizer": "tokenizers BPE, Metaspace"},
             "beam": beam, "length_penalty_alpha": alpha, "bleu_protocol": BLEU_NOTE, "seed": ctx.seed,
             "note": paper_note, "wall_seconds": time.perf_counter() - t0}
-    return CaseOutput(metrics=metrics, info=info, artifacts={"curves": {"train": tr.curve},
+    return CaseOutput(metrics=metrics, info=info, artifacts={"curves": {"train": curve_table("train", ctx.seed, tr.curve)},
                                                              "test_hypotheses_head": hyps[:20]})

@@ -28,10 +28,9 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_flops, count_params
-from milestones.harness.measure.plan import SpeedPlan
-from milestones.harness.measure.speed import classifier_plan
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, classifier_plan, curve
 from milestones.suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -155,14 +154,12 @@ class AlexNetOWT(nn.Module):
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class AlexNetConfig:
+class AlexNetConfig(Params):
     variant: str = "2012"  # "2012" (two columns, grouped convs) | "owt" (torchvision's single column)
     # The paper says 224x224x3 inputs, but 11x11 stride-4 kernels give the 55x55 maps of Fig. 2 only from
     # 227x227 (a well-known inconsistency); 227 reproduces every later layer size of Sec. 3.5.
     image_size: int = 227
     num_classes: int = 1000
-    batch_size: int = 128  # Sec. 5: batch 128
-    cpu_batch_size: int = 4  # deviation: a CPU step at batch 128 takes minutes
     lr: float = 0.01  # Sec. 5: 0.01, divided by 10 on plateaus
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -184,18 +181,20 @@ def build(cfg: AlexNetConfig) -> nn.Module:
 
 
 _ALL = ("smoke", "proxy", "paper")
+# Sec. 5: batch 128; deviation: batch 4 on a CPU, where a step at batch 128 takes minutes.
+PAPER_BATCH = dict(batch_size=128, cpu_batch_size=4)
 SUITE.config("alexnet2012", AlexNetConfig("2012", paper_params=60e6, paper_neurons=650e3), scales=_ALL,
              kinds=("fidelity",), description="2012 two-column AlexNet (grouped convs), 227x227 input")
 SUITE.config("alexnet-owt", AlexNetConfig("owt", image_size=224, paper_params=61_100_840, params_tolerance=0.0,
                                           paper_macs=0.714e9),
              scales=_ALL, kinds=("fidelity",), description="single-column 'One weird trick' AlexNet = torchvision's")
-SUITE.config("alexnet2012-paper", AlexNetConfig("2012"), scales=("paper",), kinds=("speed",),
+SUITE.config("alexnet2012-paper", AlexNetConfig("2012", **PAPER_BATCH), scales=("paper",), kinds=("speed",),
              description="2012 AlexNet train/inference step at 227x227, batch 128 on a GPU")
-SUITE.config("alexnet-owt-paper", AlexNetConfig("owt", image_size=224), scales=("paper",), kinds=("speed", "quality"),
+SUITE.config("alexnet-owt-paper", AlexNetConfig("owt", image_size=224, **PAPER_BATCH), scales=("paper",), kinds=("speed", "quality"),
              description="single-column AlexNet: speed at batch 128; ImageNet val, centre crop, given weights")
-SUITE.config("alexnet-owt-paper-10crop", AlexNetConfig("owt", image_size=224, protocol="ten_crop"), scales=("paper",),
+SUITE.config("alexnet-owt-paper-10crop", AlexNetConfig("owt", image_size=224, protocol="ten_crop", **PAPER_BATCH), scales=("paper",),
              kinds=("quality",), description="single-column AlexNet on ImageNet val, the paper's 10 patches")
-SUITE.config("alexnet2012-cpu", AlexNetConfig("2012"), scales=("proxy",), kinds=("speed",),
+SUITE.config("alexnet2012-cpu", AlexNetConfig("2012", **PAPER_BATCH), scales=("proxy",), kinds=("speed",),
              description="2012 AlexNet at 227x227, batch 4 on CPU (the paper's model, a CPU-sized batch)")
 # Smoke: the full-width paper net at 67x67 (the smallest side that leaves a 1x1 map after conv5's pool),
 # batch 2 on a CPU, so every CI run exercises the grouped convs, LRN and the whole train + inference path.
@@ -221,21 +220,22 @@ def architecture_figures(cfg: AlexNetConfig) -> tuple[int, int, int]:
     return count_params(model), sum(units), flops // 2  # FlopCounterMode: 2 FLOPs per multiply-add
 
 
-def _rel_check(m: dict, info: dict, name: str, unit: str, value: float, paper: float | None, tol: float) -> None:
+def _rel_check(m: Metrics, info: dict, name: str, unit: str, value: float, paper: float | None, tol: float) -> None:
     if paper is None:
         return
     rel = value / paper - 1
-    m[f"{name}_rel_error"] = Metric.single(f"{name}_rel_error", "fraction", False, abs(rel))
-    m[f"{name}_within_tolerance"] = Metric.single(f"{name}_within_tolerance", "bool", True, float(abs(rel) <= tol))
+    m.single(f"{name}_rel_error", "fraction", abs(rel))
+    m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= tol))
     info[f"paper_{name}"], info[f"{name}_tolerance"] = paper, tol
 
 
 @SUITE.kind("fidelity")
 def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     params, neurons, macs = architecture_figures(cfg)
-    m = {"params": Metric.single("params", "count", False, params),
-         "neurons": Metric.single("neurons", "count", False, neurons),
-         "macs": Metric.single("macs", "MAC/image", False, macs)}
+    m = Metrics()
+    m.single("params", "count", params)
+    m.single("neurons", "count", neurons)
+    m.single("macs", "MAC/image", macs)
     info: dict = {"image_size": cfg.image_size, "variant": cfg.variant}
     _rel_check(m, info, "params", "count", params, cfg.paper_params, cfg.params_tolerance)
     _rel_check(m, info, "neurons", "count", neurons, cfg.paper_neurons, cfg.neurons_tolerance)
@@ -275,14 +275,21 @@ PROXY_CONVS = (
 
 
 @dataclass(frozen=True)
-class AlexNetProxyConfig:
-    experiment: str  # "relu_vs_tanh" (Fig. 1) | "dropout" (Sec. 4.2; Hinton et al. 2012)
-    n_seeds: int = 3
+class AlexNetProxyConfig(Params):
+    """The digits proxy net and data, shared by the two proxy experiments below."""
+
     image_size: int = 16
     fc: tuple[int, ...] = (128, 128)
-    batch_size: int = 32
-    cpu_batch_size: int = 32
     momentum: float = 0.9  # Sec. 5
+    # Weights N(0, 2/fan_in) (deviation: the paper's N(0, 0.01) leaves a net this narrow stuck at chance
+    # for hundreds of steps, with either activation; measured while writing this suite).
+    init: str = "he"
+
+
+@dataclass(frozen=True)
+class ReluVsTanhConfig(AlexNetProxyConfig):
+    """Fig. 1: steps to a training error, ReLU vs tanh."""
+
     # relu_vs_tanh. Fig. 1: "The learning rates for each network were chosen independently to make
     # training as fast as possible. No regularization of any kind was employed." So: no weight decay, no
     # dropout, and per network the fastest learning rate of a small grid.
@@ -292,21 +299,24 @@ class AlexNetProxyConfig:
     eval_every: int = 2
     eval_subset: int = 256  # training error measured on a fixed subset of the training images
     claim_ratio: float = 2.0  # "several times faster": our threshold for the proxy claim
-    # dropout. Sec. 4.2: p = 0.5 in the first two FC layers; weight decay 0.0005 as in Sec. 5.
-    dropout: float = 0.5
+
+
+@dataclass(frozen=True)
+class DropoutConfig(AlexNetProxyConfig):
+    """Sec. 4.2 (Hinton et al. 2012): dropout 0.5 in the first two FC layers narrows the train-test gap."""
+
+    dropout: float = 0.5  # weight decay 0.0005 as in Sec. 5
     lr: float = 0.01
     weight_decay: float = 5e-4
     steps: int = 500
     train_subset: int = 300  # few training images, so that the net without dropout overfits visibly
-    # Weights N(0, 2/fan_in) (deviation: the paper's N(0, 0.01) leaves a net this narrow stuck at chance
-    # for hundreds of steps, with either activation; measured while writing this suite).
-    init: str = "he"
     curve_every: int = 10
 
 
-SUITE.config("alexnet-relu-vs-tanh", AlexNetProxyConfig("relu_vs_tanh"), scales=("proxy",), kinds=("quality",),
+PROXY = dict(batch_size=32, cpu_batch_size=32, n_seeds=3)
+SUITE.config("alexnet-relu-vs-tanh", ReluVsTanhConfig(**PROXY), scales=("proxy",), kinds=("quality",),
              description="Fig. 1 on digits: steps to 25% training error, ReLU vs tanh, 3 seeds")
-SUITE.config("alexnet-dropout", AlexNetProxyConfig("dropout"), scales=("proxy",), kinds=("quality",),
+SUITE.config("alexnet-dropout", DropoutConfig(**PROXY), scales=("proxy",), kinds=("quality",),
              description="dropout 0.5 in the FC layers narrows the train-test gap on digits, 3 seeds")
 
 
@@ -324,7 +334,7 @@ def _eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, fl
     return (logits.argmax(1) != y).float().mean().item(), F.cross_entropy(logits, y).item()
 
 
-def steps_to_error(cfg: AlexNetProxyConfig, ctx: CaseContext, activation: str, lr: float, seed: int,
+def steps_to_error(cfg: ReluVsTanhConfig, ctx: CaseContext, activation: str, lr: float, seed: int,
                    data: tuple[torch.Tensor, ...]) -> tuple[int | None, float, dict]:
     """Train until the training error reaches the target; (step or None, seconds, curve)."""
     xtr, ytr = data[0], data[1]
@@ -344,6 +354,7 @@ def steps_to_error(cfg: AlexNetProxyConfig, ctx: CaseContext, activation: str, l
         ctx.check_finite(step, loss.item())
         if step % cfg.eval_every == 0:
             err, _ = _eval(model, xs, ys)
+            ctx.progress(f"{activation} lr {lr:g} seed {seed}", step=step, train_error=err)
             curve["step"].append(step)
             curve["loss"].append(loss.item())
             curve["train_error"].append(err)
@@ -352,12 +363,41 @@ def steps_to_error(cfg: AlexNetProxyConfig, ctx: CaseContext, activation: str, l
     return None, time.perf_counter() - t0, curve
 
 
-def relu_vs_tanh(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...]) -> CaseOutput:
+FIG1 = ("Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
+        "A four-layer convolutional neural network with ReLUs (solid line) reaches a 25% training error rate "
+        "on CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line).")
+DROPOUT = ("Krizhevsky et al. 2012, Sec. 4.2 (dropout: Hinton et al. 2012)",
+           "Without dropout, our network exhibits substantial overfitting.")
+
+
+def relu_tanh_decision(relu_steps: list[int | None], tanh_steps: list[int | None], max_steps: int,
+                       claim_ratio: float) -> tuple[list[float], list[float]]:
+    """(speed-up tanh/ReLU, held) per seed from the steps each net took to the target (None: never).
+
+    A net that never reached the target counts as max_steps: the ratio is then a lower (tanh) or upper
+    (ReLU) bound; a ReLU net that never got there fails the claim outright."""
+    ratios, held = [], []
+    for r, t in zip(relu_steps, tanh_steps):
+        if r is None:
+            ratios.append(0.0 if t is not None else 1.0)
+        else:
+            ratios.append((t if t is not None else max_steps) / r)
+        held.append(float(r is not None and ratios[-1] >= claim_ratio))
+    return ratios, held
+
+
+def dropout_decision(gap_dropout: list[float], gap_none: list[float]) -> list[float]:
+    """Per seed: held when the test-minus-train error gap is smaller with dropout than without."""
+    return [float(a < b) for a, b in zip(gap_dropout, gap_none)]
+
+
+@SUITE.kind("quality", params=ReluVsTanhConfig)
+def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
 
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     per: dict[str, dict[str, list]] = {a: {"steps": [], "seconds": [], "lr": []} for a in ("relu", "tanh")}
     curves: dict[str, dict] = {}
-    ratios, held = [], []
     for seed in seeds:
         data = [t.to(ctx.torch_device) for t in digits(seed, size=cfg.image_size)]
         for act in ("relu", "tanh"):
@@ -371,35 +411,33 @@ def relu_vs_tanh(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ..
             per[act]["steps"].append(step)
             per[act]["seconds"].append(secs)
             per[act]["lr"].append(lr)
-            curves[f"{act}.seed{seed}"] = curve
-        r, t = per["relu"]["steps"][-1], per["tanh"]["steps"][-1]
-        # A net that never reached the target counts as max_steps: the ratio is then a lower (tanh) or
-        # upper (ReLU) bound; a ReLU net that never got there fails the claim outright.
-        if r is None:
-            ratios.append(0.0 if t is not None else 1.0)
-        else:
-            ratios.append((t if t is not None else cfg.max_steps) / r)
-        held.append(float(r is not None and ratios[-1] >= cfg.claim_ratio))
-    m: dict[str, Metric] = {}
+            curves[f"{act}.seed{seed}"] = curve_of(act, seed, curve)
+        ctx.seed_done(seed, {f"steps_to_target.{a}": per[a]["steps"][-1] for a in per})
+    ratios, held = relu_tanh_decision(per["relu"]["steps"], per["tanh"]["steps"], cfg.max_steps, cfg.claim_ratio)
+    m = Metrics()
     for act in ("relu", "tanh"):
         reached = [s for s in per[act]["steps"] if s is not None]
         note = None if len(reached) == len(seeds) else f"{len(seeds) - len(reached)} seed(s) did not reach the target"
-        m[f"steps_to_target.{act}"] = Metric.from_values(f"steps_to_target.{act}", "steps", False, reached, note=note)
-        m[f"seconds_to_target.{act}"] = Metric.from_values(
-            f"seconds_to_target.{act}", "s", False,
-            [s for s, st in zip(per[act]["seconds"], per[act]["steps"]) if st is not None], note=note)
-    m["speedup.relu_over_tanh"] = Metric.from_values("speedup.relu_over_tanh", "ratio", True, ratios)
-    m["claim_held"] = Metric.from_values("claim_held", "bool", True, held,
-                                         note=f"per seed: ReLU reaches {cfg.target_train_error:.0%} training error "
-                                              f"at least {cfg.claim_ratio}x sooner than tanh (our proxy threshold)")
+        m.add(f"steps_to_target.{act}", "steps", reached, note=note)
+        m.add(f"seconds_to_target.{act}", "s",
+              [s for s, st in zip(per[act]["seconds"], per[act]["steps"]) if st is not None], note=note)
+    m.add("speedup.relu_over_tanh", "ratio", ratios)
+    rule = (f"per seed: ReLU reaches {cfg.target_train_error:.0%} training error at least {cfg.claim_ratio:g}x "
+            f"sooner (in steps, each net at its fastest learning rate of {list(cfg.lr_grid)}) than tanh; a ReLU "
+            f"net that never reaches it in {cfg.max_steps} steps fails")
+    m.add("claim_held", "bool", held, note=rule)
     info = {"seeds": list(seeds), "lr_chosen": {a: per[a]["lr"] for a in per}, "target_train_error":
             cfg.target_train_error, "lr_grid": list(cfg.lr_grid), "max_steps": cfg.max_steps,
+            "claims": [claim("relu_faster", FIG1[1], FIG1[0], rule, held, seeds, ctx.case.scale)],
             "paper": "Fig. 1: 6x faster to 25% training error (four-layer CNN, CIFAR-10)"}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-def dropout_gap(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...]) -> CaseOutput:
+@SUITE.kind("quality", params=DropoutConfig)
+def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
+
+    seeds = ctx.quality_seeds(cfg.n_seeds)
 
     res: dict[str, dict[str, list[float]]] = {
         k: {"train_acc": [], "test_acc": [], "gap": [], "loss_gap": []} for k in ("dropout", "no_dropout")}
@@ -432,35 +470,32 @@ def dropout_gap(cfg: AlexNetProxyConfig, ctx: CaseContext, seeds: tuple[int, ...
             r["test_acc"].append(1 - te_err)
             r["gap"].append(te_err - tr_err)
             r["loss_gap"].append(te_loss - tr_loss)
-            curves[f"{name}.seed{seed}"] = curve
-    m: dict[str, Metric] = {}
+            curves[f"{name}.seed{seed}"] = curve_of(name, seed, curve)
+        ctx.seed_done(seed, {f"generalization_gap.{k}": res[k]["gap"][-1] for k in res})
+    m = Metrics()
     for name, r in res.items():
-        m[f"train_accuracy.{name}"] = Metric.from_values(f"train_accuracy.{name}", "fraction", True, r["train_acc"])
-        m[f"test_accuracy.{name}"] = Metric.from_values(f"test_accuracy.{name}", "fraction", True, r["test_acc"])
-        m[f"generalization_gap.{name}"] = Metric.from_values(
-            f"generalization_gap.{name}", "fraction", False, r["gap"], note="test error minus training error")
-        m[f"loss_gap.{name}"] = Metric.from_values(f"loss_gap.{name}", "nats", False, r["loss_gap"],
-                                                   note="test minus training cross-entropy")
+        m.add(f"train_accuracy.{name}", "fraction", r["train_acc"])
+        m.add(f"test_accuracy.{name}", "fraction", r["test_acc"])
+        m.add(f"generalization_gap.{name}", "fraction", r["gap"], note="test error minus training error")
+        m.add(f"loss_gap.{name}", "nats", r["loss_gap"], note="test minus training cross-entropy")
     d, n = res["dropout"], res["no_dropout"]
-    held = [float(a < b) for a, b in zip(d["gap"], n["gap"])]
-    m["claim_held"] = Metric.from_values("claim_held", "bool", True, held,
-                                         note="per seed: the test-minus-train error gap is smaller with dropout")
+    held = dropout_decision(d["gap"], n["gap"])
+    rule = (f"per seed: after {cfg.steps} steps on {cfg.train_subset} training images, the test-minus-train "
+            f"error gap is smaller with dropout {cfg.dropout:g} in the FC layers than without")
+    m.add("claim_held", "bool", held, note=rule)
     info = {"seeds": list(seeds), "train_images": cfg.train_subset, "steps": cfg.steps, "dropout": cfg.dropout,
+            "claims": [claim("dropout_less_overfitting", DROPOUT[1], DROPOUT[0], rule, held, seeds, ctx.case.scale)],
             "claim_held_on_mean_gap": sum(d["gap"]) / len(seeds) < sum(n["gap"]) / len(seeds)}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality")
-def quality(cfg, ctx: CaseContext) -> CaseOutput:
-    if isinstance(cfg, AlexNetProxyConfig):
-        seeds = ctx.quality_seeds(cfg.n_seeds)
-        if cfg.experiment == "relu_vs_tanh":
-            return relu_vs_tanh(cfg, ctx, seeds)
-        return dropout_gap(cfg, ctx, seeds)
-    return pretrained_quality(cfg, ctx)
+def curve_of(model: str, seed: int, c: dict[str, list]) -> dict:
+    """A dict of step and series lists as a named-series curve."""
+    return curve(model, seed, c["step"], **{k: v for k, v in c.items() if k != "step"})
 
 
 # ------------------------------------------------------------------------------- quality (paper scale)
+@SUITE.kind("quality", params=AlexNetConfig)
 def pretrained_quality(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     """torchvision-format AlexNet weights on the user's ImageNet validation set.
 

@@ -29,8 +29,9 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, curve_table
 from milestones.suites import _translation as T
 
 SUITE = register_suite("attention", title="Neural Machine Translation by Jointly Learning to Align and Translate",
@@ -126,7 +127,7 @@ def paper_shapes(cfg: AttentionConfig) -> dict[str, tuple[int, ...]]:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(Params):
     search: bool = True
     src_vocab: int = 30_000
     tgt_vocab: int = 30_000
@@ -134,22 +135,24 @@ class AttentionConfig:
     hidden: int = 1000
     align: int = 1000
     maxout: int = 500
-    batch_size: int = 80
-    cpu_batch_size: int = 4  # deviation: CPU-sized batch
     src_len: int = 30  # speed runs: sentence length in tokens (the paper trains on sentences of <= 30 or <= 50)
     tgt_len: int = 30
     clip: float = 1.0
-    # Proxy quality (our own settings): both models at equal width, Adam, a fixed training-time budget.
-    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=4, max_digits=3)
-    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=5e-3, max_steps=5000, max_seconds=60.0,
-                                                   eval_every=100, clip=1.0)
-    n_seeds: int = 2
-    length_edges: tuple[int, ...] = (1, 6, 11, 16)
-    target_bleu: float = 30.0  # our proxy target, not a paper figure
     data_key: str = "wmt14"
     src_lang: str = "en"
     tgt_lang: str = "fr"
     paper_steps: int = 1000
+
+
+@dataclass(frozen=True)
+class LengthProxyConfig(AttentionConfig):
+    """Proxy quality (our own settings): both models at equal width, Adam, a fixed training-time budget."""
+
+    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=4, max_digits=3)
+    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=5e-3, max_steps=5000, max_seconds=60.0,
+                                                   eval_every=100, clip=1.0)
+    length_edges: tuple[int, ...] = (1, 6, 11, 16)
+    target_bleu: float = 30.0  # our proxy target, not a paper figure
 
 
 def build(cfg: AttentionConfig, src_vocab: int | None = None, tgt_vocab: int | None = None,
@@ -158,8 +161,9 @@ def build(cfg: AttentionConfig, src_vocab: int | None = None, tgt_vocab: int | N
                          cfg.maxout, cfg.search if search is None else search)
 
 
-SEARCH = AttentionConfig()
-ENCDEC = AttentionConfig(search=False)
+# Batch 80 (Sec. 4.2); deviation: a CPU-sized batch of 4.
+SEARCH = AttentionConfig(batch_size=80, cpu_batch_size=4)
+ENCDEC = AttentionConfig(search=False, batch_size=80, cpu_batch_size=4)
 _tiny = dict(src_vocab=300, tgt_vocab=300, emb=16, hidden=32, align=32, maxout=16, batch_size=8, cpu_batch_size=8,
              src_len=8, tgt_len=8)
 PROXY_WIDTH = dict(emb=32, hidden=64, align=64, maxout=32)
@@ -176,7 +180,7 @@ SUITE.config("rnnsearch-smoke", replace(SEARCH, **_tiny), scales=("smoke",), kin
              description="RNNsearch at width 32 (deviation: tiny for CI)")
 SUITE.config("rnnencdec-smoke", replace(ENCDEC, **_tiny), scales=("smoke",), kinds=("speed",),
              description="RNNencdec at width 32 (deviation: tiny for CI)")
-SUITE.config("attention-length", replace(SEARCH, **PROXY_WIDTH, batch_size=32, cpu_batch_size=32),
+SUITE.config("attention-length", LengthProxyConfig(**PROXY_WIDTH, batch_size=32, cpu_batch_size=32, n_seeds=2),
              scales=("proxy",), kinds=("quality",),
              description="RNNsearch vs RNNencdec (width 64) on En->Fr number words, BLEU by sentence length")
 
@@ -190,46 +194,62 @@ def fidelity(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     want = paper_shapes(cfg)
     wrong = {k: {"paper": list(v), "model": list(got.get(k, ()))} for k, v in want.items() if got.get(k) != v}
     weights = sum(p.numel() for k, p in model.named_parameters() if k in want)
-    m = {"params": Metric.single("params", "count", False, count_params(model)),
-         "weight_params": Metric.single("weight_params", "count", False, weights,
-                                        note="weight matrices of Appendix A, without biases"),
-         "shapes_match": Metric.single("shapes_match", "bool", True, float(not wrong)),
-         "encoder_params": Metric.single("encoder_params", "count", False, count_params(model.encoder))}
+    m = Metrics()
+    m.single("params", "count", count_params(model))
+    m.single("weight_params", "count", weights, note="weight matrices of Appendix A, without biases")
+    m.single("shapes_match", "bool", float(not wrong))
+    m.single("encoder_params", "count", count_params(model.encoder))
     return CaseOutput(metrics=m, info={"model": "RNNsearch" if cfg.search else "RNNencdec", "mismatched": wrong,
                                        "paper_states": "layer sizes only (Sec. 4.2, Appendix A); no parameter total"})
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: AttentionConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     model = build(cfg).to(ctx.torch_device)
     # Adadelta with rho 0.95, eps 1e-6 (Sec. 4.2 / appendix; the constants are unconfirmed in our reference)
     opt = torch.optim.Adadelta(model.parameters(), rho=0.95, eps=1e-6)
-    metrics, artifacts, info = T.translation_speed(
+    return T.translation_speed(
         ctx, model, src_vocab=cfg.src_vocab, tgt_vocab=cfg.tgt_vocab, src_len=cfg.src_len, tgt_len=cfg.tgt_len,
-        optimizer=opt, rnns=((model.encoder, "src"),))
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
-    info["model"] = "RNNsearch" if cfg.search else "RNNencdec"
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info=info)
+        optimizer=opt, rnns=((model.encoder, "src"),), info={"model": "RNNsearch" if cfg.search else "RNNencdec"})
 
 
 # ------------------------------------------------------------------------------------------- quality
-def length_data(cfg: AttentionConfig):
+def length_data(cfg: LengthProxyConfig):
     splits = T.make_splits(cfg.task)
     sv = T.Vocab.build([p.src for p in splits["train"]])
     tv = T.Vocab.build([p.tgt for p in splits["train"]])
     return {k: T.encode_pairs(v, sv, tv) for k, v in splits.items()}, sv, tv
 
 
-def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
+SEC5 = ("Bahdanau et al. 2014, Sec. 5.1, Table 1 and Fig. 2",
+        "It is clear from the Table 1 that in all the cases, the proposed RNNsearch outperforms the conventional "
+        "RNNencdec.",
+        "In Fig. 2, we see that the performance of RNNencdec dramatically drops as the length of the sentences "
+        "increases. On the other hand, both RNNsearch-30 and RNNsearch-50 are more robust to the length of the "
+        "sentences.")
+
+
+def length_decision(gap_overall: list[float], gap_short: list[float], gap_long: list[float]) -> dict[str, list[float]]:
+    """Per seed, from BLEU gaps RNNsearch - RNNencdec: `search_beats_encdec` when the overall test gap is
+    positive; `gap_grows_with_length` when the gap on the longest sources exceeds the gap on the shortest;
+    `claim_held` when both hold."""
+    beats = [float(g > 0) for g in gap_overall]
+    grows = [float(lo > sh) for sh, lo in zip(gap_short, gap_long, strict=True)]
+    return {"search_beats_encdec": beats, "gap_grows_with_length": grows,
+            "claim_held": [a * b for a, b in zip(beats, grows)]}
+
+
+@SUITE.kind("quality", params=LengthProxyConfig)
+def length_proxy(cfg: LengthProxyConfig, ctx: CaseContext) -> CaseOutput:
     seeds = ctx.quality_seeds(cfg.n_seeds)
     data, sv, tv = length_data(cfg)
     t_start = time.perf_counter()
     settings = replace(cfg.proxy_train, batch_size=ctx.batch_size,
                        max_seconds=T.option_float(ctx, "budget", cfg.proxy_train.max_seconds))
-    m: dict[str, Metric] = {}
+    m = Metrics()
     curves: dict = {}
     by_len: dict = {}
     per_model: dict[str, dict[str, list]] = {}
@@ -239,31 +259,35 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
             torch.manual_seed(seed)
             model = build(cfg, len(sv), len(tv), search=search)
             tr = T.train_model(model, data["train"], data["valid"], tv, settings, seed=seed,
-                               target_bleu=cfg.target_bleu, check=ctx.check_finite)
+                               target_bleu=cfg.target_bleu, check=ctx.check_finite, progress=ctx.progress)
             hyps = T.translate(model, data["test"], tv)
             r["bleu"].append(T.bleu(hyps, data["test"].refs))
+            ctx.seed_done(seed, {f"bleu.{name}": r["bleu"][-1]})
             labels, scores, counts = T.bleu_by_length(hyps, data["test"].refs, data["test"].src_lens, cfg.length_edges)
             r["buckets"].append(scores)
             r["sec"].append(tr.seconds_to_target)
             r["steps"].append(tr.steps_to_target)
-            curves[f"{name}/seed{seed}"] = tr.curve
-        m[f"bleu.{name}"] = Metric.from_values(f"bleu.{name}", "BLEU", True, r["bleu"])
+            curves[f"{name}.seed{seed}"] = curve_table(name, seed, tr.curve)
+        m.add(f"bleu.{name}", "BLEU", r["bleu"])
         for i, lab in enumerate(labels):
             vals = [b[i] for b in r["buckets"] if b[i] is not None]
             key = f"bleu.{name}.len_{lab}"
-            m[key] = (Metric.from_values(key, "BLEU", True, vals) if vals
-                      else Metric.missing(key, "BLEU", True, "no test sentence of this length"))
+            if vals:
+                m.add(key, "BLEU", vals)
+            else:
+                m.missing(key, "BLEU", "no test sentence of this length")
         by_len[name] = {"bucket": labels, "bleu": [statistics.fmean(v) if (v := [b[i] for b in r["buckets"] if b[i] is not None]) else None
                                                     for i in range(len(labels))], "count": counts,
                         "per_seed": r["buckets"]}
         for key, unit, vals in (("seconds_to_target", "s", r["sec"]), ("steps_to_target", "steps", r["steps"])):
             got = [v for v in vals if v is not None]
             mn = f"{key}.{name}"
-            m[mn] = (Metric.from_values(mn, unit, False, got,
-                                        note=None if len(got) == len(seeds) else "some seeds never reached the target")
-                     if got else Metric.missing(mn, unit, False, f"valid BLEU never reached {cfg.target_bleu}"))
+            if got:
+                m.add(mn, unit, got, note=None if len(got) == len(seeds) else "some seeds never reached the target")
+            else:
+                m.missing(mn, unit, f"valid BLEU never reached {cfg.target_bleu}")
     # Gap per bucket and seed; "grows with length": the gap in the longest filled bucket exceeds the
-    # gap in the shortest, on average over seeds.
+    # gap in the shortest.
     gaps = []
     for a, b in zip(per_model["rnnsearch"]["buckets"], per_model["rnnencdec"]["buckets"], strict=True):
         gaps.append([None if (x is None or y is None) else x - y for x, y in zip(a, b, strict=True)])
@@ -271,19 +295,25 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     first, last = filled[0], filled[-1]
     gap_short = [g[first] for g in gaps]
     gap_long = [g[last] for g in gaps]
-    m["bleu.gap.shortest"] = Metric.from_values("bleu.gap.shortest", "BLEU", True, gap_short,
-                                                note=f"RNNsearch - RNNencdec, sources of {labels[first]} words")
-    m["bleu.gap.longest"] = Metric.from_values("bleu.gap.longest", "BLEU", True, gap_long,
-                                               note=f"RNNsearch - RNNencdec, sources of {labels[last]} words")
+    m.add("bleu.gap.shortest", "BLEU", gap_short, note=f"RNNsearch - RNNencdec, sources of {labels[first]} words")
+    m.add("bleu.gap.longest", "BLEU", gap_long, note=f"RNNsearch - RNNencdec, sources of {labels[last]} words")
     overall = [a - b for a, b in zip(per_model["rnnsearch"]["bleu"], per_model["rnnencdec"]["bleu"], strict=True)]
-    m["bleu.gap"] = Metric.from_values("bleu.gap", "BLEU", True, overall)
-    beats = statistics.fmean(overall) > 0
-    grows = statistics.fmean(gap_long) > statistics.fmean(gap_short)
-    m["claim_held.search_beats_encdec"] = Metric.single("claim_held.search_beats_encdec", "bool", True, float(beats))
-    m["claim_held.gap_grows_with_length"] = Metric.single("claim_held.gap_grows_with_length", "bool", True, float(grows))
-    m["claim_held"] = Metric.single("claim_held", "bool", True, float(beats and grows),
-                                    note="RNNsearch beats RNNencdec overall and by more on the longest sentences")
+    m.add("bleu.gap", "BLEU", overall)
+    held = length_decision(overall, gap_short, gap_long)
+    rules = {"search_beats_encdec": "per seed: RNNsearch's test BLEU is higher than RNNencdec's (same width, "
+                                    "same update budget)",
+             "gap_grows_with_length": f"per seed: the BLEU gap RNNsearch - RNNencdec on sources of {labels[last]} "
+                                      f"words exceeds the gap on sources of {labels[first]} words"}
+    for cid, rule in rules.items():
+        m.add(f"claim_held.{cid}", "bool", held[cid], note=rule)
+    m.add("claim_held", "bool", held["claim_held"],
+          note="per seed: RNNsearch beats RNNencdec overall and by more on the longest sentences")
+    claims = [claim("search_beats_encdec", SEC5[1], SEC5[0], rules["search_beats_encdec"],
+                    held["search_beats_encdec"], seeds, ctx.case.scale),
+              claim("gap_grows_with_length", SEC5[2], SEC5[0], rules["gap_grows_with_length"],
+                    held["gap_grows_with_length"], seeds, ctx.case.scale)]
     info = {"seeds": list(seeds), "claim": "RNNsearch beats RNNencdec and the gap grows with sentence length (Fig. 2)",
+            "claims": claims,
             "task": f"{cfg.task.src_lang}->{cfg.task.tgt_lang} number words, 1-{cfg.task.max_numbers} numbers a sentence",
             "length_buckets": labels, "bucket_counts": counts, "target_bleu": cfg.target_bleu,
             "target_note": "our own proxy target, not a paper figure", "width": cfg.hidden,
@@ -292,10 +322,8 @@ def _proxy(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves, "bleu_by_length": by_len})
 
 
-@SUITE.kind("quality")
-def quality(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
-    if ctx.case.scale != "paper":
-        return _proxy(cfg, ctx)
+@SUITE.kind("quality", params=AttentionConfig)
+def paper_quality(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     # Adadelta at lr 1.0 as in the paper; Adam-style fields of TrainSettings are unused by it.
     return T.paper_quality(ctx, cfg, key=cfg.data_key, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
                            build=lambda vs, vt: build(cfg, vs, vt), shared_vocab=False,

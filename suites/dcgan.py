@@ -31,10 +31,10 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.measure.speed import measure_speed
 from milestones.harness.measure.training import TrainLog
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
 from milestones.suites import _generative_eval as ev
 
 SUITE = register_suite("dcgan", title="Unsupervised Representation Learning with Deep Convolutional Generative "
@@ -109,14 +109,12 @@ def init_weights(m: nn.Module) -> None:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class DCGANConfig:
+class DCGANConfig(Params):
     image_size: int = 64
     nc: int = 3
     z_dim: int = 100
     ngf: int = 64
     ndf: int = 64
-    batch_size: int = 128  # Sec. 4: mini-batch SGD with batch 128
-    cpu_batch_size: int = 8  # deviation: a CPU step at 64x64, batch 128 takes seconds
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -125,7 +123,6 @@ class DCGANConfig:
     # proxy-scale quality (our own choices, not the paper's)
     steps: int = 600
     eval_every: int = 100
-    n_seeds: int = 3
     fd_target: float | None = None
     n_parzen_samples: int = 5000
 
@@ -142,18 +139,20 @@ def build(cfg: DCGANConfig) -> tuple[Generator, Discriminator]:
 # docs/generative-contrastive.md for how it was set.
 PROXY_FD_TARGET = 10.0
 
-PAPER = DCGANConfig()
+# Sec. 4: mini-batch SGD with batch 128; deviation: batch 8 on a CPU, where a step at 64x64, batch 128 takes
+# seconds. 3 seeds for a claim.
+PAPER = DCGANConfig(batch_size=128, cpu_batch_size=8, n_seeds=3)
 SUITE.config("dcgan-64", PAPER, scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
              description="DCGAN at 64x64x3, ngf = ndf = 64, z 100 (the official code's sizes)")
 SUITE.config("dcgan-64-paper", PAPER, scales=("paper",), kinds=("speed",),
              description="one D + G update at 64x64, batch 128 on a GPU (8 on a CPU)")
-SUITE.config("dcgan-smoke", DCGANConfig(image_size=16, ngf=8, ndf=8, batch_size=8, cpu_batch_size=8),
+SUITE.config("dcgan-smoke", DCGANConfig(image_size=16, ngf=8, ndf=8, batch_size=8, cpu_batch_size=8, n_seeds=3),
              scales=("smoke",), kinds=("speed",),
              description="DCGAN at 16x16, ngf = ndf = 8, batch 8: the whole update in milliseconds for CI")
 # Proxy deviations: 16x16 single-channel digits (the 8x8 digits upsampled bilinearly; two up-sampling
 # stages instead of four), ngf = ndf = 32 and batch 64 so three seeds fit in minutes on a shared 2-core CPU.
 SUITE.config("dcgan-digits", DCGANConfig(image_size=16, nc=1, ngf=32, ndf=32, batch_size=64, cpu_batch_size=64,
-                                         fd_target=PROXY_FD_TARGET),
+                                         fd_target=PROXY_FD_TARGET, n_seeds=3),
              scales=("proxy",), kinds=("speed", "quality"),
              description="DCGAN on 16x16 digits: D-feature linear probe vs random D, FD and Parzen LL, 3 seeds")
 
@@ -184,20 +183,18 @@ def fidelity(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     bn_in_d_input = any(isinstance(m, nn.BatchNorm2d) for m in d.blocks[0])
     pooling = any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in (*g.modules(), *d.modules()))
     fc = any(isinstance(m, nn.Linear) for m in (*g.modules(), *d.modules()))
-    m = {"params.generator": Metric.single("params.generator", "count", False, pg),
-         "params.discriminator": Metric.single("params.discriminator", "count", False, pd),
-         "params_match_guidelines": Metric.single("params_match_guidelines", "bool", True,
-                                                  float(pg == eg and pd == ed)),
-         "output_size.generator": Metric.single("output_size.generator", "pixels", True, x.shape[-1]),
-         "output_channels.generator": Metric.single("output_channels.generator", "count", True, x.shape[1]),
-         "logits_per_image.discriminator": Metric.single("logits_per_image.discriminator", "count", True,
-                                                         logit.numel() // 2),
-         "guidelines_followed": Metric.single(
-             "guidelines_followed", "bool", True,
-             float(not (bn_in_g_output or bn_in_d_input or pooling or fc)),
-             note="no pooling, no fully connected layer, no BN at G output or D input")}
+    m = Metrics()
+    m.single("params.generator", "count", pg)
+    m.single("params.discriminator", "count", pd)
+    # Shapes and checks against the guidelines: neither direction of a shape is better.
+    m.single("params_match_guidelines", "bool", float(pg == eg and pd == ed), higher_is_better=True)
+    m.single("output_size.generator", "pixels", x.shape[-1], higher_is_better=True)
+    m.single("output_channels.generator", "count", x.shape[1], higher_is_better=True)
+    m.single("logits_per_image.discriminator", "count", logit.numel() // 2, higher_is_better=True)
+    m.single("guidelines_followed", "bool", float(not (bn_in_g_output or bn_in_d_input or pooling or fc)),
+             note="no pooling, no fully connected layer, no BN at G output or D input", higher_is_better=True)
     for h in HYPERPARAMETERS:
-        m[f"hparam.{h}"] = Metric.single(f"hparam.{h}", "value", True, float(getattr(cfg, h)))
+        m.single(f"hparam.{h}", "value", float(getattr(cfg, h)))
     return CaseOutput(metrics=m, info={"generator_output_shape": list(x.shape), "expected_params": [eg, ed]})
 
 
@@ -246,7 +243,7 @@ class DCGANTrainer:
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: DCGANConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} DCGAN training is measured on a GPU only; use float32 on the CPU")
     torch.manual_seed(ctx.seed)
@@ -257,12 +254,11 @@ def speed(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     data = (torch.rand(ctx.batch_size * 2, cfg.nc, cfg.image_size, cfg.image_size, generator=gen,
                        device=ctx.torch_device) * 2 - 1).to(ctx.torch_dtype)
     trainer = DCGANTrainer(dataclasses.replace(cfg, batch_size=ctx.batch_size), g, d, data, gen)
-    metrics, artifacts = measure_speed(ctx, trainer.step, label="train", items_per_step=ctx.batch_size,
-                                       item_unit="images")
-    metrics["params.generator"] = Metric.single("params.generator", "count", False, count_params(g))
-    metrics["params.discriminator"] = Metric.single("params.discriminator", "count", False, count_params(d))
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"image_size": cfg.image_size, "note": "one step = one D update + one G update"})
+    m = Metrics()
+    m.single("params.generator", "count", count_params(g))
+    m.single("params.discriminator", "count", count_params(d))
+    return SpeedPlan(steps=(Step("train", trainer.step, ctx.batch_size, "images"),), metrics=m,
+                     info={"image_size": cfg.image_size, "note": "one step = one D update + one G update"})
 
 
 # -------------------------------------------------------------------------------------------- quality
@@ -270,6 +266,19 @@ def to_gan_pixels(x01: torch.Tensor, size: int) -> torch.Tensor:
     """8x8 digits in [0, 1] -> size x size in [-1, 1] (tanh range), bilinear upsampling."""
     x = F.interpolate(x01, size=(size, size), mode="bilinear", align_corners=False) if size != 8 else x01
     return x.clamp(0, 1) * 2 - 1
+
+
+ABSTRACT = ("Radford et al. 2015, Abstract (probe: Sec. 5.1; generator: Sec. 7)",
+            "Additionally, we use the learned features for novel tasks - demonstrating their applicability as "
+            "general image representations.",
+            "We propose a more stable set of architectures for training generative adversarial networks and we give "
+            "evidence that adversarial networks learn good representations of images for supervised learning and "
+            "as generative models.")
+
+
+def probe_beats_random(probe: list[float], probe_random: list[float]) -> list[float]:
+    """Per seed: held when the linear probe on the trained D's features beats the same probe on a random D."""
+    return [float(a > b) for a, b in zip(probe, probe_random, strict=True)]
 
 
 @SUITE.kind("quality")
@@ -288,15 +297,15 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     probe_test = to_gan_pixels(sp.test, cfg.image_size)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     names = ("probe_accuracy", "probe_accuracy.random_d", "fd", "fd.untrained", "parzen_ll", "parzen_ll.untrained",
-             "steps_to_target", "seconds_to_target", "claim_held", "claim_held.probe", "claim_held.generator",
-             "train_seconds")
+             "steps_to_target", "seconds_to_target", "train_seconds")
     out: dict[str, list[float]] = {k: [] for k in names}
     curves: dict[str, dict[str, list[float]]] = {}
     missing_ttq = 0
     for seed in seeds:
         torch.manual_seed(seed)
         g, d = build(cfg)
-        trainer = DCGANTrainer(cfg, g, d, train, torch.Generator().manual_seed(seed))
+        trainer = DCGANTrainer(dataclasses.replace(cfg, batch_size=ctx.batch_size), g, d, train,
+                               torch.Generator().manual_seed(seed))
         d.eval()
         out["probe_accuracy.random_d"].append(
             ev.linear_probe_accuracy(d.features(probe_train), probe_y, d.features(probe_test), sp.y_test, seed=seed))
@@ -317,6 +326,7 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 s = ev.to_digit_pixels(trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)
                 log.log(step, evaluator.fd(s))
+                ctx.progress(f"seed {seed}", step=step, fd=log.values[-1])
         out["train_seconds"].append(time.perf_counter() - t0)
         d.eval()
         out["probe_accuracy"].append(
@@ -329,36 +339,41 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
             out["seconds_to_target"].append(log.seconds_to_target)
         else:
             missing_ttq += 1
-        # The claims at proxy scale: the adversarially trained D's features beat a random D's under the same
-        # linear probe (Sec. 5.1's point), and the trained G beats the untrained one on FD and Parzen LL.
-        probe_held = out["probe_accuracy"][-1] > out["probe_accuracy.random_d"][-1]
-        gen_held = out["fd"][-1] < out["fd.untrained"][-1] and out["parzen_ll"][-1] > out["parzen_ll.untrained"][-1]
-        out["claim_held.probe"].append(float(probe_held))
-        out["claim_held.generator"].append(float(gen_held))
-        out["claim_held"].append(float(probe_held and gen_held))
-        curves[f"seed{seed}.losses"] = losses
-        curves[f"seed{seed}.fd"] = {"step": log.steps, "fd": log.values, "seconds": log.seconds}
-    spec = {"probe_accuracy": ("fraction", True), "probe_accuracy.random_d": ("fraction", True), "fd": ("fd", False),
-            "fd.untrained": ("fd", False), "parzen_ll": ("nats", True), "parzen_ll.untrained": ("nats", True),
-            "claim_held": ("bool", True), "claim_held.probe": ("bool", True), "claim_held.generator": ("bool", True),
-            "train_seconds": ("s", False)}
-    m = {k: Metric.from_values(k, u, hib, out[k]) for k, (u, hib) in spec.items()}
+        curves[f"dcgan.seed{seed}.losses"] = curve("dcgan", seed, losses["step"], d_loss=losses["d_loss"],
+                                                   g_loss=losses["g_loss"])
+        curves[f"dcgan.seed{seed}"] = curve("dcgan", seed, log.steps, fd=log.values, seconds=log.seconds)
+        ctx.seed_done(seed, {"probe_accuracy": out["probe_accuracy"][-1], "fd": out["fd"][-1]})
+    m = Metrics()
+    for k, u in (("probe_accuracy", "fraction"), ("probe_accuracy.random_d", "fraction"), ("fd", "fd"),
+                 ("fd.untrained", "fd"), ("parzen_ll", "nats"), ("parzen_ll.untrained", "nats"), ("train_seconds", "s")):
+        m.add(k, u, out[k])
+    held = {"probe": probe_beats_random(out["probe_accuracy"], out["probe_accuracy.random_d"]),
+            "generator": ev.generator_improves(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"],
+                                               out["fd.untrained"])}
+    rules = {"probe": "per seed: logistic regression on the trained D's conv features (each layer max-pooled to "
+                      "4x4, concatenated) scores a higher test accuracy than on the same D before training",
+             "generator": ev.GENERATOR_RULE.format(steps=cfg.steps)}
+    for cid in ("probe", "generator"):
+        m.add(f"claim_held.{cid}", "bool", held[cid], note=rules[cid])
+    m.add("claim_held", "bool", [a * b for a, b in zip(held["probe"], held["generator"])], note="per seed: both")
+    claims = [claim("probe", ABSTRACT[1], ABSTRACT[0], rules["probe"], held["probe"], seeds, ctx.case.scale),
+              claim("generator", ABSTRACT[2], ABSTRACT[0], rules["generator"], held["generator"], seeds,
+                    ctx.case.scale)]
     for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
         if out[k]:
             note = f"{missing_ttq} of {len(seeds)} seeds did not reach the target" if missing_ttq else None
-            m[k] = Metric.from_values(k, u, False, out[k], note=note)
+            m.add(k, u, out[k], note=note)
         else:
-            m[k] = Metric.missing(k, u, False, f"FD target {cfg.fd_target} (our own proxy target) not reached "
-                                               f"in {cfg.steps} steps" if cfg.fd_target else "no FD target set")
-    m["fd.real_train"] = Metric.single("fd.real_train", "fd", False, evaluator.fd(evaluator.splits.train),
-                                       note="FD of real training images vs the test images, through the same "
-                                            "16x16 round trip (the floor)")
-    m["classifier_accuracy"] = Metric.single("classifier_accuracy", "fraction", True, evaluator.accuracy(),
-                                             note="test accuracy of the digits classifier whose features the FD uses")
+            m.missing(k, u, f"FD target {cfg.fd_target} (our own proxy target) not reached "
+                            f"in {cfg.steps} steps" if cfg.fd_target else "no FD target set")
+    m.single("fd.real_train", "fd", evaluator.fd(evaluator.splits.train),
+             note="FD of real training images vs the test images, through the same 16x16 round trip (the floor)")
+    m.single("classifier_accuracy", "fraction", evaluator.accuracy(),
+             note="test accuracy of the digits classifier whose features the FD uses")
     return CaseOutput(metrics=m, artifacts={"curves": curves},
                       info={"seeds": list(seeds), "fd_target": cfg.fd_target, "fd_target_is": "our own proxy target",
                             "steps": cfg.steps, "image_size": cfg.image_size,
                             "probe": "D conv features max-pooled to 4x4, concatenated; logistic regression on "
                                      "1347 train digits, accuracy on 450 test digits",
                             "claim": "trained-D probe > random-D probe, and trained G beats untrained G on FD "
-                                     "and Parzen LL"})
+                                     "and Parzen LL", "claims": claims})

@@ -29,10 +29,10 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.measure.speed import measure_speed
 from milestones.harness.measure.training import TrainLog
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
 from milestones.suites import _generative_eval as ev
 
 SUITE = register_suite("gan", title="Generative Adversarial Nets", arxiv="1406.2661", year=2014)
@@ -91,7 +91,7 @@ class MaxoutDiscriminator(nn.Module):
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class GANConfig:
+class GANConfig(Params):
     data_dim: int = 784  # MNIST 28x28
     z_dim: int = 100
     g_hidden: int = 1200
@@ -99,8 +99,6 @@ class GANConfig:
     d_pieces: int = 5
     d_keep_in: float = 0.8
     d_keep_hidden: float = 0.5
-    batch_size: int = 100
-    cpu_batch_size: int = 100  # the MLPs are small: the paper's batch fits a CPU
     optimizer: str = "sgd"  # "sgd" (the paper's code) | "adam" (proxy deviation, see below)
     lr: float = 0.1
     momentum: float = 0.5  # rises linearly to final_momentum over the first momentum_saturate epochs
@@ -113,7 +111,6 @@ class GANConfig:
     # proxy-scale quality (our own choices, not the paper's)
     steps: int = 3000
     eval_every: int = 250
-    n_seeds: int = 3
     fd_target: float | None = None  # our own proxy target, see PROXY_FD_TARGET
     n_parzen_samples: int = 10_000  # the paper's parzen_ll.py default
 
@@ -128,7 +125,9 @@ def build(cfg: GANConfig) -> tuple[MLPGenerator, MaxoutDiscriminator]:
 # that a trained 8x8 generator must reach. Set from our first proxy runs (see docs/generative-contrastive.md).
 PROXY_FD_TARGET = 15.0
 
-PAPER = GANConfig()
+# Batch 100 (the paper's code); the MLPs are small: the paper's batch fits a CPU. 3 seeds for a claim.
+_BATCH = dict(batch_size=100, cpu_batch_size=100, n_seeds=3)
+PAPER = GANConfig(**_BATCH)
 SUITE.config("gan-mnist", PAPER, scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
              description="the paper's MNIST MLP GAN: G 100-1200-1200-784, D maxout 240x5 (x2)")
 SUITE.config("gan-mnist-paper", PAPER, scales=("paper",), kinds=("speed",),
@@ -142,7 +141,7 @@ SUITE.config("gan-smoke", GANConfig(data_dim=64, z_dim=16, g_hidden=64, d_units=
 # Adam (lr 1e-3, beta1 0.5) instead of the code's SGD + momentum, whose schedule spans hundreds of MNIST
 # epochs (in our trial SGD lr 0.1 left D at chance for 750 steps with the code's tiny D initialisation).
 SUITE.config("gan-digits", GANConfig(data_dim=64, g_hidden=256, d_units=128, optimizer="adam", lr=1e-3, steps=2000,
-                                     fd_target=PROXY_FD_TARGET),
+                                     fd_target=PROXY_FD_TARGET, **_BATCH),
              scales=("proxy",), kinds=("speed", "quality"),
              description="MLP GAN (G 100-256-256-64, D maxout 128x5) on 8x8 digits, 3 seeds, Parzen LL + FD")
 
@@ -168,16 +167,16 @@ def fidelity(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
         logit = d(x)
     eg, ed = expected_params(cfg)
     pg, pd = count_params(g), count_params(d)
-    m = {"params.generator": Metric.single("params.generator", "count", False, pg),
-         "params.discriminator": Metric.single("params.discriminator", "count", False, pd),
-         "params_match_layer_widths": Metric.single("params_match_layer_widths", "bool", True,
-                                                    float(pg == eg and pd == ed)),
-         "output_dim.generator": Metric.single("output_dim.generator", "count", True, x.shape[1]),
-         "output_dim.discriminator": Metric.single("output_dim.discriminator", "count", True,
-                                                   1 if logit.dim() == 1 else logit.shape[1])}
+    m = Metrics()
+    m.single("params.generator", "count", pg)
+    m.single("params.discriminator", "count", pd)
+    m.single("params_match_layer_widths", "bool", float(pg == eg and pd == ed), higher_is_better=True)
+    # Shapes, checked against the data: neither direction is better.
+    m.single("output_dim.generator", "count", x.shape[1], higher_is_better=True)
+    m.single("output_dim.discriminator", "count", 1 if logit.dim() == 1 else logit.shape[1], higher_is_better=True)
     for h in HYPERPARAMETERS:
-        m[f"hparam.{h}"] = Metric.single(f"hparam.{h}", "value", True, float(getattr(cfg, h)))
-    m["hparam.non_saturating"] = Metric.single("hparam.non_saturating", "bool", True, float(cfg.non_saturating))
+        m.single(f"hparam.{h}", "value", float(getattr(cfg, h)))
+    m.single("hparam.non_saturating", "bool", float(cfg.non_saturating))
     return CaseOutput(metrics=m, info={"generator_output_shape": list(x.shape), "expected_params": [eg, ed]})
 
 
@@ -259,7 +258,7 @@ class GANTrainer:
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: GANConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} GAN training is measured on a GPU only; use float32 on the CPU")
     torch.manual_seed(ctx.seed)
@@ -270,12 +269,11 @@ def speed(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
     trainer = GANTrainer(_with_batch(cfg, ctx.batch_size), g, d, data.to(ctx.torch_device, ctx.torch_dtype))
     if ctx.torch_device.type != "cpu":  # noise and batch indices drawn on the device
         trainer.rng = torch.Generator(device=ctx.torch_device).manual_seed(0)
-    metrics, artifacts = measure_speed(ctx, trainer.step, label="train", items_per_step=ctx.batch_size,
-                                       item_unit="images")
-    metrics["params.generator"] = Metric.single("params.generator", "count", False, count_params(g))
-    metrics["params.discriminator"] = Metric.single("params.discriminator", "count", False, count_params(d))
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"k": cfg.k, "note": "one step = k discriminator updates + one generator update"})
+    m = Metrics()
+    m.single("params.generator", "count", count_params(g))
+    m.single("params.discriminator", "count", count_params(d))
+    return SpeedPlan(steps=(Step("train", trainer.step, ctx.batch_size, "images"),), metrics=m,
+                     info={"k": cfg.k, "note": "one step = k discriminator updates + one generator update"})
 
 
 def _with_batch(cfg: GANConfig, batch: int) -> GANConfig:
@@ -287,6 +285,9 @@ def _sample01(trainer: GANTrainer, n: int, seed: int) -> torch.Tensor:
     return ev.to_digit_pixels(trainer.sample(n, torch.Generator().manual_seed(seed)), tanh_range=False)
 
 
+PROP2 = ("Goodfellow et al. 2014, Sec. 4.2, Proposition 2 (Parzen estimates: Sec. 5, Table 1)",
+         "If G and D have enough capacity, and at each step of Algorithm 1, the discriminator is allowed to reach "
+         "its optimum given G, and p_g is updated so as to improve the criterion [...] then p_g converges to p_data")
 @SUITE.kind("quality")
 def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
     if cfg.data_dim != 64:
@@ -296,14 +297,14 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
     seeds = ctx.quality_seeds(cfg.n_seeds)
     out: dict[str, list[float]] = {k: [] for k in (
         "parzen_ll", "parzen_ll_se", "parzen_sigma", "parzen_ll.untrained", "fd", "fd.untrained",
-        "steps_to_target", "seconds_to_target", "claim_held", "train_seconds")}
+        "steps_to_target", "seconds_to_target", "train_seconds")}
     curves: dict[str, dict[str, list[float]]] = {}
     missing_ttq = 0
     for seed in seeds:
         torch.manual_seed(seed)
         g, d = build(cfg)
         g.set_output_bias_from_marginals(sp.train)
-        trainer = GANTrainer(cfg, g, d, sp.train, torch.Generator().manual_seed(seed))
+        trainer = GANTrainer(_with_batch(cfg, ctx.batch_size), g, d, sp.train, torch.Generator().manual_seed(seed))
         # untrained: the same initialisation, before any update (the bias already matches the pixel means)
         untrained = _sample01(trainer, cfg.n_parzen_samples, seed + 1000)
         out["parzen_ll.untrained"].append(evaluator.parzen(untrained).mean)
@@ -321,6 +322,7 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
                 losses["g_loss"].append(lg)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 log.log(step, evaluator.fd(_sample01(trainer, evaluator.n_fd, seed + 2000 + step)))
+                ctx.progress(f"seed {seed}", step=step, fd=log.values[-1])
         out["train_seconds"].append(time.perf_counter() - t0)
         trained = _sample01(trainer, cfg.n_parzen_samples, seed + 1000)
         pz = evaluator.parzen(trained)
@@ -333,47 +335,48 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
             out["seconds_to_target"].append(log.seconds_to_target)
         else:
             missing_ttq += 1
-        # The claim at proxy scale: training improves the held-out Parzen log-likelihood and the FD over
-        # the untrained generator.
-        held = out["parzen_ll"][-1] > out["parzen_ll.untrained"][-1] and out["fd"][-1] < out["fd.untrained"][-1]
-        out["claim_held"].append(float(held))
-        curves[f"seed{seed}.losses"] = losses
-        curves[f"seed{seed}.fd"] = {"step": log.steps, "fd": log.values, "seconds": log.seconds}
-    return CaseOutput(metrics=_quality_metrics(out, cfg, missing_ttq, len(seeds), evaluator),
-                      artifacts={"curves": curves},
+        curves[f"gan.seed{seed}.losses"] = curve("gan", seed, losses["step"], d_loss=losses["d_loss"],
+                                                 g_loss=losses["g_loss"])
+        curves[f"gan.seed{seed}"] = curve("gan", seed, log.steps, fd=log.values, seconds=log.seconds)
+        ctx.seed_done(seed, {"parzen_ll": out["parzen_ll"][-1], "fd": out["fd"][-1]})
+    held = ev.generator_improves(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"], out["fd.untrained"])
+    rule = ev.GENERATOR_RULE.format(steps=cfg.steps) + "; a weaker check than convergence to p_data"
+    m = _quality_metrics(out, cfg, missing_ttq, len(seeds), evaluator)
+    m.add("claim_held", "bool", held, note=rule)
+    return CaseOutput(metrics=m, artifacts={"curves": curves},
                       info={"seeds": list(seeds), "fd_target": cfg.fd_target, "fd_target_is": "our own proxy target",
                             "steps": cfg.steps, "optimizer": cfg.optimizer, "lr": cfg.lr,
                             "data": "sklearn digits 8x8, pixels in [0,1]; 1147 train / 200 valid (sigma) / 450 test",
-                            "claim": "trained generator beats the untrained one on held-out Parzen LL and on FD"})
+                            "claim": "trained generator beats the untrained one on held-out Parzen LL and on FD",
+                            "claims": [claim("learns_data_distribution", PROP2[1], PROP2[0], rule, held, seeds,
+                                             ctx.case.scale)]})
 
 
-def reference_metrics(evaluator: ev.Evaluator, n: int) -> dict[str, Metric]:
+def reference_metrics(m: Metrics, evaluator: ev.Evaluator, n: int) -> None:
     """Context, not a claim: the same measures with real training images in place of generated ones."""
     sp = evaluator.splits
     real = sp.train[torch.randperm(sp.train.shape[0], generator=torch.Generator().manual_seed(0))]
     pz = evaluator.parzen(real)
-    return {"parzen_ll.real_train": Metric.single("parzen_ll.real_train", "nats", True, pz.mean,
-                                                  note=f"Parzen centres = the {real.shape[0]} training images"),
-            "fd.real_train": Metric.single("fd.real_train", "fd", False, evaluator.fd(real[:n]),
-                                           note="FD of training images vs the test images (the floor)")}
+    m.single("parzen_ll.real_train", "nats", pz.mean, note=f"Parzen centres = the {real.shape[0]} training images")
+    m.single("fd.real_train", "fd", evaluator.fd(real[:n]), note="FD of training images vs the test images (the floor)")
 
 
 def _quality_metrics(out: dict[str, list[float]], cfg, missing_ttq: int, n_seeds: int,
-                     evaluator: ev.Evaluator) -> dict[str, Metric]:
-    spec = {"parzen_ll": ("nats", True), "parzen_ll_se": ("nats", False), "parzen_sigma": ("value", False),
-            "parzen_ll.untrained": ("nats", True), "fd": ("fd", False), "fd.untrained": ("fd", False),
-            "claim_held": ("bool", True), "train_seconds": ("s", False)}
-    m = {k: Metric.from_values(k, u, hib, out[k]) for k, (u, hib) in spec.items()}
+                     evaluator: ev.Evaluator) -> Metrics:
+    m = Metrics()
+    for k, u in (("parzen_ll", "nats"), ("parzen_ll_se", "nats"), ("parzen_ll.untrained", "nats"), ("fd", "fd"),
+                 ("fd.untrained", "fd"), ("train_seconds", "s")):
+        m.add(k, u, out[k])
+    # The Parzen window width chosen on the validation split: a setting, neither better nor worse.
+    m.add("parzen_sigma", "value", out["parzen_sigma"], higher_is_better=False)
     why = f"FD target {cfg.fd_target} (our own proxy target) not reached in {cfg.steps} steps"
     for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
         if out[k]:
             note = f"{missing_ttq} of {n_seeds} seeds did not reach the target" if missing_ttq else None
-            m[k] = Metric.from_values(k, u, False, out[k], note=note)
+            m.add(k, u, out[k], note=note)
         else:
-            m[k] = Metric.missing(k, u, False, why if cfg.fd_target is not None else "no FD target set")
-    m.update(reference_metrics(evaluator, evaluator.n_fd))
-    m["classifier_accuracy"] = Metric.single(
-        "classifier_accuracy", "fraction", True,
-        evaluator.accuracy(),
-        note="test accuracy of the digits classifier whose features the FD uses")
+            m.missing(k, u, why if cfg.fd_target is not None else "no FD target set")
+    reference_metrics(m, evaluator, evaluator.n_fd)
+    m.single("classifier_accuracy", "fraction", evaluator.accuracy(),
+             note="test accuracy of the digits classifier whose features the FD uses")
     return m

@@ -28,8 +28,9 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, curve_table
 from milestones.suites import _translation as T
 
 SUITE = register_suite("transformer", title="Attention Is All You Need", arxiv="1706.03762", year=2017)
@@ -165,7 +166,7 @@ def noam_lr(step: int, d_model: int, warmup: int = 4000) -> float:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(Params):
     vocab: int = 37_000  # EN-DE shared BPE vocabulary, "about 37000 tokens" (Sec. 5.1)
     d_model: int = 512
     d_ff: int = 2048
@@ -176,23 +177,25 @@ class TransformerConfig:
     warmup: int = 4000
     beta2: float = 0.98
     eps: float = 1e-9
-    batch_size: int = 64  # sentences; the paper batches ~25k source + 25k target tokens (~ 1000 sentences)
-    cpu_batch_size: int = 2  # deviation: CPU-sized batch
     src_len: int = 32
     tgt_len: int = 32
     paper_params: float | None = 65e6
     tolerance: float = 0.05  # relative: the paper rounds to whole millions and the vocabulary is "about 37000"
-    # Proxy quality (our own settings): a small Transformer against an RNNsearch of the same budget.
-    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=4, max_digits=3)
-    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=3e-3, max_steps=5000, max_seconds=60.0,
-                                                   eval_every=50, clip=1.0, label_smoothing=0.1, warmup=200,
-                                                   betas=(0.9, 0.98), eps=1e-9)
-    n_seeds: int = 2
-    common_target: float = 90.0  # our proxy target, reached by both models: seconds for each to get there
     data_key: str = "wmt14"
     src_lang: str = "en"
     tgt_lang: str = "de"
     paper_steps: int = 100_000  # base: 100k steps (Sec. 5.2); --option steps=N for shorter runs
+
+
+@dataclass(frozen=True)
+class VsRnnConfig(TransformerConfig):
+    """Proxy quality (our own settings): a small Transformer against an RNNsearch of the same budget."""
+
+    task: T.NumberTask = T.NumberTask(tgt_lang="fr", max_numbers=4, max_digits=3)
+    proxy_train: T.TrainSettings = T.TrainSettings(batch_size=32, lr=3e-3, max_steps=5000, max_seconds=60.0,
+                                                   eval_every=50, clip=1.0, label_smoothing=0.1, warmup=200,
+                                                   betas=(0.9, 0.98), eps=1e-9)
+    common_target: float = 90.0  # our proxy target, reached by both models: seconds for each to get there
 
 
 def build(cfg: TransformerConfig, src_vocab: int | None = None, tgt_vocab: int | None = None) -> Transformer:
@@ -200,12 +203,16 @@ def build(cfg: TransformerConfig, src_vocab: int | None = None, tgt_vocab: int |
     return Transformer(sv, tv, cfg.d_model, cfg.d_ff, cfg.heads, cfg.layers, cfg.dropout, share=sv == tv)
 
 
-BASE = TransformerConfig()
-BIG = TransformerConfig(d_model=1024, d_ff=4096, heads=16, dropout=0.3, paper_params=213e6, paper_steps=300_000)
+# Batch in sentences; the paper batches ~25k source + 25k target tokens (~ 1000 sentences). Deviation: a
+# CPU-sized batch of 2.
+_BATCH = dict(batch_size=64, cpu_batch_size=2)
+BASE = TransformerConfig(**_BATCH)
+BIG = TransformerConfig(d_model=1024, d_ff=4096, heads=16, dropout=0.3, paper_params=213e6, paper_steps=300_000,
+                        **_BATCH)
 SMOKE = replace(BASE, vocab=500, d_model=32, d_ff=64, heads=4, layers=2, batch_size=8, cpu_batch_size=8, src_len=8,
                 tgt_len=8, paper_params=None)
-PROXY = replace(BASE, d_model=64, d_ff=256, heads=4, layers=2, dropout=0.1, paper_params=None, batch_size=32,
-                cpu_batch_size=32)  # the proxy's training batch for both models (--batch-size overrides it)
+PROXY = VsRnnConfig(d_model=64, d_ff=256, heads=4, layers=2, dropout=0.1, paper_params=None, batch_size=32,
+                    cpu_batch_size=32, n_seeds=2)  # the proxy's training batch for both models (--batch-size overrides it)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("transformer-base", BASE, scales=_ALL, kinds=("fidelity",),
              description="base: N=6, d_model 512, d_ff 2048, h 8, shared 37k vocabulary (Table 3)")
@@ -227,48 +234,57 @@ def fidelity(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build(cfg)
     params = count_params(model)  # parameters() yields the shared embedding matrix once
-    m = {"params": Metric.single("params", "count", False, params),
-         "embedding_params": Metric.single("embedding_params", "count", False, model.tgt_emb.weight.numel())}
+    m = Metrics()
+    m.single("params", "count", params)
+    m.single("embedding_params", "count", model.tgt_emb.weight.numel())
     info: dict = {"vocab": cfg.vocab, "shared_embeddings": True, "tolerance": cfg.tolerance}
     if cfg.paper_params:
         rel = params / cfg.paper_params - 1
-        m["params_rel_error"] = Metric.single("params_rel_error", "fraction", False, abs(rel))
-        m["params_within_tolerance"] = Metric.single("params_within_tolerance", "bool", True,
-                                                     float(abs(rel) <= cfg.tolerance))
+        m.single("params_rel_error", "fraction", abs(rel))
+        m.single("params_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
         info["paper_params"] = cfg.paper_params
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: TransformerConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     model = build(cfg).to(ctx.torch_device)
     opt = torch.optim.Adam(model.parameters(), lr=noam_lr(1, cfg.d_model, cfg.warmup), betas=(0.9, cfg.beta2),
                            eps=cfg.eps)
-    metrics, artifacts, info = T.translation_speed(
+    return T.translation_speed(
         ctx, model, src_vocab=cfg.vocab, tgt_vocab=cfg.vocab, src_len=cfg.src_len, tgt_len=cfg.tgt_len,
-        optimizer=opt, label_smoothing=cfg.label_smoothing)
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
-    info["attention"] = "F.scaled_dot_product_attention"
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info=info)
+        optimizer=opt, label_smoothing=cfg.label_smoothing, info={"attention": "F.scaled_dot_product_attention"})
 
 
 # ------------------------------------------------------------------------------------------- quality
-def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
+ABSTRACT = ("Vaswani et al. 2017, Abstract (and Sec. 6.1, Table 2)",
+            "Experiments on two machine translation tasks show these models to be superior in quality while being "
+            "more parallelizable and requiring significantly less time to train.")
+
+
+def time_to_quality_decision(tf_seconds: list[float | None], rnn_seconds: list[float]) -> list[float]:
+    """Per seed: held when the Transformer reached the RNNsearch's best valid BLEU (None: never) in less
+    training time than the RNNsearch took to reach it."""
+    return [float(s is not None and s < r) for s, r in zip(tf_seconds, rnn_seconds, strict=True)]
+
+
+@SUITE.kind("quality", params=VsRnnConfig)
+def vs_rnn(cfg: VsRnnConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites import attention as A
 
     seeds = ctx.quality_seeds(cfg.n_seeds)
     budget = T.option_float(ctx, "budget", cfg.proxy_train.max_seconds)
-    rnn_cfg = replace(A.SEARCH, **A.PROXY_WIDTH, task=cfg.task)
+    rnn_cfg = A.LengthProxyConfig(**A.PROXY_WIDTH, task=cfg.task)
     # One budget for both: the same clock, step cap, batch and evaluation interval.
     rnn_settings = replace(rnn_cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size,
                            max_steps=cfg.proxy_train.max_steps, eval_every=cfg.proxy_train.eval_every)
     tf_settings = replace(cfg.proxy_train, max_seconds=budget, batch_size=ctx.batch_size)
     data, sv, tv = A.length_data(rnn_cfg)
     t_start = time.perf_counter()
-    m: dict[str, Metric] = {}
+    m = Metrics()
     curves: dict = {}
     rnn_bleu, rnn_valid, rnn_secs, tf_bleu, tf_secs, tf_steps, tf_final = [], [], [], [], [], [], []
     for seed in seeds:
@@ -276,54 +292,55 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
         torch.manual_seed(seed)
         rnn = A.build(rnn_cfg, len(sv), len(tv), search=True)
         tr = T.train_model(rnn, data["train"], data["valid"], tv, rnn_settings, seed=seed,
-                           check=ctx.check_finite)
+                           check=ctx.check_finite, progress=ctx.progress)
         rnn_bleu.append(T.bleu(T.translate(rnn, data["test"], tv), data["test"].refs))
         best = max(tr.curve["valid_bleu"])
         rnn_valid.append(best)
         rnn_secs.append(tr.curve["seconds"][tr.curve["valid_bleu"].index(best)])
-        curves[f"rnnsearch/seed{seed}"] = tr.curve
+        curves[f"rnnsearch.seed{seed}"] = curve_table("rnnsearch", seed, tr.curve)
         torch.manual_seed(seed)
         model = Transformer(len(sv), len(tv), cfg.d_model, cfg.d_ff, cfg.heads, cfg.layers, cfg.dropout, share=False)
         tt = T.train_model(model, data["train"], data["valid"], tv, tf_settings, seed=seed, target_bleu=best,
-                           check=ctx.check_finite)
-        curves[f"transformer/seed{seed}"] = tt.curve
+                           check=ctx.check_finite, progress=ctx.progress)
+        curves[f"transformer.seed{seed}"] = curve_table("transformer", seed, tt.curve)
         tf_bleu.append(T.bleu(T.translate(model, data["test"], tv), data["test"].refs))
         tf_final.append(tt.curve["valid_bleu"][-1])
         tf_secs.append(tt.seconds_to_target)
         tf_steps.append(tt.steps_to_target)
-    m["bleu.rnnsearch"] = Metric.from_values("bleu.rnnsearch", "BLEU", True, rnn_bleu)
-    m["bleu.transformer"] = Metric.from_values("bleu.transformer", "BLEU", True, tf_bleu)
-    m["valid_bleu.rnnsearch_best"] = Metric.from_values("valid_bleu.rnnsearch_best", "BLEU", True, rnn_valid,
-                                                        note="the per-seed target the Transformer must reach")
-    m["seconds_to_best.rnnsearch"] = Metric.from_values("seconds_to_best.rnnsearch", "s", False, rnn_secs)
+        ctx.seed_done(seed, {"bleu.rnnsearch": rnn_bleu[-1], "bleu.transformer": tf_bleu[-1]})
+    m.add("bleu.rnnsearch", "BLEU", rnn_bleu)
+    m.add("bleu.transformer", "BLEU", tf_bleu)
+    m.add("valid_bleu.rnnsearch_best", "BLEU", rnn_valid, note="the per-seed target the Transformer must reach")
+    m.add("seconds_to_best.rnnsearch", "s", rnn_secs, note="the clock the Transformer must beat")
     reached = [s for s in tf_secs if s is not None]
     if reached:
-        m["seconds_to_target.transformer"] = Metric.from_values(
-            "seconds_to_target.transformer", "s", False, reached,
-            note=None if len(reached) == len(seeds) else "some seeds never reached the RNNsearch's BLEU")
-        m["steps_to_target.transformer"] = Metric.from_values("steps_to_target.transformer", "steps", False,
-                                                              [s for s in tf_steps if s is not None])
+        m.add("seconds_to_target.transformer", "s", reached,
+              note=None if len(reached) == len(seeds) else "some seeds never reached the RNNsearch's BLEU")
+        m.add("steps_to_target.transformer", "steps", [s for s in tf_steps if s is not None])
     else:
-        m["seconds_to_target.transformer"] = Metric.missing("seconds_to_target.transformer", "s", False,
-                                                            "never reached the RNNsearch's valid BLEU in the budget")
+        m.missing("seconds_to_target.transformer", "s", "never reached the RNNsearch's valid BLEU in the budget")
     # Both models against one fixed valid-BLEU target (the first evaluation at or above it).
     for name in ("rnnsearch", "transformer"):
         for key, unit, field in (("seconds", "s", "seconds"), ("steps", "steps", "step")):
             got = []
             for seed in seeds:
-                c = curves[f"{name}/seed{seed}"]
-                hit = [x for x, b in zip(c[field], c["valid_bleu"], strict=True) if b is not None and b >= cfg.common_target]
+                c = curves[f"{name}.seed{seed}"]
+                xs = c["step"] if field == "step" else c["series"][field]
+                hit = [x for x, b in zip(xs, c["series"]["valid_bleu"], strict=True) if b >= cfg.common_target]
                 if hit:
                     got.append(hit[0])
             mn = f"{key}_to_common_target.{name}"
-            m[mn] = (Metric.from_values(mn, unit, False, got, note=None if len(got) == len(seeds) else
-                                        f"{len(seeds) - len(got)} seed(s) never reached valid BLEU {cfg.common_target}")
-                     if got else Metric.missing(mn, unit, False, f"never reached valid BLEU {cfg.common_target}"))
-    # Held per seed: reached the RNNsearch's best valid BLEU in less training time than the RNNsearch took.
-    held = [float(s is not None and s < r) for s, r in zip(tf_secs, rnn_secs, strict=True)]
-    m["claim_held"] = Metric.from_values("claim_held", "bool", True, held,
-                                         note="per seed: Transformer reached RNNsearch's best valid BLEU sooner")
+            if got:
+                m.add(mn, unit, got, note=None if len(got) == len(seeds) else
+                      f"{len(seeds) - len(got)} seed(s) never reached valid BLEU {cfg.common_target}")
+            else:
+                m.missing(mn, unit, f"never reached valid BLEU {cfg.common_target}")
+    held = time_to_quality_decision(tf_secs, rnn_secs)
+    rule = (f"per seed: within a shared budget of {budget:g} s of training on one CPU, the Transformer reaches the "
+            "RNNsearch's best validation BLEU in less training time than the RNNsearch took to reach it")
+    m.add("claim_held", "bool", held, note=rule)
     info = {"seeds": list(seeds), "claim": "the Transformer reaches the recurrent model's BLEU in less training time",
+            "claims": [claim("less_time_to_train", ABSTRACT[1], ABSTRACT[0], rule, held, seeds, ctx.case.scale)],
             "task": f"{cfg.task.src_lang}->{cfg.task.tgt_lang} number words", "rnnsearch_width": rnn_cfg.hidden,
             "transformer": {"d_model": cfg.d_model, "d_ff": cfg.d_ff, "heads": cfg.heads, "layers": cfg.layers},
             "params": {"rnnsearch": count_params(A.build(rnn_cfg, len(sv), len(tv))),
@@ -339,10 +356,8 @@ def _proxy(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality")
-def quality(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
-    if ctx.case.scale != "paper":
-        return _proxy(cfg, ctx)
+@SUITE.kind("quality", params=TransformerConfig)
+def paper_quality(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     return T.paper_quality(ctx, cfg, key=cfg.data_key, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
                            build=lambda vs, vt: build(cfg, vs, vt), shared_vocab=True, vocab=(cfg.vocab, cfg.vocab),
                            reverse=False,

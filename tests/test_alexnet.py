@@ -88,7 +88,7 @@ def test_smoke_speed_case_runs():
 
 def test_paper_quality_skips_without_data_and_for_the_two_column_net():
     with pytest.raises(SkipCase, match="needs --data imagenet=PATH"):
-        A.quality(A.SUITE.configs["alexnet-owt-paper"].params, _ctx("alexnet-owt-paper", "quality", "paper"))
+        _quality(A.SUITE.configs["alexnet-owt-paper"].params, _ctx("alexnet-owt-paper", "quality", "paper"))
     with pytest.raises(SkipCase, match="no published weights"):
         A.pretrained_quality(A.AlexNetConfig("2012"), _ctx("alexnet2012", "quality", "paper"))
 
@@ -108,7 +108,7 @@ def test_paper_quality_evaluates_given_weights(tmp_path):
     torch.save(model.state_dict(), tmp_path / "alexnet.pth")
     data = {"imagenet": str(tmp_path), "alexnet-weights": str(tmp_path / "alexnet.pth")}
     cfg = A.SUITE.configs["alexnet-owt-paper-10crop"].params
-    out = A.quality(cfg, _ctx("alexnet-owt-paper-10crop", "quality", "paper", data=data))
+    out = _quality(cfg, _ctx("alexnet-owt-paper-10crop", "quality", "paper", data=data))
     assert out.metrics["top1_accuracy"].value == pytest.approx(50.0)
     assert out.metrics["top5_error"].value == pytest.approx(0.0)
     assert out.info["protocol"] == "ten_patches_alexnet" and out.info["images"] == 2
@@ -129,13 +129,35 @@ def test_steps_to_error_bookkeeping():
 def test_proxy_cases_record_one_sample_per_seed():
     cfg = dataclasses.replace(A.SUITE.configs["alexnet-relu-vs-tanh"].params, max_steps=2, eval_every=2,
                               lr_grid=(0.01,), target_train_error=1.0)
-    out = A.quality(cfg, _ctx("alexnet-relu-vs-tanh", "quality", "proxy", batch=8, options={"n_seeds": 2}))
+    out = _quality(cfg, _ctx("alexnet-relu-vs-tanh", "quality", "proxy", batch=8, options={"n_seeds": 2}))
     # Both reach "100% error" at step 2: ratio 1, below the 2x threshold, so the claim does not hold.
     assert out.metrics["speedup.relu_over_tanh"].samples == (1.0, 1.0)
     assert out.metrics["claim_held"].samples == (0.0, 0.0)
     assert set(out.artifacts["curves"]) == {"relu.seed0", "tanh.seed0", "relu.seed1", "tanh.seed1"}
     cfg = dataclasses.replace(A.SUITE.configs["alexnet-dropout"].params, steps=2, curve_every=1, train_subset=16)
-    out = A.quality(cfg, _ctx("alexnet-dropout", "quality", "proxy", batch=8, options={"n_seeds": 2}))
+    out = _quality(cfg, _ctx("alexnet-dropout", "quality", "proxy", batch=8, options={"n_seeds": 2}))
     d, n = out.metrics["generalization_gap.dropout"].samples, out.metrics["generalization_gap.no_dropout"].samples
     assert out.metrics["claim_held"].samples == tuple(float(a < b) for a, b in zip(d, n))
-    assert out.artifacts["curves"]["dropout.seed1"]["step"] == [1, 2]
+    assert out.artifacts["curves"]["dropout.seed1"]["step"] == [1.0, 2.0]
+    assert set(out.artifacts["curves"]["dropout.seed1"]["series"]) == {"loss", "test_loss"}
+    assert out.info["claims"][0]["id"] == "dropout_less_overfitting"
+    assert out.info["claims"][0]["held"] == [int(v) for v in out.metrics["claim_held"].samples]
+
+
+def _quality(cfg, ctx):
+    return A.SUITE.kind_fn("quality", cfg)(cfg, ctx)
+
+
+@pytest.mark.parametrize("relu,tanh,held", [
+    ([10], [60], [1.0]),  # 6x, as Fig. 1
+    ([10], [20], [1.0]),  # exactly the 2x threshold
+    ([10], [15], [0.0]),  # faster, but not 2x
+    ([10], [None], [0.0]),  # tanh never reached it within 15 steps: ratio 1.5 (a lower bound)
+    ([None], [20], [0.0]),  # ReLU never reached it: fails outright
+])
+def test_relu_tanh_decision(relu, tanh, held):
+    assert A.relu_tanh_decision(relu, tanh, 15, 2.0)[1] == held
+
+
+def test_dropout_decision():
+    assert A.dropout_decision([0.05, 0.10, 0.08], [0.10, 0.05, 0.08]) == [1.0, 0.0, 0.0]

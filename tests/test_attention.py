@@ -88,10 +88,28 @@ def test_proxy_claim_plumbing_on_a_tiny_task():
                   proxy_train=replace(base.proxy_train, max_steps=2, eval_every=2))
     ctx = CaseContext.for_case(Case("attention", "attention-length", "quality", "proxy", "cpu", "float32", 8),
                                options={"n_seeds": "1"})
-    out = A.quality(cfg, ctx)
+    assert A.SUITE.kind_fn("quality", cfg) is A.length_proxy
+    out = A.length_proxy(cfg, ctx)
     series = out.artifacts["bleu_by_length"]
     assert set(series) == {"rnnsearch", "rnnencdec"}
     assert series["rnnsearch"]["bucket"] == ["1-5", "6-10", "11-15", "16+"]
     assert len(series["rnnencdec"]["bleu"]) == 4 and sum(series["rnnencdec"]["count"]) == 30
+    m = out.metrics
+    want = A.length_decision(list(m["bleu.gap"].samples), list(m["bleu.gap.shortest"].samples),
+                             list(m["bleu.gap.longest"].samples))
     for k in ("claim_held", "claim_held.search_beats_encdec", "claim_held.gap_grows_with_length"):
-        assert out.metrics[k].value in (0.0, 1.0)
+        assert m[k].samples == tuple(want[k.removeprefix("claim_held.")])
+    assert [c["id"] for c in out.info["claims"]] == ["search_beats_encdec", "gap_grows_with_length"]
+    assert set(out.artifacts["curves"]) == {"rnnsearch.seed0", "rnnencdec.seed0"}
+
+
+@pytest.mark.parametrize("overall,short,long_,beats,grows", [
+    (5.0, 2.0, 30.0, 1, 1),  # Fig. 2: RNNsearch ahead, far more on long sentences
+    (5.0, 10.0, 3.0, 1, 0),  # ahead, but the gap shrinks with length
+    (-1.0, 2.0, 30.0, 0, 1),  # behind overall
+    (0.0, 1.0, 1.0, 0, 0),  # a tie is neither
+])
+def test_length_decision_holds_and_fails(overall, short, long_, beats, grows):
+    d = A.length_decision([overall], [short], [long_])
+    assert d == {"search_beats_encdec": [float(beats)], "gap_grows_with_length": [float(grows)],
+                 "claim_held": [float(beats * grows)]}

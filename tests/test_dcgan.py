@@ -92,3 +92,9 @@ def test_dcgan_smoke_speed_case_runs():
     out = run_kind(dcgan.speed, cfg, ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size))
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["train.flops"].value > 0
+
+
+def test_probe_claim_rule_holds_and_fails():
+    from milestones.suites import dcgan as D
+
+    assert D.probe_beats_random([0.90, 0.80, 0.70], [0.85, 0.80, 0.75]) == [1.0, 0.0, 0.0]  # a tie does not hold

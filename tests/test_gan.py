@@ -136,3 +136,13 @@ def test_quality_seeds_default_and_explicit():
     assert c.quality_seeds(3) == (5, 6, 7)
     c2 = CaseContext.for_case(Case("gan", "gan-digits", "quality", "proxy", "cpu", "float32", 100), seeds=(1, 9))
     assert c2.quality_seeds(3) == (1, 9)
+
+
+@pytest.mark.parametrize("ll,fd,held", [
+    ((-50.0, -80.0), (10.0, 40.0), 1.0),  # higher log-likelihood and lower FD than untrained
+    ((-50.0, -80.0), (45.0, 40.0), 0.0),  # likelihood better, FD worse
+    ((-90.0, -80.0), (10.0, 40.0), 0.0),  # FD better, likelihood worse
+])
+def test_claim_rule_needs_both_measures_to_improve(ll, fd, held):
+    assert ev.generator_improves([ll[0]], [ll[1]], [fd[0]], [fd[1]]) == [held]
+

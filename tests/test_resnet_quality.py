@@ -28,16 +28,33 @@ def _ctx(config, scale="proxy", batch=8, **kw):
 def test_degradation_case_records_per_seed_outcomes():
     cfg = dataclasses.replace(R.SUITE.configs["resnet-degradation"].params, shallow=8, deep=14, steps=4,
                               eval_every=2, final_evals=1, target_train_error=1.0)
-    out = R.quality(cfg, _ctx("resnet-degradation", options={"n_seeds": 2}))
+    assert R.SUITE.kind_fn("quality", cfg) is R.degradation
+    out = R.degradation(cfg, _ctx("resnet-degradation", options={"n_seeds": 2}))
     e = {n: out.metrics[f"train_error.{n}"].samples for n in ("plain8", "plain14", "resnet8", "resnet14")}
     assert all(len(v) == 2 for v in e.values())
-    deg = tuple(float(b > a) for a, b in zip(e["plain8"], e["plain14"]))
-    fix = tuple(float(c < b) for b, c in zip(e["plain14"], e["resnet14"]))
-    assert out.metrics["degradation_observed"].samples == deg
-    assert out.metrics["claim_held"].samples == tuple(a * b for a, b in zip(deg, fix))
+    want = R.degradation_decision(list(e["plain8"]), list(e["plain14"]), list(e["resnet14"]), cfg.match_tolerance)
+    assert out.metrics["claim_held.degradation"].samples == tuple(want["degradation"])
+    assert out.metrics["claim_held"].samples == tuple(want["claim_held"])
     assert out.metrics["steps_to_target.plain14"].samples == (2.0, 2.0)  # target 100%: first evaluation
     c = out.artifacts["curves"]["resnet14.seed1"]
-    assert c["step"] == [1, 2, 3, 4] and len(c["loss"]) == 4 and c["eval_step"] == [2, 4]
+    assert c["step"] == [2.0, 4.0] and len(c["series"]["train_error"]) == 2
+    assert len(out.artifacts["curves"]["resnet14.seed1.loss"]["series"]["loss"]) == 4
+    claims = {c["id"]: c for c in out.info["claims"]}
+    assert set(claims) == {"degradation", "residual_fixes"}
+    assert claims["degradation"]["held"] == [int(v) for v in want["degradation"]]
+    assert claims["residual_fixes"]["seeds"] == [0, 1] and "Fig. 6" in claims["residual_fixes"]["source"]
+
+
+@pytest.mark.parametrize("ps,pd,rd,deg,fix", [
+    (0.02, 0.60, 0.015, 1, 1),  # Fig. 6: deep plain worse, deep residual best
+    (0.02, 0.60, 0.029, 1, 1),  # within the 0.01 match tolerance of plain-shallow
+    (0.02, 0.60, 0.040, 1, 0),  # the docs' old figures: beats plain-deep but not plain-shallow
+    (0.02, 0.01, 0.005, 0, 1),  # no degradation
+    (0.02, 0.60, 0.700, 1, 0),  # residual worse than plain-deep
+])
+def test_degradation_decision_holds_and_fails(ps, pd, rd, deg, fix):
+    d = R.degradation_decision([ps], [pd], [rd], 0.01)
+    assert d == {"degradation": [float(deg)], "residual_fixes": [float(fix)], "claim_held": [float(deg * fix)]}
 
 
 def test_resnet50_state_dict_names_match_torchvision():
@@ -52,7 +69,7 @@ def test_resnet50_state_dict_names_match_torchvision():
 
 def test_pretrained_eval_skips_without_data():
     with pytest.raises(SkipCase, match="needs --data imagenet=PATH"):
-        R.quality(R.SUITE.configs["resnet50-v1.5-paper"].params, _ctx("resnet50-v1.5-paper", "paper"))
+        R.pretrained_quality(R.SUITE.configs["resnet50-v1.5-paper"].params, _ctx("resnet50-v1.5-paper", "paper"))
 
 
 def test_pretrained_eval_round_trip_on_a_tiny_folder(tmp_path):
@@ -70,7 +87,7 @@ def test_pretrained_eval_round_trip_on_a_tiny_folder(tmp_path):
         model.fc.bias[0] = 3.0
     torch.save(model.state_dict(), tmp_path / "r18.pth")
     cfg = R.ResNetEvalConfig(depth=18)
-    out = R.quality(cfg, _ctx("resnet50-v1.5-paper", "paper",
+    out = R.pretrained_quality(cfg, _ctx("resnet50-v1.5-paper", "paper",
                               data={"imagenet": str(tmp_path), "weights": str(tmp_path / "r18.pth")}))
     assert out.metrics["top1_accuracy"].value == pytest.approx(200 / 3)
     assert out.info["weights"]["tensors"] == len(model.state_dict())

@@ -68,7 +68,7 @@ def test_smoke_speed_case():
 
 def test_paper_quality_skips_without_data():
     with pytest.raises(SkipCase, match="wmt14"):
-        S.quality(S.PAPER, _ctx("seq2seq-paper", "quality", scale="paper", batch=2))
+        _quality(S.PAPER, _ctx("seq2seq-paper", "quality", scale="paper", batch=2))
 
 
 def test_paper_quality_pipeline_on_a_tiny_fixture(tmp_path):
@@ -79,7 +79,7 @@ def test_paper_quality_pipeline_on_a_tiny_fixture(tmp_path):
     cfg = replace(S.PAPER, src_vocab=80, tgt_vocab=80, emb=8, hidden=8, layers=1)
     ctx = _ctx("seq2seq-paper", "quality", scale="paper", batch=4, data={"wmt14": str(tmp_path)},
                options={"steps": "3", "beam": "2"})
-    out = S.quality(cfg, ctx)
+    out = _quality(cfg, ctx)
     assert out.metrics["train_steps"].value == 3 and 0 <= out.metrics["bleu"].value <= 100
     assert out.info["test_pairs"] == 8 and "multi-bleu" in out.info["bleu_protocol"]
     # the output must survive strict JSON (records refuse NaN): no valid split means no valid BLEU, not NaN
@@ -87,17 +87,27 @@ def test_paper_quality_pipeline_on_a_tiny_fixture(tmp_path):
 
     json.dumps({"m": {k: v.to_dict() for k, v in out.metrics.items()}, "a": out.artifacts, "i": out.info},
                allow_nan=False, default=str)
-    assert out.artifacts["curves"]["train"]["valid_bleu"] == [None]
+    assert "valid_bleu" not in out.artifacts["curves"]["train"]["series"]  # no valid split: no series
 
 
 def test_proxy_claim_plumbing_on_a_tiny_task():
     # Not the proxy run: 3 steps on 60 sentences, to check the claim's metrics are all written.
     cfg = replace(S.PROXY, task=T.NumberTask(tgt_lang="fr", max_numbers=2, max_digits=2, n_train=60, n_valid=10, n_test=10),
                   proxy_train=replace(S.PROXY.proxy_train, max_steps=3, eval_every=3))
-    out = S.quality(cfg, _ctx("seq2seq-reverse", "quality", scale="proxy", batch=8, options={"n_seeds": "2"}))
+    out = _quality(cfg, _ctx("seq2seq-reverse", "quality", scale="proxy", batch=8, options={"n_seeds": "2"}))
     m = out.metrics
     assert len(m["bleu.forward"].samples) == len(m["bleu.reversed"].samples) == 2
     assert m["bleu.gain_from_reversal"].samples == tuple(
         b - a for a, b in zip(m["bleu.forward"].samples, m["bleu.reversed"].samples, strict=True))
-    assert m["claim_held"].value in (0.0, 1.0) and out.info["seeds"] == [0, 1]
-    assert set(out.artifacts["curves"]) == {"forward/seed0", "forward/seed1", "reversed/seed0", "reversed/seed1"}
+    assert m["claim_held"].samples == tuple(S.reversal_decision(m["bleu.forward"].samples, m["bleu.reversed"].samples))
+    assert out.info["seeds"] == [0, 1] and out.info["claims"][0]["seeds"] == [0, 1]
+    assert set(out.artifacts["curves"]) == {"forward.seed0", "forward.seed1", "reversed.seed0", "reversed.seed1"}
+
+
+def _quality(cfg, ctx):
+    return S.SUITE.kind_fn("quality", cfg)(cfg, ctx)
+
+
+def test_reversal_decision_holds_and_fails():
+    assert S.reversal_decision([25.9, 30.0], [30.6, 29.0]) == [1.0, 0.0]
+    assert S.reversal_decision([20.0], [20.0]) == [0.0]  # a tie is no improvement

@@ -105,3 +105,12 @@ def test_simclr_smoke_speed_case_runs():
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["augment.throughput"].value > 0
     assert out.metrics["train.flops"].value > 0
+
+
+def test_linear_eval_claim_rule_holds_and_fails():
+    from milestones.suites import simclr as S
+
+    d = S.linear_eval_decision([0.90, 0.90, 0.50, 0.80], [0.60, 0.95, 0.40, 0.30], [0.93, 0.93, 0.95, 0.85], gap=0.05)
+    assert d["beats_random"] == [1.0, 0.0, 1.0, 1.0]
+    assert d["matches_supervised"] == [1.0, 1.0, 0.0, 1.0]  # 0.85 - 0.80 = 0.05: within the band
+    assert d["claim_held"] == [1.0, 0.0, 0.0, 1.0]

@@ -139,13 +139,23 @@ def test_proxy_claim_plumbing_on_a_tiny_task():
                   proxy_train=replace(TR.PROXY.proxy_train, max_steps=2, eval_every=1))
     ctx = CaseContext.for_case(Case("transformer", "transformer-vs-rnn", "quality", "proxy", "cpu", "float32", 8),
                                options={"n_seeds": "1", "budget": "20"})
-    out = TR.quality(cfg, ctx)
+    out = _quality(cfg, ctx)
     m = out.metrics
     assert len(m["bleu.transformer"].samples) == len(m["bleu.rnnsearch"].samples) == 1
-    assert m["claim_held"].samples[0] in (0.0, 1.0)
+    tf = [st.samples[0] if (st := m["seconds_to_target.transformer"]).samples else None]
+    assert m["claim_held"].samples == tuple(TR.time_to_quality_decision(tf, list(m["seconds_to_best.rnnsearch"].samples)))
+    assert out.info["claims"][0]["id"] == "less_time_to_train" and out.info["claims"][0]["seeds"] == [0]
     # either a time was measured or the metric says why not; never a made-up figure
     st = m["seconds_to_target.transformer"]
     assert st.samples or st.note
     for name in ("rnnsearch", "transformer"):
         ct = m[f"seconds_to_common_target.{name}"]
         assert ct.samples or "never reached" in ct.note
+
+
+def _quality(cfg, ctx):
+    return TR.SUITE.kind_fn("quality", cfg)(cfg, ctx)
+
+
+def test_time_to_quality_decision_holds_and_fails():
+    assert TR.time_to_quality_decision([10.0, 30.0, None], [20.0, 20.0, 20.0]) == [1.0, 0.0, 0.0]
