@@ -169,6 +169,8 @@ def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path) 
     # The case process must import this very harness and suites, wherever it was launched from.
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # What the user asked for (auto / cpu / cuda): a paper-scale case runs on a CPU only when asked to.
+    env["MILESTONES_DEVICE_REQUESTED"] = opts.device.split(":")[0]
     with open(log_path, "wb") as log:
         from milestones.harness import distributed
 
