@@ -1,0 +1,199 @@
+"""Paper-scale cases (issue 14) end to end on tiny fixture data the tests write: loaders, a few steps of
+each paper's schedule, the metric, resume from a checkpoint, and the bad-input paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case
+from milestones.suites import _paper
+from tests import paper_fixtures as fx
+
+
+@pytest.fixture(autouse=True)
+def _forced_cpu(monkeypatch):
+    monkeypatch.setenv(_paper.DEVICE_ENV, "cpu")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def ctx_for(suite: str, config: str, batch: int, data: dict, ckpt: Path | None = None, **kw) -> CaseContext:
+    case = Case(suite, config, "quality", "paper", "cpu", "float32", batch)
+    return CaseContext.for_case(case, data={k: str(v) for k, v in data.items()},
+                                checkpoint_dir=str(ckpt) if ckpt else None, **kw)
+
+
+def records_in(folder: Path) -> list[dict]:
+    out = [json.loads(p.read_text()) for p in folder.rglob("*.json")]
+    return [x for x in out if isinstance(x, dict) and "status" in x and "case" in x]
+
+
+# ---------------------------------------------------------------------------------------- helpers
+def test_guard_skips_on_a_cpu_unless_cpu_was_asked_for(monkeypatch):
+    ctx = ctx_for("resnet", "x", 2, {})
+    monkeypatch.setenv(_paper.DEVICE_ENV, "auto")
+    with pytest.raises(SkipCase, match="needs a GPU.*--device cpu"):
+        _paper.require_paper_device(ctx, "this run")
+    monkeypatch.setenv(_paper.DEVICE_ENV, "cpu")
+    _paper.require_paper_device(ctx, "this run")  # forced: runs
+
+
+def test_batch_order_is_a_function_of_seed_and_step():
+    a = [_paper.batch_indices(10, 3, 0, s) for s in range(1, 7)]
+    b = [_paper.batch_indices(10, 3, 0, s) for s in range(1, 7)]
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert sorted(torch.cat(a[:3]).tolist()) == sorted(set(torch.cat(a[:3]).tolist()))  # no repeats in an epoch
+    assert not torch.equal(torch.cat(a[:3]), torch.cat(a[3:]))  # a new order next epoch
+    assert not torch.equal(_paper.batch_indices(10, 3, 1, 1), a[0])
+
+
+def test_step_lr_divides_at_milestones():
+    f = _paper.step_lr(0.1, (2, 4))
+    assert [round(f(s), 6) for s in (1, 2, 3, 4, 5)] == [0.1, 0.1, 0.01, 0.01, 0.001]
+
+
+def test_checkpoint_round_trip_and_another_config_is_refused(tmp_path):
+    ctx = ctx_for("resnet", "c", 2, {}, ckpt=tmp_path)
+    ck = _paper.Checkpoint(ctx, "run", "abc", "net A")
+    assert ck.load() is None
+    ck.save({"step": 3, "x": torch.ones(2)})
+    assert ck.load()["step"] == 3 and not list(tmp_path.glob("*.partial"))
+    other = _paper.Checkpoint(ctx, "run", "def", "net B")
+    with pytest.raises(UsageError, match="written for another config \\(net A\\); this case is net B"):
+        other.load()
+    (tmp_path / "run.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UsageError, match="cannot be read"):
+        ck.load()
+
+
+# ------------------------------------------------------------------------------------------ loaders
+def test_svhn_and_tfd_loaders(tmp_path):
+    d = _paper.load_svhn(fx.write_svhn(tmp_path / "svhn", 20, 10))
+    x, y = d["train"]
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8 and 0 <= int(y.min()) and int(y.max()) <= 9
+    assert (y == 0).any()  # label 10 became digit 0
+    t = _paper.load_tfd(fx.write_tfd(tmp_path / "tfd", 40, 8))
+    assert t["train"].shape[1] == 64 and len(t["train"]) == 16 and len(t["valid"]) == 8 and len(t["test"]) == 8
+    assert 0.0 <= float(t["test"].min()) and float(t["test"].max()) <= 1.0
+    with pytest.raises(UsageError, match="missing test_32x32.mat"):
+        (tmp_path / "svhn" / "test_32x32.mat").unlink()
+        _paper.load_svhn(tmp_path / "svhn")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(UsageError, match="no TFD_"):
+        _paper.load_tfd(tmp_path / "bad")
+
+
+def test_imagenet_training_views_are_seeded_and_sized(tmp_path):
+    from milestones.suites._vision_data import image_folder
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=3)
+    samples, classes = image_folder(root / "train")
+    ds = _paper.ImageNetTrain(samples, "resnet", 24, seed=0, epoch=0, short=(28, 32))
+    x0, y0 = ds[0]
+    x1, _ = _paper.ImageNetTrain(samples, "resnet", 24, seed=0, epoch=0, short=(28, 32))[0]
+    assert x0.shape == (3, 24, 24) and torch.equal(x0, x1) and classes == ["n00000000", "n00000001"]
+    b = _paper.ImageNetBatches(samples, "alexnet", 20, 2, 0, 0, short=(24, 24))
+    xa, ya = b.at(1)
+    xb, _ = b.at(2)
+    assert xa.shape == (2, 3, 20, 20) and b.per_epoch == 3
+    xa2, _ = _paper.ImageNetBatches(samples, "alexnet", 20, 2, 0, 0, short=(24, 24)).at(1)
+    assert torch.equal(xa, xa2)  # a fresh loader (as after a resume) gives the same batch
+
+
+def test_l2_svm_separates_separable_classes():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = torch.arange(60) % 3
+    x[:, 0] += 4 * y
+    pred = _paper.l2_svm(x, y, x, c=1.0, n_classes=3)
+    assert (pred == y).float().mean() > 0.9
+
+
+# ------------------------------------------------------------------------------------- ResNet CIFAR
+def _cifar_cfg(**kw):
+    from milestones.suites import resnet as R
+
+    base = dict(nets=((8, True),), steps=4, milestones=(2,), eval_every=2, ckpt_every=2, n_seeds=1)
+    base.update(kw)
+    return R.CifarTrainConfig(**base)
+
+
+def test_resnet_cifar_trains_evaluates_and_resumes_bitwise(tmp_path, monkeypatch):
+    from milestones.suites import resnet as R
+
+    root = fx.write_cifar10(tmp_path / "c10", 24, 10)
+    cfg = _cifar_cfg()
+    ref = R.cifar_train_quality(cfg, ctx_for("resnet", "cifar-resnet20-train", 6, {"cifar10": root}, tmp_path / "a"))
+    e = ref.metrics["test_error"].samples
+    assert len(e) == 1 and 0.0 <= e[0] <= 100.0 and ref.info["claims"] == []  # depth 8 is not in Table 6
+    assert [p for p in ref.artifacts["curves"]["resnet8.seed0"]["step"]] == [2.0, 4.0]
+
+    # A crash after the step-2 checkpoint; the rerun resumes at step 2 and ends where `ref` ended.
+    real_step, calls = torch.optim.SGD.step, {"n": 0}
+
+    def flaky(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("power cut")
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", flaky)
+    ck = tmp_path / "b"
+    with pytest.raises(RuntimeError, match="power cut"):
+        R.cifar_train_quality(cfg, ctx_for("resnet", "cifar-resnet20-train", 6, {"cifar10": root}, ck))
+    monkeypatch.setattr(torch.optim.SGD, "step", real_step)
+    again = R.cifar_train_quality(cfg, ctx_for("resnet", "cifar-resnet20-train", 6, {"cifar10": root}, ck))
+    assert again.info["resumed_from"] == {"resnet8": [2]}
+    sa = torch.load(tmp_path / "a" / "cifar-resnet20-train-resnet8-seed0.ckpt", weights_only=True)
+    sb = torch.load(ck / "cifar-resnet20-train-resnet8-seed0.ckpt", weights_only=True)
+    assert all(torch.equal(sa["modules"]["model"][k], sb["modules"]["model"][k]) for k in sa["modules"]["model"])
+    assert again.metrics["test_error"].samples == ref.metrics["test_error"].samples
+
+
+def test_resnet_table6_claim_and_checkpoint_of_another_config(tmp_path):
+    from milestones.suites import resnet as R
+
+    root = fx.write_cifar10(tmp_path / "c10", 24, 10)
+    cfg = _cifar_cfg(nets=((20, True),), steps=2, eval_every=2)
+    out = R.cifar_train_quality(cfg, ctx_for("resnet", "cifar-resnet20-train", 6, {"cifar10": root}, tmp_path / "k"))
+    (c,) = out.info["claims"]
+    assert c["source"].startswith("He et al. 2015, Table 6") and c["held"] in ([0], [1]) and c["seeds"] == [0]
+    assert "8.75" in c["statement"]
+    with pytest.raises(SkipCase, match="another config"):
+        R.cifar_train_quality(dataclasses.replace(cfg, lr=0.5),
+                              ctx_for("resnet", "cifar-resnet20-train", 6, {"cifar10": root}, tmp_path / "k"))
+
+
+def test_resnet_cifar_without_data_or_with_a_bad_folder_skips_with_one_line(tmp_path):
+    from milestones.suites import resnet as R
+
+    with pytest.raises(SkipCase, match=r"needs --data cifar10=PATH \(the CIFAR-10 python batches\)"):
+        R.cifar_train_quality(_cifar_cfg(), ctx_for("resnet", "c", 6, {}))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SkipCase, match="expected data_batch_1..5 and test_batch"):
+        R.cifar_train_quality(_cifar_cfg(), ctx_for("resnet", "c", 6, {"cifar10": tmp_path / "empty"}))
+
+
+def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tmp_path):
+    root = fx.write_cifar10(tmp_path / "c10", 24, 10)
+    common = ["run", "cifar-resnet20-train", "--kind", "quality", "--scale", "paper", "--data", f"cifar10={root}",
+              "--batch-size", "6", "--option", "steps=2", "--option", "eval_every=2", "--option", "n_train=12"]
+    r = cli(*common, "--out", str(tmp_path / "auto"))
+    assert r.returncode == 0, r.stderr
+    recs = records_in(tmp_path / "auto")
+    assert recs and recs[0]["status"] == "skipped" and "needs a GPU" in recs[0]["error"]
+    r = cli(*common, "--device", "cpu", "--out", str(tmp_path / "cpu"))
+    assert r.returncode == 0, r.stderr
+    recs = records_in(tmp_path / "cpu")
+    assert recs[0]["status"] == "ok", recs[0].get("error")
+    assert recs[0]["info"]["overrides"] == {"steps": 2, "eval_every": 2, "n_train": 12}
+    assert 0 <= recs[0]["metrics"]["test_error"]["samples"][0] <= 100
