@@ -10,6 +10,7 @@ global RNG states and the evaluation history, written atomically (temporary file
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -74,6 +75,21 @@ def claim(id: str, statement: str, source: str, rule: str, held: Sequence[float 
     """One paper claim as the record keeps it (info["claims"])."""
     return {"id": id, "statement": statement, "source": source, "rule": rule,
             "held": None if held is None else [int(bool(h)) for h in held], "seeds": list(seeds), "scale": scale}
+
+
+# Options a user (or a test on tiny data) may set per run; each one used is recorded in info["overrides"].
+PAPER_OVERRIDES = ("steps", "eval_every", "ckpt_every", "n_train", "n_test", "epochs", "workers", "n_seeds")
+
+
+def apply_overrides(cfg, ctx: CaseContext, names: tuple[str, ...] = PAPER_OVERRIDES):
+    """`--option steps=N` etc.: shorten a paper run on purpose (recorded, so no record passes for the paper's)."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    over: dict = {}
+    for k in names:
+        if k in ctx.options and k in fields:
+            cur = getattr(cfg, k)
+            over[k] = float(ctx.options[k]) if isinstance(cur, float) else option_int(ctx, k, 0)
+    return (dataclasses.replace(cfg, **over) if over else cfg), over
 
 
 # ------------------------------------------------------------------------------------- checkpoints

@@ -422,25 +422,12 @@ def quality(cfg, ctx: CaseContext) -> CaseOutput:
 # ---------------------------------------------------------------------------------------------------------
 # ---- paper scale (issue 14): CIFAR-10 training (Table 6, Fig. 6) and ImageNet training (Tables 3, 4)
 # ---------------------------------------------------------------------------------------------------------
-import dataclasses as _dc  # noqa: E402
 
 from milestones.harness.suite_api import Metrics, Params, curve  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 
 CIFAR_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}  # test error %, Table 6
-# Options a user (or a test on tiny data) may set per run; each one used is recorded in info["overrides"].
-PAPER_OVERRIDES = ("steps", "eval_every", "ckpt_every", "n_train", "n_test", "epochs", "workers", "n_seeds")
-
-
-def apply_overrides(cfg, ctx: CaseContext, names: tuple[str, ...] = PAPER_OVERRIDES):
-    """`--option steps=N` etc.: shorten a paper run on purpose (recorded, so no record passes for the paper's)."""
-    fields = {f.name: f for f in _dc.fields(cfg)}
-    over: dict = {}
-    for k in names:
-        if k in ctx.options and k in fields:
-            cur = getattr(cfg, k)
-            over[k] = float(ctx.options[k]) if isinstance(cur, float) else _paper.option_int(ctx, k, 0)
-    return (_dc.replace(cfg, **over) if over else cfg), over
+apply_overrides = _paper.apply_overrides
 
 
 @dataclass(frozen=True)

@@ -197,3 +197,38 @@ def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tm
     assert recs[0]["status"] == "ok", recs[0].get("error")
     assert recs[0]["info"]["overrides"] == {"steps": 2, "eval_every": 2, "n_train": 12}
     assert 0 <= recs[0]["metrics"]["test_error"]["samples"][0] <= 100
+
+
+# --------------------------------------------------------------------------------------------- Adam
+def test_zca_whitening_thin_and_full_agree():
+    from milestones.suites.adam import zca_whiten
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, generator=g)
+    full = zca_whiten(x, x)  # 6 images >= 4 dimensions: eigh path
+    lam, v = torch.linalg.eigh(torch.cov(x.double().T, correction=0))
+    w = v @ torch.diag((lam + 0.1) ** -0.5) @ v.T
+    assert torch.allclose(full.double(), (x.double() - x.double().mean(0)) @ w, atol=1e-5)
+    thin = zca_whiten(x[:3], x[:3])  # 3 images < 4 dimensions: thin-SVD path, same formula
+    c = x[:3].double() - x[:3].double().mean(0)
+    lam3, v3 = torch.linalg.eigh(c.T @ c / 3)
+    w3 = v3 @ torch.diag((lam3.clamp_min(0) + 0.1) ** -0.5) @ v3.T
+    assert torch.allclose(thin.double(), c @ w3, atol=1e-4)
+
+
+@pytest.mark.parametrize("task,data", [("mlp", "mnist"), ("cnn", "cifar10")])
+def test_adam_paper_experiments_compare_optimizers_on_fixture_data(tmp_path, task, data):
+    from milestones.suites import adam as A
+
+    root = fx.write_mnist(tmp_path / "m", 24, 8) if data == "mnist" else fx.write_cifar10(tmp_path / "c", 12, 4)
+    opts = A.PAPER_OPTIMIZERS[task]
+    cfg = A.AdamPaperConfig(task, data, hidden=16, steps=3, record_every=3, ckpt_every=3,
+                            lr_grid=tuple((o, (A._GRID[o][1],)) for o in opts))
+    out = A.adam_paper_quality(cfg, ctx_for("adam", f"adam-{task}", 4, {data: root}, tmp_path / "ck"))
+    for o in opts:
+        (v,) = out.metrics[f"{task}.{o}.final_loss"].samples
+        assert 0 < v < 10
+    (c,) = out.info["claims"]
+    assert c["id"] == A.ADAM_CLAIMS[task][0] and c["held"] in ([0], [1])
+    assert out.metrics["claim_held"].samples == (float(c["held"][0]),)
+    assert len(list((tmp_path / "ck").glob("*.ckpt"))) == len(opts)
