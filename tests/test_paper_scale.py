@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,41 @@ def test_adam_paper_experiments_compare_optimizers_on_fixture_data(tmp_path, tas
     assert c["id"] == A.ADAM_CLAIMS[task][0] and c["held"] in ([0], [1])
     assert out.metrics["claim_held"].samples == (float(c["held"][0]),)
     assert len(list((tmp_path / "ck").glob("*.ckpt"))) == len(opts)
+
+
+# ---------------------------------------------------------------------------------------------- GAN
+def _tiny_gan(**kw):
+    from milestones.suites import gan as G
+
+    small = G.GANConfig(z_dim=8, g_hidden=16, d_units=8, d_pieces=2)
+    base = dict(gan=small, steps=4, eval_every_epochs=1, eval_samples=20, n_samples=50, ckpt_every=2, n_valid=10)
+    base.update(kw)
+    return G.GANPaperConfig(**base)
+
+
+def test_gan_mnist_parzen_protocol_on_fixture(tmp_path):
+    from milestones.suites import gan as G
+
+    root = fx.write_mnist(tmp_path / "m", 50, 12)
+    out = G.gan_paper_quality(_tiny_gan(), ctx_for("gan", "gan-mnist-parzen", 10, {"mnist": root}, tmp_path / "k"))
+    (ll,) = out.metrics["parzen_ll"].samples
+    assert math.isfinite(ll)
+    assert any(abs(out.metrics["parzen_sigma"].samples[0] - s) < 1e-9 for s in G.ev.PAPER_SIGMAS)
+    for k in G.TABLE1_OTHERS:  # Table 1's other models: cited, never measured
+        assert out.metrics[f"parzen_ll.{k}"].samples == () and "comparison row" in out.metrics[f"parzen_ll.{k}"].note
+    (c,) = out.info["claims"]
+    assert c["source"] == "Goodfellow et al. 2014, Table 1" and c["held"] == [int(ll >= 225 - 2 - 10)]
+    # resumed: the finished checkpoint is reused, the same samples give the same estimate
+    again = G.gan_paper_quality(_tiny_gan(), ctx_for("gan", "gan-mnist-parzen", 10, {"mnist": root}, tmp_path / "k"))
+    assert again.metrics["parzen_ll"].samples == (ll,)
+
+
+def test_gan_tfd_folds_give_a_standard_error_across_folds(tmp_path):
+    from milestones.suites import gan as G
+
+    root = fx.write_tfd(tmp_path / "t", 60, 8)
+    cfg = _tiny_gan(dataset="tfd", folds=(0, 1))
+    out = G.gan_paper_quality(cfg, ctx_for("gan", "gan-tfd-parzen", 6, {"tfd": root}, tmp_path / "k"))
+    assert len(out.metrics["parzen_ll"].samples) == 1 and out.metrics["parzen_ll_se"].note == "standard error across folds"
+    assert set(out.artifacts["curves"]) == {"tfd.fold0.seed0", "tfd.fold1.seed0"}
+    assert "parzen_ll.dbn" not in out.metrics
