@@ -400,6 +400,8 @@ def train_view(img, g: torch.Generator, recipe: str, crop: int, short: tuple[int
     """
     from milestones.suites._vision_data import center_crop, resize_shorter, to_tensor
 
+    if recipe == "gan":  # DCGAN Sec. 5.1: ImageNet-1k downscaled; centre square, pixels in [-1, 1]
+        return center_crop(to_tensor(resize_shorter(img, crop), (0.5,) * 3, (0.5,) * 3), crop)
     if recipe == "alexnet":
         t = center_crop(to_tensor(resize_shorter(img, short[0])), short[0])
     elif recipe == "resnet":

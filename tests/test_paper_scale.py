@@ -271,3 +271,51 @@ def test_gan_tfd_folds_give_a_standard_error_across_folds(tmp_path):
     assert len(out.metrics["parzen_ll"].samples) == 1 and out.metrics["parzen_ll_se"].note == "standard error across folds"
     assert set(out.artifacts["curves"]) == {"tfd.fold0.seed0", "tfd.fold1.seed0"}
     assert "parzen_ll.dbn" not in out.metrics
+
+
+# -------------------------------------------------------------------------------------------- DCGAN
+def _tiny_dcgan(task, **kw):
+    from milestones.suites import dcgan as D
+
+    small = D.DCGANConfig(image_size=8, ngf=4, ndf=4, z_dim=8)
+    base = dict(dcgan=small, steps=2, ckpt_every=2, svm_cs=(0.1, 1.0), cifar_valid=8, n_valid=10, n_labels=20)
+    base.update(kw)
+    return D.DCGANFeaturesConfig(task, **base)
+
+
+def test_dcgan_cifar10_features_svm_with_imagenet_gan_data(tmp_path, monkeypatch):
+    from milestones.suites import dcgan as D
+
+    c10 = fx.write_cifar10(tmp_path / "c", 40, 12)
+    inet = fx.write_imagenet(tmp_path / "in", classes=2, per_class=3)
+    # 8x8 nets on 32x32 CIFAR images would not fit: the fixture's GAN is 8x8, so feed 8x8 crops
+    monkeypatch.setattr(D, "_to_gan", lambda x: x[..., :8, :8].float() / 127.5 - 1.0)
+    out = D.dcgan_features_quality(_tiny_dcgan("cifar10", workers=0),
+                                   ctx_for("dcgan", "dcgan-cifar10-features", 4, {"cifar10": c10, "imagenet": inet},
+                                           tmp_path / "k"))
+    (a,) = out.metrics["probe_accuracy"].samples
+    assert 0.0 <= a <= 1.0 and out.info["feature_dim"] == 16 * 4 and out.info["deviations"] == []
+    assert out.metrics["probe_accuracy.exemplar_cnn"].samples == ()
+    assert out.info["claims"][0]["held"] == [int(100 * a >= 81.8)]
+
+
+def test_dcgan_svhn_uses_1000_balanced_labels_and_reports_test_error(tmp_path, monkeypatch):
+    from milestones.suites import dcgan as D
+
+    root = fx.write_svhn(tmp_path / "s", 80, 15)
+    monkeypatch.setattr(D, "_to_gan", lambda x: x[..., :8, :8].float() / 127.5 - 1.0)
+    cfg = _tiny_dcgan("svhn")
+    data = D._dcgan_data(cfg, ctx_for("dcgan", "dcgan-svhn-1000", 4, {"svhn": root}))
+    assert torch.bincount(data["y_fit"], minlength=10).tolist() == [2] * 10  # 20 labels, 2 per class
+    assert len(data["x_val"]) == 10 and len(data["gan_images"]) == 70
+    out = D.dcgan_features_quality(cfg, ctx_for("dcgan", "dcgan-svhn-1000", 4, {"svhn": root}, tmp_path / "k"))
+    (e,) = out.metrics["svhn_test_error"].samples
+    assert 0.0 <= e <= 100.0 and out.info["labelled"] == 20
+
+
+def test_dcgan_cifar10_without_imagenet_says_what_it_needs(tmp_path):
+    from milestones.suites import dcgan as D
+
+    c10 = fx.write_cifar10(tmp_path / "c", 20, 10)
+    with pytest.raises(SkipCase, match="needs --data imagenet=PATH .*gan_data=cifar10"):
+        D.dcgan_features_quality(_tiny_dcgan("cifar10"), ctx_for("dcgan", "x", 4, {"cifar10": c10}))
