@@ -178,7 +178,8 @@ def train(ctx: CaseContext, ckpt: Checkpoint, *, modules: dict[str, nn.Module],
     """Run `step_fn(step)` for steps 1..`steps` (it does forward, backward and the update, and returns
     the loss), resuming from the checkpoint when there is one.
 
-    lr_fn(step) -> a learning rate for every optimizer (or one per optimizer name), set before the step.
+    lr_fn(step) -> a learning rate for every optimizer (or one per optimizer name), set before the step;
+    a function with the attribute `uses_evals = True` is called as lr_fn(step, evaluations so far).
     eval_fn(step) -> named values, every `eval_every` steps and after the last; `target` =
     (name, value, higher_is_better) records the first evaluation that reaches it (time to quality) and
     logs MLLOG eval_accuracy events. A checkpoint is written every `ckpt_every` steps and at the end.
@@ -228,7 +229,7 @@ def train(ctx: CaseContext, ckpt: Checkpoint, *, modules: dict[str, nn.Module],
     t0 = time.perf_counter()
     for step in range(res.step + 1, steps + 1):
         if lr_fn is not None:
-            lr = lr_fn(step)
+            lr = lr_fn(step, res.evals) if getattr(lr_fn, "uses_evals", False) else lr_fn(step)
             for k, o in optimizers.items():
                 v = lr[k] if isinstance(lr, dict) else lr
                 for g in o.param_groups:
@@ -509,3 +510,35 @@ def l2_svm(f_train: torch.Tensor, y_train: torch.Tensor, f_eval: torch.Tensor, *
 def standardise(f_train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     mu, sd = f_train.mean(0, keepdim=True), f_train.std(0, keepdim=True).clamp_min(1e-6)
     return [(f_train - mu) / sd] + [(o - mu) / sd for o in others]
+
+
+# ------------------------------------------------------------------------------- evaluation views
+def sized_protocol(base: str, resize: int, crop: int) -> str:
+    """The name of `base` (a key of the vision loaders' PROTOCOLS) at another resize/crop, registered on
+    first use: the 2012 AlexNet needs 227x227 views, tests need tiny ones."""
+    from milestones.suites import _vision_data as V
+
+    if (resize, crop) == (256, 224):
+        return base
+    name = f"{base}@{resize}/{crop}"
+    if name not in V.PROTOCOLS:
+        V.PROTOCOLS[name] = functools.partial(V.PROTOCOLS[base], resize=resize, crop=crop)
+    return name
+
+
+def plateau_lr(base: float, evals: Sequence[dict[str, float]], key: str, *, patience: int = 1,
+               max_drops: int = 3, factor: float = 0.1) -> float:
+    """AlexNet Sec. 5: "divide the learning rate by 10 when the validation error rate stopped improving
+    with the current learning rate" (three times). A pure function of the evaluation history, so a resumed
+    run sets the same rate: a drop after `patience` evaluations without a new best of `key` (lower is better)."""
+    lr, best, stale, drops = base, math.inf, 0, 0
+    for e in evals:
+        if key not in e:
+            continue
+        if e[key] < best:
+            best, stale = e[key], 0
+        else:
+            stale += 1
+            if stale >= patience and drops < max_drops:
+                lr, stale, drops = lr * factor, 0, drops + 1
+    return lr

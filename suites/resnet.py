@@ -615,6 +615,8 @@ class ImageNetTrainConfig(Params):
     steps: int = 0  # 0 = epochs x iterations per epoch
     crop: int = 224
     short_side: tuple[int, int] = (256, 480)  # scale augmentation: shorter side sampled in this range
+    eval_resize: int = 256  # evaluation views: shorter side 256, 224x224 crops
+    eval_crop: int = 224
 
 
 @SUITE.kind("quality", params=ImageNetTrainConfig)
@@ -637,6 +639,8 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     batches = _paper.ImageNetBatches(train_s, "resnet", cfg.crop, b, seed, cfg.workers, cfg.short_side)
     lr_fn = _paper.step_lr(cfg.lr, [d * per_epoch for d in cfg.lr_drops])
     eval_val = val_s[:cfg.eval_limit] if cfg.eval_limit else val_s
+    center = _paper.sized_protocol("center", cfg.eval_resize, cfg.eval_crop)
+    final_protocol = _paper.sized_protocol(cfg.final_protocol, cfg.eval_resize, cfg.eval_crop)
 
     def step_fn(step: int) -> float:
         x, y = batches.at(step)
@@ -647,7 +651,7 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
         return loss.item()
 
     def eval_fn(step: int) -> dict:
-        r = evaluate(model, eval_val, "center", dev, batch_size=min(b, 256), num_workers=cfg.workers)
+        r = evaluate(model, eval_val, center, dev, batch_size=min(b, 256), num_workers=cfg.workers)
         return {"top1_accuracy": r["top1_accuracy"], "epoch": step / per_epoch}
 
     name = f"resnet{cfg.depth}{'-v1.5' if cfg.v15 else ''}"
@@ -657,7 +661,7 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     res = _paper.train(ctx, ckpt, modules={"model": model}, optimizers={"sgd": opt}, steps=steps, step_fn=step_fn,
                        lr_fn=lr_fn, eval_fn=eval_fn, eval_every=cfg.eval_every_epochs * per_epoch,
                        ckpt_every=max(1, per_epoch // 4), target=("top1_accuracy", cfg.target_top1, True), tag=name)
-    final = evaluate(model, val_s, cfg.final_protocol, dev, batch_size=max(1, min(b, 256) // 10),
+    final = evaluate(model, val_s, final_protocol, dev, batch_size=max(1, min(b, 256) // 10),
                      num_workers=cfg.workers)
     m = Metrics()
     m.single("top1_error", "%", 100 - final["top1_accuracy"], note=f"{final['n']} val images, {cfg.final_protocol}")

@@ -319,3 +319,55 @@ def test_dcgan_cifar10_without_imagenet_says_what_it_needs(tmp_path):
     c10 = fx.write_cifar10(tmp_path / "c", 20, 10)
     with pytest.raises(SkipCase, match="needs --data imagenet=PATH .*gan_data=cifar10"):
         D.dcgan_features_quality(_tiny_dcgan("cifar10"), ctx_for("dcgan", "x", 4, {"cifar10": c10}))
+
+
+# ---------------------------------------------------------------------------------- ImageNet training
+def test_plateau_lr_is_a_function_of_the_evaluation_history():
+    ev = [{"top1_error": e} for e in (50, 40, 41, 42, 39, 39, 39, 39, 39, 39, 39)]
+    assert _paper.plateau_lr(0.01, ev[:2], "top1_error", patience=2) == 0.01
+    assert _paper.plateau_lr(0.01, ev[:4], "top1_error", patience=2) == pytest.approx(0.001)
+    assert _paper.plateau_lr(0.01, ev, "top1_error", patience=2) == pytest.approx(1e-5)  # at most 3 drops
+
+
+def test_alexnet_2012_training_on_imagenet_folders_10_patch_and_1_patch(tmp_path):
+    from milestones.suites import alexnet as A
+
+    root = fx.write_imagenet(tmp_path / "in", classes=3, per_class=2, val_per_class=1)
+    cfg = A.AlexNetTrainConfig("2012", crop=67, resize=72, steps=2, workers=0, ckpt_every=1, eval_limit=2)
+    out = A.alexnet_train_quality(cfg, ctx_for("alexnet", "alexnet2012-train", 2, {"imagenet": root}, tmp_path / "k"))
+    for k in ("top1_error", "top5_error", "top1_error.one_patch", "top5_error.one_patch"):
+        assert 0.0 <= out.metrics[k].value <= 100.0 and "3 val images" in out.metrics[k].note
+    assert out.metrics["top5_error"].value == 0.0  # 3 classes: the true class is always in the top 5
+    (c,) = out.info["claims"]
+    assert c["id"] == "alexnet-2012-ten-patch" and c["source"].startswith("Krizhevsky et al. 2012, Table 2")
+    assert out.info["classes"] == 3 and out.info["train_images"] == 6
+
+
+def test_alexnet_2010_needs_a_test_folder(tmp_path):
+    from milestones.suites import alexnet as A
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=1, val_per_class=1)
+    cfg = A.AlexNetTrainConfig("2012", data_key="imagenet2010", eval_split="test", crop=67, resize=72, steps=1)
+    with pytest.raises(SkipCase, match="no test/ folder"):
+        A.alexnet_train_quality(cfg, ctx_for("alexnet", "alexnet2012-train-2010", 2, {"imagenet2010": root}))
+
+
+def test_resnet_imagenet_training_time_to_target_and_10_crop(tmp_path):
+    from milestones.suites import resnet as R
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=2, val_per_class=1)
+    cfg = R.ImageNetTrainConfig(depth=18, steps=2, workers=0, crop=16, short_side=(18, 20), eval_resize=20,
+                                eval_crop=16, target_top1=0.0)
+    log = tmp_path / "mllog.txt"
+    out = R.imagenet_train_quality(cfg, ctx_for("resnet", "resnet50-train", 2, {"imagenet": root}, tmp_path / "k",
+                                                options={"mllog": str(log)}))
+    from milestones.harness import mllog
+
+    keys = [mllog.parse_line(ln)["key"] for ln in log.read_text().splitlines()]
+    assert keys == ["eval_accuracy", "target_reached"]
+    assert 0 <= out.metrics["top1_error"].value <= 100 and out.metrics["top5_error"].value == 0.0
+    # a target of 0% is reached at the first evaluation: time to quality is measured, not null
+    assert out.metrics["seconds_to_target"].value > 0 and out.metrics["epochs_to_target"].value == 1.0
+    missed = R.imagenet_train_quality(dataclasses.replace(cfg, target_top1=101.0),
+                                      ctx_for("resnet", "resnet50-train", 2, {"imagenet": root}))
+    assert missed.metrics["seconds_to_target"].value is None and "not reached" in missed.metrics["seconds_to_target"].note
