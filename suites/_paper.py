@@ -403,6 +403,22 @@ def train_view(img, g: torch.Generator, recipe: str, crop: int, short: tuple[int
 
     if recipe == "gan":  # DCGAN Sec. 5.1: ImageNet-1k downscaled; centre square, pixels in [-1, 1]
         return center_crop(to_tensor(resize_shorter(img, crop), (0.5,) * 3, (0.5,) * 3), crop)
+    if recipe == "inception":  # random resized crop (area 8-100%, aspect 3/4-4/3) + flip: SimCLR's eval
+        t = to_tensor(img)
+        h, w = t.shape[-2:]
+        for _ in range(10):
+            area = h * w * float(torch.empty(1).uniform_(0.08, 1.0, generator=g))
+            ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=g)))
+            cw, ch = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < cw <= w and 0 < ch <= h:
+                break
+        else:
+            ch = cw = min(h, w)
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        t = F.interpolate(t[None, :, top:top + ch, left:left + cw], size=(crop, crop), mode="bilinear",
+                          align_corners=False)[0]
+        return t.flip(-1) if float(torch.rand(1, generator=g)) < 0.5 else t
     if recipe == "alexnet":
         t = center_crop(to_tensor(resize_shorter(img, short[0])), short[0])
     elif recipe == "resnet":

@@ -371,3 +371,70 @@ def test_resnet_imagenet_training_time_to_target_and_10_crop(tmp_path):
     missed = R.imagenet_train_quality(dataclasses.replace(cfg, target_top1=101.0),
                                       ctx_for("resnet", "resnet50-train", 2, {"imagenet": root}))
     assert missed.metrics["seconds_to_target"].value is None and "not reached" in missed.metrics["seconds_to_target"].note
+
+
+# ------------------------------------------------------------------------------------------- SimCLR
+def _simclr_weights(tmp_path, k=0.125):
+    from milestones.suites import simclr as S
+
+    torch.manual_seed(0)
+    p = tmp_path / "enc.pth"
+    torch.save(S.WideResNet50(k).state_dict(), p)
+    return p
+
+
+def test_wide_resnet50_widths_match_the_papers_parameter_counts():
+    from milestones.harness.measure.flops import count_params
+    from milestones.suites import simclr as S
+
+    with torch.device("meta"):
+        n = {k: count_params(S.WideResNet50(k)) - (2048 * k * 1000 + 1000) for k in (1, 2, 4)}
+    assert n[1] == pytest.approx(23.5e6, rel=0.01)  # torchvision's 25.56M minus the 1000-way fc
+    assert n[2] == pytest.approx(94e6, rel=0.01) and n[4] == pytest.approx(375e6, rel=0.01)  # SimCLR: 94M, 375M
+
+
+@pytest.mark.parametrize("task", ["linear", "semi"])
+def test_simclr_linear_and_semi_supervised_on_imagenet_folders(tmp_path, task):
+    from milestones.suites import simclr as S
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=4, val_per_class=1)
+    w = _simclr_weights(tmp_path)
+    cfg = S.SimCLREvalConfig(task, 0.125, 0.5 if task == "semi" else 0.0, steps=2, workers=0, resize=20, crop=16)
+    out = S.simclr_eval_quality(cfg, ctx_for("simclr", "x", 2, {"imagenet": root, "weights": w}, tmp_path / "k"))
+    name = "linear_eval_accuracy" if task == "linear" else "semi_supervised_50pct_accuracy"
+    (a,) = out.metrics[name].samples
+    assert 0.0 <= a <= 1.0 and out.info["val_images"] == 2
+    assert out.info["train_images"] == (8 if task == "linear" else 4)  # 50% of the labels, class-balanced
+
+
+def test_simclr_linear_eval_keeps_the_encoder_frozen(tmp_path, monkeypatch):
+    from milestones.suites import simclr as S
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=2, val_per_class=1)
+    w = _simclr_weights(tmp_path)
+    seen = {}
+    real = S._imagenet_finetune
+
+    def spy(cfg, ctx, net, seed):
+        before = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("fc.")}
+        r = real(cfg, ctx, net, seed)
+        seen["same"] = all(torch.equal(before[k], v) for k, v in net.state_dict().items() if k in before)
+        return r
+
+    monkeypatch.setattr(S, "_imagenet_finetune", spy)
+    cfg = S.SimCLREvalConfig("linear", 0.125, steps=2, workers=0, resize=20, crop=16)
+    S.simclr_eval_quality(cfg, ctx_for("simclr", "x", 2, {"imagenet": root, "weights": w}))
+    assert seen["same"]  # weights and batch-norm statistics of the encoder untouched
+
+
+def test_simclr_cifar10_transfer_and_missing_weights(tmp_path):
+    from milestones.suites import simclr as S
+
+    c10 = fx.write_cifar10(tmp_path / "c", 30, 10)
+    w = _simclr_weights(tmp_path)
+    cfg = S.SimCLREvalConfig("transfer", 0.125, crop=16, cifar_valid=6, l2_grid=(1e-4, 1e-2))
+    out = S.simclr_eval_quality(cfg, ctx_for("simclr", "x", 8, {"cifar10": c10, "weights": w}))
+    (a,) = out.metrics["cifar10_linear_transfer_accuracy"].samples
+    assert 0.0 <= a <= 1.0 and out.info["chosen_l2"] in (1e-4, 1e-2)
+    with pytest.raises(SkipCase, match="--data simclr-r50-4x=FILE"):
+        S.simclr_eval_quality(S.SimCLREvalConfig("transfer", 4), ctx_for("simclr", "x", 8, {"cifar10": c10}))
