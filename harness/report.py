@@ -155,7 +155,7 @@ def to_json(obj: Any) -> str:
 # HTML / Markdown report document is built in milestones.harness.html from the same row helpers.
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "unchanged": "white", "inconclusive": "yellow",
                  "not comparable": "magenta", "reproduced": "green", "not reproduced": "red",
-                 "not measured": "yellow"}
+                 "not measured": "yellow", "config check": "cyan"}
 
 
 def baseline_dict(b) -> dict[str, Any]:

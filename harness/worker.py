@@ -106,6 +106,9 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
         else:
             res = fn(entry.params, ctx)
         out["metrics"] = {k: m.to_dict() for k, m in res.metrics.items()}
+        for k, d in out["metrics"].items():  # say in the record that an echoed setting is not a measurement
+            if k.startswith("hparam.") and not d.get("note"):
+                d["note"] = "echoes the config: a configuration check, not a measurement"
         out["info"].update(res.info)
         out["artifacts"] = res.artifacts
     except SkipCase as e:

@@ -438,3 +438,17 @@ def test_simclr_cifar10_transfer_and_missing_weights(tmp_path):
     assert 0.0 <= a <= 1.0 and out.info["chosen_l2"] in (1e-4, 1e-2)
     with pytest.raises(SkipCase, match="--data simclr-r50-4x=FILE"):
         S.simclr_eval_quality(S.SimCLREvalConfig("transfer", 4), ctx_for("simclr", "x", 8, {"cifar10": c10}))
+
+
+# ------------------------------------------------------------------------------- config-echo verdicts
+def test_hparam_baselines_get_a_config_check_verdict_never_reproduced(cli, tmp_path):
+    from milestones.harness import baselines, compare, store
+
+    r = cli("run", "dcgan-64", "--kind", "fidelity", "--scale", "smoke", "--device", "cpu", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    recs = store.load_records(tmp_path)
+    assert "configuration check" in recs[0].metrics["hparam.lr"].note
+    rows = [x for x in compare.compare_with_paper(recs, baselines.load(suites=["dcgan"]))
+            if x.baseline.metric.startswith("hparam.")]
+    assert rows and all(x.verdict == compare.CONFIG_CHECK for x in rows)
+    assert "not a reproduction" in rows[0].reason
