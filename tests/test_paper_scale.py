@@ -452,3 +452,18 @@ def test_hparam_baselines_get_a_config_check_verdict_never_reproduced(cli, tmp_p
             if x.baseline.metric.startswith("hparam.")]
     assert rows and all(x.verdict == compare.CONFIG_CHECK for x in rows)
     assert "not a reproduction" in rows[0].reason
+
+
+# ------------------------------------------------------------------------------- one weird trick table
+def test_owt_table_row_trains_the_hybrid_net_and_needs_its_gpu_count(tmp_path):
+    from milestones.suites import parallel as P
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=2, val_per_class=2)
+    small = P.ParallelConfig(image_size=64, convs=(8, 16, 16, 16, 16), fc=32)
+    cfg = P.OWTTableConfig(gpus=1, steps=2, workers=0, crop=64, resize=70, model=small)
+    out = P.owt_table_quality(cfg, ctx_for("parallel", "parallel-owt-1gpu", 2, {"imagenet": root}, tmp_path / "k"))
+    assert 0 <= out.metrics["top1_error"].value <= 100 and out.metrics["train_hours"].value > 0
+    assert out.info["lr"] == pytest.approx(0.01) and out.info["global_batch"] == 2
+    assert P.owt_lr(cfg, 4) == pytest.approx(0.02) and P.owt_lr(dataclasses.replace(cfg, lr_rule="linear"), 4) == 0.04
+    with pytest.raises(SkipCase, match="needs 2 rank.*--nproc 2"):
+        P.owt_table_quality(dataclasses.replace(cfg, gpus=2), ctx_for("parallel", "x", 2, {"imagenet": root}))
