@@ -198,6 +198,15 @@ def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tm
     assert recs[0]["status"] == "ok", recs[0].get("error")
     assert recs[0]["info"]["overrides"] == {"steps": 2, "eval_every": 2, "n_train": 12}
     assert 0 <= recs[0]["metrics"]["test_error"]["samples"][0] <= 100
+    # the appendix: paper vs ours, the verdict, the claim per seed, the command that made it, the environment
+    r = cli("baselines", "appendix", str(tmp_path / "cpu"), "--suite", "resnet")
+    assert r.returncode == 0, r.stderr
+    assert "| Table 6, Sec. 4.2: test_error (CIFAR-10 test; cifar-resnet20-train) | 8.75 % |" in r.stdout
+    assert "(n=1) | not reproduced |" in r.stdout or "(n=1) | reproduced |" in r.stdout
+    assert '"ResNet-20: 8.75% test error on CIFAR-10 (Table 6)."' in r.stdout and "held in " in r.stdout
+    assert "shortened on purpose: {'steps': 2" in r.stdout
+    assert f"--data cifar10={root}" in r.stdout and "--option steps=2" in r.stdout and "--device cpu" in r.stdout
+    assert "environment: " in r.stdout and "torch " in r.stdout
 
 
 # --------------------------------------------------------------------------------------------- Adam
