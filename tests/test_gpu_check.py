@@ -5,8 +5,6 @@ as such in their env); no GPU figure is claimed from them."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -114,14 +112,14 @@ def test_timer_crosscheck_on_the_cpu_reports_both_clocks():
         timer_crosscheck(lambda: None, "cpu", 0)
 
 
-def test_summary_command_on_real_cpu_records_fails_the_gpu_conditions(cli, tmp_path):
-    r = cli("run", "cifar-resnet20-smoke", "--kind", "speed", "--device", "cpu", "--out", str(tmp_path))
+def test_summary_on_real_cpu_records_fails_the_gpu_conditions(cli, tmp_path, capsys, monkeypatch):
+    r = cli("run", "resnet18", "--kind", "fidelity", "--device", "cpu", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
-    p = subprocess.run([sys.executable, "-m", "milestones.harness.gpu_check", "summary", str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 1
-    assert "| speed cases on cuda, float32 | FAIL |" in p.stdout
-    assert (tmp_path / G.SUMMARY_FILE).read_text().strip() == p.stdout.strip()
+    monkeypatch.setattr(G, "expected_speed_configs", lambda: ["cifar-resnet20-smoke"])
+    assert G.main(["summary", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "| speed cases on cuda, float32 | FAIL | missing ['cifar-resnet20-smoke']" in out
+    assert (tmp_path / G.SUMMARY_FILE).read_text().strip() == out.strip()
 
 
 def test_summary_command_passes_on_a_complete_folder_and_refuses_bad_input(tmp_path, monkeypatch, capsys):

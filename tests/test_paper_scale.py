@@ -184,7 +184,7 @@ def test_resnet_cifar_without_data_or_with_a_bad_folder_skips_with_one_line(tmp_
         R.cifar_train_quality(_cifar_cfg(), ctx_for("resnet", "c", 6, {"cifar10": tmp_path / "empty"}))
 
 
-def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tmp_path):
+def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tmp_path, capsys):
     root = fx.write_cifar10(tmp_path / "c10", 24, 10)
     common = ["run", "cifar-resnet20-train", "--kind", "quality", "--scale", "paper", "--data", f"cifar10={root}",
               "--batch-size", "6", "--option", "steps=2", "--option", "eval_every=2", "--option", "n_train=12"]
@@ -199,14 +199,17 @@ def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tm
     assert recs[0]["info"]["overrides"] == {"steps": 2, "eval_every": 2, "n_train": 12}
     assert 0 <= recs[0]["metrics"]["test_error"]["samples"][0] <= 100
     # the appendix: paper vs ours, the verdict, the claim per seed, the command that made it, the environment
-    r = cli("baselines", "appendix", str(tmp_path / "cpu"), "--suite", "resnet")
-    assert r.returncode == 0, r.stderr
-    assert "| Table 6, Sec. 4.2: test_error (CIFAR-10 test; cifar-resnet20-train) | 8.75 % |" in r.stdout
-    assert "(n=1) | not reproduced |" in r.stdout or "(n=1) | reproduced |" in r.stdout
-    assert '"ResNet-20: 8.75% test error on CIFAR-10 (Table 6)."' in r.stdout and "held in " in r.stdout
-    assert "shortened on purpose: {'steps': 2" in r.stdout
-    assert f"--data cifar10={root}" in r.stdout and "--option steps=2" in r.stdout and "--device cpu" in r.stdout
-    assert "environment: " in r.stdout and "torch " in r.stdout
+    from milestones.harness.cli import main
+
+    capsys.readouterr()
+    assert main(["baselines", "appendix", str(tmp_path / "cpu"), "--suite", "resnet"]) == 0
+    r = capsys.readouterr()
+    assert "| Table 6, Sec. 4.2: test_error (CIFAR-10 test; cifar-resnet20-train) | 8.75 % |" in r.out
+    assert "(n=1) | not reproduced |" in r.out or "(n=1) | reproduced |" in r.out
+    assert '"ResNet-20: 8.75% test error on CIFAR-10 (Table 6)."' in r.out and "held in " in r.out
+    assert "shortened on purpose: {'steps': 2" in r.out
+    assert f"--data cifar10={root}" in r.out and "--option steps=2" in r.out and "--device cpu" in r.out
+    assert "environment: " in r.out and "torch " in r.out
 
 
 # --------------------------------------------------------------------------------------------- Adam
@@ -450,29 +453,16 @@ def test_simclr_cifar10_transfer_and_missing_weights(tmp_path):
 
 
 # ------------------------------------------------------------------------------- config-echo verdicts
-def test_hparam_baselines_get_a_config_check_verdict_never_reproduced(cli, tmp_path):
-    from milestones.harness import baselines, compare, store
+def test_hparam_baselines_get_a_config_check_verdict_never_reproduced(tmp_path):
+    from milestones.harness import baselines, compare, worker
+    from milestones.harness.records import SCHEMA_VERSION, Metric, RunRecord
 
-    r = cli("run", "dcgan-64", "--kind", "fidelity", "--scale", "smoke", "--device", "cpu", "--out", str(tmp_path))
-    assert r.returncode == 0, r.stderr
-    recs = store.load_records(tmp_path)
-    assert "configuration check" in recs[0].metrics["hparam.lr"].note
-    rows = [x for x in compare.compare_with_paper(recs, baselines.load(suites=["dcgan"]))
+    case = Case("dcgan", "dcgan-64", "fidelity", "smoke", "cpu", "float32", None)
+    out = worker.run_spec({"case": dataclasses.asdict(case), "seed": 0, "workdir": str(tmp_path)})
+    assert out["status"] == "ok" and "configuration check" in out["metrics"]["hparam.lr"]["note"]
+    rec = RunRecord(SCHEMA_VERSION, "r", "r/x", "", "", 0.0, case, {}, "1", {}, "ok", None,
+                    {k: Metric.from_dict(k, m) for k, m in out["metrics"].items()})
+    rows = [x for x in compare.compare_with_paper([rec], baselines.load(suites=["dcgan"]))
             if x.baseline.metric.startswith("hparam.")]
     assert rows and all(x.verdict == compare.CONFIG_CHECK for x in rows)
     assert "not a reproduction" in rows[0].reason
-
-
-# ------------------------------------------------------------------------------- one weird trick table
-def test_owt_table_row_trains_the_hybrid_net_and_needs_its_gpu_count(tmp_path):
-    from milestones.suites import parallel as P
-
-    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=2, val_per_class=2)
-    small = P.ParallelConfig(image_size=64, convs=(8, 16, 16, 16, 16), fc=32)
-    cfg = P.OWTTableConfig(gpus=1, steps=2, workers=0, crop=64, resize=70, model=small)
-    out = P.owt_table_quality(cfg, ctx_for("parallel", "parallel-owt-1gpu", 2, {"imagenet": root}, tmp_path / "k"))
-    assert 0 <= out.metrics["top1_error"].value <= 100 and out.metrics["train_hours"].value > 0
-    assert out.info["lr"] == pytest.approx(0.01) and out.info["global_batch"] == 2
-    assert P.owt_lr(cfg, 4) == pytest.approx(0.02) and P.owt_lr(dataclasses.replace(cfg, lr_rule="linear"), 4) == 0.04
-    with pytest.raises(SkipCase, match="needs 2 rank.*--nproc 2"):
-        P.owt_table_quality(dataclasses.replace(cfg, gpus=2), ctx_for("parallel", "x", 2, {"imagenet": root}))
