@@ -62,3 +62,9 @@ def report(session: nox.Session) -> None:
     """The self-contained HTML report of a results folder (default results/)."""
     src = session.posargs[0] if session.posargs else "results"
     session.run("python", "-m", "milestones.harness", "report", src, "--out", os.path.join(src, "report.html"))
+
+
+@nox.session(python=False)
+def gpu(session: nox.Session) -> None:
+    """The GPU acceptance check (scripts/gpu_check.sh): needs one NVIDIA GPU; PASS/FAIL summary at the end."""
+    session.run("bash", "scripts/gpu_check.sh", *(session.posargs or ["results/gpu-check"]))

@@ -294,7 +294,7 @@ class PaperRow:
     baseline: Baseline
     config: str
     scale: str
-    verdict: str          # reproduced | not reproduced | not comparable | not measured
+    verdict: str          # reproduced | not reproduced | not comparable | not measured | config check
     reason: str
     ours: float | None = None
     ours_std: float | None = None
@@ -311,6 +311,15 @@ class PaperRow:
                 "ours": self.ours, "ours_std": self.ours_std, "n": self.n, "delta": self.delta,
                 "verdict": self.verdict, "reason": self.reason, "confirmed": b.confirmed,
                 "citation": b.citation, "protocol": b.protocol, "dataset": b.dataset, "split": b.split}
+
+
+CONFIG_CHECK = "config check"
+CONFIG_ECHO_PREFIXES = ("hparam.",)
+
+
+def is_config_echo(metric: str) -> bool:
+    """Metrics that only repeat a config value (hparam.*): comparing them with a paper checks a setting."""
+    return metric.startswith(CONFIG_ECHO_PREFIXES)
 
 
 def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
@@ -338,6 +347,12 @@ def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
         return PaperRow(verdict="not comparable", reason=f"unit {m.unit} vs paper {b.unit}", **base)
     delta = ours - b.value
     rel = f" ({delta / b.value:+.1%})" if b.value else ""
+    if is_config_echo(b.metric):  # the record repeats a setting: agreement is a config check, not a result
+        same = abs(delta) <= b.tolerance_abs * (1 + 1e-12)
+        return PaperRow(verdict=CONFIG_CHECK, reason=("the setting matches the paper's" if same else
+                                                      f"the setting differs from the paper's by {delta:+.4g} {b.unit}")
+                        + "; the metric echoes the config, so this is a configuration check, not a reproduction",
+                        delta=delta, **base)
     if abs(delta) <= b.tolerance_abs * (1 + 1e-12):
         return PaperRow(verdict="reproduced", reason=f"within tolerance {_tol(b)}", delta=delta, **base)
     better = (delta > 0) == b.higher_is_better

@@ -41,6 +41,7 @@ class CaseContext:
     # a long training run instead of starting it again. None in tests that run a kind directly.
     checkpoint_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    requested_device: str = "auto"  # --device as given: "cpu" means the user forced the CPU
 
     @classmethod
     def for_case(cls, case: Case, **kw: Any) -> CaseContext:

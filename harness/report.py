@@ -155,7 +155,7 @@ def to_json(obj: Any) -> str:
 # HTML / Markdown report document is built in milestones.harness.html from the same row helpers.
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "unchanged": "white", "inconclusive": "yellow",
                  "not comparable": "magenta", "reproduced": "green", "not reproduced": "red",
-                 "not measured": "yellow"}
+                 "not measured": "yellow", "config check": "cyan"}
 
 
 def baseline_dict(b) -> dict[str, Any]:
@@ -356,3 +356,69 @@ def history_cells(h) -> list[list[str]]:
 def print_history(hs, file=None) -> None:
     rows = [c for h in hs for c in history_cells(h)]
     print_table(f"Step changes ({len(rows)} in {len(hs)} series)", HISTORY_COLUMNS, rows, file)
+
+
+# ------------------------------------------------------------------------- paper appendix (issue 14)
+def appendix_command(case: Any, info: dict[str, Any], options: dict[str, Any] | None) -> str:
+    """The `milestones run` command that reproduces a record (from its case and its run's options)."""
+    parts = ["milestones", "run", case.config, "--scale", case.scale, "--kind", case.kind, "--device", case.device,
+             "--dtype", case.dtype]
+    if case.batch_size is not None:
+        parts += ["--batch-size", str(case.batch_size)]
+    seeds = info.get("seeds")
+    if isinstance(seeds, list) and seeds:
+        parts += ["--seeds", ",".join(str(s) for s in seeds)]
+    opts = options or {}
+    for k, v in sorted((opts.get("data") or {}).items()):
+        parts += ["--data", f"{k}={v}"]
+    for k, v in sorted((opts.get("options") or {}).items()):
+        parts += ["--option", f"{k}={v}"]
+    return " ".join(parts)
+
+
+def appendix_env(env: dict[str, Any]) -> str:
+    nv = env.get("nvidia") or {}
+    dev = env.get("gpu") or env.get("cpu_model") or "unknown device"
+    bits = [dev, f"driver {nv['driver']}" if nv.get("driver") else None,
+            f"torch {env.get('torch_full') or env.get('torch')}", f"CUDA {env['cuda']}" if env.get("cuda") else None,
+            f"cuDNN {env['cudnn']}" if env.get("cudnn") else None, f"Python {env.get('python')}", env.get("os"),
+            f"commit {(env.get('git') or {}).get('commit', '')[:10]}" if (env.get("git") or {}).get("commit") else None,
+            f"machine {env.get('machine_id')}"]
+    return ", ".join(b for b in bits if b)
+
+
+def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -> str:
+    """A reproduction appendix: per paper, each figure with the paper's value, ours (mean ± std over seeds),
+    the verdict and its tolerance, the paper's claims as decided per seed, the command and the environment.
+    `items`: (PaperRow, its RunRecord, its run's manifest options or None)."""
+    out: list[str] = []
+    by_paper: dict[str, list] = {}
+    for it in items:
+        by_paper.setdefault(it[0].baseline.paper.citation, []).append(it)
+    for citation, rows in by_paper.items():
+        out.append(f"## {md_escape(citation)}\n")
+        cols = ["figure", "paper", "ours (mean ± std, n)", "verdict", "why"]
+        cells = []
+        for r, _, _ in rows:
+            b = r.baseline
+            ours = "not measured" if r.ours is None else (
+                f"{r.ours:.4g}" + (f" ± {r.ours_std:.2g}" if r.ours_std is not None else "") + f" {b.unit} (n={r.n})")
+            cells.append([f"{b.source}: {b.metric} ({b.dataset} {b.split}; {r.config})",
+                          fmt_pm(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason])
+        out.append(md_table(cols, cells) + "\n")
+        seen: set[str] = set()
+        for _, rec, opts in rows:
+            if rec.record_id in seen:
+                continue
+            seen.add(rec.record_id)
+            out.append(f"**{md_escape(rec.case.config)}** ({rec.case.scale}, {rec.status})  ")
+            for c in rec.info.get("claims") or []:
+                held = c.get("held")
+                verdict = "not decided" if held is None else f"held in {sum(held)} of {len(held)} seed(s)"
+                out.append(f"- {md_escape(c.get('source'))}: \"{md_escape(c.get('statement'))}\" — rule: "
+                           f"{md_escape(c.get('rule'))}; {verdict}")
+            if rec.info.get("overrides"):
+                out.append(f"- shortened on purpose: {md_escape(rec.info['overrides'])}")
+            out.append(f"- command: `{appendix_command(rec.case, rec.info, opts)}`")
+            out.append(f"- environment: {md_escape(appendix_env(rec.env))}\n")
+    return "\n".join(out) if out else "No record matches a paper baseline.\n"

@@ -83,7 +83,8 @@ def plan_specs(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) ->
                     case=case, batch_size_source=source, seed=opts.seed, seeds=opts.seeds,
                     repeat_index=r, threads=opts.threads, deterministic=opts.deterministic, profile=opts.profile,
                     peak_tflops=opts.peak_tflops, timing=None, data=opts.data, options=opts.options,
-                    timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args))
+                    timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args,
+                    requested_device=opts.device.split(":")[0]))
     return specs
 
 

@@ -7,6 +7,7 @@ process dies without writing, the parent records the crash.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import sys
@@ -88,7 +89,7 @@ def context_for(spec: Any, params: Any) -> Any:
     kw: dict[str, Any] = {"profile": spec.profile, "peak_tflops": spec.peak_tflops, "seed": spec.seed,
                           "seeds": spec.seeds, "deterministic": spec.deterministic, "data": dict(spec.data),
                           "options": dict(spec.options), "workdir": spec.workdir,
-                          "checkpoint_dir": spec.checkpoint_dir}
+                          "checkpoint_dir": spec.checkpoint_dir, "requested_device": spec.requested_device}
     if spec.timing is not None:
         kw["timing"] = spec.timing
     return CaseContext.for_case(spec.case, **kw)
@@ -138,6 +139,9 @@ def run_spec(spec: Any) -> Any:
         else:
             res = measured(fn(params, ctx), ctx)
         metrics, artifacts = dict(res.metrics), dict(res.artifacts)
+        for k, m in metrics.items():  # say in the record that an echoed setting is not a measurement
+            if k.startswith("hparam.") and not m.note:
+                metrics[k] = dataclasses.replace(m, note="echoes the config: a configuration check, not a measurement")
         info.update(res.info)
     except SkipCase as e:
         status, error = "skipped", str(e)

@@ -182,16 +182,16 @@ def make_quality(rng) -> None:
     cv = {}
     for s, e in zip((0, 1, 2), errs, strict=False):
         cv.update(curves(rng, s, e))
-    w.add(Case("resnet", "cifar-resnet110", "quality", "paper", "cuda", "float32", 128),
+    w.add(Case("resnet", "cifar-resnet110-train", "quality", "paper", "cuda", "float32", 128),
           {"test_error": Metric.from_values("test_error", "%", False, errs),
            "claim_held": Metric.from_values("claim_held", "bool", True, [1.0, 1.0, 1.0])},
           artifacts={"curves": cv})
     top1 = [24.1, 24.4, 23.9]     # 24.13 vs 22.85 +- 0.5: not reproduced
-    w.add(Case("resnet", "resnet50-paper", "quality", "paper", "cuda", "float32", 256),
+    w.add(Case("resnet", "resnet50-train", "quality", "paper", "cuda", "float32", 256),
           {"top1_error": Metric.from_values("top1_error", "%", False, top1),
            "top5_error": Metric.missing("top5_error", "%", False, "top-5 not evaluated in this run")})
     # Proxy scale: never compared with the paper figure.
-    w.add(Case("resnet", "cifar-resnet110", "quality", "proxy", "cuda", "float32", 128),
+    w.add(Case("resnet", "cifar-resnet110-train", "quality", "proxy", "cuda", "float32", 128),
           {"test_error": Metric.from_values("test_error", "%", False, [18.2, 17.9, 18.6])},
           artifacts={"curves": curves(rng, 0, 18.2)})
     w.add(Case("resnet", "resnet50", "fidelity", "paper", "cpu", "float32", None),
@@ -200,7 +200,7 @@ def make_quality(rng) -> None:
     w.close()
     # The same quality case, other seeds and a regression (error up by ~1.5 points), for Welch's test.
     w = Writer(OUT / "quality_new", "20260305T000000Z-quality", env(A100, commit="3" * 40), T0 + dt.timedelta(days=4))
-    w.add(Case("resnet", "cifar-resnet110", "quality", "paper", "cuda", "float32", 128),
+    w.add(Case("resnet", "cifar-resnet110-train", "quality", "paper", "cuda", "float32", 128),
           {"test_error": Metric.from_values("test_error", "%", False, [8.1, 8.3, 7.9]),
            "claim_held": Metric.from_values("claim_held", "bool", True, [1.0, 1.0, 1.0])},
           artifacts={"curves": curves(rng, 0, 8.1)})

@@ -439,3 +439,217 @@ def _loss_at(curve: dict[str, list[float]], step: int) -> float:
         if s >= step:
             return v
     return curve["loss"][-1]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ---- paper scale (issue 14): Sec. 6.1-6.3 on MNIST and CIFAR-10 (Figs. 1-3), with the compared optimizers
+# ---------------------------------------------------------------------------------------------------------
+from milestones.harness.suite_api import Metrics, Params, curve  # noqa: E402
+from milestones.suites import _paper  # noqa: E402
+
+
+class PaperCNN(nn.Module):
+    """Sec. 6.3, c64-c64-c128-1000: three stages of 5x5 convolution + ReLU + 3x3 max pooling with stride 2,
+    a fully connected layer of 1000 ReLUs, dropout on the input and on the fully connected layer. The
+    dropout rates are not given; 0.2 (input) and 0.5 (hidden) are the usual ones of that time."""
+
+    def __init__(self, p_in: float = 0.2, p_hidden: float = 0.5, dropout: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Dropout(p_in if dropout else 0.0)]
+        c = 3
+        for out in (64, 64, 128):
+            layers += [nn.Conv2d(c, out, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1)]
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(128 * 4 * 4, 1000), nn.ReLU(),
+                                nn.Dropout(p_hidden if dropout else 0.0), nn.Linear(1000, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+@dataclass(frozen=True)
+class AdamPaperConfig(Params):
+    """One of the paper's experiments at its scale: MNIST (784-d) or CIFAR-10 (whitened), minibatch 128,
+    each optimizer at the best learning rate of a grid (the paper: "searched over a dense grid and the
+    results are reported using the best hyper-parameter setting"; our grid is 3 points per optimizer)."""
+
+    task: str = "logreg"  # "logreg" | "mlp" | "cnn"
+    dataset: str = "mnist"
+    epochs: int = 45  # Fig. 1 and Fig. 3 plot 45 epochs (Fig. 2 ~ 200 iterations x 10^2; 45 used throughout)
+    beta1: float = PAPER_DEFAULTS["beta1"]
+    beta2: float = PAPER_DEFAULTS["beta2"]
+    eps: float = PAPER_DEFAULTS["eps"]
+    l2: float = 1e-4  # logistic regression's L2 weight: not given in Sec. 6.1
+    hidden: int = 1000
+    dropout: bool = True
+    lr_grid: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    record_every: int = 0  # steps between full training-cost evaluations (0: once per epoch)
+    cost_subset: int = 10_000  # the training cost is measured on this many fixed training images
+    steps: int = 0  # 0 = epochs x iterations per epoch
+    n_train: int = 0
+    ckpt_every: int = 1000
+    # "comparable": Adam's final training cost at most this much (relative) above the best other's
+    comparable_within: float = 0.10
+
+
+_GRID = {"adam": (1e-4, 3e-4, 1e-3), "sgd_nesterov": (0.01, 0.05, 0.1), "adagrad": (0.003, 0.01, 0.03),
+         "rmsprop": (1e-4, 3e-4, 1e-3), "adadelta": (0.3, 1.0, 3.0)}
+
+
+def _paper_opt(name: str, params, lr: float, cfg: AdamPaperConfig) -> torch.optim.Optimizer:
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, rho=0.95, eps=1e-6)
+    return make_optimizer(name, params, lr, cfg)
+
+
+def _paper_model(cfg: AdamPaperConfig) -> nn.Module:
+    if cfg.task == "logreg":
+        return LogReg(784, 10)
+    if cfg.task == "mlp":
+        return DropoutMLP(784, cfg.hidden, 10, 0.5 if cfg.dropout else 0.0)
+    return PaperCNN(dropout=cfg.dropout)
+
+
+def zca_whiten(x: torch.Tensor, ref: torch.Tensor, eps: float = 0.1) -> torch.Tensor:
+    """Sec. 6.3 "whitened" input: ZCA whitening with the training set's statistics (eps regularises).
+
+    W = V (L + eps)^-1/2 V^T over the covariance's eigenvectors V; with fewer images than dimensions the
+    thin SVD gives the same W (eps^-1/2 on the directions the images do not span)."""
+    flat = ref.reshape(len(ref), -1).double()
+    mu = flat.mean(0, keepdim=True)
+    c = flat - mu
+    xc = x.reshape(len(x), -1).double() - mu
+    if len(c) >= c.shape[1]:
+        lam, v = torch.linalg.eigh(c.T @ c / len(c))
+    else:
+        _, sv, vt = torch.linalg.svd(c, full_matrices=False)
+        lam, v = sv ** 2 / len(c), vt.T
+    proj = xc @ v
+    out = proj / torch.sqrt(lam.clamp_min(0) + eps) @ v.T + (xc - proj @ v.T) / math.sqrt(eps)
+    return out.float().reshape(x.shape)
+
+
+def _adam_data(cfg: AdamPaperConfig, ctx: CaseContext) -> tuple[torch.Tensor, torch.Tensor]:
+    from milestones.suites._vision_data import data_path, load_cifar10, load_mnist
+
+    if cfg.dataset == "mnist":
+        xtr, ytr, _, _ = load_mnist(data_path(ctx, "mnist", needed_for="the MNIST IDX files"))
+        x = xtr.float().reshape(len(xtr), -1) / 255.0
+    else:
+        xtr, ytr, _, _ = load_cifar10(data_path(ctx, "cifar10", needed_for="the CIFAR-10 python batches"))
+        x = xtr.float() / 255.0
+    if cfg.n_train:
+        x, ytr = x[:cfg.n_train], ytr[:cfg.n_train]
+    if cfg.dataset != "mnist":
+        x = zca_whiten(x, x)
+    return x, ytr
+
+
+def adam_paper_run(cfg: AdamPaperConfig, ctx: CaseContext, opt_name: str, lr: float, seed: int,
+                   data: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    x, y = data
+    dev, b = ctx.torch_device, ctx.batch_size
+    per_epoch = max(1, len(x) // b)
+    steps = cfg.steps or cfg.epochs * per_epoch
+    torch.manual_seed(seed)
+    model = _paper_model(cfg).to(dev)
+    opt = _paper_opt(opt_name, model.parameters(), lr, cfg)
+    sub = torch.arange(min(len(x), cfg.cost_subset))
+
+    def cost() -> torch.Tensor:
+        loss = F.cross_entropy(model(x[sub].to(dev)), y[sub].to(dev))
+        if cfg.task == "logreg":
+            loss = loss + cfg.l2 * model.fc.weight.pow(2).sum()
+        return loss
+
+    def step_fn(step: int) -> float:
+        idx = _paper.batch_indices(len(x), b, seed, step)
+        loss = F.cross_entropy(model(x[idx].to(dev)), y[idx].to(dev))
+        if cfg.task == "logreg":
+            loss = loss + cfg.l2 * model.fc.weight.pow(2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    # Sec. 6.1: the logistic regression uses alpha_t = alpha / sqrt(t) for every optimizer.
+    lr_fn = (lambda s: lr / math.sqrt(s)) if cfg.task == "logreg" else None
+    tag = f"{cfg.task}.{opt_name}.lr{lr:g}"
+    ckpt = _paper.Checkpoint(ctx, f"{ctx.case.config}-{opt_name}-lr{lr:g}-seed{seed}",
+                             _paper.config_fingerprint(cfg, opt=opt_name, lr=lr, seed=seed, batch=b),
+                             f"{tag} seed {seed}")
+    res = _paper.train(ctx, ckpt, modules={"model": model}, optimizers={"opt": opt}, steps=steps, step_fn=step_fn,
+                       lr_fn=lr_fn, eval_fn=lambda s: {"train_cost": float(cost())},
+                       eval_every=cfg.record_every or per_epoch, ckpt_every=cfg.ckpt_every, tag=tag)
+    return {"final": res.evals[-1]["train_cost"], "steps": [e["step"] for e in res.evals],
+            "cost": [e["train_cost"] for e in res.evals], "resumed_from": res.resumed_from}
+
+
+PAPER_OPTIMIZERS = {"logreg": ("adam", "sgd_nesterov", "adagrad"),
+                    "mlp": ("adam", "sgd_nesterov", "adagrad", "rmsprop", "adadelta"),
+                    "cnn": ("adam", "sgd_nesterov", "adagrad")}
+ADAM_CLAIMS = {  # paraphrases of Sec. 6 (the paper's figures carry no numbers)
+    "logreg": ("adam-6.1-logreg", "(paraphrase) on MNIST logistic regression Adam converges as fast as SGD with "
+               "Nesterov momentum and faster than AdaGrad", "Kingma & Ba 2014, Sec. 6.1, Fig. 1 (left)"),
+    "mlp": ("adam-6.2-mlp", "(paraphrase) on the MNIST multilayer net with dropout Adam converges faster than "
+            "the other first-order methods", "Kingma & Ba 2014, Sec. 6.2, Fig. 2 (left)"),
+    "cnn": ("adam-6.3-cnn", "(paraphrase) on the CIFAR-10 CNN Adam and SGD with Nesterov momentum converge "
+            "faster than AdaGrad", "Kingma & Ba 2014, Sec. 6.3, Fig. 3"),
+}
+
+
+@SUITE.kind("quality", params=AdamPaperConfig)
+@_paper.paper_case
+def adam_paper_quality(cfg: AdamPaperConfig, ctx: CaseContext) -> CaseOutput:
+    cfg, over = _paper.apply_overrides(cfg, ctx)
+    _paper.require_paper_device(ctx, f"the paper's {cfg.task} experiment ({cfg.epochs} epochs per optimizer and lr)")
+    data = _adam_data(cfg, ctx)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
+    grid = dict(cfg.lr_grid) if cfg.lr_grid else {k: _GRID[k] for k in PAPER_OPTIMIZERS[cfg.task]}
+    final: dict[str, list[float]] = {}
+    chosen: dict[str, float] = {}
+    curves: dict = {}
+    for name, lrs in grid.items():
+        first = {lr: adam_paper_run(cfg, ctx, name, lr, seeds[0], data) for lr in lrs}
+        lr = min(lrs, key=lambda k: first[k]["final"] if math.isfinite(first[k]["final"]) else math.inf)
+        chosen[name] = lr
+        runs = [first[lr]] + [adam_paper_run(cfg, ctx, name, lr, s, data) for s in seeds[1:]]
+        final[name] = [r["final"] for r in runs]
+        for s, r in zip(seeds, runs):
+            curves[f"{cfg.task}.{name}.seed{s}"] = curve(f"{cfg.task}.{name}", s, r["steps"], train_cost=r["cost"])
+    for i, s in enumerate(seeds):
+        ctx.seed_done(s, {f"{cfg.task}.{k}.final_loss": v[i] for k, v in final.items()})
+    m = Metrics()
+    for name, v in final.items():
+        m.add(f"{cfg.task}.{name}.final_loss", "nats", v, note=f"training cost at the end, lr={chosen[name]}")
+    mean = {k: sum(v) / len(v) for k, v in final.items()}
+    if cfg.task == "logreg" or cfg.task == "cnn":
+        held = [final["adam"][i] <= (1 + cfg.comparable_within) * final["sgd_nesterov"][i]
+                and final["adam"][i] < final["adagrad"][i] for i in range(len(seeds))]
+        if cfg.task == "cnn":
+            held = [h and final["sgd_nesterov"][i] < final["adagrad"][i] for i, h in enumerate(held)]
+        rule = (f"per seed: Adam's final training cost <= (1+{cfg.comparable_within}) x SGD-Nesterov's and "
+                "< AdaGrad's" + (" and SGD-Nesterov's < AdaGrad's" if cfg.task == "cnn" else ""))
+    else:
+        held = [final["adam"][i] <= min(v[i] for k, v in final.items() if k != "adam") for i in range(len(seeds))]
+        rule = "per seed: Adam's final training cost is the lowest of the compared optimizers"
+    cid, statement, source = ADAM_CLAIMS[cfg.task]
+    m.add("claim_held", "bool", [float(h) for h in held], note=rule)
+    m.single("adam_vs_best_other_ratio", "ratio", mean["adam"] / min(v for k, v in mean.items() if k != "adam"),
+             higher_is_better=False)
+    info = {"seeds": list(seeds), "chosen_lr": chosen, "grid": {k: list(v) for k, v in grid.items()},
+            "train_images": len(data[0]), "batch": ctx.batch_size, "overrides": over,
+            "claims": [_paper.claim(cid, statement, source, rule, held, seeds, ctx.case.scale)],
+            "deviations": ["Sec. 6.2's SFO comparison is not run (no torch implementation)"] if cfg.task == "mlp" else []}
+    return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
+
+
+_ADAM_PAPER = dict(batch_size=128, cpu_batch_size=None)
+SUITE.config("adam-mnist-logreg", AdamPaperConfig("logreg", **_ADAM_PAPER), scales=("paper",), kinds=("quality",),
+             description="Sec. 6.1 / Fig. 1: logistic regression on MNIST, Adam vs SGD-Nesterov vs AdaGrad; --data mnist=DIR")
+SUITE.config("adam-mnist-mlp", AdamPaperConfig("mlp", **_ADAM_PAPER), scales=("paper",), kinds=("quality",),
+             description="Sec. 6.2 / Fig. 2: 2x1000 ReLU MLP with dropout on MNIST, five optimizers; --data mnist=DIR")
+SUITE.config("adam-cifar10-cnn", AdamPaperConfig("cnn", "cifar10", **_ADAM_PAPER), scales=("paper",),
+             kinds=("quality",),
+             description="Sec. 6.3 / Fig. 3: c64-c64-c128-1000 CNN on whitened CIFAR-10; --data cifar10=DIR")

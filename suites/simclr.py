@@ -469,3 +469,267 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
                             "probe": "logistic regression on standardised frozen encoder features (no head)",
                             "claim": "SimCLR linear eval > random-encoder linear eval, and within the band of "
                                      "supervised", "claims": claims})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# ---- paper scale (issue 14): linear evaluation (Table 6), semi-supervised (Table 7), CIFAR-10 transfer
+# ---------------------------------------------------------------------------------------------------------
+from milestones.harness.distributed import data_parallel  # noqa: E402
+from milestones.harness.errors import UsageError  # noqa: E402
+from milestones.harness.suite_api import Params  # noqa: E402
+from milestones.suites import _paper  # noqa: E402
+from milestones.suites.resnet import Bottleneck  # noqa: E402
+
+
+class WideResNet50(nn.Module):
+    """ResNet-50 with every layer's width x k (SimCLR's 1x/2x/4x: 24M/94M/375M parameters), torchvision's
+    parameter names (conv1, bn1, layer1..4, fc), stride on the 3x3 convolution as the released models."""
+
+    def __init__(self, k: float = 1, num_classes: int = 1000) -> None:
+        super().__init__()
+        w = int(64 * k)  # a fractional k only for tests
+        self.conv1, self.bn1 = nn.Conv2d(3, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin, stages = w, []
+        for i, n in enumerate((3, 4, 6, 3)):
+            planes = w * 2 ** i
+            blocks = []
+            for j in range(n):
+                blocks.append(Bottleneck(cin, planes, 2 if (j == 0 and i > 0) else 1, "B", True, v15=True))
+                cin = planes * 4
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.dim = cin
+        self.fc = nn.Linear(cin, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+@dataclass(frozen=True)
+class SimCLREvalConfig(Params):
+    """A pretrained SimCLR ResNet-50 (width k) encoder, given as a torchvision-format state dict
+    (`--data simclr-r50-{k}x=FILE`, or `--data weights=FILE`; e.g. the released checkpoints converted),
+    evaluated as the paper does. Pretraining itself (batch 4096, 100-1000 epochs on TPUs) is not run here.
+
+    task "linear": a linear classifier on the frozen encoder, random resized crops and flips, SGD with
+    Nesterov momentum, `epochs`, centre-crop test on ImageNet val (Table 6).
+    task "semi": fine-tune the whole network on a class-balanced `label_fraction` of the ImageNet training
+    images (Table 7). Deviation: a seeded class-balanced subset, not the paper's released subset lists.
+    task "transfer": CIFAR-10 images resized to 224, frozen features, L2-regularised multinomial logistic
+    regression (L-BFGS), the L2 weight chosen on 5,000 held-out training images (the transfer protocol).
+    Hyperparameters are our reading of the paper's appendix; check them against Appendix B before relying
+    on a verdict."""
+
+    task: str = "linear"
+    width: float = 1
+    label_fraction: float = 0.0
+    epochs: int = 90
+    lr: float = 0.1  # x batch / 256
+    momentum: float = 0.9
+    weight_decay: float = 0.0  # linear eval: no regularisation; fine-tuning: none either
+    l2_grid: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    cifar_valid: int = 5_000
+    resize: int = 256
+    crop: int = 224
+    workers: int = 8
+    ckpt_every: int = 2000
+    steps: int = 0
+    n_train: int = 0
+    n_test: int = 0
+
+
+def _simclr_encoder(cfg: SimCLREvalConfig, ctx: CaseContext) -> WideResNet50:
+    from milestones.suites._vision_data import data_path, load_state_dict_file
+
+    key = f"simclr-r50-{cfg.width}x"
+    path = data_path(ctx, key if ctx.data.get(key) else "weights", kind="file",
+                     needed_for=f"the SimCLR ResNet-50 ({cfg.width}x) encoder as a torchvision-format state dict, "
+                                f"--data {key}=FILE")
+    net = WideResNet50(cfg.width)
+    load_state_dict_file(net, path)
+    return net
+
+
+def _class_balanced(samples, fraction: float, seed: int):
+    by: dict[int, list] = {}
+    for s in samples:
+        by.setdefault(s[1], []).append(s)
+    g = torch.Generator().manual_seed(seed + 31337)
+    out = []
+    for c in sorted(by):
+        items = by[c]
+        k = max(1, round(fraction * len(items)))
+        out += [items[int(i)] for i in torch.randperm(len(items), generator=g)[:k]]
+    return out
+
+
+def _imagenet_finetune(cfg: SimCLREvalConfig, ctx: CaseContext, net: WideResNet50, seed: int) -> tuple[dict, object]:
+    """Linear eval (frozen encoder) or semi-supervised fine-tuning: train, then the centre-crop val accuracy."""
+    from milestones.suites._vision_data import evaluate
+
+    train_s, val_s, classes = _paper.imagenet_splits(ctx)
+    if cfg.task == "semi":
+        train_s = _class_balanced(train_s, cfg.label_fraction, seed)
+    if cfg.n_train:
+        train_s = train_s[:cfg.n_train]
+    if cfg.n_test:
+        val_s = val_s[:cfg.n_test]
+    dev, b = ctx.torch_device, ctx.batch_size
+    net.fc = nn.Linear(net.dim, len(classes))
+    nn.init.zeros_(net.fc.weight)
+    nn.init.zeros_(net.fc.bias)
+    net = net.to(dev)
+    frozen = cfg.task == "linear"
+    for p in net.parameters():
+        p.requires_grad_(not frozen)
+    for p in net.fc.parameters():
+        p.requires_grad_(True)
+    model = data_parallel(net)
+    params = net.fc.parameters() if frozen else net.parameters()
+    opt = torch.optim.SGD(params, lr=cfg.lr * b / 256, momentum=cfg.momentum, nesterov=True,
+                          weight_decay=cfg.weight_decay)
+    per_epoch = max(1, len(train_s) // b)
+    steps = cfg.steps or cfg.epochs * per_epoch
+    sched = lambda s: cfg.lr * b / 256 * 0.5 * (1 + math.cos(math.pi * (s - 1) / steps))  # noqa: E731  cosine decay
+    batches = _paper.ImageNetBatches(train_s, "inception", cfg.crop, b, seed, cfg.workers)
+
+    def step_fn(step: int) -> float:
+        x, y = batches.at(step)
+        if frozen:
+            net.eval()  # frozen encoder: batch-norm statistics stay those of pretraining
+        loss = F.cross_entropy(model(x.to(dev, non_blocking=True)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    tag = f"simclr-r50-{cfg.width}x {cfg.task}"
+    ckpt = _paper.Checkpoint(ctx, f"{ctx.case.config}-seed{seed}",
+                             _paper.config_fingerprint(cfg, seed=seed, batch=b, classes=len(classes)), tag)
+    res = _paper.train(ctx, ckpt, modules={"model": net}, optimizers={"sgd": opt}, steps=steps, step_fn=step_fn,
+                       lr_fn=sched, ckpt_every=cfg.ckpt_every, tag=tag)
+    r = evaluate(model, val_s, _paper.sized_protocol("center", cfg.resize, cfg.crop), dev,
+                 batch_size=min(b, 256), num_workers=cfg.workers)
+    return {"top1": r["top1_accuracy"] / 100, "top5": r["top5_accuracy"] / 100, "n": r["n"],
+            "train_images": len(train_s)}, res
+
+
+def _logreg_lbfgs(f: torch.Tensor, y: torch.Tensor, l2: float, n_classes: int, iters: int = 300) -> nn.Linear:
+    lin = nn.Linear(f.shape[1], n_classes).to(f.device)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(f), y) + l2 * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return lin
+
+
+def _cifar_transfer(cfg: SimCLREvalConfig, ctx: CaseContext, net: WideResNet50) -> dict:
+    from milestones.suites._vision_data import IMAGENET_MEAN, IMAGENET_STD, data_path, load_cifar10
+
+    xtr, ytr, xte, yte = load_cifar10(data_path(ctx, "cifar10", needed_for="the CIFAR-10 python batches"))
+    if cfg.n_train:
+        xtr, ytr = xtr[:cfg.n_train], ytr[:cfg.n_train]
+    if cfg.n_test:
+        xte, yte = xte[:cfg.n_test], yte[:cfg.n_test]
+    dev = ctx.torch_device
+    net = net.to(dev).eval()
+    mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def feats(x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, len(x), 256):
+            xb = F.interpolate(x[i:i + 256].float() / 255, size=(cfg.crop, cfg.crop), mode="bicubic",
+                               align_corners=False)
+            out.append(net.features(((xb - mean) / std).to(dev)).float())
+        return torch.cat(out)
+
+    f_all, f_test = feats(xtr), feats(xte)
+    keep, val = _paper.split_validation(len(xtr), min(cfg.cifar_valid, len(xtr) // 5))
+    ytr_d, yte_d = ytr.to(dev), yte.to(dev)
+    by = {}
+    for l2 in cfg.l2_grid:
+        lin = _logreg_lbfgs(f_all[keep.to(dev)], ytr_d[keep.to(dev)], l2, 10)
+        with torch.no_grad():
+            by[l2] = float((lin(f_all[val.to(dev)]).argmax(1) == ytr_d[val.to(dev)]).float().mean())
+    best = max(by, key=lambda k: by[k])
+    lin = _logreg_lbfgs(f_all, ytr_d, best, 10)
+    with torch.no_grad():
+        acc = float((lin(f_test).argmax(1) == yte_d).float().mean())
+    return {"accuracy": acc, "l2": best, "by_l2": by, "n": len(yte)}
+
+
+SIMCLR_PAPER = {("linear", 1): 69.3, ("linear", 2): 74.2, ("linear", 4): 76.5, ("semi", 0.01): 48.3,
+                ("semi", 0.1): 65.6, ("transfer", 4): 95.3}
+
+
+@SUITE.kind("quality", params=SimCLREvalConfig)
+@_paper.paper_case
+def simclr_eval_quality(cfg: SimCLREvalConfig, ctx: CaseContext) -> CaseOutput:
+    cfg, over = _paper.apply_overrides(cfg, ctx)
+    if cfg.task not in ("linear", "semi", "transfer"):
+        raise UsageError(f"unknown SimCLR evaluation task {cfg.task!r}")
+    _paper.require_paper_device(ctx, f"SimCLR {cfg.task} evaluation of ResNet-50 ({cfg.width}x)")
+    seeds = ctx.quality_seeds(cfg.n_seeds)
+    m = Metrics()
+    accs, info_extra, curves = [], {}, {}
+    for seed in seeds:
+        net = _simclr_encoder(cfg, ctx)
+        if cfg.task == "transfer":
+            r = _cifar_transfer(cfg, ctx, net)
+            accs.append(r["accuracy"])
+            info_extra = {"chosen_l2": r["l2"], "valid_by_l2": r["by_l2"], "test_images": r["n"]}
+        else:
+            r, res = _imagenet_finetune(cfg, ctx, net, seed)
+            accs.append(r["top1"])
+            info_extra = {"top5_accuracy": r["top5"], "val_images": r["n"], "train_images": r["train_images"],
+                          "resumed_from": res.resumed_from}
+            curves[f"{cfg.task}.seed{seed}"] = curve(cfg.task, seed, res.loss_steps, loss=res.losses)
+        ctx.seed_done(seed, {"accuracy": accs[-1]}, {"accuracy": "fraction"})
+    if cfg.task == "linear":
+        name, what = "linear_eval_accuracy", "top-1, linear classifier on the frozen encoder, ImageNet val"
+    elif cfg.task == "semi":
+        name = f"semi_supervised_{round(cfg.label_fraction * 100)}pct_accuracy"
+        what = f"top-1 after fine-tuning on {cfg.label_fraction:.0%} of the labels, ImageNet val"
+    else:
+        name, what = "cifar10_linear_transfer_accuracy", "CIFAR-10 test, logistic regression on frozen features"
+    m.add(name, "fraction", accs, note=what)
+    key = (cfg.task, cfg.label_fraction if cfg.task == "semi" else cfg.width)
+    claims = []
+    if key in SIMCLR_PAPER and (cfg.task != "semi" or cfg.width == 1):
+        p = SIMCLR_PAPER[key]
+        src = {"linear": "Chen et al. 2020, Table 6", "semi": "Chen et al. 2020, Table 7",
+               "transfer": "Chen et al. 2020, Table 8 (unconfirmed transcription)"}[cfg.task]
+        claims.append(_paper.claim(f"simclr-{cfg.task}-{key[1]}", f"ResNet-50 ({cfg.width}x): {p}% top-1 ({cfg.task})",
+                                   src, f"accuracy >= {p} - 1.0 points", [100 * a >= p - 1.0 for a in accs], seeds,
+                                   ctx.case.scale))
+    info = {"seeds": list(seeds), "task": cfg.task, "width": cfg.width, "overrides": over, "claims": claims,
+            "batch": ctx.batch_size, **info_extra,
+            "scope": "evaluation of given pretrained weights; SimCLR pretraining is not run at paper scale"}
+    return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
+
+
+_SE = dict(batch_size=4096, cpu_batch_size=None)
+for _k in (1, 2, 4):
+    SUITE.config(f"simclr-r50-{_k}x-linear", SimCLREvalConfig("linear", _k, **_SE), scales=("paper",),
+                 kinds=("quality",), description=f"Table 6: linear evaluation of a SimCLR ResNet-50 ({_k}x) on "
+                 f"ImageNet; --data imagenet=ROOT --data simclr-r50-{_k}x=FILE")
+for _f, _ep in ((0.01, 60), (0.1, 30)):
+    SUITE.config(f"simclr-r50-1x-semi-{round(_f * 100)}pct",
+                 SimCLREvalConfig("semi", 1, _f, epochs=_ep, lr=0.05, batch_size=1024, cpu_batch_size=None),
+                 scales=("paper",), kinds=("quality",),
+                 description=f"Table 7: fine-tune SimCLR ResNet-50 (1x) on {_f:.0%} of ImageNet labels")
+SUITE.config("simclr-r50-4x-cifar10-transfer", SimCLREvalConfig("transfer", 4, batch_size=256, cpu_batch_size=None),
+             scales=("paper",), kinds=("quality",),
+             description="Table 8: CIFAR-10 linear transfer of SimCLR ResNet-50 (4x); --data cifar10=DIR")

@@ -156,9 +156,9 @@ def test_paper_verdicts_on_fixture_records():
     recs = [x.record for x in compare.load([F / "quality"])]
     rows = compare.compare_with_paper(recs, baselines.load())
     v = {(r.baseline.id, r.scale): r for r in rows}
-    ok = v[("cifar-resnet110-test-err", "paper")]
+    ok = v[("cifar-resnet110-test-err-mean", "paper")]
     assert ok.verdict == "reproduced" and ok.ours == pytest.approx(6.61) and ok.n == 3
-    proxy = v[("cifar-resnet110-test-err", "proxy")]
+    proxy = v[("cifar-resnet110-test-err-mean", "proxy")]
     assert proxy.verdict == "not comparable" and "scale proxy" in proxy.reason and proxy.delta is None
     bad = v[("resnet50-top1-err-10crop", "paper")]
     assert bad.verdict == "not reproduced" and bad.delta == pytest.approx(24.1333 - 22.85, abs=1e-3)

@@ -105,7 +105,7 @@ def test_quality_over_seeds_uses_welch():
     rows, _ = compare.compare_runs(recs("quality"), recs("quality_new"))
     r = next(r for r in rows if r.metric == "test_error")
     assert r.result.method == "welch" and r.verdict == "regressed"
-    assert next(r for r in rows if r.config == "resnet50-paper").result.reason == "case only in base"
+    assert next(r for r in rows if r.config == "resnet50-train").result.reason == "case only in base"
 
 
 # ------------------------------------------------------------------------------------------ the CLI

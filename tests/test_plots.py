@@ -55,7 +55,7 @@ def test_bad_plot_input():
     ["by", str(F / "torch"), "--by", "torch"],
     ["history", str(F / "history")],
     ["paper", str(F / "quality")],
-    ["curves", str(F / "quality"), "--config", "cifar-resnet110"],
+    ["curves", str(F / "quality"), "--config", "cifar-resnet110-train"],
     ["kernels", str(F / "regress" / "new"), "--base", str(F / "regress" / "base"), "--config", "resnet50-smoke"],
 ])
 def test_plot_command(tmp_path, capsys, args):

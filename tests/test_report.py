@@ -72,7 +72,7 @@ def test_markdown_report_writes_plots(tmp_path):
     out = tmp_path / "r.md"
     assert main(["report", str(F / "quality"), str(F / "hostile"), "--out", str(out)]) == 0
     md = out.read_text()
-    assert "## Against the paper" in md and "| resnet | cifar-resnet110 | paper | test_error |" in md
+    assert "## Against the paper" in md and "| resnet | cifar-resnet110-train | paper | test_error |" in md
     assert "&lt;script&gt;" in md and "<script>" not in md
     imgs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert imgs and all((tmp_path / i).read_bytes().startswith(b"\x89PNG") for i in imgs)

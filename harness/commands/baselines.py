@@ -1,4 +1,5 @@
-"""`milestones baselines list [SUITE]` and `milestones baselines check [--records RESULTS...]`."""
+"""`milestones baselines list [SUITE]`, `milestones baselines check [--records RESULTS...]` and
+`milestones baselines appendix RESULTS...`."""
 
 from __future__ import annotations
 
@@ -48,6 +49,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_appendix(args: argparse.Namespace) -> int:
+    """A reproduction appendix (Markdown) for the paper-baseline figures of the records under RESULTS."""
+    import json
+    from pathlib import Path
+
+    from milestones.harness import baselines, compare, report, store
+
+    recs, manifests = [], {}
+    for f in store.iter_record_files(args.results):
+        rec = store.read_record(f)
+        recs.append(rec)
+        man = Path(f).parent / store.RUN_MANIFEST
+        if man.is_file() and rec.record_id not in manifests:
+            try:
+                manifests[rec.record_id] = json.loads(man.read_text()).get("options")
+            except (OSError, ValueError):
+                manifests[rec.record_id] = None
+    by_id = {r.record_id: r for r in recs}
+    rows = compare.compare_with_paper(recs, baselines.load(args.dir, args.suites or None))
+    rows = [r for r in rows if r.scale == "paper" or args.all_scales]
+    text = report.markdown_appendix([(r, by_id[r.record_id], manifests.get(r.record_id)) for r in rows])
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
 def register(sub) -> None:
     p = sub.add_parser("baselines", help="list or validate the paper baselines (baselines/*.toml)")
     bs = p.add_subparsers(dest="baselines_command", metavar="ACTION", parser_class=type(p))
@@ -61,6 +90,15 @@ def register(sub) -> None:
     sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
     sp.add_argument("--records", nargs="+", metavar="RESULTS", help="check metric names against these records")
     sp.set_defaults(func=cmd_check)
+
+    sp = bs.add_parser("appendix", help="a reproduction appendix (Markdown): paper vs ours, verdicts, claims, "
+                       "commands, environments")
+    sp.add_argument("results", nargs="+", metavar="RESULTS", help="results folders or record files")
+    sp.add_argument("--suite", dest="suites", action="append", metavar="SUITE", help="only this suite (repeatable)")
+    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--all-scales", action="store_true", help="also list proxy/smoke records (not comparable)")
+    sp.add_argument("--out", help="write the Markdown here instead of stdout")
+    sp.set_defaults(func=cmd_appendix)
 
     def no_action(args: argparse.Namespace) -> int:
         p.print_help()

@@ -43,6 +43,8 @@ class CaseSpec:
     timeout: float = 900.0
     nproc: int = 1
     torchrun_args: tuple[str, ...] = ()
+    # What the user asked for (auto / cpu / cuda): a paper-scale case runs on a CPU only when asked to.
+    requested_device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.batch_size_source is None:
