@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones.harness.errors import RecordError, UsageError
-from milestones.harness.records import RunRecord
+from milestones.harness.records import RunRecord, failed_for_unserialisable, minimal_failed
 
 RUN_MANIFEST = "_run.json"
 
@@ -90,9 +90,35 @@ def run_dir(out: Path, machine_id: str, run_id: str) -> Path:
     return Path(out) / machine_id / run_id
 
 
-def write_record(folder: Path, record: RunRecord) -> Path:
+def serialise_record(record: RunRecord) -> tuple[RunRecord, str]:
+    """(the record as it will be stored, its JSON). Never raises for the record's content: one that
+    cannot be serialised (non-JSON keys, a cycle, an object whose str() fails...) becomes a `failed`
+    record of the same case saying why, so the case is kept and the run goes on."""
     try:
-        return atomic_write_new(folder / f"{record.case.slug}.json", record.to_json())
+        return record, record.to_json()
+    except Exception as e:  # any failure: the point is that none of them loses the case
+        fallback = failed_for_unserialisable(record, e)
+        try:
+            return fallback, fallback.to_json()
+        except Exception:  # what made it fail is inside a part kept as serialisable alone
+            last = minimal_failed(record, e)
+            return last, last.to_json()
+
+
+def save_record(folder: Path, record: RunRecord) -> tuple[RunRecord, Path]:
+    """Write a record; returns the record as written (a `failed` one when `record` could not be
+    serialised) and its path. The runner reports the returned record, not the one it built."""
+    record, text = serialise_record(record)
+    return record, _write_record_text(folder, record, text)
+
+
+def write_record(folder: Path, record: RunRecord) -> Path:
+    return save_record(folder, record)[1]
+
+
+def _write_record_text(folder: Path, record: RunRecord, text: str) -> Path:
+    try:
+        return atomic_write_new(folder / f"{record.case.slug}.json", text)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UsageError(f"results folder {folder} is full: {e.strerror}") from None
