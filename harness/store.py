@@ -13,7 +13,8 @@ import errno
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,27 @@ def read_record(path: Path) -> RunRecord:
     except (OSError, UnicodeDecodeError) as e:
         raise RecordError(f"{path}: cannot read ({e})") from None
     return RunRecord.from_json(text, source=str(path))
+
+
+def warn_skipped(message: str) -> None:
+    print(f"milestones: warning: skipped {message}", file=sys.stderr)
+
+
+def read_records(files: Iterable[Path], *, strict: bool = False,
+                 on_skip: Callable[[str], None] | None = warn_skipped) -> list[tuple[Path, RunRecord]]:
+    """(path, record) for each readable file. An unreadable one is named through `on_skip` (one line,
+    with its path and why) and skipped, so one bad file does not hide every good one; `strict`
+    raises its RecordError instead."""
+    out = []
+    for f in files:
+        try:
+            out.append((f, read_record(f)))
+        except RecordError as e:
+            if strict:
+                raise
+            if on_skip is not None:
+                on_skip(str(e))
+    return out
 
 
 def load_records(*paths: str | os.PathLike) -> list[RunRecord]:
