@@ -352,7 +352,7 @@ def failed_for_unserialisable(rec: RunRecord, err: BaseException) -> RunRecord:
             dropped.append(f"metrics[{k!r}] ({type(e).__name__})")
     if not kept["env"] and isinstance(rec.env, dict) and isinstance(rec.env.get("machine_id"), str):
         kept["env"] = {"machine_id": rec.env["machine_id"]}
-    first = (str(err).splitlines() or [""])[0][:300]
+    first = (_text(err).splitlines() or [""])[0][:300]
     info = {**kept["info"], "status_before_serialisation": rec.status, "error_before_serialisation": rec.error,
             "serialisation_dropped": dropped}
     dur = rec.duration_s if isinstance(rec.duration_s, (int, float)) and _finite_number(rec.duration_s) else 0.0
@@ -367,9 +367,19 @@ def failed_for_unserialisable(rec: RunRecord, err: BaseException) -> RunRecord:
 def minimal_failed(rec: RunRecord, err: BaseException) -> RunRecord:
     """The last resort when even `failed_for_unserialisable` cannot be written: ids, case and error only."""
     machine = rec.env.get("machine_id") if isinstance(rec.env, dict) else None
-    first = (str(err).splitlines() or [""])[0][:300]
+    first = (_text(err).splitlines() or [""])[0][:300]
     return RunRecord(
-        schema_version=SCHEMA_VERSION, run_id=str(rec.run_id), record_id=str(rec.record_id),
-        started_at=str(rec.started_at), ended_at=str(rec.ended_at), duration_s=0.0, case=rec.case, config={},
-        suite_version=str(rec.suite_version), env={"machine_id": machine} if isinstance(machine, str) else {},
-        status="failed", error=f"record could not be serialised ({type(err).__name__}: {first})", metrics={})
+        schema_version=SCHEMA_VERSION, run_id=_text(rec.run_id), record_id=_text(rec.record_id),
+        started_at=_text(rec.started_at), ended_at=_text(rec.ended_at), duration_s=0.0, case=rec.case, config={},
+        suite_version=_text(rec.suite_version), env={"machine_id": machine} if isinstance(machine, str) else {},
+        status="failed", error=f"record could not be serialised ({type(err).__name__}: {first})", metrics={},
+        info={"serialisation_dropped": ["everything but the ids, the case and this error"]})
+
+
+def _text(x: Any) -> str:
+    if isinstance(x, str):
+        return x
+    try:
+        return str(x)
+    except Exception:  # an object whose str() fails is exactly what is being recovered from
+        return f"<unprintable {type(x).__name__}>"
