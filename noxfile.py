@@ -73,7 +73,7 @@ MUTATION_TARGETS = {
     "stats": ("harness/stats.py", "tests/test_stats.py tests/test_mutation_kills.py"),
     "compare": ("harness/compare.py", "tests/test_compare.py tests/test_unreadable_records.py "
                                       "tests/test_mutation_kills.py"),
-    "store": ("harness/store.py", "tests/test_store.py tests/test_unreadable_records.py tests/test_record_safety.py "
+    "store": ("harness/store.py", "tests/test_store.py tests/test_record_safety.py tests/test_privacy.py "
                                   "tests/test_mutation_kills_store.py -k 'not a_run_with'"),
     "records": ("harness/records.py", "tests/test_store.py tests/test_record_safety.py "
                                       "tests/test_mutation_kills_store.py tests/test_measure.py::test_t_table_matches_scipy "
@@ -129,7 +129,8 @@ def mutation(session: nox.Session) -> None:
         conf, db = os.path.join(tmp, f"{name}.toml"), os.path.join(tmp, f"{name}.sqlite")
         with open(conf, "w", encoding="utf-8") as f:
             f.write(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 300.0\nexcluded-modules = []\n'
-                    f'test-command = "{python} -m pytest -x -q -p no:cacheprovider {tests}"\n'
+                    f'test-command = "env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {python} -m pytest -x -q -p no:cacheprovider '
+                    f'{tests}"\n'
                     '[cosmic-ray.distributor]\nname = "local"\n'
                     '[cosmic-ray.filters.operators-filter]\n'
                     f"exclude-operators = [{', '.join(repr(x) for x in MUTATION_EXCLUDE)}]\n")

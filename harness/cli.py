@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "--master-port"):
         sp.add_argument(flag, help=f"passed to torchrun as {flag} (several nodes)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
+    sp.add_argument("--record-host", action="store_true", default=False,
+                    help="also record the host name, GPU UUIDs, other processes' names and PIDs and absolute "
+                         "paths (left out by default: records are shared)")
     sp.set_defaults(func=cmd_run)
 
     import milestones.harness.commands as cmds

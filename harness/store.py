@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones.harness.errors import RecordError, UsageError
+from milestones.harness.privacy import scrub_manifest, scrub_record
 from milestones.harness.records import RunRecord, failed_for_unserialisable, minimal_failed
 
 RUN_MANIFEST = "_run.json"
@@ -91,30 +92,38 @@ def run_dir(out: Path, machine_id: str, run_id: str) -> Path:
     return Path(out) / machine_id / run_id
 
 
-def serialise_record(record: RunRecord) -> tuple[RunRecord, str]:
-    """(the record as it will be stored, its JSON). Never raises for the record's content: one that
-    cannot be serialised (non-JSON keys, a cycle, an object whose str() fails...) becomes a `failed`
-    record of the same case saying why, so the case is kept and the run goes on."""
+def serialise_record(record: RunRecord, record_host: bool = False) -> tuple[RunRecord, str]:
+    """(the record as it will be stored, its JSON). Records are shared artefacts: unless `record_host`,
+    host-identifying details and absolute paths are scrubbed (milestones.harness.privacy).
+
+    Never raises for the record's content: one that cannot be serialised (non-JSON keys, a cycle, an
+    object whose str() fails...) becomes a `failed` record of the same case saying why, so the case
+    is kept and the run goes on."""
     try:
+        record = scrub_record(record, record_host)
         return record, record.to_json()
     except Exception as e:  # any failure: the point is that none of them loses the case
-        fallback = failed_for_unserialisable(record, e)
         try:
+            fallback = scrub_record(failed_for_unserialisable(record, e), record_host)
             return fallback, fallback.to_json()
         except Exception:  # what made it fail is inside a part kept as serialisable alone
             last = minimal_failed(record, e)
+            try:
+                last = scrub_record(last, record_host)
+            except Exception:  # the ids and the case are all it has left; keep them
+                pass
             return last, last.to_json()
 
 
-def save_record(folder: Path, record: RunRecord) -> tuple[RunRecord, Path]:
-    """Write a record; returns the record as written (a `failed` one when `record` could not be
-    serialised) and its path. The runner reports the returned record, not the one it built."""
-    record, text = serialise_record(record)
+def save_record(folder: Path, record: RunRecord, *, record_host: bool = False) -> tuple[RunRecord, Path]:
+    """Write a record; returns the record as written (scrubbed unless `record_host`; a `failed` one
+    when `record` could not be serialised) and its path. The runner reports the returned record."""
+    record, text = serialise_record(record, record_host)
     return record, _write_record_text(folder, record, text)
 
 
-def write_record(folder: Path, record: RunRecord) -> Path:
-    return save_record(folder, record)[1]
+def write_record(folder: Path, record: RunRecord, *, record_host: bool = False) -> Path:
+    return save_record(folder, record, record_host=record_host)[1]
 
 
 def _write_record_text(folder: Path, record: RunRecord, text: str) -> Path:
@@ -126,7 +135,8 @@ def _write_record_text(folder: Path, record: RunRecord, text: str) -> Path:
         raise UsageError(f"cannot write record to {folder}: {e.strerror or e}") from None
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(folder: Path, manifest: dict[str, Any], *, record_host: bool = False) -> Path:
+    manifest = scrub_manifest(manifest, record_host)
     return atomic_write_new(folder / RUN_MANIFEST, json.dumps(manifest, indent=1, default=str))
 
 
