@@ -22,6 +22,8 @@ from milestones.harness.records import RunRecord
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Dict keys whose values identify a host or a device, wherever they appear (per-rank info, NVML).
 PRIVATE_KEYS = ("hostname", "uuid")
+# Kept as given: what comparisons group by (a user may set MILESTONES_MACHINE_ID to the host name).
+KEEP_KEYS = ("machine_id",)
 PRIVACY_KEY = "privacy"
 PRIVACY_NOTE = ("host name, GPU UUIDs, other processes' names and PIDs and absolute paths are left out or "
                 "made relative; `milestones run --record-host` records them")
@@ -85,7 +87,7 @@ def scrub_value(v: Any, record_host: bool = False, **kw: Any) -> Any:
     if isinstance(v, str):
         return scrub_text(v, **kw)
     if isinstance(v, dict):
-        return {k: scrub_value(x, False, **kw) for k, x in v.items() if k not in PRIVATE_KEYS}
+        return {k: x if k in KEEP_KEYS else scrub_value(x, False, **kw) for k, x in v.items() if k not in PRIVATE_KEYS}
     if isinstance(v, (list, tuple)):
         return type(v)(scrub_value(x, False, **kw) for x in v)
     return v

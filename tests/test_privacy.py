@@ -42,6 +42,8 @@ def test_scrub_env_keeps_what_comparisons_need():
         assert secret not in text
     assert ENV["hostname"] == "node17.cluster" and "uuid" in ENV["nvidia"]["gpus"][0]  # the input is not changed
     assert privacy.scrub_env(ENV, True) is ENV
+    same = privacy.scrub_env({**ENV, "machine_id": "node17.cluster"}, False, **KW)
+    assert same["machine_id"] == "node17.cluster"  # what records are grouped by is never altered
     assert privacy.scrub_env(e, False, **KW) == e  # idempotent
 
 
