@@ -265,7 +265,7 @@ def find_run(out: str | os.PathLike, run: str) -> tuple[Path, dict[str, Any]]:
 def finished_keys(folder: Path) -> set[str]:
     """Case keys (slug, plus /rN for repeats) whose records exist and are valid: resume skips them."""
     keys = set()
-    for f in folder.glob("*.json"):
+    for f in sorted(folder.glob("*.json")):
         if f.name == RUN_MANIFEST:
             continue
         try:

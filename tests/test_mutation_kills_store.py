@@ -328,3 +328,39 @@ def test_load_records_and_frame(tmp_path):
     assert [r.run_id for r in store.load_records(tmp_path)] == ["r2", "r1"]
     df = store.load_frame(tmp_path / "x")
     assert list(df.columns) == store.FRAME_COLUMNS and len(df) == 2
+
+
+def test_store_calls_by_keyword_and_defaults(tmp_path):
+    rec = make_record(env={"machine_id": "m1", "hostname": "h-private"})
+    p = store.write_record(folder=tmp_path, record=rec)
+    assert "h-private" not in p.read_text()  # scrubbed unless asked
+    assert "h-private" in store.write_record(tmp_path / "k", rec, record_host=True).read_text()
+    with pytest.raises(TypeError):
+        store.write_record(tmp_path, rec, True)  # the opt-in is keyword-only: never by position
+    m = store.write_manifest(folder=tmp_path / "m", manifest={"run_id": "r", "cases": []})
+    assert json.loads(m.read_text()) == {"run_id": "r", "cases": []}
+    assert store.read_records(files=[p], on_skip=None)[0][0] == p
+
+
+def test_ensure_writable_nested_and_existing(tmp_path):
+    store.ensure_writable(tmp_path / "a" / "b" / "c")
+    store.ensure_writable(tmp_path / "a" / "b" / "c")  # an existing folder is fine
+    assert [x.name for x in (tmp_path / "a" / "b" / "c").iterdir()] == []
+
+
+def test_write_error_without_strerror_still_says_why(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("device went away")
+
+    monkeypatch.setattr(store, "atomic_write_new", boom)
+    with pytest.raises(UsageError, match="cannot write record to .*: device went away"):
+        store.write_record(tmp_path, make_record())
+
+
+def test_finished_keys_reads_every_record_whatever_the_order(tmp_path):
+    store.write_manifest(tmp_path, {"run_id": "r1", "cases": []})
+    a = make_record()
+    for cfg in ("a", "b", "c"):
+        c = dataclasses.replace(a.case, config=cfg)
+        store.write_record(tmp_path, make_record(case=c, record_id=f"r1/{c.slug}"))
+    assert len(store.finished_keys(tmp_path)) == 3
