@@ -36,8 +36,12 @@ class Loaded:
     record: RunRecord
 
 
-def load(paths: Iterable[str | os.PathLike], results_root: str | os.PathLike = "results") -> list[Loaded]:
-    """Records from folders, files or run ids (looked up under `results_root`). UsageError if none."""
+def load(paths: Iterable[str | os.PathLike], results_root: str | os.PathLike = "results", *,
+         strict: bool = False, on_skip=None) -> list[Loaded]:
+    """Records from folders, files or run ids (looked up under `results_root`). UsageError if none.
+
+    An unreadable record is named on stderr (or through `on_skip`) and skipped; `strict` raises instead.
+    """
     from milestones.harness import store
 
     out: list[Loaded] = []
@@ -49,7 +53,10 @@ def load(paths: Iterable[str | os.PathLike], results_root: str | os.PathLike = "
         files = list(store.iter_record_files([p]))
         if not files:
             raise UsageError(f"no result records found in {spec}")
-        out.extend(Loaded(str(f), store.read_record(f)) for f in files)
+        read = store.read_records(files, strict=strict, on_skip=on_skip or store.warn_skipped)
+        if not read:
+            raise UsageError(f"no readable result records in {spec} ({len(files)} unreadable, skipped)")
+        out.extend(Loaded(str(f), rec) for f, rec in read)
     return out
 
 

@@ -134,8 +134,8 @@ class Metric:
                 raise RecordError(f"metric {name!r}: sample {x!r} is not a number")
             try:
                 vals.append(float(x))
-            except ValueError:
-                raise RecordError(f"metric {name!r}: sample {x!r} is not a number") from None
+            except (ValueError, OverflowError):
+                raise RecordError(f"metric {name!r}: sample {x!r:.40} is not a number") from None
         note = d.get("note")
         if note is not None and not isinstance(note, str):
             raise RecordError(f"metric {name!r}: note must be a string")
@@ -147,6 +147,45 @@ def _finite_or_str(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return str(x)
     return x
+
+
+# Where a record says which of its values were non-finite (info[NONFINITE_KEY]["where"]).
+NONFINITE_KEY = "nonfinite_values"
+NONFINITE_NOTE = "JSON has no NaN or infinity: these values are stored as the strings 'nan', 'inf', '-inf'"
+
+
+def json_safe(value: Any, where: str, notes: list[str]) -> Any:
+    """`value` with every non-finite float (nested, dict keys included) replaced by its string; each
+    replacement's place is appended to `notes`, so nothing is dropped or altered silently."""
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        notes.append(f"{where} = {value}")
+        return str(value)
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            key = k
+            if isinstance(k, float) and not math.isfinite(k):
+                key = str(k)
+                notes.append(f"{where}: key {k}")
+            elif k is not None and not isinstance(k, (str, int, float, bool)):
+                key = str(k)  # JSON keys are strings; json.dumps rejects any other type outright
+                notes.append(f"{where}: key {k!r} stored as the string {key!r}")
+            out[key] = json_safe(v, f"{where}[{k!r}]", notes)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [json_safe(x, f"{where}[{i}]", notes) for i, x in enumerate(value)]
+    return value
+
+
+def _with_nonfinite_note(info: dict[str, Any], notes: list[str]) -> dict[str, Any]:
+    if not notes:
+        return info
+    prev = info.get(NONFINITE_KEY)
+    where = list(prev["where"]) if isinstance(prev, dict) and isinstance(prev.get("where"), list) else []
+    where += [n for n in notes if n not in where]
+    return {**info, NONFINITE_KEY: {"note": NONFINITE_NOTE, "where": where}}
 
 
 @dataclass(frozen=True)
@@ -195,13 +234,16 @@ class RunRecord:
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        notes: list[str] = []
+        config, env = json_safe(self.config, "config", notes), json_safe(self.env, "env", notes)
+        info, artifacts = json_safe(self.info, "info", notes), json_safe(self.artifacts, "artifacts", notes)
         return {
             "schema_version": self.schema_version, "run_id": self.run_id, "record_id": self.record_id,
             "started_at": self.started_at, "ended_at": self.ended_at, "duration_s": self.duration_s,
-            "case": asdict(self.case), "config": self.config, "suite_version": self.suite_version,
-            "env": self.env, "status": self.status, "error": self.error,
-            "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
-            "info": self.info, "artifacts": self.artifacts,
+            "case": asdict(self.case), "config": config, "suite_version": self.suite_version,
+            "env": env, "status": self.status, "error": self.error,
+            "metrics": {str(k): m.to_dict() for k, m in self.metrics.items()},
+            "info": _with_nonfinite_note(info, notes), "artifacts": artifacts,
         }
 
     def to_json(self) -> str:
@@ -244,8 +286,8 @@ class RunRecord:
         if not isinstance(d["metrics"], dict) or not isinstance(d["env"], dict):
             raise RecordError(f"{source}: fields 'metrics' and 'env' must be objects")
         dur = d.get("duration_s", 0.0)
-        if isinstance(dur, bool) or not isinstance(dur, (int, float)):
-            raise RecordError(f"{source}: duration_s must be a number")
+        if isinstance(dur, bool) or not isinstance(dur, (int, float)) or not _finite_number(dur):
+            raise RecordError(f"{source}: duration_s must be a finite number")
         err = d.get("error")
         if err is not None and not isinstance(err, str):
             raise RecordError(f"{source}: error must be a string or null")
@@ -256,7 +298,7 @@ class RunRecord:
             schema_version=v, run_id=d["run_id"], record_id=d["record_id"], started_at=d["started_at"],
             ended_at=d["ended_at"], duration_s=float(dur), case=case, config=d.get("config", {}),
             suite_version=d["suite_version"], env=d["env"], status=d["status"], error=err,
-            metrics={str(k): Metric.from_dict(str(k), m) for k, m in d["metrics"].items()},
+            metrics=_metrics_from_dict(d["metrics"], source),
             info=d.get("info", {}), artifacts=d.get("artifacts", {}),
         )
 
@@ -269,3 +311,75 @@ class RunRecord:
         except RecursionError:
             raise RecordError(f"{source}: JSON nested too deeply") from None
         return cls.from_dict(d, source=source)
+
+
+def _finite_number(x: int | float) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
+
+
+def _metrics_from_dict(raw: dict[str, Any], source: str) -> dict[str, Metric]:
+    try:
+        return {str(k): Metric.from_dict(str(k), m) for k, m in raw.items()}
+    except RecordError as e:
+        raise RecordError(f"{source}: {e}") from None
+
+
+def failed_for_unserialisable(rec: RunRecord, err: BaseException) -> RunRecord:
+    """The same case as a `failed` record, because `rec` itself cannot be written as JSON.
+
+    Keeps every part (config, env, info, artifacts, metrics) that serialises on its own and names the
+    ones it had to leave out, so the run goes on and the case is not lost without a trace.
+    """
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for part in ("config", "env", "info", "artifacts"):
+        value = getattr(rec, part)
+        try:
+            json.dumps(json_safe(value, part, []), allow_nan=False, default=str)
+            kept[part] = value
+        except Exception as e:  # any failure here is the one being recorded
+            kept[part] = {}
+            dropped.append(f"{part} ({type(e).__name__})")
+    metrics = {}
+    for k, m in rec.metrics.items():
+        try:
+            json.dumps(m.to_dict(), allow_nan=False)
+            metrics[str(k)] = m
+        except Exception as e:  # likewise
+            dropped.append(f"metrics[{k!r}] ({type(e).__name__})")
+    if not kept["env"] and isinstance(rec.env, dict) and isinstance(rec.env.get("machine_id"), str):
+        kept["env"] = {"machine_id": rec.env["machine_id"]}
+    first = (_text(err).splitlines() or [""])[0][:300]
+    info = {**kept["info"], "status_before_serialisation": rec.status, "error_before_serialisation": rec.error,
+            "serialisation_dropped": dropped}
+    dur = rec.duration_s if isinstance(rec.duration_s, (int, float)) and _finite_number(rec.duration_s) else 0.0
+    return RunRecord(
+        schema_version=rec.schema_version, run_id=rec.run_id, record_id=rec.record_id, started_at=rec.started_at,
+        ended_at=rec.ended_at, duration_s=float(dur), case=rec.case, config=kept["config"],
+        suite_version=rec.suite_version, env=kept["env"], status="failed",
+        error=f"record could not be serialised ({type(err).__name__}: {first})", metrics=metrics, info=info,
+        artifacts=kept["artifacts"])
+
+
+def minimal_failed(rec: RunRecord, err: BaseException) -> RunRecord:
+    """The last resort when even `failed_for_unserialisable` cannot be written: ids, case and error only."""
+    machine = rec.env.get("machine_id") if isinstance(rec.env, dict) else None
+    first = (_text(err).splitlines() or [""])[0][:300]
+    return RunRecord(
+        schema_version=SCHEMA_VERSION, run_id=_text(rec.run_id), record_id=_text(rec.record_id),
+        started_at=_text(rec.started_at), ended_at=_text(rec.ended_at), duration_s=0.0, case=rec.case, config={},
+        suite_version=_text(rec.suite_version), env={"machine_id": machine} if isinstance(machine, str) else {},
+        status="failed", error=f"record could not be serialised ({type(err).__name__}: {first})", metrics={},
+        info={"serialisation_dropped": ["everything but the ids, the case and this error"]})
+
+
+def _text(x: Any) -> str:
+    if isinstance(x, str):
+        return x
+    try:
+        return str(x)
+    except Exception:  # an object whose str() fails is exactly what is being recovered from
+        return f"<unprintable {type(x).__name__}>"

@@ -122,14 +122,6 @@ def build_record(spec: CaseSpec, res: CaseResult, *, run_id: str, entry: ConfigE
         metrics=dict(res.metrics), info=info, artifacts=dict(res.artifacts))
 
 
-def unserialisable_record(rec: RunRecord, err: Exception) -> RunRecord:
-    """A record whose info/artifacts JSON cannot hold becomes a failed record that keeps the metrics."""
-    return dataclasses.replace(rec, status="failed", artifacts={},
-                               error=f"the case's record could not be serialised: {type(err).__name__}: {err}"[:500],
-                               info={k: v for k, v in rec.info.items() if isinstance(v, (str, int, float, bool))
-                                     or v is None})
-
-
 class UnwrittenRecords(MilestonesError):
     """Records that could not be written (a full disk): the run stopped; the message says how to resume."""
 
@@ -230,15 +222,12 @@ def find_max_batch(spec: CaseSpec, launch: Callable[[CaseSpec], CaseResult], cap
     return chosen[0], chosen[1], history
 
 
-def _write(folder: Path, rec: RunRecord) -> Path:
-    """Write a record; a serialisation failure becomes a failed record; an OSError is retried, then raised."""
-    try:
-        rec.to_json()
-    except (ValueError, TypeError, RecursionError) as e:
-        rec = unserialisable_record(rec, e)
+def _write(folder: Path, rec: RunRecord, record_host: bool) -> tuple[RunRecord, Path]:
+    """Write a record (scrubbed unless --record-host; a record that cannot be serialised becomes a failed
+    one): returns the record as written and its path. A failed write is retried, then raised."""
     for attempt in range(WRITE_RETRIES):
         try:
-            return store.write_record(folder, rec)
+            return store.save_record(folder, rec, record_host=record_host)
         except (OSError, MilestonesError):
             if attempt == WRITE_RETRIES - 1:
                 raise
@@ -250,7 +239,7 @@ def _write_manifest_once(folder: Path, run_id: str, env: dict[str, Any], opts: R
                          specs: list[CaseSpec]) -> None:
     if (folder / store.RUN_MANIFEST).exists():
         return
-    store.write_manifest(folder, {
+    store.write_manifest(folder, record_host=bool(opts.record_host), manifest={
         "run_id": run_id, "created_at": now(), "machine_id": env["machine_id"],
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
         "cases": [dataclasses.asdict(s.case) for s in specs if s.repeat_index == 0],
@@ -297,7 +286,7 @@ def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Regi
             if search is not None:
                 rec.info.update(batch_search=search)
             try:
-                path = _write(folder, rec)
+                rec, path = _write(folder, rec, bool(opts.record_host))
             except (OSError, MilestonesError) as e:
                 result.unwritten.append(rec)
                 result.records.append(rec)

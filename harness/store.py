@@ -13,12 +13,14 @@ import errno
 import json
 import os
 import secrets
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from milestones.harness.errors import RecordError, UsageError
-from milestones.harness.records import RunRecord
+from milestones.harness.privacy import scrub_manifest, scrub_record
+from milestones.harness.records import RunRecord, failed_for_unserialisable, minimal_failed
 
 RUN_MANIFEST = "_run.json"
 
@@ -94,16 +96,51 @@ def run_dir(out: Path, machine_id: str, run_id: str) -> Path:
     return Path(out) / machine_id / run_id
 
 
-def write_record(folder: Path, record: RunRecord) -> Path:
+def serialise_record(record: RunRecord, record_host: bool = False) -> tuple[RunRecord, str]:
+    """(the record as it will be stored, its JSON). Records are shared artefacts: unless `record_host`,
+    host-identifying details and absolute paths are scrubbed (milestones.harness.privacy).
+
+    Never raises for the record's content: one that cannot be serialised (non-JSON keys, a cycle, an
+    object whose str() fails...) becomes a `failed` record of the same case saying why, so the case
+    is kept and the run goes on."""
     try:
-        return atomic_write_new(folder / f"{record.case.slug}.json", record.to_json())
+        record = scrub_record(record, record_host)
+        return record, record.to_json()
+    except Exception as e:  # any failure: the point is that none of them loses the case
+        try:
+            fallback = scrub_record(failed_for_unserialisable(record, e), record_host)
+            return fallback, fallback.to_json()
+        except Exception:  # what made it fail is inside a part kept as serialisable alone
+            last = minimal_failed(record, e)
+            try:
+                last = scrub_record(last, record_host)
+            except Exception:  # the ids and the case are all it has left; keep them
+                pass
+            return last, last.to_json()
+
+
+def save_record(folder: Path, record: RunRecord, *, record_host: bool = False) -> tuple[RunRecord, Path]:
+    """Write a record; returns the record as written (scrubbed unless `record_host`; a `failed` one
+    when `record` could not be serialised) and its path. The runner reports the returned record."""
+    record, text = serialise_record(record, record_host)
+    return record, _write_record_text(folder, record, text)
+
+
+def write_record(folder: Path, record: RunRecord, *, record_host: bool = False) -> Path:
+    return save_record(folder, record, record_host=record_host)[1]
+
+
+def _write_record_text(folder: Path, record: RunRecord, text: str) -> Path:
+    try:
+        return atomic_write_new(folder / f"{record.case.slug}.json", text)
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UsageError(f"results folder {folder} is full: {e.strerror}") from None
         raise UsageError(f"cannot write record to {folder}: {e.strerror or e}") from None
 
 
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(folder: Path, manifest: dict[str, Any], *, record_host: bool = False) -> Path:
+    manifest = scrub_manifest(manifest, record_host)
     return atomic_write_new(folder / RUN_MANIFEST, json.dumps(manifest, indent=1, default=str))
 
 
@@ -129,6 +166,27 @@ def read_record(path: Path) -> RunRecord:
     except (OSError, UnicodeDecodeError) as e:
         raise RecordError(f"{path}: cannot read ({e})") from None
     return RunRecord.from_json(text, source=str(path))
+
+
+def warn_skipped(message: str) -> None:
+    print(f"milestones: warning: skipped {message}", file=sys.stderr)
+
+
+def read_records(files: Iterable[Path], *, strict: bool = False,
+                 on_skip: Callable[[str], None] | None = warn_skipped) -> list[tuple[Path, RunRecord]]:
+    """(path, record) for each readable file. An unreadable one is named through `on_skip` (one line,
+    with its path and why) and skipped, so one bad file does not hide every good one; `strict`
+    raises its RecordError instead."""
+    out = []
+    for f in files:
+        try:
+            out.append((f, read_record(f)))
+        except RecordError as e:
+            if strict:
+                raise
+            if on_skip is not None:
+                on_skip(str(e))
+    return out
 
 
 def load_records(*paths: str | os.PathLike) -> list[RunRecord]:
@@ -213,7 +271,7 @@ def find_run(out: str | os.PathLike, run: str) -> tuple[Path, dict[str, Any]]:
 def finished_keys(folder: Path) -> set[str]:
     """Case keys (slug, plus /rN for repeats) whose records exist and are valid: resume skips them."""
     keys = set()
-    for f in folder.glob("*.json"):
+    for f in sorted(folder.glob("*.json")):
         if f.name == RUN_MANIFEST:
             continue
         try:

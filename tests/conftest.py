@@ -4,12 +4,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The fault-injecting suites are registered in every process the tests start (CLI, case workers).
 os.environ.setdefault("MILESTONES_EXTRA_SUITES", "tests.fake_suites")
 # ...which must be importable from the console script and the case processes.
 os.environ["PYTHONPATH"] = str(ROOT) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+
+
+# Hypothesis draws the same examples on every run (a seed derived from each test), with no example
+# database replaying yesterday's failures: a fuzz test then fails for the code, never for the seed.
+# Examples found worth keeping are written into the tests as @example(...).
+settings.register_profile("milestones", derandomize=True, database=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "milestones"))
 
 
 @pytest.fixture

@@ -106,3 +106,15 @@ def test_malformed_asv_results_exit_2(tmp_path, capsys):
     assert main(["import", "asv", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not an asv result file" in err
+
+
+def test_asv_check_finds_only_real_benchmarks(tmp_path):
+    """`asv check` imports every module under benchmarks/ and takes any top-level `time_*`, `track_*`,
+    `mem_*` or `peakmem_*` name for a benchmark: a helper imported by name there breaks the suite check."""
+    conf = _conf(tmp_path)
+    env = {**os.environ, "HOME": str(tmp_path), "MILESTONES_SUITES": "gan", "MILESTONES_DEVICE": "cpu"}
+    r = subprocess.run([sys.executable, "-m", "asv", "check", "--config", str(conf), "--python=same"],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert "No problems found" in out and "check failed" not in out

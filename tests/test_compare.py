@@ -177,7 +177,7 @@ def test_empty_folder_and_newer_schema(capsys, tmp_path):
     d = json.loads(f.read_text())
     d["schema_version"] = 99
     f.write_text(json.dumps(d))
-    code, _, err = run(capsys, "compare", str(F / "regress" / "base"), str(newer))
+    code, _, err = run(capsys, "compare", str(F / "regress" / "base"), str(newer), "--strict")
     assert code == 2 and "schema_version 99" in err
 
 

@@ -2,14 +2,15 @@
 traceback and never a silently wrong value. Example counts per reader are set below (settings)."""
 
 import json
+import math
 import string
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from milestones.harness import baselines
 from milestones.harness.errors import MilestonesError, RecordError, UsageError
-from milestones.harness.records import RunRecord
+from milestones.harness.records import NONFINITE_KEY, RunRecord
 from tests.test_store import make_record
 
 json_values = st.recursive(
@@ -19,7 +20,20 @@ json_values = st.recursive(
 
 VALID = make_record().to_dict()
 FIELDS = sorted(VALID)
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: the same examples every run (tests/conftest.py loads a derandomized profile too).
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow])
+INF, NAN = float("inf"), float("nan")
+
+
+def _nonfinite(v) -> bool:
+    if isinstance(v, float):
+        return not math.isfinite(v)
+    if isinstance(v, dict):
+        return any(_nonfinite(k) or _nonfinite(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_nonfinite(x) for x in v)
+    return False
 
 
 @FUZZ
@@ -33,6 +47,12 @@ def test_record_reader_on_arbitrary_text(text):
 
 @FUZZ
 @given(field=st.sampled_from(FIELDS), value=json_values)
+# Found by `--hypothesis-seed=1` before the seeds were fixed: an infinity crashed the strict JSON write.
+@example(field="artifacts", value={"": INF})
+@example(field="info", value={"a": [1.0, {"b": -INF}]})
+@example(field="config", value={"lr": INF})
+@example(field="duration_s", value=INF)
+@example(field="duration_s", value=10**400)
 def test_record_reader_on_a_mutated_field(field, value):
     d = json.loads(json.dumps(VALID))
     d[field] = value
@@ -41,8 +61,14 @@ def test_record_reader_on_a_mutated_field(field, value):
     except RecordError as e:
         assert "\n" not in str(e)
         return
-    # Accepted: then it must round-trip and keep what it was given (never silently altered).
+    # Accepted: then it must round-trip and keep what it was given (never silently altered): a
+    # non-finite value is stored as its string, and the record says where.
     again = RunRecord.from_json(rec.to_json())
+    if _nonfinite(value):
+        assert again.to_dict() == rec.to_dict()
+        assert any(w.startswith(field) for w in again.info[NONFINITE_KEY]["where"])
+        assert RunRecord.from_json(again.to_json()) == again
+        return
     assert again == rec
     if field in ("run_id", "status", "suite_version"):
         assert getattr(rec, field) == value
@@ -50,6 +76,8 @@ def test_record_reader_on_a_mutated_field(field, value):
 
 @FUZZ
 @given(metric=json_values)
+@example(metric={"unit": "s", "higher_is_better": False, "samples": [10**400]})
+@example(metric={"unit": "s", "higher_is_better": False, "samples": ["inf", "nan", 1]})
 def test_record_reader_on_a_mutated_metric(metric):
     d = json.loads(json.dumps(VALID))
     d["metrics"]["train.step_time"] = metric
@@ -58,7 +86,7 @@ def test_record_reader_on_a_mutated_metric(metric):
     except RecordError:
         return
     m = rec.metrics["train.step_time"]
-    assert list(m.samples) == [float(x) for x in metric["samples"]]
+    assert [repr(x) for x in m.samples] == [repr(float(x)) for x in metric["samples"]]
 
 
 @FUZZ
@@ -77,7 +105,7 @@ def test_record_reader_on_a_mutated_case(case_field, value):
 TOML_CHARS = string.ascii_letters + string.digits + " =[]\"'.,#\n-_{}"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(text=st.text(alphabet=TOML_CHARS, max_size=200))
 def test_baselines_reader_on_arbitrary_text(tmp_path_factory, text):
     p = tmp_path_factory.mktemp("b") / "resnet.toml"
@@ -90,7 +118,7 @@ def test_baselines_reader_on_arbitrary_text(tmp_path_factory, text):
 RESNET_TOML = (baselines.default_folder() / "resnet.toml").read_text()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(key=st.sampled_from(["value", "tolerance", "confirmed", "configs", "kind", "metric", "tolerance_kind",
                             "higher_is_better", "id", "scale", "plus_minus", "tolerence", "unit"]),
        value=st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.text(max_size=6),
@@ -130,7 +158,7 @@ def _to_toml(raw) -> str:
     return "\n".join(out) + "\n"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(text=st.text(alphabet=TOML_CHARS, max_size=150))
 def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
     from milestones.harness.cli import build_parser, build_run_options
@@ -144,7 +172,7 @@ def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
         assert "\n" not in str(e)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(key=st.sampled_from(["kind", "scale", "device", "dtype", "batch_size", "timeout", "repeat", "seeds",
                             "data", "option", "suites", "bogus"]),
        value=st.one_of(st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
@@ -168,7 +196,7 @@ def test_run_config_reader_on_typed_values(tmp_path_factory, key, value):
         assert opts.batch_size == value
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(argv=st.lists(st.sampled_from(["run", "list", "compare", "report", "plot", "baselines", "--kind",
                                       "--scale", "--device", "--dtype", "--batch-size", "--timeout", "--repeat",
                                       "--seeds", "--data", "--option", "x", "0", "-1", "1.5", "a=b",

@@ -1,5 +1,7 @@
+import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -75,7 +77,22 @@ def test_real_registry_has_resnet_and_versions():
     reg = load_suites()
     s = reg.suite("resnet")
     assert {"resnet50", "resnet50-v1.5", "cifar-resnet110", "resnet50-smoke"} <= set(s.configs)
-    assert len(s.version) == 12 and s.version == reg.suite("resnet").version
+    # The version is the hash of the suite's own source file, computed here independently.
+    src = Path(__file__).resolve().parent.parent / "suites" / "resnet.py"
+    assert Path(s.source_file).resolve() == src
+    assert s.version == hashlib.sha256(src.read_bytes()).hexdigest()[:12]
+    assert s.version != reg.suite("alexnet").version
+
+
+def test_version_follows_the_source(tmp_path):
+    src = tmp_path / "mysuite.py"
+    src.write_text("A = 1\n")
+    s = Registry().add_suite("mine", title="t", arxiv="x", year=2000, source_file=str(src))
+    v1 = s.version
+    src.write_text("A = 2\n")  # any edit of the suite makes its records a different version
+    v2 = s.version
+    src.write_text("A = 1\n")
+    assert v1 != v2 and s.version == v1 and len(v1) == 12 and int(v1, 16) >= 0
 
 
 def test_list_json_through_cli(cli):

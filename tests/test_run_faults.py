@@ -130,16 +130,16 @@ def test_a_full_disk_keeps_finished_records_and_says_how_to_resume(tmp_path, mon
     reg = load_suites()
     opts = RunOptions(kinds=("speed",), device="cpu", out=tmp_path)
     specs = plan_specs(reg.resolve(["fake-ok", "fake-nan", "fake-crash"]), opts, "cpu")
-    real = store.write_record
+    real = store.save_record
     calls = []
 
-    def full_after_one(folder, rec):
+    def full_after_one(folder, rec, **kw):
         calls.append(rec.case.config)
         if len(calls) > 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(folder, rec)
+        return real(folder, rec, **kw)
 
-    monkeypatch.setattr(store, "write_record", full_after_one)
+    monkeypatch.setattr(store, "save_record", full_after_one)
     monkeypatch.setattr(runner.time, "sleep", lambda s: None)
     with pytest.raises(UnwrittenRecords, match=r"No space left on device.*--resume") as e:
         execute(specs, opts, reg, _env(), launcher=InProcess())

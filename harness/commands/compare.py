@@ -27,7 +27,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     metrics = args.metric or None
     if args.by:
-        loaded = compare.load(args.inputs, args.results)
+        loaded = compare.load(args.inputs, args.results, strict=args.strict)
         rows, groups = compare.compare_by([x.record for x in loaded], args.by, args.reference,
                                           **({"metrics": metrics} if metrics else {}))
         if args.format == "json":
@@ -42,8 +42,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.inputs) != 2:
         raise UsageError(f"compare needs exactly two inputs, BASE and NEW (got {len(args.inputs)}); "
                          "use --by to compare many result folders by group")
-    base = [x.record for x in compare.load([args.inputs[0]], args.results)]
-    new = [x.record for x in compare.load([args.inputs[1]], args.results)]
+    base = [x.record for x in compare.load([args.inputs[0]], args.results, strict=args.strict)]
+    new = [x.record for x in compare.load([args.inputs[1]], args.results, strict=args.strict)]
     rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics)
     if not args.all:
         rows_shown = rows
@@ -97,4 +97,6 @@ def register(sub) -> None:
     p.add_argument("--kernels", type=int, default=10, metavar="N",
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
     p.add_argument("--all", action="store_true", help="show derived metrics too (FLOP/s)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.set_defaults(func=cmd_compare)

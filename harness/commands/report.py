@@ -8,8 +8,8 @@ import argparse
 def cmd_report(args: argparse.Namespace) -> int:
     from milestones.harness import baselines, compare, html
 
-    records = [x.record for x in compare.load(args.results, args.results_root)]
-    base = [x.record for x in compare.load([args.base], args.results_root)] if args.base else None
+    records = [x.record for x in compare.load(args.results, args.results_root, strict=args.strict)]
+    base = [x.record for x in compare.load([args.base], args.results_root, strict=args.strict)] if args.base else None
     items = baselines.load(args.baselines_dir)
     sections = html.build(records, items, base=base, title=args.title, plots=not args.no_plots)
     out = html.write(sections, args.out, args.title)
@@ -27,4 +27,6 @@ def register(sub) -> None:
     p.add_argument("--results-root", default="results", help="where run ids are looked up (default results)")
     p.add_argument("--baselines-dir", help="baselines folder (default: the project's baselines/)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.set_defaults(func=cmd_report)

@@ -1,0 +1,129 @@
+"""Tests that bite on harness/measure/timing.py, CUDA loop included: a fake clock and fake CUDA events
+make every stop rule observable on a CPU-only machine (no duration is asserted, only counts)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from milestones.harness.measure import timing
+
+
+class Clock:
+    """Each call of `work` takes 1 ms, 2 ms, 3 ms, ... of fake time."""
+
+    def __init__(self):
+        self.t = 0  # ns
+        self.calls = 0
+
+    def ns(self):
+        return self.t
+
+    def s(self):
+        return self.t / 1e9
+
+    def work(self):
+        self.calls += 1
+        self.t += self.calls * 1_000_000
+
+
+@pytest.fixture
+def clk(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(timing.time, "perf_counter_ns", c.ns)
+    monkeypatch.setattr(timing.time, "perf_counter", c.s)
+    return c
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch, clk):
+    synced = []
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.t = None
+
+        def record(self):
+            self.t = clk.t
+
+        def elapsed_time(self, end):  # milliseconds, like torch
+            return (end.t - self.t) / 1e6
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    return synced
+
+
+def S(**kw):
+    base = dict(warmup_iters=0, warmup_time=0.0, min_iters=1, min_time=0.0, max_iters=10_000, max_time=60.0)
+    return timing.TimingSettings(**{**base, **kw})
+
+
+def test_settings_validation():
+    S(min_iters=1, warmup_iters=0, max_iters=1)  # the smallest valid settings
+    for bad in (dict(min_iters=0), dict(warmup_iters=-1), dict(min_iters=5, max_iters=4)):
+        with pytest.raises(ValueError):
+            S(**bad)
+    d = timing.TimingSettings()
+    assert (d.warmup_iters, d.warmup_time, d.min_iters, d.min_time, d.max_iters, d.max_time) == \
+        (3, 0.2, 10, 1.0, 10_000, 60.0)
+
+
+def test_warmup_iterations_time_and_cap(clk):
+    assert timing.time_cpu(clk.work, S(warmup_iters=4)).warmup_iters == 4
+    c2 = Clock()
+    assert timing._warmup(c2.work, S(warmup_iters=0, warmup_time=0.0), lambda: None) == 0
+    # Iterations done but time not yet: goes on until warmup_time (fake: 1, 2, 3 ms -> 6 ms >= 5 ms).
+    clk.calls, clk.t = 0, 0
+    assert timing.time_cpu(clk.work, S(warmup_iters=1, warmup_time=0.005)).warmup_iters == 3
+    # max_iters also bounds the warm-up.
+    clk.calls, clk.t = 0, 0
+    assert timing.time_cpu(clk.work, S(warmup_iters=50, min_iters=2, max_iters=7)).warmup_iters == 7
+
+
+def test_time_cpu_counts_and_units(clk):
+    r = timing.time_cpu(clk.work, S(min_iters=4))
+    assert r.samples_s == pytest.approx((0.001, 0.002, 0.003, 0.004)) and r.timer == "perf_counter_ns"
+    clk.calls, clk.t = 0, 0
+    # min_time: 1+2+3 = 6 ms < 7 ms, 1+2+3+4 = 10 ms
+    assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3  # exactly reached
+    clk.calls, clk.t = 0, 0
+    # max_time stops a long min_time once min_iters are done: 1+2+3 = 6 ms >= 5 ms
+    assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
+    clk.calls, clk.t = 0, 0
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3  # exactly
+    clk.calls, clk.t = 0, 0
+    # ...but never before min_iters.
+    assert len(timing.time_cpu(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cpu(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
+
+
+def test_time_cuda_loop_on_fake_events(clk, fake_cuda):
+    r = timing.time_cuda(clk.work, S(warmup_iters=2, min_iters=3), device="cuda:1")
+    assert r.timer == "cuda_event" and r.warmup_iters == 2
+    assert r.samples_s == pytest.approx((0.003, 0.004, 0.005))  # seconds, from milliseconds
+    assert fake_cuda == ["cuda:1", "cuda:1"]  # once after the warm-up, once at the end
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3
+    clk.calls, clk.t = 0, 0
+    assert len(timing.time_cuda(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
+
+
+def test_time_fn_picks_the_timer(clk, fake_cuda):
+    assert timing.time_fn(clk.work, "cuda:0", S()).timer == "cuda_event"
+    assert timing.time_fn(clk.work, "cuda", S()).timer == "cuda_event"
+    assert timing.time_fn(clk.work, "cpu", S()).timer == "perf_counter_ns"
+    assert timing.SMOKE_TIMING.min_iters == 3 and timing.SMOKE_TIMING.warmup_time == 0.0
