@@ -35,14 +35,7 @@ class Invalid(ValueError):
 
 # ------------------------------------------------------------------------------------------- checks
 def _int(v: Any, *, minimum: int | None = None) -> int:
-    if isinstance(v, bool):
-        raise Invalid("an integer")
-    if isinstance(v, str):
-        try:
-            v = int(v.strip())
-        except ValueError:
-            raise Invalid("an integer") from None
-    if not isinstance(v, int):
+    if isinstance(v, bool) or not isinstance(v, int):
         raise Invalid("an integer")
     if minimum is not None and v < minimum:
         raise Invalid("a positive integer" if minimum == 1 else f"an integer >= {minimum}")
@@ -61,12 +54,9 @@ def integer(v: Any) -> int:
 
 
 def positive_float(v: Any) -> float:
-    if isinstance(v, bool):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise Invalid("a positive number")
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise Invalid("a positive number") from None
+    x = float(v)
     if not (x > 0 and math.isfinite(x)):
         raise Invalid("a positive number")
     return x
@@ -100,11 +90,10 @@ def kinds(v: Any) -> tuple[str, ...]:
 
 
 def seed_list(v: Any) -> tuple[int, ...]:
-    items = [x for x in v.split(",") if x.strip()] if isinstance(v, str) else v
-    if not isinstance(items, (list, tuple)) or not items:
+    if not isinstance(v, (list, tuple)) or not v:
         raise Invalid("a list of integer seeds")
     try:
-        return tuple(_int(x) for x in items)
+        return tuple(_int(x) for x in v)
     except Invalid:
         raise Invalid("a list of integer seeds") from None
 
@@ -133,6 +122,26 @@ def string_table(v: Any) -> dict[str, str]:
     if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
         raise Invalid("a table of NAME = \"VALUE\" strings")
     return dict(v)
+
+
+def cli_number(kind: type) -> Callable[[str], Any]:
+    """argparse type: the flag's text as a number (the table's check then decides if it is allowed)."""
+    def parse(s: str) -> Any:
+        try:
+            return kind(s.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {s!r}") from None
+    return parse
+
+
+def cli_seeds(s: str) -> tuple[int, ...]:
+    try:
+        out = tuple(int(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError("expected at least one seed")
+    return out
 
 
 def key_value(s: str) -> tuple[str, str]:
@@ -248,13 +257,19 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     for o in OPTIONS:
         kw: dict[str, Any] = {"help": o.help, "dest": o.attr}
         if o.action == "store_true":
-            kw.update(action="store_true", default=None)
+            kw.update(action="store_true", default=False)
         elif o.action == "append":
             kw.update(action="append", type=key_value, metavar=o.metavar)
         else:
             kw.update(metavar=o.metavar)
+            if o.check in (positive_int, integer):
+                kw.update(type=cli_number(int))
+            elif o.check is positive_float:
+                kw.update(type=cli_number(float))
+            elif o.check is seed_list:
+                kw.update(type=cli_seeds)
             if o.nargs:
-                kw.update(nargs=o.nargs, const=str(o.const))
+                kw.update(nargs=o.nargs, const=o.const)
         parser.add_argument(o.flag, **kw)
     for flag in TORCHRUN_FLAGS:
         parser.add_argument(flag, dest="torchrun_" + flag[2:].replace("-", "_"), metavar="VALUE",
@@ -310,7 +325,7 @@ def from_namespace(ns: argparse.Namespace) -> tuple[Any, list[str]]:
     values, suites = read_run_file(ns.config) if getattr(ns, "config", None) else ({}, [])
     for o in OPTIONS:
         v = getattr(ns, o.attr, None)
-        if v is None:
+        if v is None or (o.action == "store_true" and v is False):  # a flag can only turn a setting on
             continue
         if o.action == "append":
             values[o.attr] = {**values.get(o.attr, {}), **dict(v)}
