@@ -237,9 +237,10 @@ def make_hostile(rng) -> None:
 
 
 def claim(cid: str, statement: str, source: str, rule: str, held: list[int] | None, seeds: list[int],
-          scale: str = "proxy") -> dict:
-    return {"id": cid, "statement": statement, "source": source, "rule": rule, "held": held, "seeds": seeds,
-            "scale": scale}
+          scale: str = "proxy", summary: str | None = None) -> dict:
+    d = {"id": cid, "statement": statement, "source": source, "rule": rule, "held": held, "seeds": seeds,
+         "scale": scale}
+    return {**d, "summary": summary} if summary else d
 
 
 DEGRADATION = claim(
@@ -247,12 +248,12 @@ DEGRADATION = claim(
     "with the network depth increasing, accuracy gets saturated and then degrades rapidly. [...] the deep "
     "residual net has lower training error than the shallow one and the deep plain one.",
     "He et al. 2015, Fig. 6, Sec. 4.2", "per seed: train error plain-20 > plain-8, and resnet-20 < plain-20 "
-    "and <= plain-8", [1, 1, 1], [0, 1, 2])
+    "and <= plain-8", [1, 1, 1], [0, 1, 2], summary="deeper plain net trains worse, residual fixes it")
 RELU = claim(
     "relu-faster", "A four-layer convolutional neural network with ReLUs reaches a 25% training error rate on "
     "CIFAR-10 six times faster than an equivalent network with tanh neurons.",
     "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1", "per seed: ReLU reaches the target error in fewer steps than tanh",
-    [1, 0, 1], [0, 1, 2])
+    [1, 0, 1], [0, 1, 2], summary="ReLU reaches 25% training error faster than tanh")
 
 
 def degradation_curves(rng, seeds) -> tuple[dict, dict[str, list[float]]]:
