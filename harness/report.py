@@ -68,7 +68,33 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 
 # ------------------------------------------------------------------------------------------ list, env
-def print_suite_list(summaries: list[dict[str, Any]], file=None) -> None:
+def _cost_text(e: dict[str, Any]) -> str:
+    """Case counts per scale, and the measured seconds where this machine has run them."""
+    cases = e.get("cases") or {}
+    measured = e.get("measured_s") or {}
+    parts = []
+    for sc in ("smoke", "proxy", "paper"):
+        ks = cases.get(sc) or {}
+        if not ks:
+            continue
+        counts = ", ".join(f"{n} {k}" for k, n in ks.items())
+        took = [f"{k} {fmt_value(v, 's')}" for k, v in measured.items() if k.startswith(sc + " ")]
+        parts.append(f"{sc}: {counts}" + (f" (took {'; '.join(t.split(' ', 1)[1] for t in took)} here)"
+                                         if took else ""))
+    return "\n".join(parts) or "-"
+
+
+def print_suite_list(summaries: list[dict[str, Any]], file=None, results: str = "results") -> None:
+    if summaries and "cases" in summaries[0]:
+        rows = [(s["suite"], f"{s['title']} ({s['year']}{', arXiv ' + s['arxiv'] if s['arxiv'][:1].isdigit() else ''})",
+                 "\n".join(f"{c['config']}: {c['text']}" for c in s.get("claims") or []) or "-",
+                 _cost_text(s)) for s in summaries]
+        print_table("Suites", ["suite", "paper", "claims checked at proxy scale (config: what)",
+                               "configs per scale and kind (time measured here)"], rows, file)
+        _console(file).print(f"Times are summed case durations of the newest run under {results}/ on this "
+                             "machine; a scale not run here shows none. Details: milestones list --configs SUITE.",
+                             markup=False, highlight=False)
+        return
     rows = [(s["suite"], s["title"], s["arxiv"], s["year"], ", ".join(s["kinds"]), ", ".join(s["scales"]),
              len(s["configs"])) for s in summaries]
     print_table("Registered suites", ["suite", "title", "arXiv", "year", "kinds", "scales", "configs"], rows, file)
