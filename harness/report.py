@@ -79,7 +79,7 @@ def _cost_text(e: dict[str, Any]) -> str:
             continue
         counts = ", ".join(f"{n} {k}" for k, n in ks.items())
         took = [f"{k} {fmt_value(v, 's')}" for k, v in measured.items() if k.startswith(sc + " ")]
-        parts.append(f"{sc}: {counts}" + (f" (took {'; '.join(t.split(' ', 1)[1] for t in took)} here)"
+        parts.append(f"{sc}: {counts}" + (f" (measured here: {', '.join(t.split(' ', 1)[1] for t in took)})"
                                          if took else ""))
     return "\n".join(parts) or "-"
 
