@@ -391,7 +391,7 @@ def counts_line(counts: dict[str, int]) -> str:
 DERIVED_SUFFIXES = (".flops_per_s",)
 ACTION_VERDICTS = ("regressed", "improved", "inconclusive", "not comparable")
 MAX_ROWS_PER_SECTION = 10
-ACTION_COLUMNS = ["case", "metric", "base", "new", "ratio [CI]", "p", "why"]
+ACTION_COLUMNS = ["case", "setup", "metric", "base", "new", "ratio [CI]", "p", "why"]
 
 
 def _by_design(r) -> bool:
@@ -409,7 +409,7 @@ def action_cells(r) -> list[str]:
     where = ", ".join(x for x in (r.scale, r.device, r.dtype, None if r.batch_size is None else f"b{r.batch_size}")
                       if x)
     ratio = fmt_ratio(c.ratio) + ("" if c.ci_low is None else f" {fmt_ci(c.ci_low, c.ci_high)}")
-    return [f"{r.case} ({where})", r.metric, "-" if c.base is None else fmt_value(c.base, r.unit),
+    return [r.case, where, r.metric, "-" if c.base is None else fmt_value(c.base, r.unit),
             "-" if c.new is None else fmt_value(c.new, r.unit), ratio, fmt_p(c.p_value), c.reason]
 
 
