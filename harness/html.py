@@ -88,6 +88,11 @@ def _no_pair_reason(records: Sequence[RunRecord]) -> str:
             "(give --base).")
 
 
+def _run_label(recs: Sequence[RunRecord]) -> str:
+    ids = sorted({r.run_id for r in recs})
+    return ids[0] if len(ids) == 1 else f"{len(ids)} runs ({ids[0]} ... {ids[-1]})"
+
+
 def is_synthetic(r: RunRecord) -> bool:
     return isinstance(r.info, dict) and r.info.get("synthetic") is True
 
@@ -243,8 +248,9 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         a, b = pair
         rows, env_notes = compare.compare_runs(a, b)
         d = report.digest(rows)
-        summary.blocks.append(Block("p", text=f"Run vs run ({a[0].run_id} → {b[0].run_id}): {d.counts_line()}."))
-        sec.blocks.append(Block("p", text=f"Base {a[0].run_id} → new {b[0].run_id}. " + report.env_header(env_notes)))
+        la, lb = _run_label(a), _run_label(b)
+        summary.blocks.append(Block("p", text=f"Run vs run ({la} → {lb}): {d.counts_line()}."))
+        sec.blocks.append(Block("p", text=f"Base {la} → new {lb}. " + report.env_header(env_notes)))
         sec.blocks.extend(_digest_blocks(rows, env_notes))
         diffs = compare.kernel_diffs(a, b)
     else:

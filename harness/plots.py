@@ -245,7 +245,10 @@ def curves(record: Any, metric: str | None = None):
     fig, ax = _fig(7.5, 4.0)
     seeds_seen: set = set()
     drawn = 0
-    for i, (model, by_seed) in enumerate(sorted(series.items())):
+    def natural(kv):  # plain8 before plain20
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", kv[0])]
+
+    for i, (model, by_seed) in enumerate(sorted(series.items(), key=natural)):
         runs = []
         for seed, s in by_seed.items():
             xy = _xy(record, f"{model}.seed{seed}", s, metric)
