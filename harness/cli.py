@@ -280,6 +280,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.status in SUCCESS_STATUSES for r in result.records) else EXIT_CASES_FAILED
 
 
+RUN_EPILOG = """\
+Each case writes one JSON record under OUT/<machine id>/<run id>/ (default results/); the run id is
+printed at the end, and `milestones compare`, `report` and `plot` read those folders. The default,
+`milestones run` with no arguments, is every smoke fidelity and speed case (54 today). Quality cases,
+which check the paper's claims, run at `--scale proxy` (minutes each on a CPU, offline data) or
+`--scale paper` (a GPU and the paper's data); `milestones list` shows which configs have them.
+
+examples:
+  milestones run                                       # the default job: all smoke fidelity + speed cases
+  milestones run resnet50-smoke --kind speed --profile # one config, with a kernel table
+  milestones run resnet-degradation --kind quality --scale proxy   # Fig. 6's claim, 3 seeds
+  milestones run alexnet --scale paper --kind quality --data imagenet=/data/imagenet
+  milestones run --resume RUN_ID                       # finish an interrupted run
+"""
+
+
 # ---------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="milestones", description="Benchmark and reproduce the deep-learning milestone papers.")
@@ -336,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(flag, help=f"passed to torchrun as {flag} (several nodes)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
     sp.set_defaults(func=cmd_run)
+    sp.formatter_class = argparse.RawDescriptionHelpFormatter
+    sp.epilog = RUN_EPILOG
 
     import milestones.harness.commands as cmds
 
