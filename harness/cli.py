@@ -281,8 +281,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 RUN_EPILOG = """\
-Each case writes one JSON record under OUT/<machine id>/<run id>/ (default results/); the run id is
-printed at the end, and `milestones compare`, `report` and `plot` read those folders. The default,
+Each case writes one JSON record under OUT/<machine id>/<run id>/ (default results/); that folder is
+printed at the end, and `milestones compare`, `report` and `plot` read such folders. The default,
 `milestones run` with no arguments, is every smoke fidelity and speed case (54 today). Quality cases,
 which check the paper's claims, run at `--scale proxy` (minutes each on a CPU, offline data) or
 `--scale paper` (a GPU and the paper's data); `milestones list` shows which configs have them.
