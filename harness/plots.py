@@ -279,7 +279,19 @@ def curves(record: Any, metric: str | None = None):
     smooth = " (running mean)" if metric == "loss" and any(len(s.get("loss", [])) > 200 for m in series.values()
                                                            for s in m.values()) else ""
     ax.set_xlabel("step")
-    ax.set_ylabel(metric + smooth)
+    ys_all = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
+    ys_all = ys_all[np.isfinite(ys_all)]
+    log = ys_all.size > 0 and ys_all.min() > 0 and ys_all.max() / ys_all.min() > 20
+    if log:
+        # Errors and losses fall by orders of magnitude: on a linear axis the end, where claims are
+        # decided, is a flat line at zero.
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+    ax.set_ylabel(metric + smooth + (" (log scale)" if log else ""))
     nseeds = len(seeds_seen - {None}) or 1
     ax.set_title(f"{c.suite}/{c.config} {c.kind} ({c.scale}): {metric}{smooth}\n"
                  f"mean over {nseeds} seed{'s' if nseeds != 1 else ''}, band: lowest to highest seed", fontsize=9)

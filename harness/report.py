@@ -272,8 +272,11 @@ def claims_of(rec: RunRecord) -> list[Claim]:
         if name == "claim_held" or name.endswith(".claim_held"):
             seeds = rec.info.get("seeds") if isinstance(rec.info.get("seeds"), list) else list(range(len(m.samples)))
             held = tuple(None if not math.isfinite(x) else (1 if x >= 0.5 else 0) for x in m.samples)
+            # Older records say the claim in a free-text info field; better than no words at all.
+            text = next((rec.info[k] for k in ("claim", "paper") if isinstance(rec.info.get(k), str)), None)
             out.append(Claim(id=name, statement=None, source="", rule=m.note or "", held=held,
-                             seeds=tuple(int(s) for s in seeds if isinstance(s, int)), scale=c.scale, **common))
+                             seeds=tuple(int(s) for s in seeds if isinstance(s, int)), scale=c.scale,
+                             summary=text if name == "claim_held" else None, **common))
     return out
 
 

@@ -38,7 +38,10 @@ def test_quality_headline_is_the_claim():
     assert report.headline(by_config("alexnet-relu-vs-tanh")) == \
         "Fig. 1: ReLU reaches 25% training error faster than tanh: held 2/3 seeds"
     # Without info["claims"], the claim_held metric still gives the outcome.
-    assert report.headline(by_config("gan-digits")).endswith(": held 2/2 seeds")
+    gan = by_config("gan-digits")
+    assert report.headline(gan).endswith(": held 2/2 seeds")
+    worded = dataclasses.replace(gan, info={**gan.info, "claim": "trained G beats the untrained one on FD"})
+    assert report.headline(worded) == "trained G beats the untrained one on FD: held 2/2 seeds"
     # A claim text with brackets is text, not rich markup.
     r = by_config("resnet-degradation")
     odd = dict(r.info["claims"][0], summary="[bold]x[/] [...]")
