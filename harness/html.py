@@ -171,11 +171,15 @@ def paper_section(records: Sequence[RunRecord], baselines: Sequence[Any], plots:
 
         for suite in sorted({f.baseline.suite for f in figs}):
             fs = [f for f in figs if f.baseline.suite == suite and f.ours is not None and f.baseline.value]
+            # An exact architecture or configuration match is a dot on the line: the table says it.
+            exact = [f for f in fs if f.category != "result" and f.exact]
+            fs = [f for f in fs if f not in exact]
             if fs:
+                left = f"; {len(exact)} exact architecture/configuration matches are in the table only" if exact else ""
                 sec.blocks.append(_img(P.quality_vs_paper(fs), f"{suite}-paper", f"{suite}: ours against the paper",
                                        f"{suite}: each paper figure ({', '.join(sorted({f.baseline.metric for f in fs}))}) "
                                        "as ours / paper, with the paper's tolerance; the numbers are written "
-                                       "beside each row."))
+                                       f"beside each row{left}."))
     return sec, figs
 
 
