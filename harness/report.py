@@ -394,6 +394,10 @@ def counts_line(counts: dict[str, int]) -> str:
 DERIVED_SUFFIXES = (".flops_per_s",)
 ACTION_VERDICTS = ("regressed", "improved", "inconclusive", "not comparable")
 MAX_ROWS_PER_SECTION = 10
+# Rows listed in all action sections together, in the order regressed, improved, inconclusive, not
+# comparable: with compact tables this keeps a CI log page under ~60 lines whatever the run's size.
+MAX_ROWS_LISTED = 30
+MAX_DESIGN_LINES = 8
 ACTION_COLUMNS = ["case", "setup", "metric", "base", "new", "ratio [CI]", "p", "why"]
 
 
@@ -449,9 +453,20 @@ def digest(rows) -> CompareDigest:
     derived = [r for r in rest if _derived_row(r) and r.verdict != "unchanged"]
     shown = [r for r in rest if r not in derived]
     sections = tuple((v, tuple(r for r in shown if r.verdict == v)) for v in ACTION_VERDICTS)
+    # The biggest changes first: what a capped list keeps is what matters most.
+    sections = tuple((v, tuple(sorted(rs, key=lambda r: -abs(r.result.change or 0.0)))) for v, rs in sections)
     unchanged = sum(r.verdict == "unchanged" for r in rest)
     return CompareDigest(sections, tuple((m, w, n) for (m, w), n in groups.items()), unchanged, len(derived),
                          len(rows))
+
+
+def listed(d: CompareDigest) -> dict[str, int]:
+    """How many rows of each section are printed, within MAX_ROWS_PER_SECTION and MAX_ROWS_LISTED."""
+    left, out = MAX_ROWS_LISTED, {}
+    for v, rs in d.sections:
+        out[v] = min(len(rs), MAX_ROWS_PER_SECTION, left)
+        left -= out[v]
+    return out
 
 
 def _section_title(verdict: str, n: int) -> str:
@@ -464,8 +479,18 @@ def _section_title(verdict: str, n: int) -> str:
 def _design_lines(d: CompareDigest) -> list[str]:
     if not d.by_design:
         return []
-    return [f"Not measured in the base run ({sum(n for *_, n in d.by_design)} rows), by metric and the record's note:"] + \
-        [f"  {m}: {why} ({n} case{'s' if n != 1 else ''})" for m, why, n in d.by_design]
+    by_why: dict[str, list[tuple[str, int]]] = {}
+    for m, why, n in d.by_design:
+        by_why.setdefault(why, []).append((m, n))
+    lines = []
+    for why, ms in by_why.items():
+        names = ", ".join(m for m, _ in ms[:4]) + (f" and {len(ms) - 4} more" if len(ms) > 4 else "")
+        n = sum(k for _, k in ms)
+        lines.append(f"  {why}: {names} ({n} row{'s' if n != 1 else ''})")
+    if len(lines) > MAX_DESIGN_LINES:
+        lines = lines[:MAX_DESIGN_LINES - 1] + [f"  ... and {len(lines) - MAX_DESIGN_LINES + 1} more notes "
+                                                "(--format json has every row)"]
+    return [f"Not measured in the base run ({sum(n for *_, n in d.by_design)} rows), by the record's note:"] + lines
 
 
 def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare", full: bool = False) -> None:
@@ -489,18 +514,25 @@ def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare
         con.print(d.counts_line(), markup=False, highlight=False)
         return
     con.print(f"{title}: {d.counts_line()}", markup=False, highlight=False)
+    from rich import box
+
+    k = listed(d)
     for verdict, rs in d.sections:
         if not rs:
             continue
         t = Table(title=_section_title(verdict, len(rs)), title_justify="left", header_style="bold",
-                  title_style=VERDICT_STYLE.get(verdict, ""))
+                  title_style=VERDICT_STYLE.get(verdict, ""), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for c in ACTION_COLUMNS:
             t.add_column(c, overflow="fold")
-        for r in rs[:MAX_ROWS_PER_SECTION]:
+        for r in rs[:k[verdict]]:
             t.add_row(*[Text(x) for x in action_cells(r)])
-        con.print(t)
-        if len(rs) > MAX_ROWS_PER_SECTION:
-            con.print(f"... and {len(rs) - MAX_ROWS_PER_SECTION} more {verdict} rows (--all, or --format json "
+        if k[verdict]:
+            con.print(t)
+        else:
+            con.print(_section_title(verdict, len(rs)), style=VERDICT_STYLE.get(verdict, ""), markup=False,
+                      highlight=False)
+        if len(rs) > k[verdict]:
+            con.print(f"... and {len(rs) - k[verdict]} more {verdict} rows (--all, or --format json "
                       "for every row)", markup=False, highlight=False)
     for line in _design_lines(d):
         con.print(line, markup=False, highlight=False)
@@ -527,12 +559,14 @@ def _markdown_digest(rows, full: bool = False, env_notes: Sequence[str] = ()) ->
         cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
         parts.append(md_table(cols, [compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows]))
         return parts
+    k = listed(d)
     for verdict, rs in d.sections:
         if rs:
             parts.append(f"#### {md_escape(_section_title(verdict, len(rs)))}")
-            parts.append(md_table(ACTION_COLUMNS, [action_cells(r) for r in rs[:MAX_ROWS_PER_SECTION]]))
-            if len(rs) > MAX_ROWS_PER_SECTION:
-                parts.append(f"... and {len(rs) - MAX_ROWS_PER_SECTION} more (the JSON output has every row)")
+            if k[verdict]:
+                parts.append(md_table(ACTION_COLUMNS, [action_cells(r) for r in rs[:k[verdict]]]))
+            if len(rs) > k[verdict]:
+                parts.append(f"... and {len(rs) - k[verdict]} more (the JSON output has every row)")
     lines = _design_lines(d)
     if lines:
         parts.append(md_escape(lines[0]) + "\n" + "\n".join(f"- {md_escape(x.strip())}" for x in lines[1:]))

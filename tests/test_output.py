@@ -91,14 +91,49 @@ def test_compare_output_leads_with_action_and_adds_up():
     assert len(full.getvalue().splitlines()) > len(out.splitlines())
 
 
+def synthetic_rows(counts):
+    from milestones.harness.compare import CompareRow
+    from milestones.harness.stats import Comparison
+
+    rows = []
+    for verdict, n in counts.items():
+        for i in range(n):
+            reason = "not measured in base: NVML absent: CPU device" if verdict == "by design" else f"why {i}"
+            res = Comparison("not comparable" if verdict == "by design" else verdict, reason, "blocks", ratio=1.0,
+                             change=i / 100, base=1.0, new=1.0)
+            rows.append(CompareRow("s", f"c{i}", "speed", "smoke", "cpu", "float32", 8,
+                                   f"m{i % 12}.energy" if verdict == "by design" else f"m{i}.step_time", "s", False,
+                                   res))
+    return rows
+
+
+@pytest.mark.parametrize("counts", [
+    {"regressed": 3, "improved": 5, "inconclusive": 40, "not comparable": 12, "by design": 60, "unchanged": 400},
+    {"regressed": 40, "improved": 40, "inconclusive": 40, "not comparable": 40, "by design": 40, "unchanged": 40},
+])
+def test_compare_output_is_bounded(counts):
+    rows = synthetic_rows(counts)
+    buf = io.StringIO()
+    report.print_compare(rows, [], None, file=buf, title="t")
+    out = buf.getvalue()
+    assert len(out.splitlines()) < 60, out
+    assert f"{len(rows)} rows: " in out
+    md = report.markdown_summary(rows, [], {"regressed": counts["regressed"]}, "a", "b")
+    assert len(md.splitlines()) < 80
+    # The worst regression is listed first.
+    if counts["regressed"] > 10:
+        first = next(line for line in out.splitlines() if "s/c" in line)
+        assert "m39.step_time" in first
+
+
 def test_not_measured_in_base_collapses_to_one_line_per_metric():
     a, b = recs("torch")[:2], recs("torch")[2:]
     rows, notes = compare.compare_runs(a, b)
     d = report.digest(rows)
     assert d.by_design and all(n >= 1 for *_, n in d.by_design)
     md = report.markdown_compare(rows, notes)
-    lines = [x for x in md.splitlines() if x.startswith("- train.energy_per_item")]
-    assert len(lines) == 1 and "NVML absent: CPU device (2 cases)" in lines[0]
+    lines = [x for x in md.splitlines() if "train.energy_per_item" in x]
+    assert lines == ["- NVML absent: CPU device: train.energy_per_item (2 rows)"]
 
 
 def test_compare_json_keeps_every_row(capsys):
