@@ -305,8 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
     sp = sub.add_parser("list", help="list the suites: paper, the claims they check, cases and cost (or configs)",
-                        description="The suites: each paper, the claims its proxy quality runs check, how many "
-                                    "cases each scale runs, and what they cost on this machine (summed case "
+                        description="The suites: each paper, the claims its proxy quality runs check, how many\n"
+                                    "configs each scale runs, and what they cost on this machine (summed case\n"
                                     "durations of the newest run under --results; none until you run them).",
                         epilog="examples:\n  milestones list\n  milestones list resnet gan\n"
                                "  milestones list --configs resnet\n  milestones list --json",

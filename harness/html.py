@@ -388,6 +388,9 @@ def to_html(sections: Sequence[Section], title: str = "milestones report") -> st
            f"<title>{e(title)}</title><style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
            f'<p class="meta">generated {e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))} '
            f"by milestones</p>"]
+    # A contents line: the page is long, and a reader jumps to the claims or the paper table.
+    out.append('<nav class="meta">' + " · ".join(f'<a href="#{e(_slug(s.title).lower())}">{e(s.title.split(":")[0])}</a>'
+                                               for s in sections) + "</nav>")
     for s in sections:
         sid = _slug(s.title).lower()
         out.append(f'<section id="{e(sid)}"><h{s.level}>{e(s.title)}</h{s.level}>')

@@ -37,7 +37,7 @@ class Collect(HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.tags, self.text, self.srcs, self.imgs, self.captions = [], [], [], [], []
+        self.tags, self.text, self.srcs, self.hrefs, self.imgs, self.captions = [], [], [], [], [], []
         self.tables: list[dict] = []
         self._cell = None
         self._in_caption = False
@@ -47,9 +47,10 @@ class Collect(HTMLParser):
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
         a = dict(attrs)
-        for k in ("src", "href"):
-            if k in a:
-                self.srcs.append(a[k])
+        if "src" in a:
+            self.srcs.append(a["src"])
+        if "href" in a:
+            self.hrefs.append(a["href"])
         if tag == "img":
             self.imgs.append(a)
         if tag == "table":
@@ -102,6 +103,9 @@ def test_html_is_self_contained_and_escaped(report_html):
     p = parse(text)
     assert "script" not in p.tags  # neither ours nor the hostile record's
     assert p.srcs and all(s.startswith("data:image/png;base64,") for s in p.srcs)
+    # Links only within the page (the contents line), to sections that exist.
+    ids = set(re.findall(r'<section id="([^"]+)"', text))
+    assert p.hrefs and all(h.startswith("#") and h[1:] in ids for h in p.hrefs)
     assert not re.search(r"https?://", text)
     body = "".join(p.text)
     # The hostile strings arrive as text, exactly as recorded.

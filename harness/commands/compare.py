@@ -71,9 +71,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("compare", help="compare two runs (BASE NEW), or many results by GPU / torch / ...",
-                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney "
-                                   "test on block medians per metric (Welch over seeds for quality). The table "
-                                   "and Markdown list what needs action first (regressions, improvements, "
+                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney\n"
+                                   "test on block medians per metric (Welch over seeds for quality). The table\n"
+                                   "and Markdown list what needs action first (regressions, improvements,\n"
                                    "inconclusive with why, not comparable) and count the rest; JSON has every row.",
                        epilog="examples:\n"
                               "  milestones compare results/m/RUN_A results/m/RUN_B\n"

@@ -23,9 +23,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML or Markdown report of results",
-                       description="A reproduction report: the paper claims our quality runs checked (held k/n "
-                                   "seeds), the paper figures against ours (results, architecture and "
-                                   "configuration apart), regressions against the previous run, GPU and version "
+                       description="A reproduction report: the paper claims our quality runs checked (held k/n\n"
+                                   "seeds), the paper figures against ours (results, architecture and\n"
+                                   "configuration apart), regressions against the previous run, GPU and version\n"
                                    "comparisons, history, and the environment of each run.",
                        epilog="examples:\n"
                               "  milestones report results/ --out report.html\n"
