@@ -28,7 +28,6 @@ import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from milestones.harness.errors import UsageError
@@ -127,10 +126,15 @@ def speed_cases(settings: BridgeSettings, registry: Registry | None = None) -> l
 # ------------------------------------------------------------------------------- harness measurement
 def harness_measurement(case: Case, settings: BridgeSettings) -> dict[str, Any]:
     """Run the case as `milestones run` does (its own process, same timing); plain data for asv's cache."""
-    from milestones.harness.runner import run_case_process
+    import dataclasses
 
+    from milestones.harness.launch.process import CaseProcess
+    from milestones.harness.registry import REGISTRY
+    from milestones.harness.runner import specs_for_cases
+
+    spec = specs_for_cases([case], settings.run_options(), REGISTRY)[0]
     with tempfile.TemporaryDirectory(prefix="milestones-asv-") as tmp:
-        run = run_case_process(case, settings.run_options(), seed=0, workdir=Path(tmp))
+        run = CaseProcess().run(dataclasses.replace(spec, workdir=tmp))
     return {"status": run.status, "error": run.error,
             "metrics": {k: {"unit": m.unit, "samples": list(m.samples)} for k, m in run.metrics.items()}}
 
@@ -173,17 +177,24 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
     from milestones.harness.worker import seed_everything
 
     reg = registry or REGISTRY  # filled when asv imported the generated benchmarks
-    fn = reg.suite(case.suite).kinds[case.kind]
+    fn = reg.suite(case.suite).kind_fn(case.kind, entry.params)
     seed_everything(0, False)
     ctx = CaseContext.for_case(case, workdir=tempfile.mkdtemp(prefix="milestones-asv-step-"))
 
     def capture(step, device, settings):
         raise _Captured(step)
 
+    from milestones.harness.measure.plan import SpeedPlan
+
     original = speed_mod.time_fn
     speed_mod.time_fn = capture
     try:
-        fn(entry.params, ctx)
+        declared = fn(entry.params, ctx)
+        if isinstance(declared, SpeedPlan):  # a declared plan: its headline step, no capture needed
+            head = declared.step()
+            if head.setup is not None:
+                head.setup()
+            raise _Captured(head.fn)
     except _Captured as c:
         step = c.fn
     except SkipCase as e:

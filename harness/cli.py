@@ -24,47 +24,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _csv(s: str) -> tuple[str, ...]:
-    return tuple(x.strip() for x in s.split(",") if x.strip())
-
-
-def _kv(s: str) -> tuple[str, str]:
-    if "=" not in s:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {s!r}")
-    k, v = s.split("=", 1)
-    return k.strip(), v
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {s!r}")
-    return v
-
-
-def _seeds(s: str) -> tuple[int, ...]:
-    try:
-        out = tuple(int(x) for x in _csv(s))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not out:
-        raise argparse.ArgumentTypeError("expected at least one seed")
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     from milestones.harness import report
@@ -122,79 +81,11 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- run
-RUN_FILE_KEYS = {"suites", "kind", "scale", "device", "dtype", "batch_size", "out", "timeout", "profile",
-                 "peak_tflops", "seed", "seeds", "deterministic", "threads", "data", "option", "repeat"}
-
-
-def load_run_config(path: str) -> dict[str, Any]:
-    """A TOML file of `milestones run` options (never executed, only parsed)."""
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read config file {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML: {e}") from None
-    run = raw.get("run", raw)
-    if not isinstance(run, dict):
-        raise UsageError(f"config file {path}: [run] must be a table")
-    unknown = set(run) - RUN_FILE_KEYS
-    if unknown:
-        from milestones.harness.registry import did_you_mean
-
-        k = sorted(unknown)[0]
-        raise UsageError(f"config file {path}: unknown key {k!r}{did_you_mean(k, RUN_FILE_KEYS)}")
-    types = {"suites": list, "kind": (str, list), "scale": str, "device": str, "dtype": str, "batch_size": int,
-             "out": str, "timeout": (int, float), "profile": bool, "peak_tflops": (int, float), "seed": int,
-             "seeds": list, "deterministic": bool, "threads": int, "data": dict, "option": dict, "repeat": int}
-    for k, v in run.items():
-        if not isinstance(v, types[k]) or (isinstance(v, bool) and types[k] in (int, (int, float))):
-            raise UsageError(f"config file {path}: {k!r} has the wrong type ({type(v).__name__})")
-        if k in ("suites", "seeds") or (k == "kind" and isinstance(v, list)):
-            want = int if k == "seeds" else str
-            if not all(isinstance(x, want) and not isinstance(x, bool) for x in v):
-                raise UsageError(f"config file {path}: {k!r} must be a list of {want.__name__}s")
-        if k in ("data", "option") and not all(isinstance(x, str) for x in v.values()):
-            raise UsageError(f"config file {path}: [{k}] values must be strings")
-    return run
-
-
 def build_run_options(args: argparse.Namespace):
-    from milestones.harness.runner import RunOptions
+    """RunOptions and suite names from `milestones run` arguments (the table in harness/options.py)."""
+    from milestones.harness.options import from_namespace
 
-    fc: dict[str, Any] = load_run_config(args.config) if args.config else {}
-
-    def pick(name: str, default: Any) -> Any:
-        v = getattr(args, name, None)
-        return v if v is not None else fc.get(name, default)
-
-    kind = pick("kind", ("fidelity", "speed"))
-    kinds = _csv(kind) if isinstance(kind, str) else tuple(kind)
-    data = dict(fc.get("data", {}))
-    data.update(dict(args.data or []))
-    options = dict(fc.get("option", {}))
-    options.update(dict(args.option or []))
-    seeds = args.seeds if args.seeds is not None else (tuple(fc["seeds"]) if "seeds" in fc else None)
-    return RunOptions(
-        kinds=kinds, scale=pick("scale", "smoke"), device=pick("device", "auto"), dtype=pick("dtype", "float32"),
-        batch_size=pick("batch_size", None), out=Path(pick("out", "results")), timeout=float(pick("timeout", 900)),
-        profile=bool(args.profile or fc.get("profile", False)), peak_tflops=pick("peak_tflops", None),
-        seed=pick("seed", 0), seeds=seeds, deterministic=bool(args.deterministic or fc.get("deterministic", False)),
-        threads=pick("threads", None), data=data, options=options, repeat=pick("repeat", 1),
-        nproc=getattr(args, "nproc", None) or 1, torchrun_args=_torchrun_args(args),
-        find_max_batch=getattr(args, "find_max_batch", None),
-    ), (list(args.names) or list(fc.get("suites", [])))
-
-
-def _torchrun_args(args: argparse.Namespace) -> tuple[str, ...]:
-    from milestones.harness.distributed import rendezvous_args
-
-    return rendezvous_args(args)
+    return from_namespace(args)
 
 
 def _check_data_paths(data: dict[str, str]) -> None:
@@ -203,15 +94,34 @@ def _check_data_paths(data: dict[str, str]) -> None:
             raise UsageError(f"--data {name}={p}: no such file or folder")
 
 
-def _busy_warning(env: dict[str, Any]) -> str | None:
+def _busy_warning(env: dict[str, Any], idle: float | None, threads: int) -> str | None:
     hyg = env.get("hygiene") or {}
     load, busy = hyg.get("loadavg"), hyg.get("busy_processes") or []
     cores = env.get("logical_cores") or 1
-    if (load and load[0] > 0.5 * cores) or busy:
-        procs = ", ".join(f"{p['name']} ({p['cpu']:.0%})" for p in busy[:3])
-        return (f"warning: the machine is busy (1-minute load average {load[0] if load else float('nan'):.2f} on "
-                f"{cores} cores{'; busy: ' + procs if procs else ''}); timings may be biased")
+    if (idle is not None and idle < cores - 0.75) or (load and load[0] > 0.5 * cores) or busy:
+        procs = ", ".join(f"{p['name']} ({p['cpu']:.0%})" for p in busy[:3] if isinstance(p, dict) and "name" in p)
+        free = f"{idle:.1f} of {cores} cores idle" if idle is not None else f"{cores} cores"
+        return (f"warning: the machine is busy ({free}; 1-minute load average "
+                f"{load[0] if load else float('nan'):.2f}{'; busy: ' + procs if procs else ''}); "
+                f"cases run with {threads} thread(s) and timings may be biased")
     return None
+
+
+def _resume_options(args: argparse.Namespace, opts):
+    """The run folder and the options it was started with (the folder given, whatever --out says)."""
+    from milestones.harness import store
+    from milestones.harness.options import RunOptions
+
+    folder, manifest = store.find_run(opts.out, args.resume)
+    o = dict(manifest.get("options") or {})
+    try:
+        saved = RunOptions(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in o.items()
+                              if k in RunOptions.__dataclass_fields__})
+    except (TypeError, MilestonesError) as e:
+        raise UsageError(f"run manifest {folder}/_run.json has options this milestones cannot use: {e}") from None
+    # What a resume may change: where the process runs, not what the run measures.
+    keep_cli = {k: getattr(opts, k) for k in ("timeout", "threads") if getattr(args, k, None) is not None}
+    return folder, manifest, dataclasses.replace(saved, out=folder.parent.parent, **keep_cli)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -219,46 +129,53 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from milestones.harness import env as envmod
-    from milestones.harness import report, runner, store
-    from milestones.harness.records import SUCCESS_STATUSES
+    from milestones.harness import report, runner
+    from milestones.harness.launch.spec import CaseSpec
+    from milestones.harness.measure.cpu_load import free_threads, idle_cores, logical_cores
+    from milestones.harness.records import SUCCESS_STATUSES, Case
     from milestones.harness.registry import load_suites
 
     opts, names = build_run_options(args)
     _check_data_paths(opts.data)
     reg = load_suites()
-    entries = reg.resolve(names)
-    skip: set[str] = set()
-    run_id = None
+    folder = None
     if args.resume:
-        folder, manifest = store.find_run(opts.out, args.resume)
-        run_id = manifest["run_id"]
-        o = manifest.get("options", {})
-        opts = dataclasses.replace(
-            opts, kinds=tuple(o.get("kinds", opts.kinds)), scale=o.get("scale", opts.scale),
-            dtype=o.get("dtype", opts.dtype), batch_size=o.get("batch_size"), repeat=o.get("repeat", 1),
-            seed=o.get("seed", 0), out=Path(opts.out))
-        from milestones.harness.records import Case
-
+        folder, manifest, opts = _resume_options(args, opts)
+        device = runner.resolve_device(opts.device) if opts.device == "auto" else opts.device
+        by_key = {s.get("key"): s.get("batch_size_source") for s in manifest.get("specs", [])}
         cases = [Case(**c) for c in manifest["cases"]]
-        skip = store.finished_keys(folder)
-    device = runner.resolve_device(opts.device)
-    if not args.resume:
-        cases = runner.plan(entries, opts, device)
-    if not cases:
+        for c in cases:
+            reg.config(c.config)  # a case of a suite this milestones no longer has: one line, exit 2
+        specs = []
+        for sp in runner.specs_for_cases(cases, opts, reg):
+            src = by_key.get(sp.key)
+            specs.append(dataclasses.replace(sp, batch_size_source=src) if src else sp)
+        run_id = manifest["run_id"]
+    else:
+        device = runner.resolve_device(opts.device)
+        specs = runner.plan_specs(reg.resolve(names), opts, device)
+        run_id = None
+    if not specs:
         raise UsageError(f"no cases to run: nothing registered matches kind {','.join(opts.kinds)} at scale "
                          f"{opts.scale!r}" + (f" for {', '.join(names)}" if names else ""))
-    store.ensure_writable(Path(opts.out))
     err = Console(stderr=True)
+    idle, cores = idle_cores(), logical_cores()
+    if opts.threads is None:
+        threads = free_threads(idle, cores)
+        specs = [dataclasses.replace(s, threads=threads) for s in specs]
+    else:
+        threads = opts.threads
     e = envmod.capture()
-    warn = _busy_warning(e)
+    e["threads_default"] = {"idle_cores_at_start": None if idle is None else round(idle, 2), "cores": cores,
+                            "threads": threads, "chosen_by": "--threads" if opts.threads else "idle cores"}
+    warn = _busy_warning(e, idle, threads)
     if warn:
         err.print(f"[yellow]{warn}[/]")
-    todo = sum(opts.repeat for _ in cases) - len(skip)
-    err.print(f"milestones run: {todo} case(s) on {device} ({opts.dtype}), scale {opts.scale}, "
-              f"timeout {opts.timeout:g} s each")
+    err.print(f"milestones run: {len(specs)} case(s) on {device} ({opts.dtype}), scale {opts.scale}, "
+              f"{threads} thread(s), timeout {opts.timeout_for():g} s each")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
-        task = progress.add_task("starting", total=max(todo, 0))
+        task = progress.add_task("starting", total=len(specs))
 
         def on_start(case) -> None:
             progress.update(task, description=f"{case.suite}/{case.config} {case.kind}")
@@ -267,8 +184,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.console.print(report.case_line(rec))
             progress.advance(task)
 
-        result = runner.execute(cases, opts, reg, e, run_id=run_id, on_start=on_start, on_record=on_record,
-                                skip=skip)
+        result = runner.execute(specs, opts, reg, e, run_id=run_id, folder=folder, resume=bool(args.resume),
+                                on_start=on_start, on_record=on_record)
+    assert all(isinstance(s, CaseSpec) for s in specs)
     if args.json:
         print(report.to_json({"run_id": result.run_id, "folder": str(result.folder),
                               "records": [str(p) for p in result.paths],
@@ -280,19 +198,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.status in SUCCESS_STATUSES for r in result.records) else EXIT_CASES_FAILED
 
 
-RUN_EPILOG = """\
-Each case writes one JSON record under OUT/<machine id>/<run id>/ (default results/); that folder is
-printed at the end, and `milestones compare`, `report` and `plot` read such folders. The default,
-`milestones run` with no arguments, is every smoke fidelity and speed case (54 today). Quality cases,
-which check the paper's claims, run at `--scale proxy` (minutes each on a CPU, offline data) or
-`--scale paper` (a GPU and the paper's data); `milestones list` shows which configs have them.
+RUN_EPILOG = """examples:
+  milestones run                                  every suite's smoke fidelity+speed cases (~3-15 min on a CPU)
+  milestones run resnet --kind speed --repeat 3   ResNet's speed cases, three times each
+  milestones run resnet-degradation --scale proxy --kind quality     the Fig. 6 claim on real small data
+  milestones run resnet50 --scale paper --kind quality --data imagenet=/data/imagenet
+  milestones run --resume 20261130T101500Z-ab12cd finish a killed run in its own folder
 
-examples:
-  milestones run                                       # the default job: all smoke fidelity + speed cases
-  milestones run resnet50-smoke --kind speed --profile # one config, with a kernel table
-  milestones run resnet-degradation --kind quality --scale proxy   # Fig. 6's claim, 3 seeds
-  milestones run alexnet --scale paper --kind quality --data imagenet=/data/imagenet
-  milestones run --resume RUN_ID                       # finish an interrupted run
+results: one JSON record per case under OUT/<machine-id>/<run-id>/ (OUT defaults to results/); the last
+line says the folder. Exit code 0: every case ok or skipped; 1: a case failed, timed out, ran out of
+memory or diverged; 2: bad input; 130: interrupted (resume with --resume RUN).
+
+quality cases are not in the default job (--kind fidelity,speed): give --kind quality. The paper's claims
+are checked at --scale proxy (minutes each on a CPU, offline data) or --scale paper (a GPU and the
+paper's data); `milestones list` shows which configs have them. A quality case prints its claim and on
+how many seeds it held.
 """
 
 
@@ -322,38 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_env)
 
-    sp = sub.add_parser("run", help="run cases and write one record per case")
+    sp = sub.add_parser("run", help="run cases and write one record per case", epilog=RUN_EPILOG,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("names", nargs="*", metavar="SUITE|CONFIG", help="suites or configs (default: all)")
-    sp.add_argument("--kind", help="comma-separated kinds: fidelity,speed,quality (default fidelity,speed)")
-    sp.add_argument("--scale", help="smoke | proxy | paper (default smoke)")
-    sp.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    sp.add_argument("--dtype", help="float32 | bfloat16 | float16 (default float32)")
-    sp.add_argument("--batch-size", type=_positive_int, help="override every speed case's batch size")
-    sp.add_argument("--out", help="results folder (default results)")
-    sp.add_argument("--timeout", type=_positive_float, help="seconds per case before it is killed (default 900)")
-    sp.add_argument("--profile", action="store_true", default=None, help="record a kernel table per speed case")
-    sp.add_argument("--peak-tflops", type=_positive_float, help="the device's peak TFLOP/s for MFU")
-    sp.add_argument("--seed", type=int, help="base seed (default 0)")
-    sp.add_argument("--seeds", type=_seeds, help="comma-separated seeds for quality cases")
-    sp.add_argument("--deterministic", action="store_true", default=None,
-                    help="seed everything and turn on torch's deterministic algorithms")
-    sp.add_argument("--threads", type=_positive_int, help="torch threads in each case process")
-    sp.add_argument("--data", type=_kv, action="append", metavar="NAME=PATH", help="user data, e.g. imagenet=/data")
-    sp.add_argument("--option", type=_kv, action="append", metavar="KEY=VALUE", help="suite-specific option")
-    sp.add_argument("--repeat", type=_positive_int, help="run each case N times")
-    sp.add_argument("--find-max-batch", type=_positive_int, nargs="?", const=4096, metavar="CAP",
-                    help="search (doubling from 1, up to CAP) for the largest batch that runs; recorded")
-    sp.add_argument("--resume", metavar="RUN", help="finish a killed run (its id or folder): only missing cases")
-    sp.add_argument("--config", metavar="FILE", help="TOML file of run options (flags override it)")
-    sp.add_argument("--nproc", type=_positive_int, help="run speed cases on N ranks per node under torchrun "
-                    "(DistributedDataParallel; NCCL on GPUs, gloo on CPUs)")
-    for flag in ("--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint", "--rdzv-id", "--master-addr",
-                 "--master-port"):
-        sp.add_argument(flag, help=f"passed to torchrun as {flag} (several nodes)")
+    from milestones.harness.options import add_flags
+
+    add_flags(sp)
+    sp.add_argument("--resume", metavar="RUN", help="finish a killed run (its id or folder): only missing and "
+                    "interrupted cases run, in that run's folder")
+    sp.add_argument("--config", metavar="FILE", help="TOML file of run options ([run] table; flags override it)")
     sp.add_argument("--json", action="store_true", help="print a JSON summary instead of a table")
     sp.set_defaults(func=cmd_run)
-    sp.formatter_class = argparse.RawDescriptionHelpFormatter
-    sp.epilog = RUN_EPILOG
 
     import milestones.harness.commands as cmds
 

@@ -22,6 +22,7 @@ class Diverged(Exception):
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+PROGRESS_FILE = "progress.jsonl"
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,14 @@ class CaseContext:
     profile: bool = False
     peak_tflops: float | None = None
     seed: int = 0
-    seeds: tuple[int, ...] = (0,)
+    # Seeds given on the command line (--seeds, even a single one); None: derive them from `seed`.
+    seeds: tuple[int, ...] | None = None
     deterministic: bool = False
     data: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    # A folder that outlives the case process (inside the run folder): checkpoints let `--resume` continue
+    # a long training run instead of starting it again. None in tests that run a kind directly.
+    checkpoint_dir: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -70,12 +75,36 @@ class CaseContext:
         return self.case.batch_size
 
     def quality_seeds(self, default_n: int) -> tuple[int, ...]:
-        """Seeds of a quality claim: `--seeds` when several are given, else `default_n` consecutive seeds
+        """Seeds of a quality claim: `--seeds` when given (one seed too), else `default_n` consecutive seeds
         from `--seed` (a claim over one seed says little); `--option n_seeds=N` changes the count."""
-        if len(self.seeds) > 1:
+        if self.seeds:
             return tuple(self.seeds)
         n = int(self.options.get("n_seeds", default_n))
         return tuple(self.seed + i for i in range(n))
+
+    def progress(self, message: str, **values: float) -> None:
+        """A line in the case's log (so a slow case can be told from a hung one), kept in the workdir too."""
+        self._append_progress({"event": "progress", "message": message, "values": values})
+
+    def seed_done(self, seed: int, metrics: dict[str, float], unit: dict[str, str] | None = None) -> None:
+        """What one seed of a quality case finished with. If the case is then killed or times out, the
+        runner records these per-seed values (marked partial) instead of losing them."""
+        self._append_progress({"event": "seed_done", "seed": seed, "metrics": metrics, "unit": unit or {}})
+
+    def _append_progress(self, event: dict[str, Any]) -> None:
+        import json
+        import sys
+        import time
+
+        event = {"t": round(time.time(), 3), **event}
+        line = json.dumps(event, default=str, allow_nan=True)
+        print(f"[progress] {line}", file=sys.stderr, flush=True)
+        if self.workdir:
+            from pathlib import Path
+
+            with open(Path(self.workdir) / PROGRESS_FILE, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+                f.flush()
 
     def check_finite(self, step: int, value: float, what: str = "loss") -> float:
         """Raise Diverged when a training value is NaN or inf; return it otherwise."""

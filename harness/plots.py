@@ -192,7 +192,16 @@ def quality_vs_paper(figs: Sequence[Any], title: str | None = None):
 
 
 _SEED_RE = re.compile(r"(?:^|[./_-])seed[_-]?(\d+)(?=$|[./_-])")
-_X_KEYS = ("step", "eval_step", "seconds", "time", "epoch")
+_X_KEYS = ("step", "eval_step", "seconds", "time", "epoch", "_x")
+
+
+def _flat(s: dict) -> dict:
+    """A curve in either form as {x key: xs, series: ys, ...}: `suite_api.curve(...)` nests its series
+    under "series" with its x key named by "x"; older records keep them side by side with "step"."""
+    if isinstance(s.get("series"), dict):
+        x = s.get("x") or "step"
+        return {"step": s.get(x), "_x": x, **s["series"]}
+    return s
 
 
 def curve_series(record: Any) -> dict[str, dict[int | None, dict[str, Any]]]:
@@ -201,12 +210,14 @@ def curve_series(record: Any) -> dict[str, dict[int | None, dict[str, Any]]]:
     if not isinstance(cv, dict) or not cv:
         raise UsageError(f"record {record.record_id} has no curves")
     out: dict[str, dict[int | None, dict[str, Any]]] = {}
-    for name, s in cv.items():
-        if not isinstance(s, dict) or "step" not in s and "eval_step" not in s:
+    for name, raw in cv.items():
+        s = _flat(raw) if isinstance(raw, dict) else raw
+        if not isinstance(s, dict) or not isinstance(s.get("step"), list) and not isinstance(s.get("eval_step"), list):
             raise RecordError(f"record {record.record_id}: curve {name!r} needs 'step' and values")
         m = _SEED_RE.search(str(name))
-        seed = int(m.group(1)) if m else None
-        model = (_SEED_RE.sub("", str(name)) if m else str(name)).strip("./_-") or "run"
+        seed = raw.get("seed") if isinstance(raw.get("seed"), int) else (int(m.group(1)) if m else None)
+        model = raw.get("model") if isinstance(raw.get("model"), str) else \
+            ((_SEED_RE.sub("", str(name)) if m else str(name)).strip("./_-") or "run")
         out.setdefault(model, {})[seed] = s
     return out
 
@@ -278,7 +289,8 @@ def curves(record: Any, metric: str | None = None):
     c = record.case
     smooth = " (running mean)" if metric == "loss" and any(len(s.get("loss", [])) > 200 for m in series.values()
                                                            for s in m.values()) else ""
-    ax.set_xlabel("step")
+    xname = next((s.get("_x") for m in series.values() for s in m.values() if s.get("_x")), "step")
+    ax.set_xlabel(xname)
     ys_all = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
     ys_all = ys_all[np.isfinite(ys_all)]
     log = ys_all.size > 0 and ys_all.min() > 0 and ys_all.max() / ys_all.min() > 20

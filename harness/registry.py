@@ -66,7 +66,7 @@ class Suite:
     arxiv: str
     year: int
     source_file: str
-    kinds: dict[str, KindFn] = field(default_factory=dict)
+    kind_table: dict[str, dict[type, KindFn]] = field(default_factory=dict)
     configs: dict[str, ConfigEntry] = field(default_factory=dict)
     registry: Registry | None = field(default=None, repr=False)
 
@@ -75,22 +75,46 @@ class Suite:
         """A hash of the suite's source: records of different versions are never compared."""
         return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest()[:12]
 
-    def kind(self, name: str) -> Callable[[KindFn], KindFn]:
-        """Decorator registering the function that runs cases of one kind."""
+    def kind(self, name: str, params: type | None = None) -> Callable[[KindFn], KindFn]:
+        """Decorator registering the function that runs cases of one kind for one params type.
+
+        `params=DegradationConfig` registers it for configs whose params are of that type (or a subclass);
+        without `params` it serves every params type of the suite that has no function of its own.
+        Two functions for one (kind, params type) raise.
+        """
         if name not in KINDS:
             raise ValueError(f"unknown kind {name!r}{did_you_mean(name, KINDS)}")
+        key = params if params is not None else object
 
         def deco(fn: KindFn) -> KindFn:
-            if name in self.kinds:
-                raise DuplicateNameError(f"suite {self.name!r} already has a {name!r} function")
-            self.kinds[name] = fn
+            table = self.kind_table.setdefault(name, {})
+            if key in table:
+                what = "" if key is object else f" for {key.__name__}"
+                raise DuplicateNameError(f"suite {self.name!r} already has a {name!r} function{what}")
+            table[key] = fn
             return fn
 
         return deco
 
+    @property
+    def kinds(self) -> dict[str, KindFn]:
+        """Kind name -> its default function (kept for listings; cases dispatch with `kind_fn`)."""
+        return {k: t.get(object) or next(iter(t.values())) for k, t in self.kind_table.items()}
+
+    def kind_fn(self, kind: str, params: Any) -> KindFn:
+        """The function for `kind` registered for the most specific type of `params` (its MRO)."""
+        table = self.kind_table.get(kind)
+        if not table:
+            raise UnknownNameError(f"suite {self.name!r} has no {kind!r} kind")
+        for t in type(params).__mro__:
+            if t in table:
+                return table[t]
+        raise UnknownNameError(f"suite {self.name!r} has no {kind!r} function for {type(params).__name__} "
+                               f"(registered for: {', '.join(t.__name__ for t in table)})")
+
     def config(self, name: str, params: Any, *, scales: Iterable[str], kinds: Iterable[str] | None = None,
                description: str = "") -> ConfigEntry:
-        scales, kinds = tuple(scales), tuple(kinds) if kinds is not None else tuple(self.kinds)
+        scales, kinds = tuple(scales), tuple(kinds) if kinds is not None else tuple(self.kind_table)
         for s in scales:
             if s not in SCALES:
                 raise ValueError(f"config {name!r}: unknown scale {s!r}{did_you_mean(s, SCALES)}")

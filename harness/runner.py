@@ -1,19 +1,19 @@
-"""Plans cases and runs each in its own process with a timeout; never loses a result.
+"""Plans cases and runs each through a launcher; never loses a result.
 
-A case that crashes, hangs, runs out of memory or diverges becomes a record with its status; the
-run goes on. Records are written as each case finishes, atomically.
+plan: every (config, kind) that matches the options becomes one frozen CaseSpec, its batch size resolved
+once with its source. execute: claims the run folder (one process at a time), runs each spec through its
+launcher (a case process, or torchrun ranks), turns the CaseResult into a record and writes it at once,
+atomically. A case that crashes, hangs, runs out of memory or diverges becomes a record with its status;
+the run goes on. A record that cannot be written is kept and retried, and the run says how to resume.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
+import errno
+import fcntl
 import os
-import signal
-import subprocess
-import sys
-import tempfile
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,64 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from milestones.harness import store
-from milestones.harness.context import DTYPES
-from milestones.harness.errors import UsageError
-from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
-from milestones.harness.registry import KINDS, SCALES, ConfigEntry, Registry, did_you_mean
+from milestones.harness.errors import MilestonesError, UsageError
+from milestones.harness.launch.process import CaseProcess, now
+from milestones.harness.launch.spec import CaseResult, CaseSpec
+from milestones.harness.options import RunOptions
+from milestones.harness.records import SCHEMA_VERSION, Case, RunRecord
+from milestones.harness.registry import ConfigEntry, Registry
 
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = ["RunOptions", "plan", "plan_specs", "execute", "resolve_device", "RunResult"]
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    kinds: tuple[str, ...] = ("fidelity", "speed")
-    scale: str = "smoke"
-    device: str = "auto"
-    dtype: str = "float32"
-    batch_size: int | None = None
-    out: Path = Path("results")
-    timeout: float = 900.0
-    profile: bool = False
-    peak_tflops: float | None = None
-    seed: int = 0
-    seeds: tuple[int, ...] | None = None
-    deterministic: bool = False
-    threads: int | None = None
-    data: dict[str, str] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    repeat: int = 1
-    timing: dict[str, Any] | None = None
-    # An explicit, recorded search for the largest batch that runs (doubling from 1 up to this cap).
-    find_max_batch: int | None = None
-    nproc: int = 1  # ranks per node for speed cases, run under torchrun (milestones.harness.distributed)
-    torchrun_args: tuple[str, ...] = ()  # torchrun rendezvous options for several nodes
-
-    def __post_init__(self) -> None:
-        for k in self.kinds:
-            if k not in KINDS:
-                raise UsageError(f"unknown kind {k!r}{did_you_mean(k, KINDS)}; choose from {', '.join(KINDS)}")
-        if not self.kinds:
-            raise UsageError("no kind given; choose from " + ", ".join(KINDS))
-        if self.scale not in SCALES:
-            raise UsageError(f"unknown scale {self.scale!r}{did_you_mean(self.scale, SCALES)}; "
-                             f"choose from {', '.join(SCALES)}")
-        dev = self.device.split(":")[0]
-        if dev not in DEVICES:
-            raise UsageError(f"unknown device {self.device!r}{did_you_mean(self.device, DEVICES)}; "
-                             f"choose from {', '.join(DEVICES)}")
-        if self.dtype not in DTYPES:
-            raise UsageError(f"unknown dtype {self.dtype!r}{did_you_mean(self.dtype, DTYPES)}; "
-                             f"choose from {', '.join(DTYPES)}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise UsageError(f"--batch-size must be a positive integer, not {self.batch_size}")
-        if self.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {self.timeout}")
-        if self.find_max_batch is not None and self.find_max_batch < 1:
-            raise UsageError(f"--find-max-batch must be a positive integer, not {self.find_max_batch}")
-        if self.repeat < 1:
-            raise UsageError(f"--repeat must be a positive integer, not {self.repeat}")
-        if self.nproc < 1:
-            raise UsageError(f"--nproc must be a positive integer, not {self.nproc}")
+WORK_DIR = ".work"  # case workdirs, inside the run folder: a killed run leaves nothing in $TMPDIR
+CHECKPOINT_DIR = ".checkpoints"  # training checkpoints that let --resume continue a long case
+SUPERSEDED_DIR = ".superseded"  # records replaced by a resumed case (an interrupted one), kept, not read
+LOCK_FILE = ".lock"
+WRITE_RETRIES = 3
 
 
 def resolve_device(device: str) -> str:
@@ -95,212 +51,284 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def default_batch_size(entry: ConfigEntry, kind: str, device: str) -> int | None:
-    """The config's batch: `batch_size` (the paper's, for a GPU) or `cpu_batch_size` on a CPU."""
+def resolve_batch(entry: ConfigEntry, kind: str, device: str, opts: RunOptions) -> tuple[int | None, str]:
+    """The case's batch size and where it came from, decided here once: --batch-size for speed and quality
+    cases, else the config's batch (`cpu_batch_size` on a CPU when it has one); fidelity cases have none."""
     if kind == "fidelity":
-        return None
+        return None, "none"
+    if opts.batch_size is not None:
+        return int(opts.batch_size), "--batch-size"
     p = entry.params
     if not device.startswith("cuda") and getattr(p, "cpu_batch_size", None) is not None:
-        return int(p.cpu_batch_size)
+        return int(p.cpu_batch_size), "config default"
     bs = getattr(p, "batch_size", None)
-    return None if bs is None else int(bs)
+    return (None, "none") if bs is None else (int(bs), "config default")
 
 
-def plan(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) -> list[Case]:
-    cases = []
+def plan_specs(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) -> list[CaseSpec]:
+    """One spec per matching (config, kind) and repeat; workdirs are filled in when the run folder is known."""
+    specs = []
     for e in entries:
         if opts.scale not in e.scales:
             continue
         for k in opts.kinds:
             if k not in e.kinds:
                 continue
-            bs = opts.batch_size if (opts.batch_size is not None and k != "fidelity") else default_batch_size(e, k, device)
-            cases.append(Case(suite=e.suite, config=e.name, kind=k, scale=opts.scale, device=device,
-                              dtype=opts.dtype, batch_size=bs))
-    return cases
+            bs, source = resolve_batch(e, k, device, opts)
+            case = Case(suite=e.suite, config=e.name, kind=k, scale=opts.scale, device=device, dtype=opts.dtype,
+                        batch_size=bs)
+            for r in range(opts.repeat):
+                # A repeat is the same case again, same seed: it measures run-to-run spread (--seeds varies seeds).
+                specs.append(CaseSpec(
+                    case=case, batch_size_source=source, seed=opts.seed, seeds=opts.seeds,
+                    repeat_index=r, threads=opts.threads, deterministic=opts.deterministic, profile=opts.profile,
+                    peak_tflops=opts.peak_tflops, timing=None, data=opts.data, options=opts.options,
+                    timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args))
+    return specs
 
 
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+def plan(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) -> list[Case]:
+    """The cases a run would make (one per config and kind; repeats not expanded)."""
+    return [s.case for s in plan_specs(entries, opts, device) if s.repeat_index == 0]
 
 
-def _kill_group(p: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate the case's whole process group (its own children included), then kill."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout=wait)
-            # The leader is gone; children may linger in the group.
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def specs_for_cases(cases: Iterable[Case], opts: RunOptions, registry: Registry) -> list[CaseSpec]:
+    """Specs for cases planned elsewhere (tests, asv, ab), their batch sources derived the same way."""
+    out = []
+    for c in cases:
+        e = registry.config(c.config)
+        bs, source = resolve_batch(e, c.kind, c.device, opts)
+        if bs != c.batch_size:
+            source = "none" if c.batch_size is None else "--batch-size"
+        for s in plan_specs([e], dataclasses.replace(opts, kinds=(c.kind,), scale=c.scale, dtype=c.dtype),
+                            c.device):
+            out.append(dataclasses.replace(s, case=c, batch_size_source=source))
+    return out
 
 
-@dataclass
-class CaseRun:
-    status: str
-    error: str | None
-    metrics: dict[str, Metric]
-    info: dict[str, Any]
-    artifacts: dict[str, Any]
-    started_at: str
-    ended_at: str
-    duration_s: float
-
-
-def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path) -> CaseRun:
-    spec = {
-        "case": dataclasses.asdict(case), "seed": seed, "seeds": list(opts.seeds or (seed,)),
-        "deterministic": opts.deterministic, "profile": opts.profile, "peak_tflops": opts.peak_tflops,
-        "threads": opts.threads, "data": opts.data, "options": opts.options, "timing": opts.timing,
-        "workdir": str(workdir),
-    }
-    spec_path, result_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "stderr.log"
-    spec_path.write_text(json.dumps(spec))
-    started, t0 = _now(), time.perf_counter()
-    env = dict(os.environ)
-    # The case process must import this very harness and suites, wherever it was launched from.
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(log_path, "wb") as log:
-        from milestones.harness import distributed
-
-        cmd = (distributed.torchrun_command(spec_path, result_path, nproc=opts.nproc,
-                                            torchrun_args=opts.torchrun_args, timeout=opts.timeout)
-               if distributed.wants_torchrun(case.kind, opts.nproc, opts.torchrun_args)
-               else [sys.executable, "-m", "milestones.harness.worker", str(spec_path), str(result_path)])
-        p = subprocess.Popen(cmd,
-                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env=env)
-        status = None
-        try:
-            p.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(p)
-            status = "timeout"
-        except KeyboardInterrupt:
-            _kill_group(p, grace=1.0)
-            status = "interrupted"
-    dur = time.perf_counter() - t0
-    ended = _now()
-    tail = log_path.read_text(errors="replace")[-3000:] if log_path.exists() else ""
-    if status == "timeout":
-        return CaseRun("timeout", f"timed out after {opts.timeout:g} s; process group killed", {},
-                       {"log_tail": tail}, {}, started, ended, dur)
-    if status == "interrupted":
-        return CaseRun("interrupted", "interrupted (SIGINT) while running", {}, {"log_tail": tail}, {},
-                       started, ended, dur)
-    if not result_path.exists():
-        sig = -p.returncode if p.returncode and p.returncode < 0 else None
-        why = f"killed by signal {signal.Signals(sig).name}" if sig else f"exited with code {p.returncode}"
-        last = next((ln for ln in reversed(tail.strip().splitlines()) if ln.strip()), "")
-        return CaseRun("failed", f"case process {why} without a result" + (f": {last[:300]}" if last else ""),
-                       {}, {"log_tail": tail, "returncode": p.returncode}, {}, started, ended, dur)
-    res = json.loads(result_path.read_text())
-    metrics = {k: Metric.from_dict(k, m) for k, m in res.get("metrics", {}).items()}
-    info = res.get("info", {})
-    if tail.strip():
-        info["log_tail"] = tail
-    return CaseRun(res["status"], res.get("error"), metrics, info, res.get("artifacts", {}), started, ended, dur)
-
-
-def build_record(case: Case, run: CaseRun, *, run_id: str, entry: ConfigEntry, suite_version: str,
-                 env: dict[str, Any], opts: RunOptions, repeat_index: int, seed: int) -> RunRecord:
-    config = entry.params_dict()
-    info = {**run.info, "repeat_index": repeat_index, "seed": seed, "timeout_s": opts.timeout,
-            "batch_size_source": "--batch-size" if (opts.batch_size is not None and case.kind != "fidelity")
-            else "config default"}
+# ------------------------------------------------------------------------------------------- records
+def build_record(spec: CaseSpec, res: CaseResult, *, run_id: str, entry: ConfigEntry, suite_version: str,
+                 env: dict[str, Any]) -> RunRecord:
+    info = {**res.info, "repeat_index": spec.repeat_index, "seed": spec.seed, "timeout_s": spec.timeout,
+            "batch_size_source": spec.batch_size_source}
+    if spec.seeds:
+        info["seeds"] = list(spec.seeds)
     return RunRecord(
-        schema_version=SCHEMA_VERSION, run_id=run_id,
-        record_id=f"{run_id}/{case.slug}" + (f"/r{repeat_index}" if opts.repeat > 1 else ""),
-        started_at=run.started_at, ended_at=run.ended_at, duration_s=round(run.duration_s, 4), case=case,
-        config=config, suite_version=suite_version, env=env, status=run.status, error=run.error,
-        metrics=run.metrics, info=info, artifacts=run.artifacts,
-    )
+        schema_version=SCHEMA_VERSION, run_id=run_id, record_id=f"{run_id}/{spec.key}",
+        started_at=res.started_at or now(), ended_at=res.ended_at or now(), duration_s=round(res.duration_s or 0.0, 4),
+        case=spec.case, config=dataclasses.asdict(entry.params) if dataclasses.is_dataclass(entry.params)
+        else dict(entry.params), suite_version=suite_version, env=env, status=res.status, error=res.error,
+        metrics=dict(res.metrics), info=info, artifacts=dict(res.artifacts))
 
 
-def find_max_batch(case: Case, opts: RunOptions, *, seed: int) -> tuple[Case, CaseRun, list[dict[str, Any]]]:
+def unserialisable_record(rec: RunRecord, err: Exception) -> RunRecord:
+    """A record whose info/artifacts JSON cannot hold becomes a failed record that keeps the metrics."""
+    return dataclasses.replace(rec, status="failed", artifacts={},
+                               error=f"the case's record could not be serialised: {type(err).__name__}: {err}"[:500],
+                               info={k: v for k, v in rec.info.items() if isinstance(v, (str, int, float, bool))
+                                     or v is None})
+
+
+class UnwrittenRecords(MilestonesError):
+    """Records that could not be written (a full disk): the run stopped; the message says how to resume."""
+
+    exit_code = 1
+
+
+# --------------------------------------------------------------------------------------- run folder
+class RunLock:
+    """One process at a time runs or resumes a run folder (an exclusive flock on RUN/.lock)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_FILE
+        self.fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(self.fd)
+            self.fd = None
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UsageError(f"run folder {self.path.parent} is being run or resumed by another process; "
+                                 "wait for it to finish") from None
+            raise
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(os.getpid()).encode())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+
+
+def clean_work(folder: Path) -> None:
+    """Case workdirs a killed run left behind."""
+    shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
+
+
+def _slug_path(key: str) -> str:
+    return key.replace("/", "-")
+
+
+def interrupted_records(folder: Path) -> dict[str, Path]:
+    """key -> file of each record in the folder whose case was interrupted (a resume runs it again)."""
+    out = {}
+    for f in folder.glob("*.json"):
+        if f.name == store.RUN_MANIFEST:
+            continue
+        try:
+            rec = store.read_record(f)
+        except MilestonesError:
+            continue
+        if rec.status == "interrupted":
+            out[rec.record_id.split("/", 1)[1] if "/" in rec.record_id else rec.record_id] = f
+    return out
+
+
+def supersede(folder: Path, path: Path) -> None:
+    dest = folder / SUPERSEDED_DIR
+    dest.mkdir(exist_ok=True)
+    os.replace(path, dest / path.name)
+
+
+# ---------------------------------------------------------------------------------------- execution
+@dataclass
+class RunResult:
+    run_id: str
+    folder: Path
+    records: list[RunRecord] = field(default_factory=list)
+    paths: list[Path] = field(default_factory=list)
+    interrupted: bool = False
+    unwritten: list[RunRecord] = field(default_factory=list)
+
+
+def find_max_batch(spec: CaseSpec, launch: Callable[[CaseSpec], CaseResult], cap: int
+                   ) -> tuple[CaseSpec, CaseResult, list[dict[str, Any]]]:
     """Double the batch from 1 until a case fails (OOM) or the cap; keep the largest that ran.
 
     Only on explicit request, and the record says so: a batch size is never changed silently.
     """
     history: list[dict[str, Any]] = []
-    best: tuple[Case, CaseRun] | None = None
-    first: tuple[Case, CaseRun] | None = None
+    best: tuple[CaseSpec, CaseResult] | None = None
+    first: tuple[CaseSpec, CaseResult] | None = None
     bs = 1
-    while bs <= (opts.find_max_batch or 1):
-        trial = dataclasses.replace(case, batch_size=bs)
-        with tempfile.TemporaryDirectory(prefix="milestones-case-") as tmp:
-            run = run_case_process(trial, opts, seed=seed, workdir=Path(tmp))
-        history.append({"batch_size": bs, "status": run.status, "error": run.error})
-        first = first or (trial, run)
-        if run.status != "ok":
+    while bs <= cap:
+        trial = dataclasses.replace(spec.with_case(batch_size=bs), batch_size_source="--find-max-batch")
+        res = launch(trial)
+        history.append({"batch_size": bs, "status": res.status, "error": res.error})
+        first = first or (trial, res)
+        if res.status != "ok":
             break
-        best = (trial, run)
+        best = (trial, res)
         bs *= 2
     chosen = best or first
     assert chosen is not None
     return chosen[0], chosen[1], history
 
 
-@dataclass
-class RunResult:
-    run_id: str
-    folder: Path
-    records: list[RunRecord]
-    paths: list[Path]
-    interrupted: bool = False
+def _write(folder: Path, rec: RunRecord) -> Path:
+    """Write a record; a serialisation failure becomes a failed record; an OSError is retried, then raised."""
+    try:
+        rec.to_json()
+    except (ValueError, TypeError, RecursionError) as e:
+        rec = unserialisable_record(rec, e)
+    for attempt in range(WRITE_RETRIES):
+        try:
+            return store.write_record(folder, rec)
+        except (OSError, MilestonesError):
+            if attempt == WRITE_RETRIES - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
-def execute(cases: list[Case], opts: RunOptions, registry: Registry, env: dict[str, Any], *,
-            run_id: str | None = None, on_start: Callable[[Case], None] | None = None,
+def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Registry, env: dict[str, Any], *,
+            run_id: str | None = None, folder: Path | None = None, resume: bool = False,
+            on_start: Callable[[Case], None] | None = None,
             on_record: Callable[[RunRecord, Path], None] | None = None,
-            skip: set[str] | None = None) -> RunResult:
-    """Run every case in its own process; write each record as soon as it exists."""
+            launcher: Any = None) -> RunResult:
+    """Run every case through its launcher; write each record as soon as it exists.
+
+    `folder`+`resume`: finish a run in its own folder: cases with a finished record are skipped, an
+    interrupted case runs again and its old record moves to .superseded/.
+    """
+    specs = [c for c in cases if isinstance(c, CaseSpec)] if cases and isinstance(cases[0], CaseSpec) \
+        else specs_for_cases(cases, opts, registry)  # type: ignore[arg-type]
     run_id = run_id or store.new_run_id()
-    folder = store.run_dir(opts.out, env["machine_id"], run_id)
+    folder = folder or store.run_dir(opts.out, env["machine_id"], run_id)
     store.ensure_writable(folder)
-    manifest_path = folder / store.RUN_MANIFEST
-    if not manifest_path.exists():
-        store.write_manifest(folder, {
-            "run_id": run_id, "created_at": _now(), "machine_id": env["machine_id"],
-            "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
-            "cases": [dataclasses.asdict(c) for c in cases],
-        })
-    result = RunResult(run_id=run_id, folder=folder, records=[], paths=[])
-    for case in cases:
-        entry = registry.config(case.config)
-        version = registry.suite(case.suite).version
-        for r in range(opts.repeat):
-            seed = opts.seed  # a repeat is the same case again: same seed (--seeds varies seeds)
-            key = case.slug + (f"/r{r}" if opts.repeat > 1 else "")
-            if skip and key in skip:
+    launch = (launcher or CaseProcess()).run
+    with RunLock(folder):
+        clean_work(folder)
+        manifest_path = folder / store.RUN_MANIFEST
+        if not manifest_path.exists():
+            store.write_manifest(folder, {
+                "run_id": run_id, "created_at": now(), "machine_id": env["machine_id"],
+                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
+                "cases": [dataclasses.asdict(s.case) for s in specs if s.repeat_index == 0],
+                "specs": [{"key": s.key, "batch_size_source": s.batch_size_source} for s in specs],
+            })
+        skip = store.finished_keys(folder) if resume else set()
+        stale = interrupted_records(folder) if resume else {}
+        result = RunResult(run_id=run_id, folder=folder)
+        for spec in specs:
+            if spec.key in skip:
                 continue
+            entry = registry.config(spec.case.config)
+            version = registry.suite(spec.case.suite).version
+            workdir = folder / WORK_DIR / _slug_path(spec.key)
+            spec = dataclasses.replace(spec, workdir=str(workdir),
+                                       checkpoint_dir=str(folder / CHECKPOINT_DIR / _slug_path(spec.key)))
             if on_start:
-                on_start(case)
+                on_start(spec.case)
             search = None
-            if opts.find_max_batch and case.kind == "speed":
-                case, run, search = find_max_batch(case, opts, seed=seed)
+            if opts.find_max_batch and spec.case.kind == "speed":
+                spec, res, search = find_max_batch(spec, launch, int(opts.find_max_batch))
             else:
-                with tempfile.TemporaryDirectory(prefix="milestones-case-") as tmp:
-                    run = run_case_process(case, opts, seed=seed, workdir=Path(tmp))
-            rec = build_record(case, run, run_id=run_id, entry=entry, suite_version=version, env=env, opts=opts,
-                               repeat_index=r, seed=seed)
+                res = launch(spec)
+            shutil.rmtree(workdir, ignore_errors=True)
+            rec = build_record(spec, res, run_id=run_id, entry=entry, suite_version=version, env=env)
             if search is not None:
-                rec.info.update(batch_size_source="--find-max-batch", batch_search=search)
-            path = store.write_record(folder, rec)
+                rec.info.update(batch_search=search)
+            try:
+                path = _write(folder, rec)
+            except (OSError, MilestonesError) as e:
+                result.unwritten.append(rec)
+                result.records.append(rec)
+                raise_unwritten(result, e, opts)
+            if spec.key in stale:
+                supersede(folder, stale.pop(spec.key))
+            if res.status == "ok":
+                shutil.rmtree(folder / CHECKPOINT_DIR / _slug_path(spec.key), ignore_errors=True)
             result.records.append(rec)
             result.paths.append(path)
             if on_record:
                 on_record(rec, path)
-            if run.status == "interrupted":
+            if res.status == "interrupted":
                 result.interrupted = True
-                return result
+                break
+        shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
     return result
+
+
+def raise_unwritten(result: RunResult, err: Exception, opts: RunOptions) -> None:
+    rec = result.unwritten[-1]
+    why = getattr(err, "strerror", None) or str(err)
+    raise UnwrittenRecords(
+        f"could not write the record of {rec.case.slug} to {result.folder} ({why}); the run "
+        f"stopped there and the finished records are intact. Free space, then "
+        f"`milestones run --resume {result.run_id} --out {opts.out}` re-runs the cases without a record")
+
+
+def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path, registry: Registry | None = None,
+                     launcher: Any = None) -> CaseResult:
+    """One case in its own process, outside a run (asv, A/B rounds): the spec is planned as `run` would."""
+    from milestones.harness.registry import load_suite
+
+    reg = registry or load_suite(case.suite)
+    spec = specs_for_cases([case], opts, reg)[0]
+    spec = dataclasses.replace(spec, seed=seed, workdir=str(workdir))
+    return (launcher or CaseProcess()).run(spec)

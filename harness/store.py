@@ -30,16 +30,20 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
 
 def ensure_writable(folder: Path) -> None:
     """Fail early, with one line, when results cannot be written there; leaves nothing behind."""
+    probe = folder / f".probe-{secrets.token_hex(4)}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".probe-{secrets.token_hex(4)}"
         with open(probe, "wb") as f:
             f.write(b"ok")
             f.flush()
             os.fsync(f.fileno())
-        probe.unlink()
     except OSError as e:
         raise UsageError(f"cannot write results to {folder}: {e.strerror or e}") from None
+    finally:
+        try:  # a full disk fails the write after the file exists: never leave the probe behind
+            probe.unlink()
+        except OSError:
+            pass
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -112,7 +116,9 @@ def iter_record_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             yield p
             continue
         for f in sorted(p.rglob("*.json")):
-            if f.name == RUN_MANIFEST or f.name.startswith(".") or "asv" in f.relative_to(p).parts[:1]:
+            rel = f.relative_to(p).parts
+            # Dot-folders hold a run's workdirs, checkpoints and superseded records: not results.
+            if f.name == RUN_MANIFEST or any(x.startswith(".") for x in rel) or "asv" in rel[:1]:
                 continue
             yield f
 

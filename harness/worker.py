@@ -7,7 +7,6 @@ process dies without writing, the parent records the crash.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -68,85 +67,131 @@ def _run_quality_with_mllog(fn, params, ctx):
     return res
 
 
-def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+def measured(res: Any, ctx: Any) -> Any:
+    """A kind that declares a SpeedPlan gets it measured here; a CaseOutput passes through."""
+    from milestones.harness.measure.plan import SpeedPlan
+    from milestones.harness.measure.speed import MeasureSettings, measure_plan
+    from milestones.harness.records import CaseOutput
+
+    if not isinstance(res, SpeedPlan):
+        return res
+    ms = MeasureSettings(device=ctx.device, dtype=ctx.case.dtype, timing=ctx.timing, profile=ctx.profile,
+                         peak_tflops=ctx.peak_tflops)
+    metrics, artifacts, info = measure_plan(res, ms)
+    return CaseOutput(metrics=metrics, info=info, artifacts=artifacts)
+
+
+def context_for(spec: Any, params: Any) -> Any:
+    """The CaseContext a suite sees, built from the spec alone."""
+    from milestones.harness.context import CaseContext
+
+    kw: dict[str, Any] = {"profile": spec.profile, "peak_tflops": spec.peak_tflops, "seed": spec.seed,
+                          "seeds": spec.seeds, "deterministic": spec.deterministic, "data": dict(spec.data),
+                          "options": dict(spec.options), "workdir": spec.workdir,
+                          "checkpoint_dir": spec.checkpoint_dir}
+    if spec.timing is not None:
+        kw["timing"] = spec.timing
+    return CaseContext.for_case(spec.case, **kw)
+
+
+def resolved_params(params: Any, batch_size: int | None) -> Any:
+    """The config's params with the case's batch size as its only batch size, so a suite that reads
+    cfg.batch_size sees the same number as ctx.batch_size (the one resolved when the case was planned)."""
+    import dataclasses
+
+    if batch_size is None or not dataclasses.is_dataclass(params):
+        return params
+    names = {f.name for f in dataclasses.fields(params)}
+    changes = {k: v for k, v in (("batch_size", batch_size), ("cpu_batch_size", batch_size)) if k in names}
+    return dataclasses.replace(params, **changes) if changes else params
+
+
+def run_spec(spec: Any) -> Any:
+    """Run one case in this process: a CaseSpec in, a CaseResult out (never raises for a case's failure)."""
     import torch
 
-    from milestones.harness.context import CaseContext, Diverged, SkipCase
+    from milestones.harness.context import Diverged, SkipCase
+    from milestones.harness.launch.spec import CaseResult, CaseSpec
     from milestones.harness.measure.memory import peak_rss_bytes
-    from milestones.harness.measure.timing import TimingSettings
-    from milestones.harness.records import Case
     from milestones.harness.registry import load_suite
 
-    threads = spec.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
+    if isinstance(spec, dict):
+        spec = CaseSpec.from_dict(spec)
+    if spec.threads:
+        torch.set_num_threads(int(spec.threads))
     info: dict[str, Any] = {"threads": torch.get_num_threads()}
     try:
         info["loadavg_at_start"] = list(os.getloadavg())  # what could bias this case's timings
     except OSError:
         pass
-    info.update(seed_everything(int(spec.get("seed", 0)), bool(spec.get("deterministic", False))))
-    case = Case(**spec["case"])
-    reg = load_suite(case.suite)
-    suite = reg.suite(case.suite)
-    entry = reg.config(case.config)
-    fn = suite.kinds[case.kind]
-    kw: dict[str, Any] = {k: spec[k] for k in ("profile", "peak_tflops", "seed", "deterministic", "workdir")
-                          if k in spec}
-    kw["data"] = dict(spec.get("data") or {})
-    kw["options"] = dict(spec.get("options") or {})
-    kw["seeds"] = tuple(spec.get("seeds") or (kw.get("seed", 0),))
-    if spec.get("timing"):
-        kw["timing"] = TimingSettings(**spec["timing"])
-    ctx = CaseContext.for_case(case, **kw)
-    out: dict[str, Any] = {"status": "ok", "error": None, "metrics": {}, "info": info, "artifacts": {}}
+    info.update(seed_everything(spec.seed, spec.deterministic))
+    case = spec.case
+    status, error, metrics, artifacts = "ok", None, {}, {}
     try:
+        reg = load_suite(case.suite)
+        entry = reg.config(case.config)
+        params = resolved_params(entry.params, case.batch_size)
+        fn = reg.suite(case.suite).kind_fn(case.kind, params)
+        ctx = context_for(spec, params)
         if case.kind == "quality":
-            res = _run_quality_with_mllog(fn, entry.params, ctx)
+            res = _run_quality_with_mllog(fn, params, ctx)
         else:
-            res = fn(entry.params, ctx)
-        out["metrics"] = {k: m.to_dict() for k, m in res.metrics.items()}
-        out["info"].update(res.info)
-        out["artifacts"] = res.artifacts
+            res = measured(fn(params, ctx), ctx)
+        metrics, artifacts = dict(res.metrics), dict(res.artifacts)
+        info.update(res.info)
     except SkipCase as e:
-        out.update(status="skipped", error=str(e))
+        status, error = "skipped", str(e)
     except Diverged as e:
-        out.update(status="diverged", error=str(e))
-        out["info"]["diverged_at_step"] = e.step
+        status, error = "diverged", str(e)
+        info["diverged_at_step"] = e.step
     except KeyboardInterrupt:
-        out.update(status="interrupted", error="interrupted (SIGINT)")
+        status, error = "interrupted", "interrupted (SIGINT)"
     except Exception as e:
         status = "oom" if _is_oom(e) else "failed"
-        out.update(status=status, error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500])
-        out["info"]["traceback"] = traceback.format_exc()[-4000:]
-    out["info"]["peak_rss_bytes"] = peak_rss_bytes()
-    return out
+        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+        info["traceback"] = traceback.format_exc()[-4000:]
+    info["peak_rss_bytes"] = peak_rss_bytes()
+    return CaseResult(status=status, error=error, metrics=metrics, info=info, artifacts=artifacts)
+
+
+PARENT_PID_ENV = "MILESTONES_PARENT_PID"
 
 
 def die_with_parent() -> None:
-    """If the runner is SIGKILLed, its case process must not run on as an orphan (Linux prctl)."""
+    """If the runner dies, even by SIGKILL, this case process and every child it started die with it.
+
+    The kernel sends SIGTERM when the parent dies (Linux prctl PR_SET_PDEATHSIG); the handler kills the
+    whole process group, which the case process leads (the launcher starts it in a new session), so the
+    children a suite started (emulators, data loaders, torchrun ranks) go too.
+    """
     if not sys.platform.startswith("linux"):
         return
     import ctypes
     import signal
 
+    def kill_group(signum: int = 0, frame: Any = None) -> None:
+        try:
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, kill_group)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:  # the parent died before prctl took effect
-        os._exit(1)
+    expected = os.environ.get(PARENT_PID_ENV)
+    if os.getppid() == 1 or (expected and expected.isdigit() and os.getppid() != int(expected)):
+        kill_group()  # the parent died before prctl took effect
 
 
 def main(argv: list[str]) -> int:
+    from milestones.harness.launch.spec import CaseSpec
+
     die_with_parent()
     spec_path, result_path = Path(argv[0]), Path(argv[1])
-    spec = json.loads(spec_path.read_text())
-    out = run_spec(spec)
-    tmp = result_path.with_suffix(".partial")
-    tmp.write_text(json.dumps(out, default=str))
-    os.replace(tmp, result_path)
+    run_spec(CaseSpec.read(spec_path)).write(result_path)
     return 0
 
 

@@ -28,7 +28,8 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_flops, count_params
-from milestones.harness.measure.speed import measure_classifier
+from milestones.harness.measure.plan import SpeedPlan
+from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 from milestones.suites._vision_data import pretrained_imagenet_quality
@@ -244,7 +245,7 @@ def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: AlexNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     model = build(cfg).to(ctx.torch_device, ctx.torch_dtype)
@@ -254,8 +255,7 @@ def speed(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     x = torch.randn(ctx.batch_size, 3, cfg.image_size, cfg.image_size, generator=g).to(ctx.torch_device, ctx.torch_dtype)
     y = torch.randint(0, cfg.num_classes, (ctx.batch_size,), generator=g).to(ctx.torch_device)
 
-    metrics, artifacts = measure_classifier(ctx, model, opt, x, y)
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info={"image_size": cfg.image_size})
+    return classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
 
 
 # ------------------------------------------------------------------------------- quality (proxy scale)

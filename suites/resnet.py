@@ -22,7 +22,8 @@ from torch import nn
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.distributed import data_parallel
 from milestones.harness.measure.flops import count_flops, count_params
-from milestones.harness.measure.speed import measure_classifier
+from milestones.harness.measure.plan import SpeedPlan
+from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import CaseOutput, Metric
 from milestones.harness.registry import register_suite
 
@@ -266,7 +267,7 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
 
 
 @SUITE.kind("speed")
-def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: ResNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     # DistributedDataParallel under `milestones run --nproc N`; the plain model otherwise.
@@ -275,8 +276,7 @@ def speed(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     x, y = synthetic_batch(cfg, ctx.batch_size, ctx.torch_device, ctx.torch_dtype)
 
-    metrics, artifacts = measure_classifier(ctx, model, opt, x, y)
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info={"image_size": cfg.image_size})
+    return classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
 
 
 # ------------------------------------------------------------------------------------------ quality

@@ -30,7 +30,7 @@ class FakeConfig:
     cpu_batch_size: int = 2
 
 
-for b in ("ok", "crash", "segv", "hang", "oom", "nan", "slow", "oom-above-8"):
+for b in ("ok", "crash", "segv", "hang", "oom", "nan", "slow", "oom-above-8", "partial"):
     SUITE.config(f"fake-{b}", FakeConfig(b), scales=("smoke", "proxy"), kinds=("speed", "quality"))
 
 
@@ -56,6 +56,12 @@ def _behave(cfg: FakeConfig, ctx: CaseContext) -> CaseOutput:
         for step in range(10):
             loss = loss * 10.0 if step < 5 else float("nan")
             ctx.check_finite(step, loss)
+    if b == "partial":
+        # Two seeds finish, then the third hangs: a timeout must keep the first two.
+        for seed in ctx.quality_seeds(3)[:2]:
+            ctx.progress(f"seed {seed} evaluated", value=seed + 0.5)
+            ctx.seed_done(seed, {"train_error.fake": 0.1 * (seed + 1)}, {"train_error.fake": "fraction"})
+        time.sleep(600)
     if b == "slow":
         marker = os.environ.get("FAKE_SLOW_STARTED")
         if marker:
@@ -65,7 +71,8 @@ def _behave(cfg: FakeConfig, ctx: CaseContext) -> CaseOutput:
     samples = [float((x @ x).sum().abs()) % 1 + 1 for _ in range(5)]  # any values: tests check plumbing
     return CaseOutput(metrics={"value": Metric.from_values("value", "unit", True, samples),
                                "batch": Metric.single("batch", "count", False, ctx.batch_size)},
-                      info={"behaviour": b})
+                      info={"behaviour": b, "quality_seeds": list(ctx.quality_seeds(3)),
+                            "params_batch_size": cfg.batch_size, "params_cpu_batch_size": cfg.cpu_batch_size})
 
 
 SUITE.kind("speed")(_behave)

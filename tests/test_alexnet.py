@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import alexnet as A
 
@@ -78,7 +79,7 @@ def test_paper_init_biases():
 
 def test_smoke_speed_case_runs():
     cfg = A.SUITE.configs["alexnet-smoke"].params
-    out = A.speed(cfg, _ctx("alexnet-smoke", "speed", batch=cfg.cpu_batch_size))
+    out = run_kind(A.speed, cfg, _ctx("alexnet-smoke", "speed", batch=cfg.cpu_batch_size))
     for k in ("train.step_time", "infer.step_time", "train.throughput"):
         assert len(out.metrics[k].samples) >= 3 and min(out.metrics[k].samples) > 0
     assert out.metrics["train.flops"].value > out.metrics["infer.flops"].value > 0

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import bert
 from milestones.suites.bert import BASE, LARGE, Bert, BertArch
@@ -65,7 +66,7 @@ def test_masked_lm_decoder_is_tied_and_padding_is_ignored():
 
 def test_smoke_speed_case_runs_and_measures():
     entry = bert.SUITE.configs["bert-smoke"]
-    out = bert.speed(entry.params, _ctx("bert-smoke", "speed", batch=entry.params.cpu_batch_size))
+    out = run_kind(bert.speed, entry.params, _ctx("bert-smoke", "speed", batch=entry.params.cpu_batch_size))
     m = out.metrics
     for k in ("train.step_time", "train.throughput", "infer_b1.step_time", "infer_b32.step_time"):
         assert m[k].samples and all(x > 0 and math.isfinite(x) for x in m[k].samples), k

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from milestones.harness.context import CaseContext
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _generative_eval as ev
 from milestones.suites import dcgan
@@ -88,6 +89,6 @@ def test_digit_roundtrip_keeps_range_and_size():
 
 def test_dcgan_smoke_speed_case_runs():
     cfg = dcgan.SUITE.configs["dcgan-smoke"].params
-    out = dcgan.speed(cfg, ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size))
+    out = run_kind(dcgan.speed, cfg, ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size))
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["train.flops"].value > 0

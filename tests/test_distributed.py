@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from milestones.harness import distributed
 from milestones.harness.cli import build_parser, build_run_options
+from milestones.harness.launch import torchrun as distributed
 from milestones.harness.records import Metric
 
 
@@ -64,7 +64,7 @@ def test_cli_passes_nproc_and_rendezvous_options_to_torchrun():
     assert opts.torchrun_args == ("--nnodes", "2", "--node-rank", "1", "--rdzv-backend", "c10d",
                                   "--rdzv-endpoint", "h0:29400", "--rdzv-id", "job7")
     cmd = distributed.torchrun_command(Path("s.json"), Path("r.json"), nproc=4, torchrun_args=opts.torchrun_args)
-    assert cmd[1:4] == ["-m", "milestones.harness.distributed", "launch"]
+    assert cmd[1:4] == ["-m", "milestones.harness.launch.torchrun", "launch"]
     assert cmd[cmd.index("--") + 1:][:2] == ["--nproc-per-node", "4"] and "--rdzv-endpoint" in cmd
     assert distributed.wants_torchrun("speed", 4) and not distributed.wants_torchrun("fidelity", 4)
     assert not distributed.wants_torchrun("speed", 1)

@@ -8,6 +8,7 @@ import torch
 
 from milestones.harness.context import CaseContext
 from milestones.harness.errors import UsageError
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import dqn
 
@@ -162,7 +163,7 @@ def test_fidelity_cases_record_the_papers_values():
 
 def test_speed_smoke_measures_learner_and_actor_on_pong():
     cfg = dqn.SUITE.configs["dqn-2013-smoke"].params
-    out = dqn.speed(cfg, _ctx("dqn-2013-smoke", "speed", batch=32))
+    out = run_kind(dqn.speed, cfg, _ctx("dqn-2013-smoke", "speed", batch=32))
     m = out.metrics
     for k in ("learner.step_time", "learner.throughput", "env.raw_frames_per_s", "actor.agent_steps_per_s"):
         assert m[k].samples and all(x > 0 for x in m[k].samples), k

@@ -11,6 +11,7 @@ from scipy import linalg
 from scipy.stats import multivariate_normal
 
 from milestones.harness.context import CaseContext
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _generative_eval as ev
 from milestones.suites import gan
@@ -124,7 +125,7 @@ def test_output_bias_from_marginals():
 
 def test_gan_smoke_speed_case_runs():
     cfg = gan.SUITE.configs["gan-smoke"].params
-    out = gan.speed(cfg, ctx_for("gan-smoke", "speed", cfg.cpu_batch_size))
+    out = run_kind(gan.speed, cfg, ctx_for("gan-smoke", "speed", cfg.cpu_batch_size))
     st = out.metrics["train.step_time"]
     assert st.samples and all(s > 0 for s in st.samples)
     assert out.metrics["train.flops"].value > 0

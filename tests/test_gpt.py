@@ -10,6 +10,7 @@ import torch
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import gpt
 from milestones.suites.gpt import GPT, TABLE_2_1, GPTArch
@@ -75,7 +76,7 @@ def test_kv_cache_decoding_equals_full_recomputation():
 
 def test_smoke_speed_case_measures_training_and_generation():
     entry = gpt.SUITE.configs["gpt-smoke"]
-    out = gpt.speed(entry.params, _ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size))
+    out = run_kind(gpt.speed, entry.params, _ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size))
     m = out.metrics
     for k in ("train.step_time", "train.throughput", "generate.prefill_time", "generate.decode_token_time",
               "generate.decode_throughput"):

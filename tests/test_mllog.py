@@ -119,7 +119,7 @@ def test_every_quality_case_can_emit_mllog_through_the_worker(tmp_path):
     log = tmp_path / "ml.log"
     case = Case("fake", "fake-ok", "quality", "smoke", "cpu", "float32", 2)
     out = run_spec({"case": dataclasses.asdict(case), "seed": 4, "options": {"mllog": str(log)}})
-    assert out["status"] == "ok"
+    assert out.status == "ok"
     lines = log.read_text().splitlines()
     events = [parse_line(x) for x in lines]
     keys = [e["key"] for e in events]

@@ -131,3 +131,17 @@ def test_plot_command_bad_input(tmp_path, capsys, args, msg):
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_curves_of_the_suite_api_form():
+    from milestones.harness.suite_api import curve
+
+    r = degradation()
+    cv = {f"{m}.seed{s}": curve(m, s, [1, 2, 3], x="episode", train_error=[0.5, 0.2 + s / 100, 0.1 * k],
+                                loss=[2.0, 1.0, 0.5])
+          for k, m in enumerate(("plain8", "plain20"), start=1) for s in (0, 1)}
+    ax = plots.curves(dataclasses.replace(r, artifacts={"curves": cv})).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["plain8 (n=2)", "plain20 (n=2)"]
+    assert ax.get_xlabel() == "episode" and ax.get_ylabel().startswith("train_error")
+    plain20 = next(line for line in ax.get_lines() if line.get_label().startswith("plain20"))
+    assert list(plain20.get_ydata()) == pytest.approx([0.5, 0.205, 0.2])

@@ -113,7 +113,7 @@ def test_malformed_config_file(cli, tmp_path):
     f = tmp_path / "run.toml"
     f.write_text("[run]\nscale = 3\n")
     r = cli("run", "--config", str(f))
-    assert r.returncode == 2 and "wrong type" in r.stderr
+    assert r.returncode == 2 and "'scale' must be one of smoke, proxy, paper, not 3" in r.stderr
     f.write_text("[run]\nscael = 'smoke'\n")
     r = cli("run", "--config", str(f))
     assert r.returncode == 2 and "did you mean 'scale'" in r.stderr

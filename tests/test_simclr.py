@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from milestones.harness.context import CaseContext
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import simclr
 
@@ -100,7 +101,7 @@ def test_resnet50_encoder_and_head_parameter_counts():
 def test_simclr_smoke_speed_case_runs():
     cfg = simclr.SUITE.configs["simclr-smoke"].params
     ctx = CaseContext.for_case(Case("simclr", "simclr-smoke", "speed", "smoke", "cpu", "float32", cfg.cpu_batch_size))
-    out = simclr.speed(cfg, ctx)
+    out = run_kind(simclr.speed, cfg, ctx)
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["augment.throughput"].value > 0
     assert out.metrics["train.flops"].value > 0

@@ -3,10 +3,10 @@
 Each case runs through the same code path as a case process (`milestones.harness.worker.run_spec`), in-process.
 """
 
-import dataclasses
 
 import pytest
 
+from milestones.harness.launch.spec import CaseSpec
 from milestones.harness.registry import load_suites
 from milestones.harness.runner import RunOptions, plan
 from milestones.harness.worker import run_spec
@@ -23,10 +23,10 @@ def test_every_suite_has_smoke_cases():
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.config}-{c.kind}" for c in CASES])
 def test_smoke_case(case):
-    out = run_spec({"case": dataclasses.asdict(case), "seed": 0, "threads": 1})
-    assert out["status"] == "ok", out.get("error") or out["info"].get("traceback")
-    assert out["metrics"], "a case must measure something"
-    for name, m in out["metrics"].items():
-        assert m["samples"] or m["note"], f"{name}: no samples and no reason"
+    out = run_spec(CaseSpec(case=case, seed=0, threads=1))
+    assert out.status == "ok", out.error or out.info.get("traceback")
+    assert out.metrics, "a case must measure something"
+    for name, m in out.metrics.items():
+        assert m.samples or m.note, f"{name}: no samples and no reason"
     if case.kind == "speed":
-        assert any(n.endswith(".step_time") or n.endswith("_time") for n in out["metrics"])
+        assert any(n.endswith(".step_time") or n.endswith("_time") for n in out.metrics)

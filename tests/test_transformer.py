@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from milestones.harness.context import CaseContext
+from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import transformer as TR
 
@@ -122,7 +123,7 @@ def test_training_schedule_follows_noam(tmp_path):
 
 
 def test_smoke_speed_case():
-    out = TR.speed(TR.SMOKE, _ctx("transformer-smoke", "speed", batch=4))
+    out = run_kind(TR.speed, TR.SMOKE, _ctx("transformer-smoke", "speed", batch=4))
     m = out.metrics
     assert m["train.flops"].value > 0 and m["train.throughput"].value > 0 and m["decode.throughput"].value > 0
     assert out.info["attention"] == "F.scaled_dot_product_attention"

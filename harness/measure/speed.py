@@ -1,68 +1,96 @@
-"""The standard speed measurement of one step function: time, throughput, FLOPs, FLOP/s, MFU,
-memory, energy and (with --profile) kernels. Suites call this so every speed case measures alike."""
+"""The standard speed measurement of declared steps: time, throughput, FLOPs, FLOP/s, MFU, memory, energy
+and (with profiling) kernels. Every speed case is measured here, alike; suites only declare steps.
+
+Imports only measure/ modules and the record types below it; never the context, worker or runner.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from milestones.harness.context import CaseContext
 from milestones.harness.measure import memory, peaks
 from milestones.harness.measure.energy import EnergyMeter
-from milestones.harness.measure.flops import count_flops
+from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.kernels import kernel_table
-from milestones.harness.measure.timing import time_fn
+from milestones.harness.measure.plan import SpeedPlan, Step
+from milestones.harness.measure.timing import TimingSettings, time_fn
 from milestones.harness.records import Metric
 
 
-def device_name(ctx: CaseContext) -> str | None:
-    if ctx.on_gpu:
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How to measure, decided by the runner once per case."""
+
+    device: str = "cpu"
+    dtype: str = "float32"
+    timing: TimingSettings = TimingSettings()
+    profile: bool = False
+    peak_tflops: float | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def device_name(device: str) -> str | None:
+    if device.startswith("cuda"):
         import torch
 
-        return torch.cuda.get_device_name(ctx.torch_device)
+        return torch.cuda.get_device_name(torch.device(device))
     return None
 
 
-def measure_speed(ctx: CaseContext, step: Callable[[], Any], *, label: str, items_per_step: float,
-                  item_unit: str = "samples", flops: int | None = None,
-                  count: bool = True) -> tuple[dict[str, Metric], dict[str, Any]]:
-    """Measure `step` (one training or inference step). Returns (metrics, artifacts).
+def _device_index(device: str) -> int:
+    return int(device.split(":")[1]) if ":" in device else 0
 
-    FLOPs are counted once with FlopCounterMode before timing (that call also serves as warm-up),
-    unless `flops` is given or `count` is False.
-    """
+
+def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], dict[str, Any]]:
+    """Measure one declared step. FLOPs are counted once with FlopCounterMode before timing (that call also
+    serves as warm-up), unless the step gives them or opts out."""
+    import torch
+
+    label, device = step.label, step.device or ms.device
+    on_gpu = device.startswith("cuda")
     metrics: dict[str, Metric] = {}
     artifacts: dict[str, Any] = {}
-    if flops is None and count:
-        flops, per_op = count_flops(step)
+    if step.setup is not None:
+        step.setup()
+    flops = step.flops
+    if flops is None and step.count_flops:
+        flops, per_op = count_flops(step.fn)
         artifacts[f"{label}.flops_by_op"] = per_op
-    if ctx.on_gpu:
-        memory.reset_cuda_peaks(ctx.torch_device)
-    with EnergyMeter(ctx.device, ctx.torch_device.index or 0 if ctx.on_gpu else 0) as energy:
-        t = time_fn(step, ctx.device, ctx.timing)
+    if on_gpu:
+        memory.reset_cuda_peaks(torch.device(device))
+    with EnergyMeter(device, _device_index(device) if on_gpu else 0) as energy:
+        t = time_fn(step.fn, device, ms.timing)
     samples = t.samples_s
-    metrics[f"{label}.step_time"] = Metric.from_values(f"{label}.step_time", "s", False, samples)
-    metrics[f"{label}.throughput"] = Metric.from_values(
-        f"{label}.throughput", f"{item_unit}/s", True, [items_per_step / s for s in samples if s > 0])
+
+    def add(name: str, unit: str, hib: bool, values: Any, note: str | None = None) -> None:
+        metrics[f"{label}.{name}"] = Metric.from_values(f"{label}.{name}", unit, hib, values, note=note)
+
+    add("step_time", "s", False, samples, step.note)
+    add("throughput", f"{step.item_unit}/s", True, [step.items_per_step / s for s in samples if s > 0])
     if flops:
         metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)
         achieved = [flops / s for s in samples if s > 0]
-        metrics[f"{label}.flops_per_s"] = Metric.from_values(f"{label}.flops_per_s", "FLOP/s", True, achieved)
-        peak, src = peaks.peak_flops(device_name(ctx), ctx.case.dtype, ctx.peak_tflops)
+        add("flops_per_s", "FLOP/s", True, achieved)
+        peak, src = peaks.peak_flops(device_name(device), ms.dtype, ms.peak_tflops)
         if peak:
-            metrics[f"{label}.mfu"] = Metric.from_values(f"{label}.mfu", "fraction", True, [a / peak for a in achieved],
-                                                         note=src)
+            add("mfu", "fraction", True, [a / peak for a in achieved], note=src)
         else:
             metrics[f"{label}.mfu"] = Metric.missing(f"{label}.mfu", "fraction", True, src)
-    if ctx.on_gpu:
-        pk = memory.cuda_peaks(ctx.torch_device)
-        metrics[f"{label}.peak_mem_allocated"] = Metric.single(f"{label}.peak_mem_allocated", "B", False, pk["allocated"])
-        metrics[f"{label}.peak_mem_reserved"] = Metric.single(f"{label}.peak_mem_reserved", "B", False, pk["reserved"])
+    if on_gpu:
+        pk = memory.cuda_peaks(torch.device(device))
+        metrics[f"{label}.peak_mem_allocated"] = Metric.single(f"{label}.peak_mem_allocated", "B", False,
+                                                               pk["allocated"])
+        metrics[f"{label}.peak_mem_reserved"] = Metric.single(f"{label}.peak_mem_reserved", "B", False,
+                                                              pk["reserved"])
     else:
         metrics[f"{label}.peak_rss"] = Metric.single(
             f"{label}.peak_rss", "B", False, memory.peak_rss_bytes(),
             note="peak RSS of the case process so far (includes Python and torch)")
-    total_items = items_per_step * len(samples)
+    total_items = step.items_per_step * len(samples)
     if energy.joules is not None:
         metrics[f"{label}.energy_per_item"] = Metric.single(f"{label}.energy_per_item", "J", False,
                                                             energy.joules / total_items)
@@ -70,21 +98,31 @@ def measure_speed(ctx: CaseContext, step: Callable[[], Any], *, label: str, item
         metrics[f"{label}.energy_per_item"] = Metric.missing(f"{label}.energy_per_item", "J", False,
                                                              energy.why or "not measured")
     artifacts[f"{label}.timing"] = {"warmup_iters": t.warmup_iters, "timer": t.timer, "n": len(samples)}
-    if ctx.profile:
-        artifacts[f"{label}.kernels"] = kernel_table(step, ctx.device)
+    if ms.profile:
+        artifacts[f"{label}.kernels"] = kernel_table(step.fn, device)
     return metrics, artifacts
 
 
-def measure_classifier(ctx: CaseContext, model: Any, opt: Any, x: Any, y: Any, *,
-                       item_unit: str = "images") -> tuple[dict[str, Metric], dict[str, Any]]:
-    """The image classifiers' speed case: a cross-entropy training step, then inference, on one batch.
+def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric], dict[str, Any], dict[str, Any]]:
+    """Measure every step of a plan in order; add the model's parameter count and the suite's own figures.
+    Returns (metrics, artifacts, info)."""
+    metrics: dict[str, Metric] = {}
+    artifacts: dict[str, Any] = dict(plan.artifacts)
+    for step in plan.steps:
+        m, a = measure_step(step, ms)
+        metrics.update(m)
+        artifacts.update(a)
+    if plan.model is not None and "params" not in plan.metrics:
+        metrics["params"] = Metric.single("params", "count", False, count_params(plan.model))
+    metrics.update(plan.metrics)
+    return metrics, artifacts, dict(plan.info)
 
-    Returns (metrics, artifacts) with `train.*`, `infer.*` and `params`.
-    """
+
+def classifier_plan(model: Any, opt: Any, x: Any, y: Any, batch_size: int, *, item_unit: str = "images",
+                    info: dict[str, Any] | None = None) -> SpeedPlan:
+    """The image classifiers' speed case: a cross-entropy training step, then inference, on one batch."""
     import torch
     import torch.nn.functional as F
-
-    from milestones.harness.measure.flops import count_params
 
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -95,12 +133,25 @@ def measure_classifier(ctx: CaseContext, model: Any, opt: Any, x: Any, y: Any, *
     def infer_step() -> None:
         model(x)
 
-    model.train()
-    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size,
-                                       item_unit=item_unit)
-    model.eval()
-    m2, a2 = measure_speed(ctx, infer_step, label="infer", items_per_step=ctx.batch_size, item_unit=item_unit)
-    metrics.update(m2)
-    artifacts.update(a2)
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
-    return metrics, artifacts
+    return SpeedPlan(steps=(Step("train", train_step, batch_size, item_unit, setup=model.train),
+                            Step("infer", infer_step, batch_size, item_unit, setup=model.eval)),
+                     model=model, info=info or {})
+
+
+# ----------------------------------------------------------------------------- transitional (issue 11)
+# The suites are being moved to SpeedPlan declarations; until each is, these keep the old call shape.
+def _settings(ctx: Any) -> MeasureSettings:
+    return MeasureSettings(device=ctx.device, dtype=ctx.case.dtype, timing=ctx.timing, profile=ctx.profile,
+                           peak_tflops=ctx.peak_tflops)
+
+
+def measure_speed(ctx: Any, step: Any, *, label: str, items_per_step: float, item_unit: str = "samples",
+                  flops: int | None = None, count: bool = True) -> tuple[dict[str, Metric], dict[str, Any]]:
+    return measure_step(Step(label, step, items_per_step, item_unit, flops=flops, count_flops=count),
+                        _settings(ctx))
+
+
+def measure_classifier(ctx: Any, model: Any, opt: Any, x: Any, y: Any, *,
+                       item_unit: str = "images") -> tuple[dict[str, Metric], dict[str, Any]]:
+    m, a, _ = measure_plan(classifier_plan(model, opt, x, y, ctx.batch_size, item_unit=item_unit), _settings(ctx))
+    return m, a

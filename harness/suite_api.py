@@ -1,0 +1,105 @@
+"""The suite contract, typed: the params base every config derives from, the metrics builder that takes a
+metric's direction from one table, and curves that name their series.
+
+A suite declares; the harness measures. A suite module:
+- subclasses `Params` for each kind of config (the batch and seed fields live here, nowhere else);
+- registers one function per (kind, params type): `@SUITE.kind("quality", params=DegradationConfig)`;
+- builds its metrics with `Metrics()` (direction looked up by name, never a bare positional flag);
+- returns curves with `curve(model, seed, steps, loss=[...], train_error=[...])`;
+- a speed kind returns a `SpeedPlan` of `Step`s; the harness times them (measure/speed.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from milestones.harness.measure.plan import SpeedPlan, Step
+from milestones.harness.measure.speed import classifier_plan
+from milestones.harness.records import Metric
+
+__all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    """Fields the harness reads from every config. Keyword-only, so a suite's own fields keep their order.
+
+    batch_size: the paper's batch (used on a GPU); cpu_batch_size: a smaller one used on a CPU (None: the
+    same); n_seeds: how many consecutive seeds a quality claim runs over (from --seed; --seeds overrides).
+    """
+
+    batch_size: int | None = None
+    cpu_batch_size: int | None = None
+    n_seeds: int = 1
+
+
+# The one table of directions: a metric's name is split at dots and each part is matched (last part first)
+# against these names, then these suffixes. True: higher is better; False: lower is better.
+DIRECTION_NAMES: dict[str, bool] = {
+    "step_time": False, "throughput": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
+    "params": False, "peak_rss": False, "peak_mem_allocated": False, "peak_mem_reserved": False,
+    "energy_per_item": False, "power": False, "instructions": False, "neurons": False,
+    "claim_held": True, "seconds_to_target": False, "steps_to_target": False, "frames_to_target": False,
+    "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
+    "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
+}
+DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
+    ("_within_tolerance", True), ("_rel_error", False), ("_error", False), ("error", False),
+    ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
+    ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
+    ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True),
+)
+
+
+def direction(name: str) -> bool:
+    """higher_is_better for `name`, from the table; raises for a name the table does not know."""
+    parts = name.split(".")
+    for part in reversed(parts):
+        if part in DIRECTION_NAMES:
+            return DIRECTION_NAMES[part]
+        for suffix, hib in DIRECTION_SUFFIXES:
+            if part.endswith(suffix):
+                return hib
+    raise KeyError(f"no direction known for metric {name!r}: add it to harness/suite_api.py's table or pass "
+                   "higher_is_better= explicitly")
+
+
+class Metrics(dict):
+    """A dict name -> Metric that builds each entry with its name as key and its direction from the table."""
+
+    def add(self, name: str, unit: str, values: Iterable[float], *, note: str | None = None,
+            higher_is_better: bool | None = None) -> Metric:
+        hib = direction(name) if higher_is_better is None else higher_is_better
+        m = Metric.from_values(name, unit, hib, list(values), note=note)
+        self[name] = m
+        return m
+
+    def single(self, name: str, unit: str, value: float | None, *, note: str | None = None,
+               higher_is_better: bool | None = None) -> Metric:
+        hib = direction(name) if higher_is_better is None else higher_is_better
+        m = Metric.single(name, unit, hib, value, note=note)
+        self[name] = m
+        return m
+
+    def missing(self, name: str, unit: str, why: str, *, higher_is_better: bool | None = None) -> Metric:
+        hib = direction(name) if higher_is_better is None else higher_is_better
+        m = Metric.missing(name, unit, hib, why)
+        self[name] = m
+        return m
+
+
+def curve(model: str, seed: int | None, steps: Sequence[float], *, x: str = "step",
+          **series: Sequence[float]) -> dict[str, Any]:
+    """One training curve: which model and seed, the x values, and each named series (loss, return, ...).
+
+    Stored under artifacts["curves"][f"{model}.seed{seed}"]; plots read `series` by name, so an episode
+    return is never filed under `loss`.
+    """
+    n = len(steps)
+    for k, v in series.items():
+        if len(v) != n:
+            raise ValueError(f"curve {model!r}: series {k!r} has {len(v)} points for {n} {x} values")
+    return {"model": model, "seed": seed, "x": x, x: [float(s) for s in steps],
+            "series": {k: [float(y) for y in v] for k, v in series.items()}}
