@@ -61,8 +61,9 @@ def save(fig, path: str | Path) -> Path:
 def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str):
     """Each group's median of `metric` as a ratio to the reference group's, per case, with the 95% CI.
 
-    A linear axis from zero: a bar twice as tall is twice as fast. The absolute median is written on
-    each bar, so the ratio never hides the magnitude.
+    Horizontal bars (one block per case, so 50 cases stay readable) on a linear axis from zero: a bar
+    twice as long is twice the value. The absolute median is written after each bar, so the ratio never
+    hides the magnitude.
     """
     rows = [r for r in rows if r.metric == metric]
     if not rows:
@@ -71,9 +72,9 @@ def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str)
 
     ref = rows[0].reference
     order = [ref] + [g for g in groups if g != ref]
-    fig, ax = _fig(max(6.0, 1.9 * len(rows) + 2.5), 4.0)
-    width = 0.8 / max(1, len(order))
-    x = np.arange(len(rows))
+    height = 0.8 / max(1, len(order))
+    fig, ax = _fig(8.0, 0.28 * len(rows) * len(order) + 0.35 * len(rows) + 1.8)
+    y = np.arange(len(rows))
     bars = []
     for g in order:
         ratios = [r.ratios.get(g) for r in rows]
@@ -82,20 +83,21 @@ def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str)
         bars.append((g, ratios, lo, hi))
     top = max([(v or 0) + h for _, ratios, _, his in bars for v, h in zip(ratios, his, strict=False)] + [1.0])
     for i, (g, ratios, lo, hi) in enumerate(bars):
-        xs = x + i * width
-        ax.bar(xs, [v if v is not None else 0 for v in ratios], width, yerr=[lo, hi], capsize=3, label=g,
-               color=_COLORS[i % len(_COLORS)], alpha=0.9, error_kw={"lw": 1})
-        for xi, r, v, h in zip(xs, rows, ratios, hi, strict=False):
+        ys = y + i * height
+        ax.barh(ys, [v if v is not None else 0 for v in ratios], height, xerr=[lo, hi], capsize=2, label=g,
+                color=_COLORS[i % len(_COLORS)], alpha=0.9, error_kw={"lw": 1})
+        for yi, r, v, h in zip(ys, rows, ratios, hi, strict=False):
             val = r.values.get(g)
             text = "n/a: " + r.notes.get(g, "not measured") if v is None else fmt_value(val, r.unit)
-            ax.text(xi, (v or 0) + h + 0.015 * top, text, ha="center", va="bottom", fontsize=6.5, rotation=90)
-    ax.axhline(1.0, color="k", lw=0.8, ls=":")
-    ax.set_ylim(0, top * 1.3)
-    ax.set_xticks(x + width * (len(order) - 1) / 2,
-                  [f"{r.config}\n{r.dtype}, batch {r.batch_size}" for r in rows], fontsize=8)
-    ax.set_ylabel(f"{metric}: ratio to reference")
+            ax.text((v or 0) + h + 0.01 * top, yi, text, va="center", ha="left", fontsize=6.5)
+    ax.axvline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlim(0, top * 1.35)
+    ax.set_yticks(y + height * (len(order) - 1) / 2,
+                  [f"{r.config} ({r.dtype}, batch {r.batch_size})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric}: median / median of {ref}")
     better = "higher is better" if rows[0].higher_is_better else "lower is better"
-    ax.set_title(f"{metric} by {by}: median / reference median, 95% CI ({better})\nreference: {ref}", fontsize=9)
+    ax.set_title(f"{metric} by {by}: ratio to the reference, 95% CI ({better})", fontsize=9)
     fig.legend(fontsize=7, loc="outside lower center", ncols=min(3, len(order)), frameon=False)
     return fig
 

@@ -65,11 +65,13 @@ def test_group_bars_are_ratios_with_intervals_on_a_linear_axis(tmp_path):
     fig = plots.groups_bar(rows, groups, "train.throughput", "gpu")
     ax = fig.axes[0]
     assert len(ax.patches) == 2 * len(groups)  # two cases, one bar per group
-    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0
-    assert len([c for c in ax.containers if getattr(c, "has_yerr", False)]) == len(groups)
-    heights = sorted(round(p.get_height(), 6) for p in ax.patches)
-    assert heights[:2] == [1.0, 1.0]                      # the reference is 1 in each case
-    assert "train.throughput" in ax.get_title() and "reference" in ax.get_title()
+    assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0
+    assert len([c for c in ax.containers if getattr(c, "has_xerr", False)]) == len(groups)
+    widths = sorted(round(p.get_width(), 6) for p in ax.patches)
+    assert widths[:2] == [1.0, 1.0]                        # the reference is 1 in each case
+    assert "train.throughput" in ax.get_title() and "A100" in "".join(t.get_text() for t in fig.legends[0].get_texts())
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.endswith("images/s") for t in texts)      # absolute medians written beside the bars
     assert plots.save(fig, tmp_path / "by.png").read_bytes().startswith(b"\x89PNG")
 
 
