@@ -175,7 +175,8 @@ def paper_section(records: Sequence[RunRecord], baselines: Sequence[Any], plots:
             exact = [f for f in fs if f.category != "result" and f.exact]
             fs = [f for f in fs if f not in exact]
             if fs:
-                left = f"; {len(exact)} exact architecture/configuration matches are in the table only" if exact else ""
+                left = (f"; {len(exact)} exact architecture/configuration "
+                        f"{'match is' if len(exact) == 1 else 'matches are'} in the table only") if exact else ""
                 sec.blocks.append(_img(P.quality_vs_paper(fs), f"{suite}-paper", f"{suite}: ours against the paper",
                                        f"{suite}: each paper figure ({', '.join(sorted({f.baseline.metric for f in fs}))}) "
                                        "as ours / paper, with the paper's tolerance; the numbers are written "

@@ -654,7 +654,7 @@ def fmt_with_unit(v: float | None, unit: str, pm: float | None = None) -> str:
     if unit in ("MAC", "MAC/image", "FLOP", "FLOP/s", "B", "s") and abs(v) >= 1000 or unit == "s":
         text = fmt_value(v, unit)
         return text if pm is None else f"{text} ± {fmt_value(pm, unit)}"
-    u = "" if unit in _SILENT_UNITS else f" {unit}"
+    u = "×" if unit == "ratio" else ("" if unit in _SILENT_UNITS else f" {unit}")
     return fmt_num(v, unit) + ("" if pm is None else f" ± {fmt_num(pm, unit)}") + u
 
 

@@ -66,7 +66,7 @@ def test_claim_outcomes():
 @pytest.mark.parametrize("value, unit, text", [
     (61_100_840, "count", "61,100,840"), (3.86e9, "MAC/image", "3.86 GMAC/image"), (0.0002, "value", "0.0002"),
     (1e-8, "1", "1e-08"), (6.43, "%", "6.43 %"), (0.21, "s", "210 ms"), (354.0, "score/episode", "354 score/episode"),
-    (None, "%", "not measured"),
+    (None, "%", "not measured"), (6.0, "ratio", "6×"),
 ])
 def test_numbers_for_people(value, unit, text):
     assert report.fmt_with_unit(value, unit) == text
