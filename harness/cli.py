@@ -124,47 +124,47 @@ def _resume_options(args: argparse.Namespace, opts):
     return folder, manifest, dataclasses.replace(saved, out=folder.parent.parent, **keep_cli)
 
 
+def _plan_run(args: argparse.Namespace, reg: Any):
+    """(options, specs, device, run id, folder) for a new run, or for the run being resumed."""
+    from milestones.harness import runner
+    from milestones.harness.records import Case
+
+    opts, names = build_run_options(args)
+    _check_data_paths(opts.data)
+    if not args.resume:
+        device = runner.resolve_device(opts.device)
+        specs = runner.plan_specs(reg.resolve(names), opts, device)
+        if not specs:
+            raise UsageError(f"no cases to run: nothing registered matches kind {','.join(opts.kinds)} at scale "
+                             f"{opts.scale!r}" + (f" for {', '.join(names)}" if names else ""))
+        return opts, specs, device, None, None
+    folder, manifest, opts = _resume_options(args, opts)
+    by_key = {s.get("key"): s.get("batch_size_source") for s in manifest.get("specs", [])}
+    cases = [Case(**c) for c in manifest["cases"]]
+    for c in cases:
+        reg.config(c.config)  # a case of a suite this milestones no longer has: one line, exit 2
+    specs = [dataclasses.replace(sp, batch_size_source=by_key[sp.key]) if by_key.get(sp.key) else sp
+             for sp in runner.specs_for_cases(cases, opts, reg)]
+    device = cases[0].device if cases else opts.device
+    return opts, specs, device, manifest["run_id"], folder
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from milestones.harness import env as envmod
     from milestones.harness import report, runner
-    from milestones.harness.launch.spec import CaseSpec
     from milestones.harness.measure.cpu_load import free_threads, idle_cores, logical_cores
-    from milestones.harness.records import SUCCESS_STATUSES, Case
+    from milestones.harness.records import SUCCESS_STATUSES
     from milestones.harness.registry import load_suites
 
-    opts, names = build_run_options(args)
-    _check_data_paths(opts.data)
     reg = load_suites()
-    folder = None
-    if args.resume:
-        folder, manifest, opts = _resume_options(args, opts)
-        device = runner.resolve_device(opts.device) if opts.device == "auto" else opts.device
-        by_key = {s.get("key"): s.get("batch_size_source") for s in manifest.get("specs", [])}
-        cases = [Case(**c) for c in manifest["cases"]]
-        for c in cases:
-            reg.config(c.config)  # a case of a suite this milestones no longer has: one line, exit 2
-        specs = []
-        for sp in runner.specs_for_cases(cases, opts, reg):
-            src = by_key.get(sp.key)
-            specs.append(dataclasses.replace(sp, batch_size_source=src) if src else sp)
-        run_id = manifest["run_id"]
-    else:
-        device = runner.resolve_device(opts.device)
-        specs = runner.plan_specs(reg.resolve(names), opts, device)
-        run_id = None
-    if not specs:
-        raise UsageError(f"no cases to run: nothing registered matches kind {','.join(opts.kinds)} at scale "
-                         f"{opts.scale!r}" + (f" for {', '.join(names)}" if names else ""))
+    opts, specs, device, run_id, folder = _plan_run(args, reg)
     err = Console(stderr=True)
     idle, cores = idle_cores(), logical_cores()
-    if opts.threads is None:
-        threads = free_threads(idle, cores)
-        specs = [dataclasses.replace(s, threads=threads) for s in specs]
-    else:
-        threads = opts.threads
+    threads = opts.threads or free_threads(idle, cores)
+    specs = [dataclasses.replace(s, threads=threads) for s in specs]
     e = envmod.capture()
     e["threads_default"] = {"idle_cores_at_start": None if idle is None else round(idle, 2), "cores": cores,
                             "threads": threads, "chosen_by": "--threads" if opts.threads else "idle cores"}
@@ -186,7 +186,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         result = runner.execute(specs, opts, reg, e, run_id=run_id, folder=folder, resume=bool(args.resume),
                                 on_start=on_start, on_record=on_record)
-    assert all(isinstance(s, CaseSpec) for s in specs)
     if args.json:
         print(report.to_json({"run_id": result.run_id, "folder": str(result.folder),
                               "records": [str(p) for p in result.paths],

@@ -245,6 +245,18 @@ def _write(folder: Path, rec: RunRecord) -> Path:
     raise AssertionError("unreachable")
 
 
+def _write_manifest_once(folder: Path, run_id: str, env: dict[str, Any], opts: RunOptions,
+                         specs: list[CaseSpec]) -> None:
+    if (folder / store.RUN_MANIFEST).exists():
+        return
+    store.write_manifest(folder, {
+        "run_id": run_id, "created_at": now(), "machine_id": env["machine_id"],
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
+        "cases": [dataclasses.asdict(s.case) for s in specs if s.repeat_index == 0],
+        "specs": [{"key": s.key, "batch_size_source": s.batch_size_source} for s in specs],
+    })
+
+
 def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Registry, env: dict[str, Any], *,
             run_id: str | None = None, folder: Path | None = None, resume: bool = False,
             on_start: Callable[[Case], None] | None = None,
@@ -263,14 +275,7 @@ def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Regi
     launch = (launcher or CaseProcess()).run
     with RunLock(folder):
         clean_work(folder)
-        manifest_path = folder / store.RUN_MANIFEST
-        if not manifest_path.exists():
-            store.write_manifest(folder, {
-                "run_id": run_id, "created_at": now(), "machine_id": env["machine_id"],
-                "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(opts).items()},
-                "cases": [dataclasses.asdict(s.case) for s in specs if s.repeat_index == 0],
-                "specs": [{"key": s.key, "batch_size_source": s.batch_size_source} for s in specs],
-            })
+        _write_manifest_once(folder, run_id, env, opts, specs)
         skip = store.finished_keys(folder) if resume else set()
         stale = interrupted_records(folder) if resume else {}
         result = RunResult(run_id=run_id, folder=folder)
@@ -284,11 +289,8 @@ def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Regi
                                        checkpoint_dir=str(folder / CHECKPOINT_DIR / _slug_path(spec.key)))
             if on_start:
                 on_start(spec.case)
-            search = None
-            if opts.find_max_batch and spec.case.kind == "speed":
-                spec, res, search = find_max_batch(spec, launch, int(opts.find_max_batch))
-            else:
-                res = launch(spec)
+            spec, res, search = (find_max_batch(spec, launch, int(opts.find_max_batch))
+                                 if opts.find_max_batch and spec.case.kind == "speed" else (spec, launch(spec), None))
             shutil.rmtree(workdir, ignore_errors=True)
             rec = build_record(spec, res, run_id=run_id, entry=entry, suite_version=version, env=env)
             if search is not None:

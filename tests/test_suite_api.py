@@ -118,3 +118,17 @@ def test_progress_and_seed_done_are_logged_and_kept(tmp_path, capsys):
     assert [x["event"] for x in lines] == ["progress", "seed_done"]
     assert lines[1]["seed"] == 1 and lines[1]["metrics"] == {"train_error.plain8": 0.1}
     assert "[progress]" in capsys.readouterr().err
+
+
+def test_declared_plan_is_built_without_timing_and_its_steps_run():
+    from milestones.harness.launch.inprocess import declared_plan
+    from milestones.harness.launch.spec import CaseSpec
+
+    case = Case("resnet", "cifar-resnet20", "speed", "smoke", "cpu", "float32", 2)
+    plan = declared_plan(CaseSpec(case=case, workdir=None))
+    assert [s.label for s in plan.steps] == ["train", "infer"] and plan.step().label == "train"
+    assert plan.steps[0].items_per_step == 2
+    plan.steps[0].setup()
+    plan.steps[0].fn()  # one real training step
+    with pytest.raises(KeyError, match="no step 'decode'"):
+        plan.step("decode")

@@ -27,3 +27,20 @@ class InProcess:
         started, t0 = now(), time.perf_counter()
         res = run_spec(spec)
         return res.replace(started_at=started, ended_at=now(), duration_s=time.perf_counter() - t0)
+
+
+def declared_plan(spec: Any) -> Any:
+    """The SpeedPlan a speed case declares, built in this process (nothing timed): what the asv bridge,
+    instruction counts and A/B step checks time. Raises SkipCase when the case skips itself here."""
+    from milestones.harness.measure.plan import SpeedPlan
+    from milestones.harness.registry import load_suite
+    from milestones.harness.worker import context_for, resolved_params, seed_everything
+
+    case = spec.case
+    reg = load_suite(case.suite)
+    params = resolved_params(reg.config(case.config).params, case.batch_size)
+    seed_everything(spec.seed, spec.deterministic)
+    plan = reg.suite(case.suite).kind_fn(case.kind, params)(params, context_for(spec, params))
+    if not isinstance(plan, SpeedPlan):
+        raise TypeError(f"{case.suite}/{case.config} {case.kind} does not declare a SpeedPlan")
+    return plan

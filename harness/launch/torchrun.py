@@ -91,6 +91,77 @@ def _median(xs: Sequence[float]) -> float | None:
     return None if st is None else st.median
 
 
+def _label_metrics(metrics: dict[str, Any], lab: str, per_rank: list[dict[str, Any]], single_ms: dict[str, Any],
+                   wrapped: bool) -> int:
+    """The step time and throughput of one step label across ranks, and its scaling efficiency; adds them
+    to `metrics` and returns the slowest rank."""
+    from milestones.harness.records import Metric
+
+    n = len(per_rank)
+    times = [ms[f"{lab}.step_time"].samples for ms in per_rank]
+    items = []
+    for ms in per_rank:
+        t, thr = ms[f"{lab}.step_time"].samples, ms[f"{lab}.throughput"].samples
+        items.append(thr[0] * t[0] if t and thr else 0.0)
+    k = min(len(t) for t in times)
+    step = [max(t[j] for t in times) for j in range(k)]
+    unit = per_rank[0][f"{lab}.throughput"].unit
+    metrics[f"{lab}.step_time"] = Metric.from_values(
+        f"{lab}.step_time", "s", False, step, note=f"per iteration, the slowest of {n} ranks")
+    thr_n = [sum(items) / s for s in step if s > 0]
+    metrics[f"{lab}.throughput"] = Metric.from_values(
+        f"{lab}.throughput", unit, True, thr_n, note=f"all {n} ranks' items over the slowest rank's step time")
+    meds = [_median(t) or 0.0 for t in times]
+    s_thr = single_ms.get(f"{lab}.throughput")
+    for key in (f"{lab}.step_time", f"{lab}.throughput"):
+        if key in single_ms:
+            m = single_ms[key]
+            metrics[f"single.{key}"] = Metric(f"single.{key}", m.unit, m.higher_is_better, m.samples,
+                                              "rank 0 alone, before the process group started")
+    name = f"{lab}.scaling_efficiency"
+    if not wrapped:
+        metrics[name] = Metric.missing(
+            name, "fraction", True, "the suite's speed case does not wrap its model with "
+            "milestones.harness.ranks.data_parallel/fully_shard_model: the ranks trained independently")
+    elif s_thr is None or not s_thr.samples:
+        metrics[name] = Metric.missing(name, "fraction", True, "no single-process throughput was measured")
+    else:
+        base = n * (_median(s_thr.samples) or float("nan"))
+        metrics[name] = Metric.from_values(
+            name, "fraction", True, [t / base for t in thr_n],
+            note=f"throughput at {n} / ({n} x throughput at 1); throughput at 1 = median of rank 0 alone "
+                 "(same per-rank batch and threads) before the process group started")
+    return max(range(n), key=lambda i: meds[i])
+
+
+def _allreduce_metrics(allreduce: list[dict[str, dict[str, Any]]] | None) -> dict[str, Any]:
+    """A gradient-sized all-reduce timed on its own: slowest rank per iteration, bytes, bus bandwidth."""
+    from milestones.harness.records import Metric
+
+    metrics: dict[str, Metric] = {}
+    schemes = list(allreduce[0]) if allreduce else []
+    n = len(allreduce or [])
+    for scheme in schemes:
+        ar = [a[scheme] for a in allreduce]
+        pre = "allreduce" if len(schemes) == 1 else f"allreduce.{scheme}"
+        k = min(len(a["samples"]) for a in ar)
+        t = [max(a["samples"][j] for a in ar) for j in range(k)]
+        nbytes = ar[0]["bytes"]
+        metrics[f"{pre}.time"] = Metric.from_values(
+            f"{pre}.time", "s", False, t, note=f"dist.all_reduce of {scheme}'s {ar[0]['elements']}-element gradient "
+                                               f"({ar[0]['dtype']}) on its own, slowest rank per iteration")
+        metrics[f"{pre}.bytes"] = Metric.single(f"{pre}.bytes", "B", False, nbytes)
+        # nccl-tests' bus bandwidth: 2(N-1)/N of the buffer crosses each link in a ring all-reduce.
+        metrics[f"{pre}.bus_bandwidth"] = Metric.from_values(
+            f"{pre}.bus_bandwidth", "B/s", True, [2 * (n - 1) / n * nbytes / s for s in t if s > 0])
+        for i, a in enumerate(ar):
+            metrics[f"rank{i}.{pre}.time"] = Metric.from_values(f"rank{i}.{pre}.time", "s", False, a["samples"])
+    if not schemes:
+        metrics["allreduce.time"] = Metric.missing("allreduce.time", "s", False,
+                                                   "no gradient was registered by a data-parallel wrapper")
+    return metrics
+
+
 def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
                   allreduce: list[dict[str, dict[str, Any]]] | None = None, nnodes: int = 1) -> dict[str, Any]:
     """Merge every rank's result (worker result dicts, rank order) into one result dict.
@@ -132,59 +203,8 @@ def gather_record(single: dict[str, Any] | None, ranks: list[dict[str, Any]], *,
     wrapped = any(r.get("info", {}).get("data_parallel_schemes") for r in ranks)
     slowest: dict[str, int] = {}
     for lab in labels:
-        times = [ms[f"{lab}.step_time"].samples for ms in per_rank]
-        items = []
-        for ms in per_rank:
-            t, thr = ms[f"{lab}.step_time"].samples, ms[f"{lab}.throughput"].samples
-            items.append(thr[0] * t[0] if t and thr else 0.0)
-        k = min(len(t) for t in times)
-        step = [max(t[j] for t in times) for j in range(k)]
-        unit = per_rank[0][f"{lab}.throughput"].unit
-        metrics[f"{lab}.step_time"] = Metric.from_values(
-            f"{lab}.step_time", "s", False, step, note=f"per iteration, the slowest of {n} ranks")
-        thr_n = [sum(items) / s for s in step if s > 0]
-        metrics[f"{lab}.throughput"] = Metric.from_values(
-            f"{lab}.throughput", unit, True, thr_n, note=f"all {n} ranks' items over the slowest rank's step time")
-        meds = [_median(t) or 0.0 for t in times]
-        slowest[lab] = max(range(n), key=lambda i: meds[i])
-        s_thr = single_ms.get(f"{lab}.throughput")
-        for key in (f"{lab}.step_time", f"{lab}.throughput"):
-            if key in single_ms:
-                m = single_ms[key]
-                metrics[f"single.{key}"] = Metric(f"single.{key}", m.unit, m.higher_is_better, m.samples,
-                                                  "rank 0 alone, before the process group started")
-        name = f"{lab}.scaling_efficiency"
-        if not wrapped:
-            metrics[name] = Metric.missing(
-                name, "fraction", True, "the suite's speed case does not wrap its model with "
-                "milestones.harness.ranks.data_parallel/fully_shard_model: the ranks trained independently")
-        elif s_thr is None or not s_thr.samples:
-            metrics[name] = Metric.missing(name, "fraction", True, "no single-process throughput was measured")
-        else:
-            base = n * (_median(s_thr.samples) or float("nan"))
-            metrics[name] = Metric.from_values(
-                name, "fraction", True, [t / base for t in thr_n],
-                note=f"throughput at {n} / ({n} x throughput at 1); throughput at 1 = median of rank 0 alone "
-                     "(same per-rank batch and threads) before the process group started")
-    schemes = list(allreduce[0]) if allreduce else []
-    for scheme in schemes:
-        ar = [a[scheme] for a in allreduce]
-        pre = "allreduce" if len(schemes) == 1 else f"allreduce.{scheme}"
-        k = min(len(a["samples"]) for a in ar)
-        t = [max(a["samples"][j] for a in ar) for j in range(k)]
-        nbytes = ar[0]["bytes"]
-        metrics[f"{pre}.time"] = Metric.from_values(
-            f"{pre}.time", "s", False, t, note=f"dist.all_reduce of {scheme}'s {ar[0]['elements']}-element gradient "
-                                               f"({ar[0]['dtype']}) on its own, slowest rank per iteration")
-        metrics[f"{pre}.bytes"] = Metric.single(f"{pre}.bytes", "B", False, nbytes)
-        # nccl-tests' bus bandwidth: 2(N-1)/N of the buffer crosses each link in a ring all-reduce.
-        metrics[f"{pre}.bus_bandwidth"] = Metric.from_values(
-            f"{pre}.bus_bandwidth", "B/s", True, [2 * (n - 1) / n * nbytes / s for s in t if s > 0])
-        for i, a in enumerate(ar):
-            metrics[f"rank{i}.{pre}.time"] = Metric.from_values(f"rank{i}.{pre}.time", "s", False, a["samples"])
-    if not schemes:
-        metrics["allreduce.time"] = Metric.missing("allreduce.time", "s", False,
-                                                   "no gradient was registered by a data-parallel wrapper")
+        slowest[lab] = _label_metrics(metrics, lab, per_rank, single_ms, wrapped)
+    metrics.update(_allreduce_metrics(allreduce))
     info["slowest_rank"] = slowest
     info["data_parallel_schemes"] = ranks[0].get("info", {}).get("data_parallel_schemes") or []
     info["single_process"] = ("rank 0 alone, before the process group started" if single else None)
@@ -242,28 +262,35 @@ def _write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def _rank_spec(spec_path: Path) -> tuple[Any, str, dict[str, Any]]:
+    """The case's spec as this rank runs it: its own GPU, count-based lock-step timing."""
+    import dataclasses
+
+    import torch
+
+    from milestones.harness.launch.spec import CaseSpec
+    from milestones.harness.measure.timing import TimingSettings
+
+    spec = CaseSpec.read(spec_path)
+    device = spec.case.device
+    if device.startswith("cuda"):
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(device)
+    timing = lockstep_timing(None if spec.timing is None else vars(spec.timing), spec.case.scale)
+    return dataclasses.replace(spec.with_case(device=device), timing=TimingSettings(**timing)), device, timing
+
+
 def rank_main(spec_path: Path, result_path: Path) -> int:
     import torch
     import torch.distributed as dist
 
-    from milestones.harness.launch.spec import CaseSpec
-    from milestones.harness.measure.timing import TimingSettings
     from milestones.harness.worker import run_spec
 
     _die_with_parent()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     world_size = int(os.environ["WORLD_SIZE"])
     nnodes = world_size // max(int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), 1)
-    spec = CaseSpec.read(spec_path)
-    device = spec.case.device
-    if device.startswith("cuda"):
-        device = f"cuda:{local_rank}"
-        torch.cuda.set_device(local_rank)
-    timing = lockstep_timing(None if spec.timing is None else vars(spec.timing), spec.case.scale)
-    spec = spec.with_case(device=device)
-    import dataclasses
-
-    spec = dataclasses.replace(spec, timing=TimingSettings(**timing))
+    spec, device, timing = _rank_spec(spec_path)
     workdir = spec_path.parent
     rank_info = {"rank": rank, "local_rank": local_rank, "hostname": socket.gethostname(), "device": device,
                  "backend": backend_for(device)}
