@@ -189,10 +189,10 @@ def _digest_blocks(rows, env_notes) -> list[Block]:
     out = [Block("p", text=d.counts_line() + ".")]
     for verdict, rs in d.sections:
         if rs:
-            out.append(Block("h3", text=report._section_title(verdict, len(rs))))
+            out.append(Block("h3", text=report.section_title(verdict, len(rs))))
             out.append(Block("table", columns=report.ACTION_COLUMNS, rows=[report.action_cells(r) for r in rs],
                              classes=[_cls(r.verdict) for r in rs]))
-    lines = report._design_lines(d)
+    lines = report.design_lines(d)
     if lines:
         out.append(Block("p", text=lines[0] + " " + "; ".join(x.strip() for x in lines[1:]) + "."))
     out.append(Block("p", text=f"Unchanged: {d.unchanged} rows within the threshold (`milestones compare BASE NEW "

@@ -469,14 +469,14 @@ def listed(d: CompareDigest) -> dict[str, int]:
     return out
 
 
-def _section_title(verdict: str, n: int) -> str:
+def section_title(verdict: str, n: int) -> str:
     what = {"regressed": "Regressed: significant change in the bad direction",
             "improved": "Improved", "inconclusive": "Inconclusive: too noisy to say (why per row)",
             "not comparable": "Not comparable"}[verdict]
     return f"{what} ({n})"
 
 
-def _design_lines(d: CompareDigest) -> list[str]:
+def design_lines(d: CompareDigest) -> list[str]:
     if not d.by_design:
         return []
     by_why: dict[str, list[tuple[str, int]]] = {}
@@ -520,7 +520,7 @@ def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare
     for verdict, rs in d.sections:
         if not rs:
             continue
-        t = Table(title=_section_title(verdict, len(rs)), title_justify="left", header_style="bold",
+        t = Table(title=section_title(verdict, len(rs)), title_justify="left", header_style="bold",
                   title_style=VERDICT_STYLE.get(verdict, ""), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for c in ACTION_COLUMNS:
             t.add_column(c, overflow="fold")
@@ -529,12 +529,12 @@ def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare
         if k[verdict]:
             con.print(t)
         else:
-            con.print(_section_title(verdict, len(rs)), style=VERDICT_STYLE.get(verdict, ""), markup=False,
+            con.print(section_title(verdict, len(rs)), style=VERDICT_STYLE.get(verdict, ""), markup=False,
                       highlight=False)
         if len(rs) > k[verdict]:
             con.print(f"... and {len(rs) - k[verdict]} more {verdict} rows (--all, or --format json "
                       "for every row)", markup=False, highlight=False)
-    for line in _design_lines(d):
+    for line in design_lines(d):
         con.print(line, markup=False, highlight=False)
     con.print(f"Unchanged: {d.unchanged} rows within the threshold (--all lists every row).", markup=False,
               highlight=False)
@@ -562,12 +562,12 @@ def _markdown_digest(rows, full: bool = False, env_notes: Sequence[str] = ()) ->
     k = listed(d)
     for verdict, rs in d.sections:
         if rs:
-            parts.append(f"#### {md_escape(_section_title(verdict, len(rs)))}")
+            parts.append(f"#### {md_escape(section_title(verdict, len(rs)))}")
             if k[verdict]:
                 parts.append(md_table(ACTION_COLUMNS, [action_cells(r) for r in rs[:k[verdict]]]))
             if len(rs) > k[verdict]:
                 parts.append(f"... and {len(rs) - k[verdict]} more (the JSON output has every row)")
-    lines = _design_lines(d)
+    lines = design_lines(d)
     if lines:
         parts.append(md_escape(lines[0]) + "\n" + "\n".join(f"- {md_escape(x.strip())}" for x in lines[1:]))
     parts.append(f"Unchanged: {d.unchanged} rows within the threshold.")
