@@ -29,7 +29,13 @@ REQUIRED = {"id": str, "metric": str, "configs": list, "kind": str, "value": (in
             "dataset": str, "split": str, "protocol": str, "source": str, "confirmed": bool,
             "higher_is_better": bool, "tolerance": (int, float), "tolerance_kind": str}
 OPTIONAL = {"plus_minus": (int, float), "scale": (str, list), "note": str, "record_factor": (int, float),
-            "protocol_ours": str}
+            "protocol_ours": str, "category": str}
+# What a figure is evidence of. Only a `result` can be reproduced; an `architecture` figure (parameters,
+# MACs) and a `configuration` echo (a hyperparameter the suite sets) are checks that the suite builds
+# what the paper describes, and the report counts them apart.
+CATEGORIES = ("result", "architecture", "configuration")
+_CONFIGURATION_PREFIXES = ("hparam.", "default.", "lr_rule.")
+_ARCHITECTURE_METRICS = ("params", "macs", "neurons", "recurrent_params", "param_elements", "train_compute")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 METRIC_RE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")
 
@@ -74,6 +80,18 @@ class Baseline:
     record_factor: float = 1.0
     protocol_ours: str | None = None
     file: str = ""
+    category_override: str | None = None
+
+    @property
+    def category(self) -> str:
+        """result | architecture | configuration: the one place that decides it (a TOML `category` wins)."""
+        if self.category_override:
+            return self.category_override
+        if self.metric.startswith(_CONFIGURATION_PREFIXES):
+            return "configuration"
+        if self.metric.split(".")[0] in _ARCHITECTURE_METRICS:
+            return "architecture"
+        return "result"
 
     @property
     def allowed_scales(self) -> tuple[str, ...]:
@@ -186,7 +204,7 @@ def parse_file(path: str | Path) -> tuple[BaselineFile | None, list[str]]:
             plus_minus=None if b.get("plus_minus") is None else float(b["plus_minus"]),
             scales=(scale,) if isinstance(scale, str) else tuple(scale), note=b.get("note"),
             record_factor=float(b.get("record_factor", 1.0)), protocol_ours=b.get("protocol_ours"),
-            file=str(path)))
+            file=str(path), category_override=b.get("category")))
     return BaselineFile(str(path), paper, tuple(out)), errors
 
 
@@ -213,6 +231,9 @@ def _check_values(b: Mapping[str, Any]) -> list[str]:
         msgs.append("plus_minus must be >= 0")
     if b.get("record_factor") is not None and not b["record_factor"] > 0:
         msgs.append("record_factor must be > 0")
+    if "category" in b and b["category"] not in CATEGORIES:
+        msgs.append(f"unknown category {b['category']!r} (result, architecture or configuration)"
+                    f"{_did_you_mean(b['category'], CATEGORIES)}")
     scale = b.get("scale", [])
     for s in [scale] if isinstance(scale, str) else scale:
         if s not in SCALES:

@@ -27,6 +27,27 @@ class _Parser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------- list
 def cmd_list(args: argparse.Namespace) -> int:
     from milestones.harness import report
+
+    if not args.configs:
+        # The suite list from the catalog: no torch, no suite import (see milestones.harness.catalog).
+        from milestones.harness import catalog
+
+        entries = catalog.catalog()
+        if entries is not None:
+            by = {e["suite"]: e for e in entries}
+            for n in args.names:
+                if n not in by:
+                    from milestones.harness.registry import UnknownNameError, did_you_mean
+
+                    raise UnknownNameError(f"unknown suite {n!r}{did_you_mean(n, by)}")
+            chosen = [by[n] for n in args.names] if args.names else entries
+            costs = catalog.measured_costs(args.results)
+            chosen = [{**e, "measured_s": costs.get(e["suite"], {})} for e in chosen]
+            if args.json:
+                print(report.to_json(chosen))
+            else:
+                report.print_suite_list(chosen, results=args.results)
+            return EXIT_OK
     from milestones.harness.registry import load_suites
 
     reg = load_suites()
@@ -186,6 +207,11 @@ RUN_EPILOG = """examples:
 results: one JSON record per case under OUT/<machine-id>/<run-id>/ (OUT defaults to results/); the last
 line says the folder. Exit code 0: every case ok or skipped; 1: a case failed, timed out, ran out of
 memory or diverged; 2: bad input; 130: interrupted (resume with --resume RUN).
+
+quality cases are not in the default job (--kind fidelity,speed): give --kind quality. The paper's claims
+are checked at --scale proxy (minutes each on a CPU, offline data) or --scale paper (a GPU and the
+paper's data); `milestones list` shows which configs have them. A quality case prints its claim and on
+how many seeds it held.
 """
 
 
@@ -197,10 +223,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"milestones {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
 
-    sp = sub.add_parser("list", help="list registered suites (or configs)")
+    sp = sub.add_parser("list", help="list the suites: paper, the claims they check, cases and cost (or configs)",
+                        description="The suites: each paper, the claims its proxy quality runs check, how many\n"
+                                    "configs each scale runs, and what they cost on this machine (summed case\n"
+                                    "durations of the newest run under --results; none until you run them).",
+                        epilog="examples:\n  milestones list\n  milestones list resnet gan\n"
+                               "  milestones list --configs resnet\n  milestones list --json",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
     sp.add_argument("names", nargs="*", help="suites to show")
     sp.add_argument("--configs", action="store_true", help="list configs instead of suites")
     sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.add_argument("--results", default="results", help="results folder the measured cost is read from "
+                                                         "(default results)")
     sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("env", help="show the environment that records will carry")

@@ -20,19 +20,20 @@ from milestones.harness import compare, report
 from milestones.harness.errors import MilestonesError, UsageError
 from milestones.harness.records import RunRecord
 
-MAX_CURVE_PLOTS_PER_SUITE = 4
+MAX_CLAIM_PLOTS = 12
 MAX_HISTORY_PLOTS = 8
 
 
 @dataclass
 class Block:
-    kind: str                       # p | table | img | pre
-    text: str = ""
+    kind: str                       # p | h3 | table | img | pre
+    text: str = ""                  # for img: the alt text
     columns: Sequence[str] = ()
     rows: Sequence[Sequence[Any]] = ()
     image: bytes = b""
     name: str = ""                  # file name stem for Markdown's image files
     classes: Sequence[str] = ()     # per-row CSS class (verdict colouring)
+    caption: str = ""               # for img: what the figure shows (metric, cases)
 
 
 @dataclass
@@ -42,10 +43,10 @@ class Section:
     level: int = 2
 
 
-def _img(fig, name: str, alt: str) -> Block:
+def _img(fig, name: str, alt: str, caption: str = "") -> Block:
     from milestones.harness import plots
 
-    return Block("img", text=alt, image=plots.to_bytes(fig, "png"), name=name)
+    return Block("img", text=alt, image=plots.to_bytes(fig, "png"), name=name, caption=caption or alt)
 
 
 def _slug(s: str) -> str:
@@ -73,8 +74,134 @@ def _previous_pair(records: Sequence[RunRecord]) -> tuple[list[RunRecord], list[
     return None
 
 
+def _no_pair_reason(records: Sequence[RunRecord]) -> str:
+    runs = _runs(records)
+    if len(runs) < 2:
+        return "One run in these results: nothing to compare it with (give a second run, or --base)."
+    rid, last = runs[-1]
+    mid = last[0].env.get("machine_id")
+    same = [r for r, recs in runs[:-1] if recs[0].env.get("machine_id") == mid]
+    if not same:
+        return (f"The latest run ({rid}) is the only run on machine {mid}: timings from other machines are not "
+                "compared run against run (see GPU and library versions; or give --base).")
+    return (f"No earlier run on machine {mid} shares a case with the latest run ({rid}): nothing to compare "
+            "(give --base).")
+
+
+def _run_label(recs: Sequence[RunRecord]) -> str:
+    ids = sorted({r.run_id for r in recs})
+    return ids[0] if len(ids) == 1 else f"{len(ids)} runs ({ids[0]} ... {ids[-1]})"
+
+
+def is_synthetic(r: RunRecord) -> bool:
+    return isinstance(r.info, dict) and r.info.get("synthetic") is True
+
+
+def _threads(recs: Sequence[RunRecord]) -> str:
+    # The threads a case ran with (--threads, set in the worker) over the parent's default.
+    ts = sorted({str(r.info["threads"]) for r in recs if isinstance(r.info, dict) and r.info.get("threads")})
+    return "/".join(ts) if ts else str(recs[0].env.get("threads"))
+
+
+def claims_section(records: Sequence[RunRecord], plots: bool, baselines: Sequence[Any] = ()
+                   ) -> tuple[Section, list[report.Claim]]:
+    import dataclasses
+
+    # A record that states no source still names its suite: cite the suite's paper from the baselines.
+    papers = {b.suite: b.paper.citation for b in baselines}
+    claims = [c if c.source or c.suite not in papers else dataclasses.replace(c, source=papers[c.suite])
+              for c in report.all_claims(records)]
+    sec = Section("Claims: what the paper says, and whether our runs show it")
+    if not claims:
+        sec.blocks.append(Block("p", text="No quality record in these results states a paper claim. Claims come "
+                                          "from quality runs, e.g. `milestones run resnet-degradation --kind "
+                                          "quality --scale proxy`; speed and fidelity runs check numbers, not "
+                                          "claims."))
+        return sec, claims
+    sec.blocks.append(Block("p", text="Each row quotes the paper's sentence, the rule our run applies to decide it "
+                                      "at the given scale, and on how many seeds it held. A proxy-scale claim "
+                                      "checks the paper's qualitative finding on a smaller problem, not its "
+                                      "numbers."))
+    sec.blocks.append(Block("table", columns=report.CLAIM_COLUMNS, rows=[report.claim_cells(c) for c in claims],
+                            classes=[_cls(c.status) for c in claims]))
+    if plots:
+        from milestones.harness import plots as P
+
+        seen: set[str] = set()
+        for r in records:
+            if r.record_id in seen or len(seen) >= MAX_CLAIM_PLOTS or not report.claims_of(r) \
+                    or r.status != "ok" or r.case.kind != "quality" or not r.artifacts.get("curves"):
+                continue
+            seen.add(r.record_id)
+            try:
+                fig = P.curves(r)
+            except MilestonesError as e:
+                sec.blocks.append(Block("p", text=f"curves of {r.record_id} not plotted: {e}"))
+                continue
+            heads = "; ".join(report.claim_headline(c) for c in report.claims_of(r))
+            metric = fig.axes[0].get_ylabel()
+            sec.blocks.append(_img(fig, f"claim-{_slug(r.case.config)}", f"{r.case.suite}/{r.case.config}: {metric} "
+                                   "per model, mean over seeds", f"{heads}. {metric} of each model, mean over "
+                                   f"seeds with the range of seeds shaded ({r.case.scale} scale, {r.run_id})."))
+    return sec, claims
+
+
+def paper_section(records: Sequence[RunRecord], baselines: Sequence[Any], plots: bool
+                  ) -> tuple[Section, list[report.PaperFigure]]:
+    figs = report.aggregate_paper(compare.compare_with_paper(records, baselines))
+    sec = Section("Against the paper")
+    if not figs:
+        sec.blocks.append(Block("p", text="No record matches a paper figure (see `milestones baselines list`)."))
+        return sec, figs
+    sec.blocks.append(Block("p", text="One row per paper figure: ours is the mean ± std over every seed and run "
+                                      "that measured it (n). A figure from a different scale or protocol is never "
+                                      "compared: it is marked not comparable with the reason. Only results are "
+                                      "reproductions; architecture and configuration rows check that we build and "
+                                      "train what the paper describes."))
+    for cat in ("result", "architecture", "configuration"):
+        fs = [f for f in figs if f.category == cat]
+        if fs:
+            sec.blocks.append(Block("h3", text=f"{report.CATEGORY_TITLES[cat]} ({len(fs)})"))
+            sec.blocks.append(Block("table", columns=report.PAPER_COLUMNS, rows=[report.paper_cells(f) for f in fs],
+                                    classes=[_cls(f.verdict) for f in fs]))
+    papers = {f.baseline.suite: f.baseline.paper.citation for f in figs}
+    sec.blocks.append(Block("p", text="Papers: " + "; ".join(f"{k}: {v}" for k, v in sorted(papers.items())) + "."))
+    if plots:
+        from milestones.harness import plots as P
+
+        for suite in sorted({f.baseline.suite for f in figs}):
+            fs = [f for f in figs if f.baseline.suite == suite and f.ours is not None and f.baseline.value]
+            # An exact architecture or configuration match is a dot on the line: the table says it.
+            exact = [f for f in fs if f.category != "result" and f.exact]
+            fs = [f for f in fs if f not in exact]
+            if fs:
+                left = (f"; {len(exact)} exact architecture/configuration "
+                        f"{'match is' if len(exact) == 1 else 'matches are'} in the table only") if exact else ""
+                sec.blocks.append(_img(P.quality_vs_paper(fs), f"{suite}-paper", f"{suite}: ours against the paper",
+                                       f"{suite}: each paper figure ({', '.join(sorted({f.baseline.metric for f in fs}))}) "
+                                       "as ours / paper, with the paper's tolerance; the numbers are written "
+                                       f"beside each row{left}."))
+    return sec, figs
+
+
+def _digest_blocks(rows, env_notes) -> list[Block]:
+    d = report.digest(rows)
+    out = [Block("p", text=d.counts_line() + ".")]
+    for verdict, rs in d.sections:
+        if rs:
+            out.append(Block("h3", text=report.section_title(verdict, len(rs))))
+            out.append(Block("table", columns=report.ACTION_COLUMNS, rows=[report.action_cells(r) for r in rs],
+                             classes=[_cls(r.verdict) for r in rs]))
+    lines = report.design_lines(d)
+    if lines:
+        out.append(Block("p", text=lines[0] + " " + "; ".join(x.strip() for x in lines[1:]) + "."))
+    out.append(Block("p", text=f"Unchanged: {d.unchanged} rows within the threshold (`milestones compare BASE NEW "
+                               "--all` lists every row)."))
+    return out
+
+
 def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Sequence[RunRecord] | None = None,
-          title: str = "milestones report", plots: bool = True) -> list[Section]:
+          title: str = "milestones report", plots: bool = True, claims_only: bool = False) -> list[Section]:
     if not records:
         raise UsageError("no records to report on")
     secs: list[Section] = []
@@ -82,33 +209,40 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     statuses: dict[str, int] = {}
     for r in records:
         statuses[r.status] = statuses.get(r.status, 0) + 1
+    claims_sec, claims = claims_section(records, plots, baselines)
+    if claims_only and not claims:
+        raise UsageError("no record in these results states a paper claim: claims come from quality runs "
+                         "(e.g. milestones run resnet-degradation --kind quality --scale proxy)")
     summary = Section("Summary")
     secs.append(summary)
+    synth = [r for r in records if is_synthetic(r)]
+    if synth:
+        summary.blocks.append(Block("p", text=f"SYNTHETIC: {len(synth)} of {len(records)} records are marked synthetic "
+                                              "(made up for tests, info.synthetic); no figure from them is a "
+                                              "measurement."))
     summary.blocks.append(Block("p", text=f"{len(records)} records from {len(runs)} run(s) on "
                                           f"{len({r.env.get('machine_id') for r in records})} machine(s); statuses: "
                                           + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "."))
+    if claims:
+        by: dict[str, int] = {}
+        for c in claims:
+            by[c.status] = by.get(c.status, 0) + 1
+        words = {"held": "held on every seed", "mixed": "held on some seeds", "not held": "held on no seed",
+                 "undecided": "undecided"}
+        summary.blocks.append(Block("p", text=f"Paper claims: {len(claims)} checked: "
+                                    + ", ".join(f"{by[k]} {w}" for k, w in words.items() if k in by) + "."))
+    secs.append(claims_sec)
+    if claims_only:
+        return secs
     failed = [r for r in records if r.status not in ("ok", "skipped")]
     if failed:
         summary.blocks.append(Block("table", columns=["case", "run", "status", "error"],
                                     rows=[(f"{r.case.suite}/{r.case.config} {r.case.kind}", r.run_id, r.status,
                                            (r.error or "")[:300]) for r in failed]))
 
-    # Against the paper.
-    paper_rows = compare.compare_with_paper(records, baselines)
-    sec = Section("Against the paper")
-    if paper_rows:
-        counts: dict[str, int] = {}
-        for pr in paper_rows:
-            counts[pr.verdict] = counts.get(pr.verdict, 0) + 1
-        summary.blocks.append(Block("p", text="Against the paper: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-                                    + f" ({len(paper_rows)} figures)."))
-        sec.blocks.append(Block("p", text="Ours is the mean over seeds (± std). A figure from a different scale "
-                                          "or protocol is never compared: it is marked not comparable with the "
-                                          "reason. Unconfirmed paper figures are marked so."))
-        sec.blocks.append(Block("table", columns=report.PAPER_COLUMNS, rows=[report.paper_cells(r) for r in paper_rows],
-                                classes=[_cls(r.verdict) for r in paper_rows]))
-    else:
-        sec.blocks.append(Block("p", text="No record matches a paper baseline (see `milestones baselines list`)."))
+    sec, figs = paper_section(records, baselines, plots)
+    if figs:
+        summary.blocks.append(Block("p", text="Against the paper: " + report.paper_counts_line(figs) + "."))
     secs.append(sec)
 
     # Regressions: an explicit base, else the latest run against the previous one on the same machine.
@@ -118,22 +252,19 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     if pair:
         a, b = pair
         rows, env_notes = compare.compare_runs(a, b)
-        counts = compare.verdict_counts(rows)
-        summary.blocks.append(Block("p", text=f"Run vs run ({a[0].run_id} → {b[0].run_id}): "
-                                    + report.counts_line(counts) + "."))
-        sec.blocks.append(Block("p", text=f"Base {a[0].run_id} → new {b[0].run_id}. " + report.env_header(env_notes)))
-        cols = report.COMPARE_COLUMNS + (["env"] if env_notes else [])
-        sec.blocks.append(Block("table", columns=cols,
-                                rows=[report.compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows],
-                                classes=[_cls(r.verdict) for r in rows]))
+        d = report.digest(rows)
+        la, lb = _run_label(a), _run_label(b)
+        summary.blocks.append(Block("p", text=f"Run vs run ({la} → {lb}): {d.counts_line()}."))
+        sec.blocks.append(Block("p", text=f"Base {la} → new {lb}. " + report.env_header(env_notes)))
+        sec.blocks.extend(_digest_blocks(rows, env_notes))
         diffs = compare.kernel_diffs(a, b)
     else:
-        sec.blocks.append(Block("p", text="Only one run per machine: nothing to compare (give --base)."))
+        sec.blocks.append(Block("p", text=_no_pair_reason(records)))
     secs.append(sec)
     if diffs:
         sec = Section("Kernel diffs")
         for case, ds in diffs:
-            sec.blocks.append(Block("p", text=case))
+            sec.blocks.append(Block("h3", text=case))
             sec.blocks.append(Block("table", columns=report.KERNEL_COLUMNS, rows=[report.kernel_cells(d) for d in ds]))
         secs.append(sec)
 
@@ -154,8 +285,10 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
             from milestones.harness import plots as P
 
             for metric in sorted({r.metric for r in grows if r.metric.endswith(".throughput")}):
+                cases = sorted({r.config for r in grows if r.metric == metric})
                 sec.blocks.append(_img(P.groups_bar(grows, groups, metric, by), f"by-{by}-{_slug(metric)}",
-                                       f"{metric} by {by}"))
+                                       f"{metric} by {by}", f"{metric} by {by} for {', '.join(cases)}: each group's "
+                                       f"median as a ratio to {grows[0].reference} with a 95% CI; medians on the bars."))
     if not sec.blocks:
         sec.blocks.append(Block("p", text="All speed records share one GPU, torch and CUDA version."))
     secs.append(sec)
@@ -176,33 +309,24 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
 
             for h in [h for h in hs if h.steps][:MAX_HISTORY_PLOTS] or hs[:1]:
                 sec.blocks.append(_img(P.history(h), f"history-{_slug(h.config + '-' + h.metric)}",
-                                       f"history of {h.metric}"))
+                                       f"history of {h.metric} for {h.config}",
+                                       f"{h.suite}/{h.config} {h.kind}: {h.metric} median per run over {len(h.run_ids)} "
+                                       "runs, with the fitted levels; a dashed line marks each detected step."))
         secs.append(sec)
 
-    # Per-suite plots.
     if plots:
         from milestones.harness import plots as P
 
+        sec = Section("Kernel breakdown")
         for suite in sorted({r.case.suite for r in records}):
-            sec = Section(f"Suite {suite}")
-            prs = [p for p in paper_rows if p.baseline.suite == suite and p.ours is not None]
-            if prs:
-                sec.blocks.append(_img(P.quality_vs_paper(prs), f"{suite}-paper", f"{suite}: ours against the paper"))
-            n = 0
-            for r in records:
-                if r.case.suite == suite and r.status == "ok" and r.artifacts.get("curves") and n < MAX_CURVE_PLOTS_PER_SUITE:
-                    try:
-                        sec.blocks.append(_img(P.curves(r), f"{suite}-curves-{n}", f"curves of {r.record_id}"))
-                        n += 1
-                    except MilestonesError as e:
-                        sec.blocks.append(Block("p", text=f"curves of {r.record_id} not plotted: {e}"))
             kr = next((r for r in records if r.case.suite == suite and compare.kernel_tables(r)), None)
             if kr is not None:
                 label, table = next(iter(compare.kernel_tables(kr).items()))
                 sec.blocks.append(_img(P.kernels(table, f"{kr.case.config} {label}: top kernels"),
-                                       f"{suite}-kernels", f"kernel breakdown of {kr.record_id}"))
-            if sec.blocks:
-                secs.append(sec)
+                                       f"{suite}-kernels", f"kernel breakdown of {kr.case.config}",
+                                       f"Top kernels by self time per step of {kr.record_id} ({label})."))
+        if sec.blocks:
+            secs.append(sec)
 
     # Every record, so nothing measured is left out of the report.
     sec = Section("Records")
@@ -221,9 +345,10 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     for rid, recs in runs:
         e = recs[0].env
         git = e.get("git") or {}
-        env_rows.append((rid, e.get("machine_id"), e.get("gpu") or "none", (e.get("nvidia") or {}).get("driver") or "-",
-                         e.get("torch_full") or e.get("torch"), e.get("cuda") or "none", e.get("cpu_model"),
-                         e.get("threads"), e.get("python"),
+        syn = " (synthetic)" if any(is_synthetic(r) for r in recs) else ""
+        env_rows.append((rid + syn, e.get("machine_id"), e.get("gpu") or "none",
+                         (e.get("nvidia") or {}).get("driver") or "-", e.get("torch_full") or e.get("torch"),
+                         e.get("cuda") or "none", e.get("cpu_model"), _threads(recs), e.get("python"),
                          f"{(git.get('commit') or '-')[:10]}{' dirty' if git.get('dirty') else ''}", len(recs)))
     sec.blocks.append(Block("table", columns=cols, rows=env_rows))
     secs.append(sec)
@@ -243,6 +368,13 @@ tr.v-regressed td,tr.v-not-reproduced td{background:#fde2e2}
 tr.v-improved td,tr.v-reproduced td{background:#e2f5e2}
 tr.v-inconclusive td,tr.v-not-measured td{background:#fff6d6}
 tr.v-not-comparable td{background:#efe6f7}
+tr.v-held td{background:#e2f5e2}
+tr.v-mixed td,tr.v-undecided td{background:#fff6d6}
+tr.v-not-held td{background:#fde2e2}
+h3{margin:1.2em 0 .3em;font-size:1.05em}
+figure{margin:.8em 0}
+figcaption{color:#444;font-size:.85em;max-width:60em}
+.synthetic{background:#fff0c0;border:1px solid #d9b600;padding:.4em .6em;font-weight:bold}
 img{max-width:100%;border:1px solid #eee;margin:.4em 0}
 .meta{color:#666;font-size:.85em}
 """
@@ -257,18 +389,24 @@ def to_html(sections: Sequence[Section], title: str = "milestones report") -> st
            f"<title>{e(title)}</title><style>{CSS}</style></head><body>", f"<h1>{e(title)}</h1>",
            f'<p class="meta">generated {e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))} '
            f"by milestones</p>"]
+    # A contents line: the page is long, and a reader jumps to the claims or the paper table.
+    out.append('<nav class="meta">' + " · ".join(f'<a href="#{e(_slug(s.title).lower())}">{e(s.title.split(":")[0])}</a>'
+                                               for s in sections) + "</nav>")
     for s in sections:
         sid = _slug(s.title).lower()
         out.append(f'<section id="{e(sid)}"><h{s.level}>{e(s.title)}</h{s.level}>')
         for b in s.blocks:
             if b.kind == "p":
-                out.append(f"<p>{e(b.text)}</p>")
+                cls = ' class="synthetic"' if b.text.startswith("SYNTHETIC:") else ""
+                out.append(f"<p{cls}>{e(b.text)}</p>")
+            elif b.kind == "h3":
+                out.append(f"<h3>{e(b.text)}</h3>")
             elif b.kind == "pre":
                 out.append(f"<pre>{e(b.text)}</pre>")
             elif b.kind == "img":
                 data = base64.b64encode(b.image).decode("ascii")
                 out.append(f'<figure><img alt="{e(b.text)}" src="data:image/png;base64,{data}">'
-                           f"<figcaption>{e(b.text)}</figcaption></figure>")
+                           f"<figcaption>{e(b.caption or b.text)}</figcaption></figure>")
             elif b.kind == "table":
                 out.append("<table><thead><tr>" + "".join(f"<th>{e(str(c))}</th>" for c in b.columns)
                            + "</tr></thead><tbody>")
@@ -291,13 +429,16 @@ def to_markdown(sections: Sequence[Section], out_path: Path, title: str = "miles
         for b in s.blocks:
             if b.kind in ("p", "pre"):
                 parts.append(report.md_escape(b.text))
+            elif b.kind == "h3":
+                parts.append(f"### {report.md_escape(b.text)}")
             elif b.kind == "table":
                 parts.append(report.md_table(b.columns, b.rows))
             elif b.kind == "img":
                 plot_dir.mkdir(parents=True, exist_ok=True)
                 f = plot_dir / f"{_slug(b.name)}.png"
                 f.write_bytes(b.image)
-                parts.append(f"![{report.md_escape(b.text)}]({plot_dir.name}/{f.name})")
+                parts.append(f"![{report.md_escape(b.text)}]({plot_dir.name}/{f.name})\n\n"
+                             f"*{report.md_escape(b.caption or b.text)}*")
     return "\n\n".join(parts) + "\n"
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ import numpy as np  # noqa: E402
 from milestones.harness.errors import RecordError, UsageError  # noqa: E402
 
 FORMATS = ("png", "svg")
+# Offsets ("1e-18+9.99e-9") make a reader do arithmetic; plain tick labels instead.
+matplotlib.rcParams["axes.formatter.useoffset"] = False
+# Ten distinguishable colours (tab10 has two near-oranges next to reds in print); beyond ten, line styles.
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
+           "#bcbd22")
 
 
 def _fig(w: float = 7.0, h: float = 3.6):
@@ -53,32 +59,66 @@ def save(fig, path: str | Path) -> Path:
 
 
 def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str):
-    """Median of `metric` per group for each case (GroupRow list from compare.compare_by)."""
+    """Each group's median of `metric` as a ratio to the reference group's, per case, with the 95% CI.
+
+    Horizontal bars (one block per case, so 50 cases stay readable) on a linear axis from zero: a bar
+    twice as long is twice the value. The absolute median is written after each bar, so the ratio never
+    hides the magnitude.
+    """
     rows = [r for r in rows if r.metric == metric]
     if not rows:
         raise UsageError(f"no group rows for metric {metric!r}")
-    fig, ax = _fig(max(6.0, 1.6 * len(rows) + 2), 3.8)
-    width = 0.8 / max(1, len(groups))
-    x = np.arange(len(rows))
-    for i, g in enumerate(groups):
-        vals = [r.values.get(g) for r in rows]
-        ax.bar(x + i * width, [v if v is not None else 0 for v in vals], width, label=g,
-               hatch=None, alpha=0.9)
-        for xi, v in zip(x, vals, strict=False):
-            if v is None:
-                ax.text(xi + i * width, 0, "n/a", ha="center", va="bottom", fontsize=7, rotation=90)
-    ax.set_xticks(x + width * (len(groups) - 1) / 2, [f"{r.config}\n{r.dtype} b{r.batch_size}" for r in rows],
-                  fontsize=8)
-    ax.set_ylabel(f"{metric} ({rows[0].unit})")
-    ax.set_yscale("log")
-    ax.set_title(f"{metric} by {by} (median; log scale)")
-    ax.legend(fontsize=7)
+    from milestones.harness.report import fmt_value
+
+    ref = rows[0].reference
+    order = [ref] + [g for g in groups if g != ref]
+    height = 0.8 / max(1, len(order))
+    fig, ax = _fig(8.0, 0.28 * len(rows) * len(order) + 0.35 * len(rows) + 1.8)
+    y = np.arange(len(rows))
+    bars = []
+    for g in order:
+        ratios = [r.ratios.get(g) for r in rows]
+        lo = [0.0 if v is None or not r.cis.get(g) else v - r.cis[g][0] for r, v in zip(rows, ratios, strict=False)]
+        hi = [0.0 if v is None or not r.cis.get(g) else r.cis[g][1] - v for r, v in zip(rows, ratios, strict=False)]
+        bars.append((g, ratios, lo, hi))
+    top = max([(v or 0) + h for _, ratios, _, his in bars for v, h in zip(ratios, his, strict=False)] + [1.0])
+    for i, (g, ratios, lo, hi) in enumerate(bars):
+        ys = y + i * height
+        ax.barh(ys, [v if v is not None else 0 for v in ratios], height, xerr=[lo, hi], capsize=2, label=g,
+                color=_COLORS[i % len(_COLORS)], alpha=0.9, error_kw={"lw": 1})
+        for yi, r, v, h in zip(ys, rows, ratios, hi, strict=False):
+            val = r.values.get(g)
+            text = "n/a: " + r.notes.get(g, "not measured") if v is None else fmt_value(val, r.unit)
+            ax.text((v or 0) + h + 0.01 * top, yi, text, va="center", ha="left", fontsize=6.5)
+    ax.axvline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlim(0, top * 1.35)
+    ax.set_yticks(y + height * (len(order) - 1) / 2,
+                  [f"{r.config} ({r.dtype}, batch {r.batch_size})" for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{metric}: median / median of {ref}")
+    better = "higher is better" if rows[0].higher_is_better else "lower is better"
+    ax.set_title(f"{metric} by {by}: ratio to the reference, 95% CI ({better})", fontsize=9)
+    fig.legend(fontsize=7, loc="outside lower center", ncols=min(3, len(order)), frameon=False)
     return fig
+
+
+def _run_labels(run_ids: Sequence[str], commits: Sequence[str | None]) -> list[str]:
+    """Short, distinct x labels: date and time of the run id (time only when all share a day), + commit."""
+    stamps = [r.split("-")[0] for r in run_ids]
+    same_day = len({s[:8] for s in stamps}) == 1
+    out = []
+    for rid, st, c in zip(run_ids, stamps, commits, strict=False):
+        if len(st) >= 15 and st[8:9] == "T":
+            lab = f"{st[9:11]}:{st[11:13]}:{st[13:15]}" if same_day else f"{st[4:6]}-{st[6:8]} {st[9:11]}:{st[11:13]}"
+        else:
+            lab = rid[-14:]
+        out.append(lab + (f"\n{c[:7]}" if c and len(set(commits)) > 1 else ""))
+    return out
 
 
 def history(h: Any):
     """Per-run medians (with p10-p90) over time, fitted levels, and detected steps marked."""
-    fig, ax = _fig(7.5, 3.6)
+    fig, ax = _fig(max(7.5, 0.45 * len(h.medians) + 2), 3.8)
     x = np.arange(len(h.medians))
     ax.fill_between(x, h.p10, h.p90, alpha=0.2, label="p10-p90 within run")
     ax.plot(x, h.medians, "o-", ms=4, label="run median")
@@ -86,62 +126,190 @@ def history(h: Any):
         ax.step(x, h.levels, where="mid", color="k", lw=1, alpha=0.7, label="fitted levels")
     for s in h.steps:
         ax.axvline(s.index - 0.5, color="red" if s.worse else "green", ls="--", lw=1)
-        ax.annotate(f"{s.change:+.1%}\n{s.run_id[:15]}", (s.index - 0.5, max(h.medians)), fontsize=7,
+        ax.annotate(f"{s.change:+.1%}\nfrom {s.run_id}", (s.index - 0.5, max(h.p90)), fontsize=7,
                     ha="left", va="top", color="red" if s.worse else "green")
-    ax.set_xticks(x, [r[:8] for r in h.run_ids], rotation=60, fontsize=7)
+    ax.set_xticks(x, _run_labels(h.run_ids, h.commits), rotation=60, fontsize=7, ha="right")
+    ax.set_xlabel("run (time of the run id; commit where they differ)", fontsize=8)
     ax.set_ylabel(f"{h.metric} ({h.unit})")
-    ax.set_title(f"{h.suite}/{h.config} {h.kind}: {h.metric} over {len(x)} runs")
-    ax.legend(fontsize=7)
+    ax.set_title(f"{h.suite}/{h.config} {h.kind}: {h.metric} over {len(x)} runs", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
     return fig
 
 
-def quality_vs_paper(rows: Sequence[Any]):
-    """Ours (mean ± std over seeds) against the paper's figure (± where given, tolerance band).
+def quality_vs_paper(figs: Sequence[Any], title: str | None = None):
+    """One compact chart of a suite's paper figures: ours / paper for each, on one axis.
 
-    One panel per figure: the figures have different units and magnitudes.
+    `figs` are report.PaperFigure rows (pooled over runs). Figures have different units, so each is
+    drawn as its ratio to the paper's value (1 = the paper); the paper's ± and the tolerance are drawn
+    as intervals around 1 and the numbers are written beside each row.
     """
-    rows = [r for r in rows if r.ours is not None]
-    if not rows:
+    from milestones.harness.report import fmt_with_unit
+
+    figs = [f for f in figs if f.ours is not None and f.baseline.value]
+    if not figs:
         raise UsageError("no measured figures to plot against the paper")
-    fig, axes = plt.subplots(len(rows), 1, figsize=(7.0, 0.9 * len(rows) + 0.9), dpi=100, layout="constrained",
-                             squeeze=False)
-    for i, (r, ax) in enumerate(zip(rows, axes[:, 0], strict=False)):
-        b = r.baseline
-        ax.axvspan(b.value - b.tolerance_abs, b.value + b.tolerance_abs, color="0.88",
-                   label="paper ± tolerance" if i == 0 else None)
-        ax.errorbar(b.value, 0, xerr=b.plus_minus or 0, fmt="s", color="k", ms=5, capsize=3,
-                    label="paper (± as given)" if i == 0 else None)
-        color = {"reproduced": "tab:green", "not reproduced": "tab:red"}.get(r.verdict, "tab:gray")
-        ax.errorbar(r.ours, 0, xerr=r.ours_std or 0, fmt="o", color=color, ms=6, capsize=3, alpha=0.85,
-                    label="ours (mean ± std over seeds)" if i == 0 else None)
-        ax.set_yticks([])
-        ax.set_ylabel(f"{r.config}\n{b.metric} [{r.scale}]", rotation=0, ha="right", va="center", fontsize=7)
-        ax.set_xlabel(f"{b.unit} ({r.verdict})", fontsize=7, labelpad=1)
-        ax.tick_params(axis="x", labelsize=7)
-    axes[0, 0].set_title("Ours against the paper")
-    fig.legend(fontsize=7, loc="outside lower center", ncols=3)
+    n = len(figs)
+    fig, ax = plt.subplots(figsize=(8.0, 0.42 * n + 1.5), dpi=100, layout="constrained")
+    colors = {"reproduced": "tab:green", "not reproduced": "tab:red", "mixed": "tab:orange"}
+    # The axis spans the compared figures; a not-comparable one far off (a proxy run) would squash them,
+    # so it sits at the edge as an arrow head, its value written beside it.
+    spans = [abs(f.ours / f.baseline.value - 1) + (f.ours_std or 0) / abs(f.baseline.value) for f in figs
+             if f.verdict in colors] + [f.baseline.tolerance_abs / abs(f.baseline.value) for f in figs]
+    half = max(0.05, 1.25 * max(spans))
+    used: set[str] = set()
+    for i, f in enumerate(figs):
+        b = f.baseline
+        y = n - 1 - i
+        tol = b.tolerance_abs / abs(b.value)
+        ax.plot([1 - tol, 1 + tol], [y, y], color="0.8", lw=7, solid_capstyle="butt")
+        if b.plus_minus:
+            ax.errorbar(1, y, xerr=b.plus_minus / abs(b.value), fmt="none", ecolor="k", capsize=3, lw=1)
+        ax.plot(1, y, "s", color="k", ms=4)
+        r = f.ours / b.value
+        err = (f.ours_std or 0) / abs(b.value)
+        c = colors.get(f.verdict, "tab:gray")
+        used.add(f.verdict if f.verdict in colors else "other")
+        if abs(r - 1) > half:
+            ax.plot(1 + half * 0.97 * (1 if r > 1 else -1), y, ">" if r > 1 else "<", color=c, ms=8)
+        else:
+            ax.errorbar(r, y, xerr=err or None, fmt="o", color=c, ms=6, capsize=3)
+        ax.annotate(f"{fmt_with_unit(f.ours, b.unit)} vs {fmt_with_unit(b.value, b.unit)}: {f.shown_verdict}",
+                    (1, y), xycoords=("axes fraction", "data"), xytext=(6, 0), textcoords="offset points",
+                    fontsize=7, va="center", color=c if c != "tab:gray" else "0.35")
+    ax.set_xlim(1 - half, 1 + half)
+    ax.set_yticks(range(n), [f"{f.config}: {f.baseline.metric} [{f.scale}]" for f in reversed(figs)], fontsize=7)
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.axvline(1, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("ours / paper (1 = the paper's figure; ours: mean over seeds and runs, bar ± std; "
+                  "arrow: off the axis)", fontsize=8)
+    ax.set_title(title or f"{figs[0].baseline.suite}: ours against the paper ({n} figures)", fontsize=10)
+    handles = [plt.Line2D([], [], color="0.8", lw=7, label="paper ± tolerance"),
+               plt.Line2D([], [], color="k", marker="s", ls="", label="paper")] + \
+        [plt.Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in colors.items() if v in used] + \
+        ([plt.Line2D([], [], color="tab:gray", marker="o", ls="", label="not comparable / measured")]
+         if "other" in used else [])
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.25 / max(n, 1)),
+              ncols=6, frameon=False)
     return fig
 
 
-def curves(record: Any):
-    """Loss (or value) curves from record.artifacts['curves'] = {series: {'step': [...], 'loss'|'value': [...]}}."""
+_SEED_RE = re.compile(r"(?:^|[./_-])seed[_-]?(\d+)(?=$|[./_-])")
+_X_KEYS = ("step", "eval_step", "seconds", "time", "epoch", "_x")
+
+
+def _flat(s: dict) -> dict:
+    """A curve in either form as {x key: xs, series: ys, ...}: `suite_api.curve(...)` nests its series
+    under "series" with its x key named by "x"; older records keep them side by side with "step"."""
+    if isinstance(s.get("series"), dict):
+        x = s.get("x") or "step"
+        return {"step": s.get(x), "_x": x, **s["series"]}
+    return s
+
+
+def curve_series(record: Any) -> dict[str, dict[int | None, dict[str, Any]]]:
+    """{model: {seed: series}} from record.artifacts['curves']; the seed is read from the name."""
     cv = record.artifacts.get("curves")
     if not isinstance(cv, dict) or not cv:
         raise UsageError(f"record {record.record_id} has no curves")
-    fig, ax = _fig(7.0, 3.6)
-    for name, s in cv.items():
-        if not isinstance(s, dict) or "step" not in s or not ("loss" in s or "value" in s):
-            raise RecordError(f"record {record.record_id}: curve {name!r} needs 'step' and 'loss' or 'value'")
-        ys = s.get("loss", s.get("value"))
-        if not isinstance(ys, list) or not isinstance(s["step"], list) or len(ys) != len(s["step"]):
-            raise RecordError(f"record {record.record_id}: curve {name!r}: step and values differ in length")
-        ys = [float(v) if isinstance(v, (int, float)) else math.nan for v in ys]
-        ax.plot(s["step"], ys, label=str(name), lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss" if any("loss" in s for s in cv.values()) else "value")
+    out: dict[str, dict[int | None, dict[str, Any]]] = {}
+    for name, raw in cv.items():
+        s = _flat(raw) if isinstance(raw, dict) else raw
+        if not isinstance(s, dict) or not isinstance(s.get("step"), list) and not isinstance(s.get("eval_step"), list):
+            raise RecordError(f"record {record.record_id}: curve {name!r} needs 'step' and values")
+        m = _SEED_RE.search(str(name))
+        seed = raw.get("seed") if isinstance(raw.get("seed"), int) else (int(m.group(1)) if m else None)
+        model = raw.get("model") if isinstance(raw.get("model"), str) else \
+            ((_SEED_RE.sub("", str(name)) if m else str(name)).strip("./_-") or "run")
+        out.setdefault(model, {})[seed] = s
+    return out
+
+
+def _xy(record: Any, name: str, s: dict, key: str) -> tuple[list[float], list[float]] | None:
+    ys = s.get(key)
+    if ys is None:
+        return None
+    xs = s.get("eval_step") if isinstance(s.get("eval_step"), list) and len(s["eval_step"]) == len(ys) \
+        and key != "loss" else s.get("step")
+    if not isinstance(ys, list) or not isinstance(xs, list) or len(ys) != len(xs):
+        raise RecordError(f"record {record.record_id}: curve {name!r}: step and {key} differ in length")
+    return [float(x) for x in xs], [float(v) if isinstance(v, (int, float)) else math.nan for v in ys]
+
+
+def curve_keys(record: Any) -> list[str]:
+    """The quantities the record's curves hold, the evaluated ones (error, FD, return...) before loss."""
+    keys: list[str] = []
+    for models in curve_series(record).values():
+        for s in models.values():
+            keys += [k for k, v in s.items() if k not in _X_KEYS and isinstance(v, list) and k not in keys]
+    return sorted(keys, key=lambda k: (k in ("loss", "value"), k))
+
+
+def curves(record: Any, metric: str | None = None):
+    """One line per model: the mean over seeds of `metric` (default: the evaluated quantity, else the
+    loss), with a band from the lowest to the highest seed."""
+    series = curve_series(record)
+    keys = curve_keys(record)
+    if metric is None:
+        if not keys:
+            raise RecordError(f"record {record.record_id}: curves hold no values")
+        metric = keys[0]
+    elif metric not in keys:
+        raise UsageError(f"record {record.record_id} has no {metric!r} curve (it has: {', '.join(keys)})")
+    fig, ax = _fig(7.5, 4.0)
+    seeds_seen: set = set()
+    drawn = 0
+    def natural(kv):  # plain8 before plain20
+        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", kv[0])]
+
+    for i, (model, by_seed) in enumerate(sorted(series.items(), key=natural)):
+        runs = []
+        for seed, s in by_seed.items():
+            xy = _xy(record, f"{model}.seed{seed}", s, metric)
+            if xy is not None:
+                runs.append(xy)
+                seeds_seen.add(seed)
+        if not runs:
+            continue
+        n = min(len(x) for x, _ in runs)
+        xs = np.asarray(runs[0][0][:n])
+        ys = np.asarray([y[:n] for _, y in runs])
+        if metric == "loss" and n > 200:
+            # Per-step loss is noise at this zoom: a running mean over 2% of the steps, said in the title.
+            w = max(1, n // 50)
+            k = np.ones(w) / w
+            ys = np.asarray([np.convolve(y, k, mode="valid") for y in ys])
+            xs = xs[w - 1:]
+        color = _COLORS[i % len(_COLORS)]
+        ls = ("-", "--", ":", "-.")[(i // len(_COLORS)) % 4]
+        ax.plot(xs, np.nanmean(ys, axis=0), color=color, ls=ls, lw=1.5,
+                label=f"{model} (n={len(runs)})" if len(runs) > 1 else model)
+        if len(runs) > 1:
+            ax.fill_between(xs, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), color=color, alpha=0.15, lw=0)
+        drawn += 1
+    if not drawn:
+        raise UsageError(f"record {record.record_id} has no {metric!r} curve")
     c = record.case
-    ax.set_title(f"{c.suite}/{c.config} {c.kind} ({c.scale})")
-    ax.legend(fontsize=7)
+    smooth = " (running mean)" if metric == "loss" and any(len(s.get("loss", [])) > 200 for m in series.values()
+                                                           for s in m.values()) else ""
+    xname = next((s.get("_x") for m in series.values() for s in m.values() if s.get("_x")), "step")
+    ax.set_xlabel(xname)
+    ys_all = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.get_lines()])
+    ys_all = ys_all[np.isfinite(ys_all)]
+    log = ys_all.size > 0 and ys_all.min() > 0 and ys_all.max() / ys_all.min() > 20
+    if log:
+        # Errors and losses fall by orders of magnitude: on a linear axis the end, where claims are
+        # decided, is a flat line at zero.
+        ax.set_yscale("log")
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+    ax.set_ylabel(metric + smooth + (" (log scale)" if log else ""))
+    nseeds = len(seeds_seen - {None}) or 1
+    ax.set_title(f"{c.suite}/{c.config} {c.kind} ({c.scale}): {metric}{smooth}\n"
+                 f"mean over {nseeds} seed{'s' if nseeds != 1 else ''}, band: lowest to highest seed", fontsize=9)
+    ax.legend(fontsize=7, ncols=2 if drawn > 6 else 1)
     return fig
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from milestones.harness.records import SUCCESS_STATUSES, RunRecord
@@ -66,7 +68,33 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
 
 
 # ------------------------------------------------------------------------------------------ list, env
-def print_suite_list(summaries: list[dict[str, Any]], file=None) -> None:
+def _cost_text(e: dict[str, Any]) -> str:
+    """Case counts per scale, and the measured seconds where this machine has run them."""
+    cases = e.get("cases") or {}
+    measured = e.get("measured_s") or {}
+    parts = []
+    for sc in ("smoke", "proxy", "paper"):
+        ks = cases.get(sc) or {}
+        if not ks:
+            continue
+        counts = ", ".join(f"{n} {k}" for k, n in ks.items())
+        took = [f"{k} {fmt_value(v, 's')}" for k, v in measured.items() if k.startswith(sc + " ")]
+        parts.append(f"{sc}: {counts}" + (f" (measured here: {', '.join(t.split(' ', 1)[1] for t in took)})"
+                                         if took else ""))
+    return "\n".join(parts) or "-"
+
+
+def print_suite_list(summaries: list[dict[str, Any]], file=None, results: str = "results") -> None:
+    if summaries and "cases" in summaries[0]:
+        rows = [(s["suite"], f"{s['title']} ({s['year']}{', arXiv ' + s['arxiv'] if s['arxiv'][:1].isdigit() else ''})",
+                 "\n".join(f"{c['config']}: {c['text']}" for c in s.get("claims") or []) or "-",
+                 _cost_text(s)) for s in summaries]
+        print_table("Suites", ["suite", "paper", "claims checked at proxy scale (config: what)",
+                               "configs per scale and kind (time measured here)"], rows, file)
+        _console(file).print(f"Times are summed case durations of the newest run under {results}/ on this "
+                             "machine; a scale not run here shows none. Details: milestones list --configs SUITE.",
+                             markup=False, highlight=False)
+        return
     rows = [(s["suite"], s["title"], s["arxiv"], s["year"], ", ".join(s["kinds"]), ", ".join(s["scales"]),
              len(s["configs"])) for s in summaries]
     print_table("Registered suites", ["suite", "title", "arXiv", "year", "kinds", "scales", "configs"], rows, file)
@@ -105,6 +133,10 @@ HEADLINE_METRICS = ("train.throughput", "infer.throughput", "train.step_time", "
 
 
 def headline(rec: RunRecord, k: int = 3) -> str:
+    if rec.case.kind == "quality":
+        cls = claims_of(rec)
+        if cls:
+            return "; ".join(claim_headline(cl) for cl in cls)
     names = [n for n in HEADLINE_METRICS if n in rec.metrics] + [n for n in rec.metrics
                                                                if n not in HEADLINE_METRICS]
     parts = []
@@ -121,8 +153,153 @@ def headline(rec: RunRecord, k: int = 3) -> str:
 def case_line(rec: RunRecord) -> str:
     c = rec.case
     err = f"  {rec.error}" if rec.error and rec.status not in ("ok",) else ""
+    claim = ""
+    if rec.status == "ok" and c.kind == "quality":
+        from rich.markup import escape
+
+        claim = "".join(f"\n{'':>12}[bold]{escape(claim_headline(cl))}[/]" for cl in claims_of(rec))
     return f"[{STATUS_STYLE.get(rec.status, 'white')}]{rec.status:>11}[/] {c.suite}/{c.config} {c.kind} " \
-           f"({rec.duration_s:.1f} s){err}"
+           f"({rec.duration_s:.1f} s){err}{claim}"
+
+
+# ------------------------------------------------------------------------------------------ claims
+@dataclass(frozen=True)
+class Claim:
+    """A paper claim as one quality record states it (info["claims"]), or as its claim_held metric."""
+
+    id: str
+    statement: str | None      # the paper's sentence; None for a record with only the claim_held metric
+    source: str                # "He et al. 2015, Fig. 6, Sec. 4.2"
+    rule: str
+    held: tuple[int | None, ...]   # per seed: 1 held, 0 did not, None undecided
+    seeds: tuple[int, ...]
+    scale: str
+    suite: str
+    config: str
+    record_id: str
+    summary: str | None = None
+
+    @property
+    def decided(self) -> int:
+        return sum(h is not None for h in self.held)
+
+    @property
+    def k(self) -> int:
+        return sum(1 for h in self.held if h)
+
+    @property
+    def outcome(self) -> str:
+        if not self.held or not self.decided:
+            return "undecided"
+        n = len(self.held)
+        und = f", {n - self.decided} undecided" if self.decided < n else ""
+        word = "held" if self.k == self.decided else ("did not hold" if self.k == 0 else "held")
+        if word == "did not hold":
+            return f"did not hold on any of {self.decided} seed{'s' if self.decided != 1 else ''}{und}"
+        return f"held {self.k}/{self.decided} seed{'s' if self.decided != 1 else ''}{und}"
+
+    @property
+    def status(self) -> str:
+        """held | mixed | not held | undecided: for colouring and counting."""
+        if not self.decided:
+            return "undecided"
+        return "held" if self.k == self.decided else ("not held" if self.k == 0 else "mixed")
+
+    @property
+    def where(self) -> str:
+        """The figure or table the claim is about, from its source ("Fig. 6")."""
+        m = _FIG_RE.search(self.source)
+        return m.group(0) if m else (self.source.split(",")[0] if self.source else self.id)
+
+    @property
+    def short(self) -> str:
+        text = self.summary or self.statement or f"{self.suite} claim ({self.id} metric; no sentence in the record)"
+        return text if len(text) <= 90 else text[:87].rsplit(" ", 1)[0] + "..."
+
+    @property
+    def command(self) -> str:
+        return f"milestones run {self.config} --kind quality --scale {self.scale}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
+                "held": list(self.held), "seeds": list(self.seeds), "scale": self.scale, "suite": self.suite,
+                "config": self.config, "record_id": self.record_id, "outcome": self.outcome}
+
+
+_FIG_RE = re.compile(r"\b(Fig(?:ure)?\.?|Table|Tab\.|Sec(?:tion)?\.?|Eq\.)\s*[A-Za-z]?\d+(?:\.\d+)*[a-z]?")
+
+
+def _held_list(v: Any) -> tuple[int | None, ...] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        return None
+    out: list[int | None] = []
+    for x in v:
+        if x is None:
+            out.append(None)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x):
+            out.append(1 if x >= 0.5 else 0)
+        elif isinstance(x, bool):
+            out.append(int(x))
+        else:
+            return None
+    return tuple(out)
+
+
+def claims_of(rec: RunRecord) -> list[Claim]:
+    """The record's claims: info["claims"] when it is there, else its claim_held metric (samples 0/1)."""
+    c = rec.case
+    common = dict(suite=c.suite, config=c.config, record_id=rec.record_id)
+    raw = rec.info.get("claims") if isinstance(rec.info, dict) else None
+    out: list[Claim] = []
+    if isinstance(raw, list):
+        for i, d in enumerate(raw):
+            if not isinstance(d, dict):
+                continue
+            held = _held_list(d.get("held"))
+            seeds = d.get("seeds") if isinstance(d.get("seeds"), list) else []
+            out.append(Claim(
+                id=str(d.get("id") or f"claim{i + 1}"),
+                statement=str(d["statement"]) if d.get("statement") else None,
+                source=str(d.get("source") or ""), rule=str(d.get("rule") or ""),
+                held=held if held is not None else (), seeds=tuple(int(s) for s in seeds if isinstance(s, int)),
+                scale=str(d.get("scale") or c.scale), summary=str(d["summary"]) if d.get("summary") else None,
+                **common))
+        if out:
+            return out
+    for name, m in rec.metrics.items():
+        if name == "claim_held" or name.endswith(".claim_held"):
+            seeds = rec.info.get("seeds") if isinstance(rec.info.get("seeds"), list) else list(range(len(m.samples)))
+            held = tuple(None if not math.isfinite(x) else (1 if x >= 0.5 else 0) for x in m.samples)
+            # Older records say the claim in a free-text info field; better than no words at all.
+            text = next((rec.info[k] for k in ("claim", "paper") if isinstance(rec.info.get(k), str)), None)
+            out.append(Claim(id=name, statement=None, source="", rule=m.note or "", held=held,
+                             seeds=tuple(int(s) for s in seeds if isinstance(s, int)), scale=c.scale,
+                             summary=text if name == "claim_held" else None, **common))
+    return out
+
+
+def claim_headline(cl: Claim) -> str:
+    """'Fig. 6: deeper plain net trains worse, residual fixes it: held 3/3 seeds'."""
+    return f"{cl.where}: {cl.short}: {cl.outcome}" if cl.source else f"{cl.short}: {cl.outcome}"
+
+
+def all_claims(records: Iterable[RunRecord]) -> list[Claim]:
+    return [cl for r in records if r.status == "ok" and r.case.kind == "quality" for cl in claims_of(r)]
+
+
+CLAIM_COLUMNS = ["paper", "claim", "scale", "held", "per seed", "rule", "command"]
+
+
+def claim_cells(cl: Claim) -> list[str]:
+    seeds = cl.seeds if len(cl.seeds) == len(cl.held) else tuple(range(len(cl.held)))
+    per = " ".join(f"{s}:{'-' if h is None else ('yes' if h else 'no')}" for s, h in zip(seeds, cl.held,
+                                                                                        strict=False)) or "-"
+    held = f"{cl.k}/{cl.decided}" if cl.decided else "undecided"
+    statement = f"\u201c{cl.statement}\u201d" if cl.statement else cl.short
+    return [cl.source or f"{cl.suite} (no source in the record)", statement, cl.scale, held, per, cl.rule or "-",
+            cl.command]
 
 
 def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
@@ -163,20 +340,16 @@ def baseline_dict(b) -> dict[str, Any]:
             "value": b.value, "unit": b.unit, "plus_minus": b.plus_minus, "dataset": b.dataset, "split": b.split,
             "protocol": b.protocol, "source": b.source, "confirmed": b.confirmed,
             "higher_is_better": b.higher_is_better, "tolerance": b.tolerance, "tolerance_kind": b.tolerance_kind,
-            "scales": list(b.allowed_scales), "paper": b.paper.citation, "note": b.note}
-
-
-def fmt_pm(value: float, unit: str, pm: float | None) -> str:
-    return f"{value:g}{f' ± {pm:g}' if pm is not None else ''} {unit}".strip()
+            "scales": list(b.allowed_scales), "paper": b.paper.citation, "note": b.note, "category": b.category}
 
 
 def baseline_rows(items) -> list[tuple]:
-    return [(b.suite, b.id, b.metric, ", ".join(b.configs), b.kind, fmt_pm(b.value, b.unit, b.plus_minus),
+    return [(b.suite, b.id, b.metric, ", ".join(b.configs), b.category, fmt_with_unit(b.value, b.unit, b.plus_minus),
              f"{b.dataset} / {b.split}", b.protocol, b.source, "yes" if b.confirmed else "unconfirmed")
             for b in items]
 
 
-BASELINE_COLUMNS = ["suite", "id", "metric", "configs", "kind", "paper value", "dataset / split", "protocol",
+BASELINE_COLUMNS = ["suite", "id", "metric", "configs", "category", "paper value", "dataset / split", "protocol",
                     "source", "confirmed"]
 
 
@@ -217,25 +390,160 @@ def counts_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no metrics compared"
 
 
-def print_compare(rows, env_notes, counts, file=None, title: str = "Compare") -> None:
+# Rows that move exactly with another row (FLOP/s with the step time): listed only in full output.
+DERIVED_SUFFIXES = (".flops_per_s",)
+ACTION_VERDICTS = ("regressed", "improved", "inconclusive", "not comparable")
+MAX_ROWS_PER_SECTION = 10
+# Rows listed in all action sections together, in the order regressed, improved, inconclusive, not
+# comparable: with compact tables this keeps a CI log page under ~60 lines whatever the run's size.
+MAX_ROWS_LISTED = 30
+MAX_DESIGN_LINES = 8
+ACTION_COLUMNS = ["case", "setup", "metric", "base", "new", "ratio [CI]", "p", "why"]
+
+
+def _by_design(r) -> bool:
+    # A metric the base could not measure either (no energy counter on a CPU) is not news; one that the
+    # base measured and the new run lost ("not measured in new") needs a look, so it stays listed.
+    return r.verdict == "not comparable" and r.result.reason.startswith("not measured in base")
+
+
+def _derived_row(r) -> bool:
+    return r.metric.endswith(DERIVED_SUFFIXES)
+
+
+def action_cells(r) -> list[str]:
+    c = r.result
+    where = ", ".join(x for x in (r.scale, r.device, r.dtype, None if r.batch_size is None else f"b{r.batch_size}")
+                      if x)
+    ratio = fmt_ratio(c.ratio) + ("" if c.ci_low is None else f" {fmt_ci(c.ci_low, c.ci_high)}")
+    return [r.case, where, r.metric, "-" if c.base is None else fmt_value(c.base, r.unit),
+            "-" if c.new is None else fmt_value(c.new, r.unit), ratio, fmt_p(c.p_value), c.reason]
+
+
+@dataclass(frozen=True)
+class CompareDigest:
+    """What a person acts on, in order: regressions, improvements, inconclusive, not comparable; the
+    rest collapsed into counts. Built from every row, so the counts add up to len(rows)."""
+
+    sections: tuple[tuple[str, tuple[Any, ...]], ...]
+    by_design: tuple[tuple[str, str, int], ...]   # (metric, why, rows)
+    unchanged: int
+    derived_hidden: int
+    total: int
+
+    def counts_line(self) -> str:
+        parts = [f"{len(rs)} {v}" for v, rs in self.sections if rs]
+        parts.append(f"{self.unchanged} unchanged")
+        nd = sum(n for _, _, n in self.by_design)
+        if nd:
+            parts.append(f"{nd} not measured in base")
+        extra = f"; {self.derived_hidden} derived FLOP/s rows among them (listed with --all)" \
+            if self.derived_hidden else ""
+        return f"{self.total} rows: " + ", ".join(parts) + extra
+
+
+def digest(rows) -> CompareDigest:
+    rows = list(rows)
+    design = [r for r in rows if _by_design(r)]
+    groups: dict[tuple[str, str], int] = {}
+    for r in design:
+        why = r.result.reason.split(": ", 1)[-1]
+        groups[(r.metric, why)] = groups.get((r.metric, why), 0) + 1
+    rest = [r for r in rows if not _by_design(r)]
+    derived = [r for r in rest if _derived_row(r) and r.verdict != "unchanged"]
+    shown = [r for r in rest if r not in derived]
+    sections = tuple((v, tuple(r for r in shown if r.verdict == v)) for v in ACTION_VERDICTS)
+    # The biggest changes first: what a capped list keeps is what matters most.
+    sections = tuple((v, tuple(sorted(rs, key=lambda r: -abs(r.result.change or 0.0)))) for v, rs in sections)
+    unchanged = sum(r.verdict == "unchanged" for r in rest)
+    return CompareDigest(sections, tuple((m, w, n) for (m, w), n in groups.items()), unchanged, len(derived),
+                         len(rows))
+
+
+def listed(d: CompareDigest) -> dict[str, int]:
+    """How many rows of each section are printed, within MAX_ROWS_PER_SECTION and MAX_ROWS_LISTED."""
+    left, out = MAX_ROWS_LISTED, {}
+    for v, rs in d.sections:
+        out[v] = min(len(rs), MAX_ROWS_PER_SECTION, left)
+        left -= out[v]
+    return out
+
+
+def section_title(verdict: str, n: int) -> str:
+    what = {"regressed": "Regressed: significant change in the bad direction",
+            "improved": "Improved", "inconclusive": "Inconclusive: too noisy to say (why per row)",
+            "not comparable": "Not comparable"}[verdict]
+    return f"{what} ({n})"
+
+
+def design_lines(d: CompareDigest) -> list[str]:
+    if not d.by_design:
+        return []
+    by_why: dict[str, list[tuple[str, int]]] = {}
+    for m, why, n in d.by_design:
+        by_why.setdefault(why, []).append((m, n))
+    lines = []
+    for why, ms in by_why.items():
+        names = ", ".join(m for m, _ in ms[:4]) + (f" and {len(ms) - 4} more" if len(ms) > 4 else "")
+        n = sum(k for _, k in ms)
+        lines.append(f"  {why}: {names} ({n} row{'s' if n != 1 else ''})")
+    if len(lines) > MAX_DESIGN_LINES:
+        lines = lines[:MAX_DESIGN_LINES - 1] + [f"  ... and {len(lines) - MAX_DESIGN_LINES + 1} more notes "
+                                                "(--format json has every row)"]
+    return [f"Not measured in the base run ({sum(n for *_, n in d.by_design)} rows), by the record's note:"] + lines
+
+
+def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare", full: bool = False) -> None:
+    """Action first: regressions, improvements, inconclusive, not comparable; the rest in counts.
+    `full` prints every row in one table (the old, long output)."""
     con = _console(file)
     con.print(env_header(env_notes), markup=False, highlight=False)
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=title, title_justify="left", header_style="bold")
-    cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
-    for c in cols:
-        t.add_column(c, overflow="fold")
-    for r in rows:
-        cells = compare_row_cells(r) + (["differs"] if env_notes else [])
-        t.add_row(*[Text(x, style=VERDICT_STYLE.get(x, "")) if i == 11 else Text(x) for i, x in enumerate(cells)])
-    con.print(t)
-    con.print(counts_line(counts), markup=False, highlight=False)
+    d = digest(rows)
+    if full:
+        t = Table(title=title, title_justify="left", header_style="bold")
+        cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
+        for c in cols:
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            cells = compare_row_cells(r) + (["differs"] if env_notes else [])
+            t.add_row(*[Text(x, style=VERDICT_STYLE.get(x, "")) if i == 11 else Text(x) for i, x in enumerate(cells)])
+        con.print(t)
+        con.print(d.counts_line(), markup=False, highlight=False)
+        return
+    con.print(f"{title}: {d.counts_line()}", markup=False, highlight=False)
+    from rich import box
+
+    k = listed(d)
+    for verdict, rs in d.sections:
+        if not rs:
+            continue
+        t = Table(title=section_title(verdict, len(rs)), title_justify="left", header_style="bold",
+                  title_style=VERDICT_STYLE.get(verdict, ""), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+        for c in ACTION_COLUMNS:
+            t.add_column(c, overflow="fold")
+        for r in rs[:k[verdict]]:
+            t.add_row(*[Text(x) for x in action_cells(r)])
+        if k[verdict]:
+            con.print(t)
+        else:
+            con.print(section_title(verdict, len(rs)), style=VERDICT_STYLE.get(verdict, ""), markup=False,
+                      highlight=False)
+        if len(rs) > k[verdict]:
+            con.print(f"... and {len(rs) - k[verdict]} more {verdict} rows (--all, or --format json "
+                      "for every row)", markup=False, highlight=False)
+    for line in design_lines(d):
+        con.print(line, markup=False, highlight=False)
+    con.print(f"Unchanged: {d.unchanged} rows within the threshold (--all lists every row).", markup=False,
+              highlight=False)
 
 
 def md_escape(s: Any) -> str:
-    return str(s).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    # Backslash escapes: raw Markdown stays readable, and no record text becomes an HTML tag.
+    # Only "<" can open a tag; ">" inside a table row cannot start a quote, so it stays as typed.
+    return str(s).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "\\<")
 
 
 def md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -244,21 +552,38 @@ def md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
-def markdown_compare(rows, env_notes, counts, title: str = "Compare") -> str:
-    cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
-    cells = [compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows]
-    return "\n\n".join([f"### {md_escape(title)}", md_escape(env_header(env_notes)), md_table(cols, cells),
-                        f"**{md_escape(counts_line(counts))}**"]) + "\n"
+def _markdown_digest(rows, full: bool = False, env_notes: Sequence[str] = ()) -> list[str]:
+    d = digest(rows)
+    parts = [f"**{md_escape(d.counts_line())}**"]
+    if full:
+        cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
+        parts.append(md_table(cols, [compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows]))
+        return parts
+    k = listed(d)
+    for verdict, rs in d.sections:
+        if rs:
+            parts.append(f"#### {md_escape(section_title(verdict, len(rs)))}")
+            if k[verdict]:
+                parts.append(md_table(ACTION_COLUMNS, [action_cells(r) for r in rs[:k[verdict]]]))
+            if len(rs) > k[verdict]:
+                parts.append(f"... and {len(rs) - k[verdict]} more (the JSON output has every row)")
+    lines = design_lines(d)
+    if lines:
+        parts.append(md_escape(lines[0]) + "\n" + "\n".join(f"- {md_escape(x.strip())}" for x in lines[1:]))
+    parts.append(f"Unchanged: {d.unchanged} rows within the threshold.")
+    return parts
+
+
+def markdown_compare(rows, env_notes, counts=None, title: str = "Compare", full: bool = False) -> str:
+    return "\n\n".join([f"### {md_escape(title)}", md_escape(env_header(env_notes)),
+                        *_markdown_digest(rows, full, env_notes)]) + "\n"
 
 
 def markdown_summary(rows, env_notes, counts, base: str, new: str) -> str:
-    """A short CI job summary: verdict counts, then only the rows that need attention."""
-    bad = [r for r in rows if r.verdict in ("regressed", "inconclusive", "not comparable")]
+    """A short CI job summary: what needs action first, the rest as counts."""
     head = "regressions found" if counts.get("regressed") else "no significant regression"
     parts = [f"## milestones compare: {head}", f"base `{md_escape(base)}` → new `{md_escape(new)}`",
-             md_escape(env_header(env_notes)), f"**{md_escape(counts_line(counts))}**"]
-    if bad:
-        parts.append(md_table(COMPARE_COLUMNS, [compare_row_cells(r) for r in bad]))
+             md_escape(env_header(env_notes)), *_markdown_digest(rows)]
     return "\n\n".join(parts) + "\n"
 
 
@@ -305,21 +630,181 @@ def markdown_groups(rows, groups, by: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- paper, kernels
-PAPER_COLUMNS = ["suite", "config", "scale", "metric", "paper", "ours", "verdict", "why", "source", "protocol",
-                 "confirmed"]
+# Units a reader does not need to see after the number.
+_SILENT_UNITS = ("count", "value", "1", "")
 
 
-def paper_cells(r) -> list[str]:
-    b = r.baseline
-    ours = "-" if r.ours is None else (f"{r.ours:.4g}" + (f" ± {r.ours_std:.2g}" if r.ours_std is not None else "")
-                                       + f" {b.unit} (n={r.n})")
-    return [b.suite, r.config, r.scale, b.metric, fmt_pm(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason,
-            f"{b.paper.citation}, {b.source}", f"{b.protocol}; {b.dataset} {b.split}",
-            "yes" if b.confirmed else "unconfirmed"]
+def fmt_num(v: float | None, unit: str = "") -> str:
+    """A number for people, without its unit: 61,100,840; 3.86 G; 0.0002; 6.43. Null says so."""
+    if v is None:
+        return "not measured"
+    if not math.isfinite(v):
+        return str(v)
+    if float(v).is_integer() and abs(v) < 1e15 and (unit in ("count", "steps", "value", "1") or abs(v) < 1e6):
+        return f"{int(v):,}"
+    if unit in ("MAC", "MAC/image", "FLOP", "FLOP/s", "B", "s") or abs(v) >= 1e6:
+        return fmt_value(v, unit).removesuffix(unit).strip() if unit else fmt_value(v)
+    return f"{v:.6g}" if abs(v) < 1e-3 or unit in ("value", "1") else f"{v:.4g}"
+
+
+def fmt_with_unit(v: float | None, unit: str, pm: float | None = None) -> str:
+    """The number, its ± and the unit once: '6.43 ± 0.16 %', '25,557,032', '3.86 GMAC/image'."""
+    if v is None:
+        return "not measured"
+    if unit in ("MAC", "MAC/image", "FLOP", "FLOP/s", "B", "s") and abs(v) >= 1000 or unit == "s":
+        text = fmt_value(v, unit)
+        return text if pm is None else f"{text} ± {fmt_value(pm, unit)}"
+    u = "×" if unit == "ratio" else ("" if unit in _SILENT_UNITS else f" {unit}")
+    return fmt_num(v, unit) + ("" if pm is None else f" ± {fmt_num(pm, unit)}") + u
+
+
+CATEGORY_TITLES = {"result": "Results: does our run reproduce the paper's figure?",
+                   "architecture": "Architecture: do we build the network the paper describes (parameters, "
+                                   "MACs)? A check, not a reproduction",
+                   "configuration": "Configuration: do we set the hyperparameters the paper states? A check, "
+                                    "not a reproduction"}
+# For checks, "reproduced" would overstate: a configuration echo matching the paper is not a result.
+_CHECK_WORDS = {"reproduced": "matches", "not reproduced": "differs"}
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One paper figure against every matching record, pooled: one row per (figure, config, scale)."""
+
+    baseline: Any
+    config: str
+    scale: str
+    rows: tuple[Any, ...]
+    samples: tuple[float, ...]
+
+    @property
+    def category(self) -> str:
+        return self.baseline.category
+
+    @property
+    def runs(self) -> int:
+        return len({r.record_id.split("/")[0] for r in self.rows})
+
+    @property
+    def ours(self) -> float | None:
+        return math.fsum(self.samples) / len(self.samples) if self.samples else None
+
+    @property
+    def ours_std(self) -> float | None:
+        xs = self.samples
+        if len(xs) < 2:
+            return None
+        m = math.fsum(xs) / len(xs)
+        return math.sqrt(math.fsum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+
+    @property
+    def exact(self) -> bool:
+        return bool(self.samples) and all(x == self.baseline.value for x in self.samples)
+
+    @property
+    def verdicts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rows:
+            out[r.verdict] = out.get(r.verdict, 0) + 1
+        return out
+
+    @property
+    def verdict(self) -> str:
+        """The rows' verdict when they agree, else 'mixed'. Verdicts themselves come from compare."""
+        vs = self.verdicts
+        return next(iter(vs)) if len(vs) == 1 else "mixed"
+
+    @property
+    def shown_verdict(self) -> str:
+        if self.verdict == "mixed":
+            return "mixed: " + ", ".join(f"{n} {self._word(v)}" for v, n in self.verdicts.items())
+        if self.category != "result" and self.exact:
+            return "exact match"
+        return self._word(self.verdict)
+
+    def _word(self, v: str) -> str:
+        return _CHECK_WORDS.get(v, v) if self.category != "result" else v
+
+    @property
+    def why(self) -> str:
+        b = self.baseline
+        reasons = list(dict.fromkeys(r.reason for r in self.rows))
+        if self.verdict in ("reproduced", "not reproduced") and self.ours is not None:
+            if self.exact:
+                return "identical"
+            d = self.ours - b.value
+            rel = f" ({d / b.value:+.1%})" if b.value else ""
+            tol = f"±{b.tolerance:.0%}" if b.tolerance_kind == "relative" else f"±{fmt_with_unit(b.tolerance, b.unit)}"
+            if self.verdict == "reproduced":
+                return f"ours − paper = {fmt_num(d, b.unit) if d else '0'}{rel}, within {tol}"
+            better = (d > 0) == b.higher_is_better
+            return f"ours − paper = {d:+.4g}{rel}: {'better' if better else 'worse'} than the paper; tolerance {tol}"
+        return "; ".join(reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        b = self.baseline
+        return {"id": b.id, "suite": b.suite, "config": self.config, "scale": self.scale, "metric": b.metric,
+                "category": self.category, "paper": b.value, "unit": b.unit, "ours": self.ours,
+                "ours_std": self.ours_std, "n": len(self.samples), "runs": self.runs, "verdict": self.verdict,
+                "verdicts": self.verdicts, "citation": b.citation}
+
+
+def aggregate_paper(rows: Sequence[Any]) -> list[PaperFigure]:
+    """compare.PaperRow per (record, figure) -> one PaperFigure per (figure, config, scale), order kept."""
+    groups: dict[tuple, list[Any]] = {}
+    for r in rows:
+        # A fidelity figure (a count) does not depend on the scale: one row for all scales.
+        scale = "" if r.baseline.kind == "fidelity" else r.scale
+        groups.setdefault((r.baseline.id, r.config, scale), []).append(r)
+    return [PaperFigure(rs[0].baseline, rs[0].config, ", ".join(sorted({r.scale for r in rs})), tuple(rs),
+                        tuple(x for r in rs for x in r.samples)) for rs in groups.values()]
+
+
+def paper_counts_line(figs: Sequence[PaperFigure]) -> str:
+    """'results: 1 reproduced, 1 not reproduced; architecture: 3 exact match; configuration: 8 matches'."""
+    parts = []
+    for cat in ("result", "architecture", "configuration"):
+        fs = [f for f in figs if f.category == cat]
+        if not fs:
+            continue
+        counts: dict[str, int] = {}
+        for f in fs:
+            v = f.shown_verdict.split(":")[0]
+            counts[v] = counts.get(v, 0) + 1
+        label = {"result": "results", "architecture": "architecture checks",
+                 "configuration": "configuration checks"}[cat]
+        parts.append(f"{label}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return "; ".join(parts) + f" ({len(figs)} figures)" if parts else "no paper figure applies"
+
+
+PAPER_COLUMNS = ["suite", "figure", "scale", "paper", "ours (mean ± std)", "n", "verdict", "why", "source"]
+
+
+def paper_cells(f: PaperFigure) -> list[str]:
+    b = f.baseline
+    paper = fmt_with_unit(b.value, b.unit, b.plus_minus)
+    if f.ours is None:
+        ours = "not measured"
+    elif f.exact:
+        ours = "= paper"
+    else:
+        # The unit is in the paper column: printed once.
+        ours = fmt_num(f.ours, b.unit) + ("" if not f.ours_std else f" ± {f.ours_std:.2g}")
+    n = "-" if not f.samples else (f"{len(f.samples)}" + (f" ({f.runs} runs)" if f.runs > 1 else ""))
+    where = "; ".join(x for x in (b.protocol, " ".join(y for y in (b.dataset, b.split) if y and y != "-"))
+                      if x and x.strip() != "-")
+    unconfirmed = "" if b.confirmed else " (unconfirmed)"
+    return [b.suite, f"{f.config}: {b.metric}", f.scale, paper + unconfirmed, ours, n, f.shown_verdict, f.why,
+            f"{b.source}{'; ' + where if where else ''}"]
 
 
 def print_paper(rows, file=None) -> None:
-    print_table("Against the paper", PAPER_COLUMNS, [paper_cells(r) for r in rows], file)
+    figs = aggregate_paper(rows)
+    for cat in ("result", "architecture", "configuration"):
+        fs = [f for f in figs if f.category == cat]
+        if fs:
+            print_table(CATEGORY_TITLES[cat], PAPER_COLUMNS, [paper_cells(f) for f in fs], file)
+    _console(file).print(paper_counts_line(figs), markup=False, highlight=False)
 
 
 KERNEL_COLUMNS = ["kernel / op", "base µs", "new µs", "Δ µs", "ratio", "base calls", "new calls"]

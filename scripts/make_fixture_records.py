@@ -15,6 +15,11 @@ the tests know the true ratios. Sets:
                proxy scale (never compared with the paper), with loss curves
   history/     12 nightly runs of one case; train.step_time steps up 15% from the 8th night on
   hostile/     a record whose config name and error message contain <script> (HTML escaping)
+  claims/      proxy quality records with the paper's claim in info["claims"] (held 3/3 and 2/3), per-seed
+               training-error curves of four nets, and one record with only the claim_held metric
+
+Every record says it is made up: info["synthetic"] is true (reports print "synthetic"), so a made-up
+A100/H100 timing can never pass for a measurement.
 """
 
 from __future__ import annotations
@@ -102,13 +107,15 @@ class Writer:
         self.cases: list[dict] = []
 
     def add(self, case: Case, metrics: dict[str, Metric], *, status: str = "ok", error: str | None = None,
-            suite_version: str = SUITE_VERSION, artifacts: dict | None = None, config: dict | None = None) -> None:
+            suite_version: str = SUITE_VERSION, artifacts: dict | None = None, config: dict | None = None,
+            info: dict | None = None) -> None:
         start = self.t
         self.t += dt.timedelta(seconds=30)
         rec = RunRecord(schema_version=SCHEMA_VERSION, run_id=self.run_id, record_id=f"{self.run_id}/{case.slug}",
                         started_at=start.isoformat(), ended_at=self.t.isoformat(), duration_s=30.0, case=case,
                         config=config or {"batch_size": case.batch_size}, suite_version=suite_version, env=self.env,
-                        status=status, error=error, metrics=metrics, info={}, artifacts=artifacts or {})
+                        status=status, error=error, metrics=metrics, info={**SYNTHETIC, **(info or {})},
+                        artifacts=artifacts or {})
         store.write_record(self.folder, rec)
         self.cases.append({k: getattr(case, k) for k in ("suite", "config", "kind", "scale", "device", "dtype",
                                                           "batch_size")})
@@ -122,6 +129,7 @@ def speed_case(config: str, device: str, batch: int, dtype: str = "float32", sca
 
 
 T0 = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc)
+SYNTHETIC = {"synthetic": True, "synthetic_note": "made up by scripts/make_fixture_records.py for tests"}
 
 
 def make_gpus(rng) -> None:
@@ -228,6 +236,59 @@ def make_hostile(rng) -> None:
     w.close()
 
 
+def claim(cid: str, statement: str, source: str, rule: str, held: list[int] | None, seeds: list[int],
+          scale: str = "proxy", summary: str | None = None) -> dict:
+    d = {"id": cid, "statement": statement, "source": source, "rule": rule, "held": held, "seeds": seeds,
+         "scale": scale}
+    return {**d, "summary": summary} if summary else d
+
+
+DEGRADATION = claim(
+    "degradation", "When deeper networks are able to start converging, a degradation problem has been exposed: "
+    "with the network depth increasing, accuracy gets saturated and then degrades rapidly. [...] the deep "
+    "residual net has lower training error than the shallow one and the deep plain one.",
+    "He et al. 2015, Fig. 6, Sec. 4.2", "per seed: train error plain-20 > plain-8, and resnet-20 < plain-20 "
+    "and <= plain-8", [1, 1, 1], [0, 1, 2], summary="deeper plain net trains worse, residual fixes it")
+RELU = claim(
+    "relu-faster", "A four-layer convolutional neural network with ReLUs reaches a 25% training error rate on "
+    "CIFAR-10 six times faster than an equivalent network with tanh neurons.",
+    "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1", "per seed: ReLU reaches the target error in fewer steps than tanh",
+    [1, 0, 1], [0, 1, 2], summary="ReLU reaches 25% training error faster than tanh")
+
+
+def degradation_curves(rng, seeds) -> tuple[dict, dict[str, list[float]]]:
+    final = {"plain8": 0.02, "plain20": 0.06, "resnet8": 0.018, "resnet20": 0.012}
+    cv, err = {}, {n: [] for n in final}
+    steps = list(range(1, 401))
+    evals = list(range(20, 401, 20))
+    for s in seeds:
+        for n, f in final.items():
+            loss = [float(2.3 * math.exp(-k / 80) + 3 * f + 0.03 * rng.standard_normal()) for k in steps]
+            te = [float(max(0.0, f + 0.8 * math.exp(-k / 70) + 0.004 * rng.standard_normal())) for k in evals]
+            cv[f"{n}.seed{s}"] = {"step": steps, "loss": loss, "eval_step": evals, "train_error": te}
+            err[n].append(te[-1])
+    return cv, err
+
+
+def make_claims(rng) -> None:
+    w = Writer(OUT / "claims", "20260307T000000Z-proxy", env(None, threads=1), T0 + dt.timedelta(days=6))
+    cv, err = degradation_curves(rng, [0, 1, 2])
+    m = {f"train_error.{n}": Metric.from_values(f"train_error.{n}", "fraction", False, v) for n, v in err.items()}
+    m["claim_held"] = Metric.from_values("claim_held", "bool", True, [1.0, 1.0, 1.0])
+    w.add(Case("resnet", "resnet-degradation", "quality", "proxy", "cpu", "float32", 32), m,
+          artifacts={"curves": cv}, info={"claims": [DEGRADATION], "seeds": [0, 1, 2]})
+    w.add(Case("alexnet", "alexnet-relu-vs-tanh", "quality", "proxy", "cpu", "float32", 32),
+          {"steps_to_target.relu": Metric.from_values("steps_to_target.relu", "steps", False, [120, 260, 140]),
+           "steps_to_target.tanh": Metric.from_values("steps_to_target.tanh", "steps", False, [400, 240, 520]),
+           "claim_held": Metric.from_values("claim_held", "bool", True, [1.0, 0.0, 1.0])},
+          info={"claims": [RELU], "seeds": [0, 1, 2]})
+    # An older record: the claim only as the per-seed metric, no sentence.
+    w.add(Case("gan", "gan-digits", "quality", "proxy", "cpu", "float32", 64),
+          {"claim_held": Metric.from_values("claim_held", "bool", True, [1.0, 1.0]),
+           "fd.trained": Metric.from_values("fd.trained", "value", False, [41.0, 44.5])})
+    w.close()
+
+
 def main() -> int:
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -238,6 +299,7 @@ def main() -> int:
     make_quality(rng)
     make_history(rng)
     make_hostile(rng)
+    make_claims(rng)
     n = sum(1 for _ in OUT.rglob("*.json"))
     print(f"wrote {n} files under {OUT.relative_to(ROOT)}")
     return 0

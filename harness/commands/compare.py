@@ -45,16 +45,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     base = [x.record for x in compare.load([args.inputs[0]], args.results, strict=args.strict)]
     new = [x.record for x in compare.load([args.inputs[1]], args.results, strict=args.strict)]
     rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics)
-    if not args.all:
-        rows_shown = rows
     counts = compare.verdict_counts(rows)
-    rows_shown = rows if args.all else [r for r in rows if r.metric in ("*",) or not _derived(r.metric)]
+    # JSON keeps every row; the table and Markdown lead with what needs action (--all: every row).
     if args.format == "json":
-        print(report.compare_json(rows_shown, env_notes, counts))
+        print(report.compare_json(rows, env_notes, counts))
     elif args.format == "markdown":
-        print(report.markdown_compare(rows_shown, env_notes, counts, f"{args.inputs[0]} → {args.inputs[1]}"))
+        print(report.markdown_compare(rows, env_notes, counts, f"{args.inputs[0]} → {args.inputs[1]}", full=args.all))
     else:
-        report.print_compare(rows_shown, env_notes, counts, title=f"{args.inputs[0]} -> {args.inputs[1]}")
+        report.print_compare(rows, env_notes, counts, title=f"{args.inputs[0]} -> {args.inputs[1]}", full=args.all)
     diffs = compare.kernel_diffs(base, new, top=args.kernels) if args.kernels else []
     if diffs and args.format != "json":
         if args.format == "markdown":
@@ -71,15 +69,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _derived(metric: str) -> bool:
-    # flops_per_s and mfu move exactly with the step time; the table shows them only with --all.
-    return metric.endswith((".flops_per_s",))
-
-
 def register(sub) -> None:
     p = sub.add_parser("compare", help="compare two runs (BASE NEW), or many results by GPU / torch / ...",
-                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney "
-                                   "test on block medians per metric (Welch over seeds for quality).")
+                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney\n"
+                                   "test on block medians per metric (Welch over seeds for quality). The table\n"
+                                   "and Markdown list what needs action first (regressions, improvements,\n"
+                                   "inconclusive with why, not comparable) and count the rest; JSON has every row.",
+                       epilog="examples:\n"
+                              "  milestones compare results/m/RUN_A results/m/RUN_B\n"
+                              "  milestones compare RUN_A RUN_B --fail-on regression --summary \"$GITHUB_STEP_SUMMARY\"\n"
+                              "  milestones compare RUN_A RUN_B --format json > diff.json\n"
+                              "  milestones compare --by gpu results/a100/ results/h100/ --reference "
+                              "\"NVIDIA A100-SXM4-80GB\"",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="BASE NEW (folders, record files or run ids); "
                                                                 "with --by: any number of result folders")
     p.add_argument("--results", default="results", help="where run ids are looked up (default results)")
@@ -89,14 +91,15 @@ def register(sub) -> None:
     p.add_argument("--metric", action="append", metavar="GLOB", help="only these metrics (repeatable)")
     p.add_argument("--by", choices=("gpu", "torch", "cuda", "commit", "machine"),
                    help="one table of ratios per group against --reference")
-    p.add_argument("--reference", help="the reference group for --by (default: the first in sort order)")
+    p.add_argument("--reference", help="the reference group for --by (default: the group with the most records)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--summary", metavar="FILE", help="also write a Markdown summary (for a CI job page)")
     p.add_argument("--fail-on", choices=("regression", "never"), default="never",
                    help="exit 1 when a significant regression is found (default never)")
     p.add_argument("--kernels", type=int, default=10, metavar="N",
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
-    p.add_argument("--all", action="store_true", help="show derived metrics too (FLOP/s)")
+    p.add_argument("--all", action="store_true", help="table/markdown: every row in one table, unchanged and "
+                                                      "derived FLOP/s rows included")
     p.add_argument("--strict", action="store_true",
                    help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.set_defaults(func=cmd_compare)

@@ -11,14 +11,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     records = [x.record for x in compare.load(args.results, args.results_root, strict=args.strict)]
     base = [x.record for x in compare.load([args.base], args.results_root, strict=args.strict)] if args.base else None
     items = baselines.load(args.baselines_dir)
-    sections = html.build(records, items, base=base, title=args.title, plots=not args.no_plots)
-    out = html.write(sections, args.out, args.title)
+    title = args.title
+    if any(html.is_synthetic(r) for r in records) and "synthetic" not in title.lower():
+        title += " (synthetic records)"
+    sections = html.build(records, items, base=base, title=title, plots=not args.no_plots,
+                          claims_only=args.claims_only)
+    out = html.write(sections, args.out, title)
     print(f"wrote {out}")
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML or Markdown report of results")
+    p = sub.add_parser("report", help="write a self-contained HTML or Markdown report of results",
+                       description="A reproduction report: the paper claims our quality runs checked (held k/n\n"
+                                   "seeds), the paper figures against ours (results, architecture and\n"
+                                   "configuration apart), regressions against the previous run, GPU and version\n"
+                                   "comparisons, history, and the environment of each run.",
+                       epilog="examples:\n"
+                              "  milestones report results/ --out report.html\n"
+                              "  milestones report results/mybox/RUN_ID --base results/mybox/OLD_RUN --out report.md\n"
+                              "  milestones report results/ --claims-only --out claims.html",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders, record files or run ids")
     p.add_argument("--out", required=True, help="report.html (self-contained) or report.md (+ <stem>_plots/)")
     p.add_argument("--base", metavar="RESULTS", help="compare against this run (default: the previous run on the "
@@ -29,4 +42,6 @@ def register(sub) -> None:
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
     p.add_argument("--strict", action="store_true",
                    help="refuse the whole input when one record is unreadable (default: name it, skip it)")
+    p.add_argument("--claims-only", action="store_true",
+                   help="only the claims table and its figures; exit 2 when no record states a claim")
     p.set_defaults(func=cmd_report)
