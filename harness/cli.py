@@ -119,9 +119,14 @@ def _resume_options(args: argparse.Namespace, opts):
                               if k in RunOptions.__dataclass_fields__})
     except (TypeError, MilestonesError) as e:
         raise UsageError(f"run manifest {folder}/_run.json has options this milestones cannot use: {e}") from None
-    # What a resume may change: where the process runs, not what the run measures.
+    # What a resume may change: where the process runs and where the data is, not what the run measures.
     keep_cli = {k: getattr(opts, k) for k in ("timeout", "threads") if getattr(args, k, None) is not None}
-    return folder, manifest, dataclasses.replace(saved, out=folder.parent.parent, **keep_cli)
+    data = {**saved.data, **(opts.data if getattr(args, "data", None) else {})}
+    for name, p in data.items():
+        if not Path(p).exists():
+            raise UsageError(f"the run's --data {name} is recorded as {p!r} (records leave absolute paths out "
+                             f"unless --record-host); resume with --data {name}=PATH")
+    return folder, manifest, dataclasses.replace(saved, out=folder.parent.parent, data=data, **keep_cli)
 
 
 def _plan_run(args: argparse.Namespace, reg: Any):

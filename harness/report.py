@@ -332,7 +332,7 @@ def to_json(obj: Any) -> str:
 # HTML / Markdown report document is built in milestones.harness.html from the same row helpers.
 VERDICT_STYLE = {"regressed": "red", "improved": "green", "unchanged": "white", "inconclusive": "yellow",
                  "not comparable": "magenta", "reproduced": "green", "not reproduced": "red",
-                 "not measured": "yellow", "config check": "cyan"}
+                 "not measured": "yellow"}
 
 
 def baseline_dict(b) -> dict[str, Any]:
@@ -886,10 +886,9 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
         cells = []
         for r, _, _ in rows:
             b = r.baseline
-            ours = "not measured" if r.ours is None else (
-                f"{r.ours:.4g}" + (f" ± {r.ours_std:.2g}" if r.ours_std is not None else "") + f" {b.unit} (n={r.n})")
+            ours = "not measured" if r.ours is None else f"{fmt_with_unit(r.ours, b.unit, r.ours_std)} (n={r.n})"
             cells.append([f"{b.source}: {b.metric} ({b.dataset} {b.split}; {r.config})",
-                          fmt_pm(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason])
+                          fmt_with_unit(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason])
         out.append(md_table(cols, cells) + "\n")
         seen: set[str] = set()
         for _, rec, opts in rows:
