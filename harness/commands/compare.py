@@ -39,6 +39,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.summary:
             Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by), encoding="utf-8")
         return 0
+    if len(args.inputs) == 1:
+        return _compare_ab(args)
     if len(args.inputs) != 2:
         raise UsageError(f"compare needs exactly two inputs, BASE and NEW (got {len(args.inputs)}); "
                          "use --by to compare many result folders by group")
@@ -67,6 +69,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
             text += "\n" + report.markdown_kernel_diffs(diffs)
         Path(args.summary).write_text(text, encoding="utf-8")
     if args.fail_on == "regression" and counts["regressed"]:
+        return EXIT_REGRESSION
+    return 0
+
+
+def _compare_ab(args: argparse.Namespace) -> int:
+    """One input: the records of a `milestones ab` run, base and new paired by round."""
+    from milestones.harness import ab, compare, report
+    from milestones.harness.errors import UsageError
+
+    records = [x.record for x in compare.load(args.inputs, args.results)]
+    if not any(compare.is_ab(r) for r in records):
+        raise UsageError("compare needs BASE and NEW (two inputs), or the folder of one `milestones ab` run")
+    rows, tracks = ab.compare_rows(records)
+    summary = ab.summary_rows(tracks)
+    rounds = max((t.result.rounds for t in tracks if t.result), default=0)
+    if args.format == "json":
+        print(report.to_json({"ab": True, "rows": summary}))
+    elif args.format == "markdown":
+        print(report.markdown_ab(summary, "read back", rounds))
+    else:
+        print(report.text_ab(summary, "read back", rounds))
+    if args.summary:
+        Path(args.summary).write_text(report.markdown_ab(summary, "read back", rounds), encoding="utf-8")
+    if args.fail_on == "regression" and any(r.verdict == "regressed" for r in rows):
         return EXIT_REGRESSION
     return 0
 

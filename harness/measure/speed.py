@@ -11,7 +11,7 @@ from milestones.harness.measure import memory, peaks
 from milestones.harness.measure.energy import EnergyMeter
 from milestones.harness.measure.flops import count_flops
 from milestones.harness.measure.kernels import kernel_table
-from milestones.harness.measure.timing import time_fn
+from milestones.harness.measure.timing import contention_metrics, time_fn
 from milestones.harness.records import Metric
 
 
@@ -42,6 +42,7 @@ def measure_speed(ctx: CaseContext, step: Callable[[], Any], *, label: str, item
         t = time_fn(step, ctx.device, ctx.timing)
     samples = t.samples_s
     metrics[f"{label}.step_time"] = Metric.from_values(f"{label}.step_time", "s", False, samples)
+    metrics.update(contention_metrics(label, t))
     metrics[f"{label}.throughput"] = Metric.from_values(
         f"{label}.throughput", f"{item_unit}/s", True, [items_per_step / s for s in samples if s > 0])
     if flops:

@@ -1,0 +1,33 @@
+"""A tiny speed suite for `milestones ab` tests: a sleep-based step whose length the side's
+environment sets ($AB_FACTOR), so a planted 2x slowdown is known exactly."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from milestones.harness.context import CaseContext
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput
+from milestones.harness.registry import register_suite
+
+SUITE = register_suite("abfake", title="A/B plumbing (tests only)", arxiv="0000.00000", year=2000)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    batch_size: int = 1
+    seconds: float = 0.004
+
+
+SUITE.config("abfake-step", StepConfig(), scales=("smoke",), kinds=("speed",))
+
+
+@SUITE.kind("speed")
+def speed(cfg: StepConfig, ctx: CaseContext) -> CaseOutput:
+    if os.environ.get("AB_FAIL"):
+        raise RuntimeError("injected failure on this side")
+    pause = cfg.seconds * float(os.environ.get("AB_FACTOR", "1"))
+    metrics, artifacts = measure_speed(ctx, lambda: time.sleep(pause), label="train", items_per_step=1, count=False)
+    return CaseOutput(metrics=metrics, artifacts=artifacts)
