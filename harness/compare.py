@@ -349,6 +349,99 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
     return control_family(rows), env_notes
 
 
+# ------------------------------------------------------------------------------ against a history
+def _runs_in_order(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    by: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by.setdefault(r.run_id, []).append(r)
+    return sorted(by.values(), key=lambda rs: min(r.started_at for r in rs))
+
+
+def _run_median(recs: Sequence[RunRecord], metric: str) -> float | None:
+    xs = [x for r in recs if r.status == "ok" for x in clean_samples(r, metric)[0]]
+    xs = [x for x in xs if math.isfinite(x)]
+    return statistics.median(xs) if xs and min(xs) > 0 else None
+
+
+def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
+                    *, alpha: float = FAMILY_ALPHA, metrics: Sequence[str] | None = None
+                    ) -> tuple[list[CompareRow], list[str]]:
+    """The newest run against a history of runs (any number of earlier runs of the same cases).
+
+    Timing metrics: `history.judge_latest` per metric (level after the last change point, run-to-run
+    noise from the history, persistence over two runs), with Holm over the judged metrics. Everything
+    else (exact, tolerance, quality), and any change beyond the gross threshold, is compared with the
+    latest history run by `compare_runs`. Metrics with fewer than history.MIN_HISTORY earlier runs
+    keep the `compare_runs` row, which says so.
+    """
+    from milestones.harness import history as hist
+
+    if not history or not new:
+        raise UsageError("compare --history needs a history and a new run")
+    check_not_mixed(history, new)
+    runs = _runs_in_order(history)
+    rows, env_notes = compare_runs(runs[-1], new, thresholds, metrics=metrics)
+    keyed: dict[tuple, list[RunRecord]] = {}
+    for rs in runs:
+        for r in rs:
+            keyed.setdefault((_case_key(r), r.suite_version, r.run_id), []).append(r)
+    new_by_case: dict[tuple, list[RunRecord]] = {}
+    for r in new:
+        new_by_case.setdefault(_case_key(r), []).append(r)
+    judged: list[tuple[int, list[float], float, CompareRow]] = []
+    for i, row in enumerate(rows):
+        if row.result.method not in ("blocks", "runs") or row.metric.endswith(DERIVED_FROM_STEP):
+            continue
+        recs_new = next(v for k, v in new_by_case.items() if k[:5] == (row.suite, row.config, row.kind, row.scale,
+                                                                         row.device.split(":")[0]))
+        version = recs_new[0].suite_version
+        series = []
+        for rs in runs:
+            mine = [r for r in rs if _case_key(r) == _case_key(recs_new[0]) and r.suite_version == version]
+            v = _run_median(mine, row.metric) if mine else None
+            if v is not None:
+                series.append(v)
+        latest = _run_median(recs_new, row.metric)
+        if latest is None or len(series) < hist.MIN_HISTORY:
+            continue
+        judged.append((i, series, latest, row))
+    if not judged:
+        return rows, env_notes
+    raw = [hist.judge_latest(s, y, higher_is_better=bool(row.higher_is_better), alpha=1.0) for _, s, y, row in judged]
+    adj = stats.holm([j.p_value for j in raw])
+    out = list(rows)
+    for (i, series, latest, row), j0, pa in zip(judged, raw, adj, strict=True):
+        # Holm through the per-test level: p < eff exactly when the adjusted p < alpha.
+        eff = alpha * j0.p_value / pa if pa > 0 else alpha
+        j = hist.judge_latest(series, latest, higher_is_better=bool(row.higher_is_better), alpha=eff)
+        pct = f"{abs(j.change):.1%} {'worse' if j.change > 0 else 'better'}"
+        base = (f"{pct} than the level of {j.runs} run(s) (run-to-run noise {j.noise:.1%}, z={j.z:.1f}, "
+                f"adjusted p={pa:.2g})")
+        verdict = {"confirmed": "regressed", "suspect": "inconclusive", "improved": "improved", "ok": "unchanged"}[j.state]
+        reason = {"confirmed": f"{base}; persisted over two runs",
+                  "suspect": f"suspect: {base}; confirm with `milestones ab` or the next run",
+                  "improved": base, "ok": f"within the history's noise: {base}"}[j.state]
+        ratio = latest / j.level
+        res = stats.Comparison(verdict, reason, method="history", ratio=ratio, p_value=j0.p_value, p_adjusted=pa,
+                               change=j.change, base=j.level, new=latest, n_base=len(series), n_new=1,
+                               threshold=row.result.threshold, suspect=j.state == "suspect",
+                               n_descheduled=row.result.n_descheduled)
+        out[i] = dataclasses.replace(row, result=res)
+        # The derived views of this timing follow it.
+        for k, other in enumerate(out):
+            if other is not row and _family_key(other) == _family_key(row) and other.metric != row.metric \
+                    and other.metric.endswith(DERIVED_FROM_STEP):
+                out[k] = dataclasses.replace(other, result=dataclasses.replace(
+                    res, reason=f"as {row.metric}: {res.reason}", ratio=(1 / ratio if other.higher_is_better else ratio),
+                    base=None, new=None))
+    return out, env_notes
+
+
+def suspects(rows: Sequence[CompareRow]) -> list[str]:
+    """Configs with a suspect metric (to re-run with `milestones ab` before a job fails)."""
+    return list(dict.fromkeys(r.config for r in rows if r.result.suspect or r.verdict == "regressed"))
+
+
 def is_ab(rec: RunRecord) -> bool:
     return isinstance(rec.info.get("ab"), dict)
 

@@ -49,6 +49,8 @@ class Comparison:
     p_adjusted: float | None = None
     # Samples left out of the verdict because the process was descheduled (kept in the record).
     n_descheduled: int = 0
+    # Against a history: off the history's level once, not yet confirmed (by persistence or an A/B run).
+    suspect: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}

@@ -24,10 +24,39 @@ class StepConfig:
 SUITE.config("abfake-step", StepConfig(), scales=("smoke",), kinds=("speed",))
 
 
-@SUITE.kind("speed")
-def speed(cfg: StepConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, WorkConfig):
+        return work_speed(cfg, ctx)
     if os.environ.get("AB_FAIL"):
         raise RuntimeError("injected failure on this side")
     pause = cfg.seconds * float(os.environ.get("AB_FACTOR", "1"))
     metrics, artifacts = measure_speed(ctx, lambda: time.sleep(pause), label="train", items_per_step=1, count=False)
     return CaseOutput(metrics=metrics, artifacts=artifacts)
+
+
+@dataclass(frozen=True)
+class WorkConfig:
+    batch_size: int = 1
+    matmuls: int = 100
+
+
+# Instruction counts: `matmuls` small matmuls per step, 1% more with $AB_EXTRA_WORK=1.
+SUITE.config("abfake-mm", WorkConfig(), scales=("smoke",), kinds=("speed",))
+
+
+def work_speed(cfg: WorkConfig, ctx: CaseContext) -> CaseOutput:
+    import torch
+
+    x = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    n = cfg.matmuls + (cfg.matmuls // 100 if os.environ.get("AB_EXTRA_WORK") else 0)
+
+    def step() -> None:
+        y = x
+        for _ in range(n):
+            y = torch.mm(y, x).clamp_(-1, 1)
+
+    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=1, count=False)
+    return CaseOutput(metrics=metrics, artifacts=artifacts)
+
+
+SUITE.kind("speed")(speed)

@@ -39,6 +39,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.summary:
             Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by), encoding="utf-8")
         return 0
+    if getattr(args, "history", None):
+        return _compare_history(args)
     if len(args.inputs) == 1:
         return _compare_ab(args)
     if len(args.inputs) != 2:
@@ -68,6 +70,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if diffs:
             text += "\n" + report.markdown_kernel_diffs(diffs)
         Path(args.summary).write_text(text, encoding="utf-8")
+    if args.fail_on == "regression" and counts["regressed"]:
+        return EXIT_REGRESSION
+    return 0
+
+
+def _compare_history(args: argparse.Namespace) -> int:
+    """NEW against a history of earlier runs (`--history DIR...`)."""
+    from milestones.harness import compare, report
+    from milestones.harness.errors import UsageError
+
+    if len(args.inputs) != 1:
+        raise UsageError(f"with --history give one input, the NEW run (got {len(args.inputs)})")
+    hist = [x.record for x in compare.load(args.history, args.results)]
+    new = [x.record for x in compare.load(args.inputs, args.results)]
+    new_ids = {r.run_id for r in new}
+    hist = [r for r in hist if r.run_id not in new_ids]  # the new run may sit inside the history folder
+    if not hist:
+        raise UsageError("the history holds no run other than the new one")
+    rows, env_notes = compare.compare_history(hist, new, _thresholds(args), metrics=args.metric or None)
+    counts = compare.verdict_counts(rows)
+    shown = rows if args.all else [r for r in rows if r.metric == "*" or not _derived(r.metric)]
+    title = f"history ({len({r.run_id for r in hist})} runs) -> {args.inputs[0]}"
+    if args.format == "json":
+        print(report.compare_json(shown, env_notes, counts))
+    elif args.format == "markdown":
+        print(report.markdown_compare(shown, env_notes, counts, title))
+    else:
+        report.print_compare(shown, env_notes, counts, title=title)
+    if args.summary:
+        Path(args.summary).write_text(report.markdown_summary(rows, env_notes, counts, "history", args.inputs[0]),
+                                      encoding="utf-8")
+    if args.suspects:
+        Path(args.suspects).write_text("".join(c + "\n" for c in compare.suspects(rows)), encoding="utf-8")
     if args.fail_on == "regression" and counts["regressed"]:
         return EXIT_REGRESSION
     return 0
@@ -123,4 +158,10 @@ def register(sub) -> None:
     p.add_argument("--kernels", type=int, default=10, metavar="N",
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
     p.add_argument("--all", action="store_true", help="show derived metrics too (FLOP/s)")
+    p.add_argument("--history", action="append", metavar="RESULTS",
+                   help="judge the one input (NEW) against the earlier runs in this folder (repeatable): level and run-to-run noise from "
+                        "the history, regressions confirmed when they persist over two runs")
+    p.add_argument("--suspects", metavar="FILE",
+                   help="with --history: write the configs with a suspect or regressed metric, one per line "
+                        "(to confirm with milestones ab)")
     p.set_defaults(func=cmd_compare)
