@@ -108,7 +108,8 @@ def _layout_root(checkout: Path, work: Path, name: str) -> tuple[tuple[str, ...]
             link = pkg / sub
             if not link.exists():
                 link.symlink_to(checkout / sub, target_is_directory=True)
-        return (str(shim),), "milestones.harness.worker"
+        # The checkout itself second: modules named in $MILESTONES_EXTRA_SUITES come from that revision too.
+        return (str(shim), str(checkout)), "milestones.harness.worker"
     return (str(checkout),), "harness.worker"
 
 

@@ -42,6 +42,8 @@ class WorkConfig:
 
 # Instruction counts: `matmuls` small matmuls per step, 1% more with $AB_EXTRA_WORK=1.
 SUITE.config("abfake-mm", WorkConfig(), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm-again", WorkConfig(), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm101", WorkConfig(matmuls=101), scales=("smoke",), kinds=("speed",))
 
 
 def work_speed(cfg: WorkConfig, ctx: CaseContext) -> CaseOutput:
