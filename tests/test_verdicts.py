@@ -125,7 +125,7 @@ def test_time_cpu_keeps_cpu_time_and_run_queue_delay_per_sample():
     r = timing.time_cpu(lambda: x @ x, timing.TimingSettings(warmup_iters=1, min_iters=5, min_time=0.0))
     assert len(r.cpu_s) == len(r.samples_s) == len(r.sched_wait_s) == len(r.descheduled)
     assert all(c >= 0 for c in r.cpu_s)
-    if Path(f"/proc/self/task").is_dir():
+    if Path("/proc/self/task").is_dir():
         assert all(w is not None and w >= 0 for w in r.sched_wait_s)
     ms = timing.contention_metrics("train", r)
     assert ms["train.cpu_time"].samples == pytest.approx(r.cpu_s)
