@@ -185,7 +185,9 @@ def _check_data_paths(data: dict[str, str]) -> None:
 def _busy_warning(env: dict[str, Any]) -> str | None:
     hyg = env.get("hygiene") or {}
     load, busy = hyg.get("loadavg"), hyg.get("busy_processes") or []
-    cores = env.get("logical_cores") or 1
+    from milestones.harness.measure.timing import usable_cores
+
+    cores = usable_cores()  # what this process may use (affinity / cpuset), not what the machine has
     if (load and load[0] > 0.5 * cores) or busy:
         procs = ", ".join(f"{p['name']} ({p['cpu']:.0%})" for p in busy[:3])
         return (f"warning: the machine is busy (1-minute load average {load[0] if load else float('nan'):.2f} on "

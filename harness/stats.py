@@ -3,10 +3,13 @@ block medians, Welch's test over seeds, and the verdict rule. Imports nothing el
 
 Why blocks: timing samples taken one after another on a shared machine drift, so consecutive samples
 are not independent. A per-sample Mann-Whitney treats n autocorrelated samples as n independent
-ones and raises false alarms on 13-18% of same-vs-same pairs (ARCHITECTURE.md). Here the samples of
+ones and raises false alarms on 13-18% of same-vs-same pairs (measured on a shared machine). Here the samples of
 each side are cut, in time order, into contiguous blocks; the test runs on the block medians (few,
 nearly independent values) and the confidence interval resamples whole blocks, which keeps the
 within-block dependence. The verdict rule is in `decide` and docs/compare-and-report.md.
+
+Below the block rule: gross changes, tolerances, Holm / Benjamini-Hochberg, the paired sequential
+rule of `milestones ab`, and t-test change points for histories (docs/verdicts.md says why each).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ DEFAULT_ALPHA = 0.01          # speed: Mann-Whitney on block medians
 DEFAULT_ALPHA_SEEDS = 0.05    # quality over a handful of seeds: Welch
 DEFAULT_MIN_EFFECT = 0.5      # a verdict needs a point estimate of at least this fraction of the threshold
 MAX_BLOCKS = 10
-MIN_BLOCK = 5
+MIN_BLOCK = 3
 N_BOOT = 2000
 
 

@@ -78,9 +78,17 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     from milestones.harness.registry import load_suite
 
     threads = spec.get("threads")
+    threads_source = None
     if threads:
         torch.set_num_threads(int(threads))
+    elif spec["case"]["kind"] == "speed":
+        from milestones.harness.measure.timing import default_threads
+
+        n, threads_source = default_threads()
+        torch.set_num_threads(n)
     info: dict[str, Any] = {"threads": torch.get_num_threads()}
+    if threads_source:
+        info["threads_source"] = threads_source
     try:
         info["loadavg_at_start"] = list(os.getloadavg())  # what could bias this case's timings
     except OSError:

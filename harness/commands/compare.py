@@ -115,7 +115,7 @@ def _compare_ab(args: argparse.Namespace) -> int:
 
     records = [x.record for x in compare.load(args.inputs, args.results)]
     if not any(compare.is_ab(r) for r in records):
-        raise UsageError("compare needs BASE and NEW (two inputs), or the folder of one `milestones ab` run")
+        raise UsageError("compare needs exactly two inputs, BASE and NEW (or the folder of one `milestones ab` run)")
     rows, tracks = ab.compare_rows(records)
     summary = ab.summary_rows(tracks)
     rounds = max((t.result.rounds for t in tracks if t.result), default=0)

@@ -186,3 +186,47 @@ def contention_metrics(label: str, t: TimingResult) -> dict[str, Any]:
         out[f"{label}.sched_wait"] = Metric.missing(f"{label}.sched_wait", "s", False,
                                                     "run-queue delays not available (needs Linux schedstat)")
     return out
+
+
+def _cpu_busy_jiffies() -> tuple[int, int] | None:
+    try:
+        with open("/proc/stat", "rb") as f:
+            parts = f.readline().split()[1:]
+    except OSError:
+        return None
+    vals = [int(x) for x in parts]
+    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    return sum(vals) - idle, sum(vals)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def free_cores(window: float = 0.25) -> tuple[int, float]:
+    """(cores free for a case, cores busy with other work), from /proc/stat over `window` seconds while
+    this process sleeps. Where that is unreadable: the 1-minute load average stands in for the busy count."""
+    cores = usable_cores()
+    a = _cpu_busy_jiffies()
+    if a is not None:
+        time.sleep(window)
+        b = _cpu_busy_jiffies()
+        total_cores = os.cpu_count() or cores
+        busy = (b[0] - a[0]) / max(1, b[1] - a[1]) * total_cores if b else 0.0
+    else:
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5))), busy
+
+
+def default_threads() -> tuple[int, str]:
+    """The thread count of a speed case when none is asked for: the free cores, so the case does not
+    fight other work for a core (on a busy 2-core machine, 2 threads made a 0.1 s step take 1-4 s)."""
+    free, busy = free_cores()
+    return free, f"free cores at start: {free} of {usable_cores()} usable ({busy:.1f} busy with other work)"
