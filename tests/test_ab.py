@@ -59,8 +59,12 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
     # Mixed with ordinary records: bad input, nothing written.
     mixed = cli("compare", str(run), str(ROOT / "tests/fixtures/records/regress"), env=env)
     assert mixed.returncode == 2 and "mixed" in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 1
-    rep = cli("report", str(run), "--out", str(tmp_path / "r.html"), "--no-plots", env=env)
+    # The report shows the A/B run with its per-round ratios, beside ordinary runs.
+    rep = cli("report", str(run), str(ROOT / "tests/fixtures/records/regress"), "--out", str(tmp_path / "r.md"),
+              "--no-plots", env=env)
     assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "r.md").read_text()
+    assert "Interleaved A/B" in text and f"{row['round_ratios'][0]:.3f}" in text and "## Regressions" in text
 
 
 @pytest.mark.slow

@@ -196,3 +196,38 @@ def test_compare_history_bad_input(cli, tmp_path):
     runs = sorted(p for p in (FIX / "history").glob("*/*") if p.is_dir())
     r = cli("compare", "--history", str(runs[0]), str(runs[1]), str(runs[2]))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------- threads, CI
+def test_default_threads_are_the_free_cores(monkeypatch):
+    # 4 usable cores; over the window the machine's 4 cores were busy 50%: 2 busy, 2 free.
+    samples = iter([(1000, 4000), (1000 + 500, 4000 + 1000)])
+    monkeypatch.setattr(timing, "_cpu_busy_jiffies", lambda: next(samples))
+    monkeypatch.setattr(timing.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(timing.time, "sleep", lambda s: None)
+    n, why = timing.default_threads()
+    assert n == 2 and "2 of 4 usable" in why
+    # Everything busy: still one thread.
+    samples2 = iter([(0, 1000), (1000, 2000)])
+    monkeypatch.setattr(timing, "_cpu_busy_jiffies", lambda: next(samples2))
+    assert timing.free_cores()[0] == 1
+
+
+def test_nightly_workflow_uses_real_flags_of_compare_and_ab():
+    import re
+
+    import yaml
+
+    from milestones.harness.cli import build_parser
+
+    wf = yaml.safe_load((Path(__file__).parent.parent / ".github" / "workflows" / "nightly.yml").read_text())
+    script = "\n".join(s.get("run", "") for s in wf["jobs"]["benchmark"]["steps"]).replace("\\\n", " ")
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    used = 0
+    for cmd, rest in re.findall(r"milestones (\w+)([^\n]*)", script):
+        flags = {o for a in sub[cmd]._actions for o in a.option_strings}
+        for flag in re.findall(r"(--[a-z][a-z-]*)", rest):
+            assert flag in flags, f"milestones {cmd} has no {flag}"
+            used += 1
+    assert "--history" in script and "--suspects" in script and "milestones ab" in script and used > 10
