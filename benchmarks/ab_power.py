@@ -15,7 +15,8 @@ environments once each would.
 
 `--busy` starts one busy-looping process per core for the whole collection (killed at the end).
 `--replay N` estimates the rates over N trials by replaying the sequential rule on rounds resampled
-(with replacement, in blocks of 4 rounds to keep drift) from the collected trials' per-round ratios.
+(with replacement, in blocks of 4 rounds to keep drift) from the collected trials' per-round ratios
+(A/A trials centred at 0 first: their own mean is noise, and would otherwise be replayed as an effect).
 
     MILESTONES_EXTRA_SUITES=benchmarks.ab_suite python benchmarks/ab_power.py --trials 20 --aa-trials 20 \\
         --max-rounds 96 --max-time 600 --out /tmp/ab_power.json [--busy]
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MILESTONES_EXTRA_SUITES", "benchmarks.ab_suite")
 CONFIG = "abbench-conv20"
+METRIC, OTHER = "step_time", "cpu_time"   # decided on both (alpha split between them); --metric swaps
 
 
 def _wrapper(folder: Path, name: str, extra_layer: bool) -> str:
@@ -66,19 +68,30 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path)
     cases = plan(reg.resolve([CONFIG]), opts, "cpu")
     sides = ab.make_sides(base_python=base, new_python=new, base_rev=None, new_rev=None, repo=ROOT, work=work)
     sides = [ab.probe(s) for s in sides]
-    settings = ab.Settings(max_rounds=max_rounds, max_time=max_time)
+    settings = ab.Settings(metrics=(f"train.{METRIC}",) + ((f"train.{OTHER}",) if OTHER else ()),
+                           max_rounds=max_rounds, max_time=max_time)
     res = ab.execute(cases, opts, reg, sides, settings)
-    (t,) = [t for t in res.tracks if t.metric == "train.step_time"]
+    (t,) = [t for t in res.tracks if t.metric == f"train.{METRIC}"]
+    other = [t for t in res.tracks if t.metric == f"train.{OTHER}"]
     from milestones.harness import store
 
     samples: dict[str, list[list[float]]] = {"base": [], "new": []}
+    cpu: dict[str, list[list[float]]] = {"base": [], "new": []}
+    layers: dict[str, list[int]] = {"base": [], "new": []}
     for p in res.paths:
         r = store.read_record(p)
         if r.status == "ok":
-            samples[r.info["ab"]["side"]].append(list(r.metrics["train.step_time"].samples))
-    return {"kind": kind, "verdict": t.result.comparison.verdict if t.result else "none", "rounds": res.rounds,
-            "stop": res.stop, "elapsed_s": res.elapsed_s, "log_ratios": t.ratios, "samples": samples,
-            "loadavg": list(os.getloadavg())}
+            side = r.info["ab"]["side"]
+            samples[side].append(list(r.metrics["train.step_time"].samples))
+            if "train.cpu_time" in r.metrics:
+                cpu[side].append(list(r.metrics["train.cpu_time"].samples))
+            layers[side].append(r.info.get("layers"))
+    return {"kind": kind, "metric": METRIC, "verdict": t.result.comparison.verdict if t.result else "none",
+            "rounds": res.rounds, "stop": res.stop, "elapsed_s": res.elapsed_s, "log_ratios": t.ratios,
+            "other_metric": OTHER, "other_verdict": (other[0].result.comparison.verdict if other and other[0].result
+                                                     else None),
+            "other_log_ratios": other[0].ratios if other else [], "samples": samples, "cpu_samples": cpu,
+            "layers": layers, "loadavg": list(os.getloadavg())}
 
 
 def rule_asv(a, b) -> bool:
@@ -107,10 +120,18 @@ def evaluate(trials: list[dict]) -> None:
         secs = [t["elapsed_s"] for t in ts]
         ratio = statistics.median(math.exp(x) for t in ts for x in t["log_ratios"]) if any(t["log_ratios"] for t in ts) \
             else float("nan")
+        sds = [statistics.stdev(t["log_ratios"]) for t in ts if len(t["log_ratios"]) > 2]
+        if ts[0].get("other_metric"):
+            o = [t for t in ts if t.get("other_log_ratios")]
+            if o:
+                print(f"ab, {kind:4}, deciding on {ts[0]['other_metric']}: verdicts {[t['other_verdict'] for t in o]}; "
+                      f"median per-round ratio {statistics.median(math.exp(x) for t in o for x in t['other_log_ratios']):.3f}, "
+                      f"per-round log-ratio SD {[round(statistics.stdev(t['other_log_ratios']), 3) for t in o]}")
         what = "called regressed" if kind == "slow" else "called changed"
         print(f"ab, {kind:4}: {called}/{len(ts)} {what}; verdicts {[t['verdict'] for t in ts]}; rounds median "
               f"{statistics.median(rounds)} (max {max(rounds)}), seconds median {statistics.median(secs):.0f} "
-              f"(max {max(secs):.0f}); median per-round ratio {ratio:.3f}; load at end "
+              f"(max {max(secs):.0f}); median per-round ratio {ratio:.3f} (log-ratio SD {[round(x, 3) for x in sds]}); "
+              f"load at end "
               f"{[round(t['loadavg'][0], 1) for t in ts]}")
         pairs = [(a, b) for t in ts for a, b in zip(t["samples"]["base"], t["samples"]["new"], strict=False)]
         if pairs:
@@ -134,6 +155,9 @@ def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0) -> None:
     looks = stats.looks_until(max_rounds)
     for kind in ("slow", "aa"):
         pool = [np.asarray(t["log_ratios"]) for t in trials if t["kind"] == kind and len(t["log_ratios"]) >= 4]
+        if kind == "aa":
+            # An A/A trial's own mean is noise, not an effect: centre it so resampling stays a true A/A.
+            pool = [p - p.mean() for p in pool]
         if not pool:
             continue
         called, used = 0, []

@@ -343,6 +343,10 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
             if dropped:
                 res = dataclasses.replace(res, n_descheduled=dropped,
                                           reason=f"{res.reason}; {dropped} descheduled sample(s) left out")
+            all_bad = [r.run_id for r in ra + rb if (mk := descheduled_mask(r, name)) and all(mk)]
+            if all_bad:
+                res = dataclasses.replace(res, reason=f"{res.reason}; every sample of {len(all_bad)} record(s) was "
+                                                      "descheduled (kept: no clean sample; the machine was busy)")
             c = ra[0].case
             rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name,
                                    m.unit, m.higher_is_better, res, note))

@@ -110,6 +110,12 @@ def test_descheduled_samples_are_kept_in_the_record_but_left_out_of_the_verdict(
     assert row.result.n_descheduled == 3 and "3 descheduled" in row.result.reason
     assert row.result.base == pytest.approx(np.median([x for x in slow_base if x < 0.2]))
     assert "train.sched_wait" not in {x.metric for x in compare.compare_runs([a], [b])[0]}
+    # Every sample descheduled: all are kept (there is no clean one), and the row says so.
+    c = _with(r, "c", **{"train.step_time": Metric.from_values("train.step_time", "s", False, fast),
+                         "train.sched_wait": Metric.from_values("train.sched_wait", "s", False, [0.05] * len(fast))})
+    assert compare.clean_samples(c, "train.step_time") == (fast, 0)
+    row = {x.metric: x for x in compare.compare_runs([c], [b])[0]}["train.step_time"]
+    assert "every sample of 1 record(s) was descheduled" in row.result.reason
 
 
 def test_descheduled_flags_compare_run_queue_delay_with_wall_time():
