@@ -13,6 +13,7 @@ Importing torch under valgrind is very slow (minutes), so one valgrind process s
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -70,10 +71,20 @@ def count_instructions(step: Callable[[], Any], iters: int, warmup: int = 3) -> 
     for _ in range(warmup):
         step()
     before = len(_dumps(out_file))
-    torch._C._valgrind_toggle()
-    for _ in range(iters):
-        step()
-    torch._C._valgrind_toggle_and_dump_stats()
+    # Python's cyclic collector runs when allocation counters cross thresholds, i.e. at points that
+    # depend on everything the process allocated before; a full collection walks every object (all of
+    # torch's). Collect first and keep it off while counting, so the count is the step's alone.
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        torch._C._valgrind_toggle()
+        for _ in range(iters):
+            step()
+        torch._C._valgrind_toggle_and_dump_stats()
+    finally:
+        if was_enabled:
+            gc.enable()
     parts = _dumps(out_file)
     if len(parts) != before + 1:
         raise CallgrindUnavailable(f"expected one new callgrind dump, found {len(parts) - before}")
