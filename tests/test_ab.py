@@ -41,7 +41,9 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
     slow = _wrapper(tmp_path, "py-slow", "AB_FACTOR=2")
     out = tmp_path / "res"
     env = {"MILESTONES_EXTRA_SUITES": SUITES}
+    # The step sleeps: its wall time is the planted quantity (its CPU time is ~0).
     r = cli("ab", "abfake-step", "--new-python", slow, "--device", "cpu", "--max-rounds", "2", "--out", str(out),
+            "--metric", "*.step_time",
             "--format", "json", "--fail-on", "regression", env=env, timeout=600)
     assert r.returncode == 1, r.stderr
     res = json.loads(r.stdout)
@@ -134,6 +136,7 @@ def test_two_git_revisions_run_from_their_own_worktrees(cli, tmp_path):
     _git(repo, "commit", "-qam", "slower")
     out = tmp_path / "res"
     r = cli("ab", "abfake-step", "--base-rev", "HEAD~1", "--new-rev", "HEAD", "--repo", str(repo), "--device", "cpu",
+            "--metric", "*.step_time",
             "--max-rounds", "2", "--out", str(out), "--format", "json",
             env={"MILESTONES_EXTRA_SUITES": "tests.ab_suites"}, timeout=600)
     assert r.returncode == 0, r.stderr

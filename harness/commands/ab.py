@@ -112,7 +112,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=_positive_float, default=900.0, help="seconds per case process")
     p.add_argument("--metric", action="append", metavar="GLOB",
-                   help="metrics to decide on (default *.step_time); repeatable")
+                   help="metrics to decide on (default *.cpu_time: CPU time per step, or *.step_time "
+                        "where there is none, as on a GPU); repeatable")
     p.add_argument("--threshold", default="5%", help="smallest change that matters (default 5%%)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="chance of a false call over all metrics and looks (default 0.01)")
