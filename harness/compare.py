@@ -5,6 +5,7 @@ Pure data in, dataclasses out; statistics come from milestones.harness.stats, fo
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import os
@@ -27,6 +28,15 @@ GROUP_KEYS = ("gpu", "torch", "cuda", "commit", "machine")
 GROUP_METRIC_PATTERNS = ("*.throughput", "*.step_time", "*.peak_mem_allocated", "*.peak_mem_reserved",
                          "*.peak_rss", "*.mfu", "*.energy_per_item")
 EXACT_UNITS = ("count", "FLOP", "MAC", "MAC/image")
+# Near-deterministic figures: one value per run, compared on a tolerance (the metric's threshold).
+TOLERANCE_UNITS = ("B", "instructions")
+# Instruction counts repeat to ~0.1% whatever the load: 0.5% unless a --threshold-for says otherwise.
+INSTRUCTION_TOLERANCE = 0.005
+# Metrics computed from one timing (the step time): tested once, as the step time, in the family.
+DERIVED_FROM_STEP = (".throughput", ".flops_per_s", ".mfu")
+# Diagnostics recorded beside the timings, not compared.
+NOT_COMPARED = (".sched_wait",)
+FAMILY_ALPHA = stats.DEFAULT_ALPHA
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -163,9 +173,47 @@ def _samples(recs: Sequence[RunRecord], metric: str) -> list[float]:
     return out
 
 
+def timing_label(metric: str) -> str | None:
+    """'train' for 'train.step_time', 'train.throughput', ...: the timing a per-sample metric comes from."""
+    for suffix in (".step_time", ".cpu_time") + DERIVED_FROM_STEP:
+        if metric.endswith(suffix):
+            return metric[: -len(suffix)]
+    return None
+
+
+def descheduled_mask(rec: RunRecord, metric: str) -> list[bool] | None:
+    """Per sample of `metric`: was the process descheduled (from `<label>.sched_wait`)? None: unknown."""
+    from milestones.harness.measure.timing import descheduled_flags
+
+    label = timing_label(metric)
+    if label is None:
+        return None
+    wait, wall, m = (rec.metrics.get(f"{label}.sched_wait"), rec.metrics.get(f"{label}.step_time"),
+                     rec.metrics.get(metric))
+    if wait is None or wall is None or m is None or not wait.samples:
+        return None
+    if not (len(wait.samples) == len(wall.samples) == len(m.samples)):
+        return None  # e.g. a throughput that dropped a zero-time sample: alignment unknown, keep all
+    return list(descheduled_flags(wall.samples, wait.samples))
+
+
+def clean_samples(rec: RunRecord, metric: str) -> tuple[list[float], int]:
+    """The samples of `metric` a verdict uses (descheduled ones left out) and how many were left out.
+    When every sample was descheduled all are kept: a verdict on them says so through its count."""
+    m = rec.metrics.get(metric)
+    if m is None:
+        return [], 0
+    mask = descheduled_mask(rec, metric)
+    if not mask or all(mask):
+        return list(m.samples), 0
+    return [x for x, d in zip(m.samples, mask, strict=False) if not d], sum(mask)
+
+
 def _method(kind: str, unit: str) -> str:
     if kind == "fidelity" or unit in EXACT_UNITS:
         return "exact"
+    if unit in TOLERANCE_UNITS:
+        return "tolerance"
     return "seeds" if kind == "quality" else "blocks"
 
 
@@ -174,6 +222,12 @@ def compare_metric(kind: str, unit: str, higher_is_better: bool, a: Sequence[flo
     method = _method(kind, unit)
     if method == "exact":
         return stats.compare_exact(a, b, higher_is_better=higher_is_better, threshold=threshold)
+    if method == "tolerance":
+        return stats.compare_tolerance(a, b, higher_is_better=higher_is_better, tolerance=threshold)
+    if method == "blocks":
+        big = stats.gross_change(a, b, higher_is_better=higher_is_better)
+        if big is not None:
+            return big
     if method == "seeds":
         return stats.compare_seeds(a, b, higher_is_better=higher_is_better, threshold=threshold,
                                    **{k: v for k, v in kw.items() if k in ("min_effect",)})
@@ -209,6 +263,7 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
     """Every metric of every case present on either side -> a row. Returns (rows, environment notes)."""
     if not base or not new:
         raise UsageError("compare needs records on both sides")
+    check_not_mixed(base, new)
     env_notes = env_differences(base, new)
     note = "; ".join(env_notes)
     group_a: dict[tuple, list[RunRecord]] = {}
@@ -267,6 +322,8 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
                 rows.append(_nc(ra, name, m.unit, m.higher_is_better,
                                 f"unit or direction differs ({ma.unit} vs {mb.unit})", note))
                 continue
+            if name.endswith(NOT_COMPARED):
+                continue
             a, b = _samples(ra, name), _samples(rb, name)
             if not a or not b:
                 side_note = (ma if not a else mb).note or "not measured"
@@ -274,18 +331,183 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
                                 f"not measured in {'base' if not a else 'new'}: {side_note}", note))
                 continue
             thr = thresholds.for_metric(name)
-            runs_a = [list(r.metrics[name].samples) for r in ra if name in r.metrics and r.metrics[name].samples]
-            runs_b = [list(r.metrics[name].samples) for r in rb if name in r.metrics and r.metrics[name].samples]
-            if _method(ra[0].case.kind, m.unit) == "blocks" and min(len(runs_a), len(runs_b)) >= 3 \
+            if m.unit == "instructions" and not any(fnmatch.fnmatchcase(name, pt) for pt, _ in thresholds.per_metric):
+                thr = INSTRUCTION_TOLERANCE
+            clean_a = [clean_samples(r, name) for r in sorted(ra, key=lambda r: r.started_at)]
+            clean_b = [clean_samples(r, name) for r in sorted(rb, key=lambda r: r.started_at)]
+            dropped = sum(k for _, k in clean_a + clean_b)
+            runs_a = [xs for xs, _ in clean_a if xs]
+            runs_b = [xs for xs, _ in clean_b if xs]
+            a, b = [x for xs in runs_a for x in xs], [x for xs in runs_b for x in xs]
+            big = stats.gross_change(a, b, higher_is_better=m.higher_is_better) \
+                if _method(ra[0].case.kind, m.unit) == "blocks" else None
+            if big is None and _method(ra[0].case.kind, m.unit) == "blocks" and min(len(runs_a), len(runs_b)) >= 3 \
                     and min(len(x) for x in runs_a + runs_b) >= 2:
                 res = stats.compare_repeated_runs(runs_a, runs_b, higher_is_better=m.higher_is_better,
                                                   threshold=thr)
             else:
-                res = compare_metric(ra[0].case.kind, m.unit, m.higher_is_better, a, b, thr, **kw)
+                res = big or compare_metric(ra[0].case.kind, m.unit, m.higher_is_better, a, b, thr, **kw)
+            if dropped:
+                res = dataclasses.replace(res, n_descheduled=dropped,
+                                          reason=f"{res.reason}; {dropped} descheduled sample(s) left out")
+            all_bad = [r.run_id for r in ra + rb if (mk := descheduled_mask(r, name)) and all(mk)]
+            if all_bad:
+                res = dataclasses.replace(res, reason=f"{res.reason}; every sample of {len(all_bad)} record(s) was "
+                                                      "descheduled (kept: no clean sample; the machine was busy)")
             c = ra[0].case
             rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name,
                                    m.unit, m.higher_is_better, res, note))
-    return rows, env_notes
+    return control_family(rows), env_notes
+
+
+# ------------------------------------------------------------------------------ against a history
+def _runs_in_order(records: Sequence[RunRecord]) -> list[list[RunRecord]]:
+    by: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by.setdefault(r.run_id, []).append(r)
+    return sorted(by.values(), key=lambda rs: min(r.started_at for r in rs))
+
+
+def _run_median(recs: Sequence[RunRecord], metric: str) -> float | None:
+    xs = [x for r in recs if r.status == "ok" for x in clean_samples(r, metric)[0]]
+    xs = [x for x in xs if math.isfinite(x)]
+    return statistics.median(xs) if xs and min(xs) > 0 else None
+
+
+def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
+                    *, alpha: float = FAMILY_ALPHA, metrics: Sequence[str] | None = None
+                    ) -> tuple[list[CompareRow], list[str]]:
+    """The newest run against a history of runs (any number of earlier runs of the same cases).
+
+    Timing metrics: `history.judge_latest` per metric (level after the last change point, run-to-run
+    noise from the history, persistence over two runs), with Holm over the judged metrics. Everything
+    else (exact, tolerance, quality), and any change beyond the gross threshold, is compared with the
+    latest history run by `compare_runs`. Metrics with fewer than history.MIN_HISTORY earlier runs
+    keep the `compare_runs` row, which says so.
+    """
+    from milestones.harness import history as hist
+
+    if not history or not new:
+        raise UsageError("compare --history needs a history and a new run")
+    check_not_mixed(history, new)
+    runs = _runs_in_order(history)
+    rows, env_notes = compare_runs(runs[-1], new, thresholds, metrics=metrics)
+    keyed: dict[tuple, list[RunRecord]] = {}
+    for rs in runs:
+        for r in rs:
+            keyed.setdefault((_case_key(r), r.suite_version, r.run_id), []).append(r)
+    new_by_case: dict[tuple, list[RunRecord]] = {}
+    for r in new:
+        new_by_case.setdefault(_case_key(r), []).append(r)
+    judged: list[tuple[int, list[float], float, CompareRow]] = []
+    for i, row in enumerate(rows):
+        if row.result.method not in ("blocks", "runs") or row.metric.endswith(DERIVED_FROM_STEP):
+            continue
+        recs_new = next(v for k, v in new_by_case.items() if k[:5] == (row.suite, row.config, row.kind, row.scale,
+                                                                         row.device.split(":")[0]))
+        version = recs_new[0].suite_version
+        series = []
+        for rs in runs:
+            mine = [r for r in rs if _case_key(r) == _case_key(recs_new[0]) and r.suite_version == version]
+            v = _run_median(mine, row.metric) if mine else None
+            if v is not None:
+                series.append(v)
+        latest = _run_median(recs_new, row.metric)
+        if latest is None or len(series) < hist.MIN_HISTORY:
+            continue
+        judged.append((i, series, latest, row))
+    if not judged:
+        return rows, env_notes
+    raw = [hist.judge_latest(s, y, higher_is_better=bool(row.higher_is_better), alpha=1.0) for _, s, y, row in judged]
+    adj = stats.holm([j.p_value for j in raw])
+    out = list(rows)
+    for (i, series, latest, row), j0, pa in zip(judged, raw, adj, strict=True):
+        # Holm through the per-test level: p < eff exactly when the adjusted p < alpha.
+        eff = alpha * j0.p_value / pa if pa > 0 else alpha
+        j = hist.judge_latest(series, latest, higher_is_better=bool(row.higher_is_better), alpha=eff)
+        pct = f"{abs(j.change):.1%} {'worse' if j.change > 0 else 'better'}"
+        base = (f"{pct} than the level of {j.runs} run(s) (run-to-run noise {j.noise:.1%}, z={j.z:.1f}, "
+                f"adjusted p={pa:.2g})")
+        verdict = {"confirmed": "regressed", "suspect": "inconclusive", "improved": "improved", "ok": "unchanged"}[j.state]
+        reason = {"confirmed": f"{base}; persisted over two runs",
+                  "suspect": f"suspect: {base}; confirm with `milestones ab` or the next run",
+                  "improved": base, "ok": f"within the history's noise: {base}"}[j.state]
+        ratio = latest / j.level
+        res = stats.Comparison(verdict, reason, method="history", ratio=ratio, p_value=j0.p_value, p_adjusted=pa,
+                               change=j.change, base=j.level, new=latest, n_base=len(series), n_new=1,
+                               threshold=row.result.threshold, suspect=j.state == "suspect",
+                               n_descheduled=row.result.n_descheduled)
+        out[i] = dataclasses.replace(row, result=res)
+        # The derived views of this timing follow it.
+        for k, other in enumerate(out):
+            if other is not row and _family_key(other) == _family_key(row) and other.metric != row.metric \
+                    and other.metric.endswith(DERIVED_FROM_STEP):
+                out[k] = dataclasses.replace(other, result=dataclasses.replace(
+                    res, reason=f"as {row.metric}: {res.reason}", ratio=(1 / ratio if other.higher_is_better else ratio),
+                    base=None, new=None))
+    return out, env_notes
+
+
+def suspects(rows: Sequence[CompareRow]) -> list[str]:
+    """Configs with a suspect metric (to re-run with `milestones ab` before a job fails)."""
+    return list(dict.fromkeys(r.config for r in rows if r.result.suspect or r.verdict == "regressed"))
+
+
+def is_ab(rec: RunRecord) -> bool:
+    return isinstance(rec.info.get("ab"), dict)
+
+
+def check_not_mixed(*sides: Sequence[RunRecord]) -> None:
+    """Records of an interleaved A/B run are paired by round; compared against ordinary records they
+    would be read as two unrelated runs. Mixing them is bad input."""
+    flags = {is_ab(r) for side in sides for r in side}
+    if len(flags) > 1:
+        raise UsageError("records from `milestones ab` are mixed with ordinary records; compare an ab run on "
+                         "its own (milestones compare AB_RUN) or ordinary runs with each other")
+
+
+def _family_key(row: CompareRow) -> tuple:
+    """Rows that are one measurement share a key: `train.throughput` is `train.step_time` again."""
+    metric = row.metric
+    for suffix in DERIVED_FROM_STEP:
+        if metric.endswith(suffix):
+            metric = metric[: -len(suffix)] + ".step_time"
+    return (row.suite, row.config, row.kind, row.scale, row.device, row.dtype, row.batch_size, metric)
+
+
+def control_family(rows: Sequence[CompareRow], alpha: float = FAMILY_ALPHA) -> list[CompareRow]:
+    """Run-level error control: Holm over every tested measurement of the compare, so that the chance
+    that ANY metric is falsely called regressed or improved stays <= `alpha`. A derived metric
+    (throughput, FLOP/s, MFU from one step time) is counted once, with the step time; a row whose
+    adjusted p-value misses `alpha` keeps its raw p and is downgraded to inconclusive. Rows decided
+    without a test (exact, tolerance, gross changes) are not part of the family."""
+    tested: dict[tuple, float] = {}
+    for r in rows:
+        p = r.result.p_value
+        if p is None or not math.isfinite(p) or r.result.method not in ("blocks", "runs", "welch"):
+            continue
+        k = _family_key(r)
+        # One measurement, several views: the view with the smallest p speaks for it (its p is the one
+        # any of the views could be called on).
+        tested[k] = min(tested.get(k, 1.0), p)
+    if not tested:
+        return list(rows)
+    keys = list(tested)
+    adj = dict(zip(keys, stats.holm([tested[k] for k in keys]), strict=True))
+    m = len(keys)
+    out = []
+    for r in rows:
+        k = _family_key(r)
+        if k not in adj or r.result.p_value is None or r.result.method not in ("blocks", "runs", "welch"):
+            out.append(r)
+            continue
+        res = dataclasses.replace(r.result, p_adjusted=adj[k])
+        if res.verdict in ("regressed", "improved") and adj[k] >= alpha:
+            res = dataclasses.replace(res, verdict="inconclusive",
+                                      reason=f"{res.reason}; not significant over the run (Holm over {m} "
+                                             f"measurement(s): adjusted p={adj[k]:.2g} >= {alpha:g})")
+        out.append(dataclasses.replace(r, result=res))
+    return out
 
 
 def verdict_counts(rows: Iterable[CompareRow]) -> dict[str, int]:

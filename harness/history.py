@@ -1,6 +1,12 @@
 """Step changes over many runs of one case (nightly history): where did a metric shift, from which run?
 
-A piecewise-constant fit to the per-run medians (on a log scale, so steps are relative), found exactly
+Change points (`build`, `histories`) come from an E-Divisive-means search with a t-test, as Apache
+Otava does it (`stats.change_points`: best split by a two-sample t statistic, kept at p < 0.001 after
+a correction for the number of candidate splits, recursive, in windows of 50 runs, with a magnitude
+floor of 2%). `judge_latest` is the nightly question: is the newest run off the level of the runs
+before it, by more than their run-to-run noise, and has that persisted (two runs in a row)?
+
+The older fit kept below (`segment`): a piecewise-constant fit to the per-run medians (on a log scale, so steps are relative), found exactly
 by optimal partitioning (dynamic programming over all segmentations) with an L1 cost, which is robust
 to a single odd run, and a penalty per step scaled by the run-to-run noise estimated from the data.
 This is asv's idea (piecewise-constant fit, L1) with an exact solver; n is small (tens to hundreds
@@ -128,7 +134,7 @@ def build(suite: str, config: str, kind: str, metric: str, runs: Sequence[tuple[
     m = rec0.metrics[metric]
     meds = [statistics.median(xs) for _, xs in runs]
     q = [np.quantile(xs, [0.1, 0.9]) for _, xs in runs]
-    starts = segment(meds, **kw) if all(v > 0 for v in meds) else []
+    starts = steps_at(meds, **kw) if all(v > 0 for v in meds) else []
     bounds = [0] + starts + [len(meds)]
     levels: list[float] = []
     for a, b in zip(bounds[:-1], bounds[1:], strict=False):
@@ -172,3 +178,92 @@ def histories(records: Iterable[RunRecord], metrics: Sequence[str] | None = None
         if len(runs) >= min_runs:
             out.append(build(key[0], key[1], key[2], key[8], list(runs.values()), **kw))
     return out
+
+
+# ---------------------------------------------------------------------------- change points, t-test
+DEFAULT_MAX_PVALUE = 0.001
+DEFAULT_WINDOW = 50
+
+
+def steps_at(values: Sequence[float], *, max_pvalue: float = DEFAULT_MAX_PVALUE, min_step: float = DEFAULT_MIN_STEP,
+             window: int = DEFAULT_WINDOW, **_: Any) -> list[int]:
+    """Indices where a new level starts in positive `values` (relative steps: on the log scale)."""
+    from milestones.harness import stats
+
+    x = np.log(np.asarray(values, float))
+    if len(x) < 3:
+        return []
+    # A floor on the spread keeps a perfectly flat series from turning rounding into steps.
+    x = x + np.random.default_rng(0).normal(0, 1e-6, len(x))
+    cps = stats.change_points(x, max_pvalue=max_pvalue, min_magnitude=math.log1p(min_step), window=window)
+    return [c.index for c in cps]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The newest run of one metric against the runs before it."""
+
+    state: str               # "ok" | "suspect" | "confirmed" | "improved" | "too few runs"
+    change: float            # relative change of the newest run against the level (+ = worse)
+    z: float                 # in units of the run-to-run noise of the difference
+    p_value: float
+    level: float             # the reference level (median of the last segment of the history)
+    noise: float             # run-to-run noise (SD of log per-run medians) estimated from the history
+    runs: int                # history runs in the reference segment
+    persisted: bool          # the run before the newest was off in the same direction too
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+MIN_HISTORY = 5
+NOISE_FLOOR = 0.002   # a history of identical values still has some noise: 0.2%
+
+
+def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: bool, alpha: float = 0.01,
+                 min_change: float = 0.02, noise: float | None = None) -> Judgement:
+    """Is `latest` (a per-run median) off the level of `history` (earlier per-run medians, time order)?
+
+    Level: the median of the history after its last change point (at most DEFAULT_WINDOW runs); noise:
+    the robust run-to-run SD of the log medians (`stats.run_noise`) unless given. The test is a z-test
+    of the newest run against that level, two-sided at `alpha` (give it the Holm-adjusted share when
+    many metrics are judged). `suspect`: off, in the bad direction, once; `confirmed`: the run before
+    was off the same way as well (a regression that persisted over two runs).
+    """
+    from scipy.stats import norm
+
+    from milestones.harness import stats
+
+    h = np.log(np.asarray([v for v in history if v > 0], float))
+    if len(h) < MIN_HISTORY or latest <= 0:
+        return Judgement("too few runs", float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
+                         len(h), False)
+    # min_size 2: one odd run does not make a new level (it is what persistence is judged on).
+    cps = stats.change_points(h, max_pvalue=DEFAULT_MAX_PVALUE, min_magnitude=math.log1p(DEFAULT_MIN_STEP),
+                              window=DEFAULT_WINDOW, min_size=2)
+    start = max([c.index for c in cps] + [len(h) - DEFAULT_WINDOW, 0])
+    seg = h[start:]
+    sigma = max(noise if noise is not None else stats.run_noise(h), NOISE_FLOOR)
+
+    def z_of(y: float, ref: np.ndarray) -> tuple[float, float]:
+        lvl = float(np.median(ref))
+        # The level is a median of k runs: its own error adds ~ (pi/2) sigma^2 / k.
+        se = sigma * math.sqrt(1 + (math.pi / 2) / len(ref))
+        d = (y - lvl) if not higher_is_better else (lvl - y)
+        return d, d / se
+
+    y = math.log(latest)
+    d, z = z_of(y, seg)
+    p = float(2 * norm.sf(abs(z)))
+    # Persistence: was the last history run itself off the level of the runs before it?
+    prev_d, prev_z = z_of(float(seg[-1]), seg[:-1]) if len(seg) > MIN_HISTORY else (0.0, 0.0)
+    prev_p = float(2 * norm.sf(abs(prev_z)))
+    big = abs(d) >= math.log1p(min_change)
+    persisted = bool(prev_p < alpha ** 0.5 and np.sign(prev_d) == np.sign(d) and abs(prev_d) >= math.log1p(min_change))
+    if p < alpha and big and d > 0:
+        state = "confirmed" if persisted else "suspect"
+    elif p < alpha and big and d < 0:
+        state = "improved"
+    else:
+        state = "ok"
+    return Judgement(state, math.expm1(d), z, p, math.exp(float(np.median(seg))), sigma, len(seg), persisted)

@@ -246,7 +246,9 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     secs.append(sec)
 
     # Regressions: an explicit base, else the latest run against the previous one on the same machine.
-    pair = (list(base), list(records)) if base else _previous_pair(records)
+    # Records of an A/B run are paired by round: their own section below, never a run-vs-run pair.
+    plain = [r for r in records if not compare.is_ab(r)]
+    pair = (list(base), plain) if base and plain else (_previous_pair(plain) if plain else None)
     sec = Section("Regressions")
     diffs: list = []
     if pair:
@@ -261,6 +263,19 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     else:
         sec.blocks.append(Block("p", text=_no_pair_reason(records)))
     secs.append(sec)
+    ab_recs = [r for r in records if compare.is_ab(r)]
+    if ab_recs:
+        from milestones.harness import ab
+
+        for run_id in dict.fromkeys(r.run_id for r in ab_recs):
+            _, tracks = ab.compare_rows([r for r in ab_recs if r.run_id == run_id])
+            rows_ab = ab.summary_rows(tracks)
+            sec = Section(f"Interleaved A/B {run_id}")
+            sec.blocks.append(Block("p", text="Each round: one fresh process per side, order alternating; the "
+                                              "ratio is new/base of the two processes' medians."))
+            sec.blocks.append(Block("table", columns=report.AB_COLUMNS, rows=[report._ab_cells(r, 64) for r in rows_ab],
+                                    classes=[_cls(r["verdict"]) for r in rows_ab]))
+            secs.append(sec)
     if diffs:
         sec = Section("Kernel diffs")
         for case, ds in diffs:

@@ -906,3 +906,24 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
             out.append(f"- command: `{appendix_command(rec.case, rec.info, opts)}`")
             out.append(f"- environment: {md_escape(appendix_env(rec.env))}\n")
     return "\n".join(out) if out else "No record matches a paper baseline.\n"
+
+
+# ------------------------------------------------------------------------------- interleaved A/B
+def _ab_cells(row: dict[str, Any], max_ratios: int = 12) -> list[str]:
+    ratios = row.get("round_ratios") or []
+    shown = " ".join(f"{x:.3f}" for x in ratios[:max_ratios]) + (" ..." if len(ratios) > max_ratios else "")
+    return [f"{row['config']} {row['kind']}", row["metric"], row["verdict"], fmt_ratio(row.get("ratio")),
+            fmt_ci(row.get("ci_low"), row.get("ci_high")), str(row.get("rounds", 0)), shown, row.get("reason", "")]
+
+
+AB_COLUMNS = ("case", "metric", "verdict", "new/base", "interval", "rounds", "per-round ratios", "why")
+
+
+def text_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:
+    lines = [f"A/B: stopped ({stop}) after {rounds} round(s)"]
+    lines += ["  ".join(_ab_cells(r)) for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:
+    return f"### A/B: stopped ({stop}) after {rounds} round(s)\n\n" + md_table(AB_COLUMNS, [_ab_cells(r) for r in rows])

@@ -3,10 +3,13 @@ block medians, Welch's test over seeds, and the verdict rule. Imports nothing el
 
 Why blocks: timing samples taken one after another on a shared machine drift, so consecutive samples
 are not independent. A per-sample Mann-Whitney treats n autocorrelated samples as n independent
-ones and raises false alarms on 13-18% of same-vs-same pairs (ARCHITECTURE.md). Here the samples of
+ones and raises false alarms on 13-18% of same-vs-same pairs (measured on a shared machine). Here the samples of
 each side are cut, in time order, into contiguous blocks; the test runs on the block medians (few,
 nearly independent values) and the confidence interval resamples whole blocks, which keeps the
 within-block dependence. The verdict rule is in `decide` and docs/compare-and-report.md.
+
+Below the block rule: gross changes, tolerances, Holm / Benjamini-Hochberg, the paired sequential
+rule of `milestones ab`, and t-test change points for histories (docs/verdicts.md says why each).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ DEFAULT_ALPHA = 0.01          # speed: Mann-Whitney on block medians
 DEFAULT_ALPHA_SEEDS = 0.05    # quality over a handful of seeds: Welch
 DEFAULT_MIN_EFFECT = 0.5      # a verdict needs a point estimate of at least this fraction of the threshold
 MAX_BLOCKS = 10
-MIN_BLOCK = 5
+MIN_BLOCK = 3
 N_BOOT = 2000
 
 
@@ -45,6 +48,12 @@ class Comparison:
     n_base: int = 0
     n_new: int = 0
     threshold: float = DEFAULT_THRESHOLD
+    # Run-level error control: the p-value adjusted over every tested metric of the compare (Holm).
+    p_adjusted: float | None = None
+    # Samples left out of the verdict because the process was descheduled (kept in the record).
+    n_descheduled: int = 0
+    # Against a history: off the history's level once, not yet confirmed (by persistence or an A/B run).
+    suspect: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -288,3 +297,258 @@ def compare_repeated_runs(runs_a: Sequence[Sequence[float]], runs_b: Sequence[Se
     reason += f"; {len(ra)} vs {len(rb)} runs"
     return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=math.expm1(change),
                       base=ma, new=mb, **common)
+
+
+# ------------------------------------------------------------------------------------ gross changes
+# A change this large is called whatever the sample count (a 2x slower step must never be
+# "inconclusive" because a smoke case kept 3 samples). 1.5 = 50% worse: above anything run-to-run noise
+# on a shared machine does to a median once descheduled samples are left out.
+DEFAULT_GROSS = 0.5
+
+
+def gross_change(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
+                 gross: float = DEFAULT_GROSS) -> Comparison | None:
+    """`regressed`/`improved` when the medians differ by more than `gross` AND the two sides do not
+    overlap (every new sample beyond every base sample); None otherwise (the ordinary rule decides)."""
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    if not a or not b or not (_finite(a) and _finite(b)) or min(a + b) <= 0:
+        return None
+    ma, mb = float(np.median(a)), float(np.median(b))
+    change = _bad(math.log(mb / ma), higher_is_better)
+    if abs(change) < math.log1p(gross):
+        return None
+    worse_side = b if change > 0 else a
+    better_side = a if change > 0 else b
+    # "beyond" in the bad direction: larger for lower-is-better metrics.
+    separated = (min(worse_side) > max(better_side)) if not higher_is_better else (max(worse_side) < min(better_side))
+    if not separated:
+        return None
+    verdict = "regressed" if change > 0 else "improved"
+    return Comparison(verdict, f"large change: {math.expm1(abs(change)):.0%} {'worse' if change > 0 else 'better'}, "
+                               f"beyond the {gross:.0%} gross threshold with no overlap",
+                      method="gross", ratio=mb / ma, ci_low=min(b) / max(a), ci_high=max(b) / min(a), p_value=None,
+                      change=math.expm1(change), base=ma, new=mb, n_base=len(a), n_new=len(b))
+
+
+# ------------------------------------------------------------------------------- near-deterministic
+def compare_tolerance(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
+                      tolerance: float) -> Comparison:
+    """Near-deterministic figures (memory peaks, instruction counts): a change beyond `tolerance`
+    is real, within it is not; no significance test (one value per run carries no variance)."""
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    common = dict(method="tolerance", n_base=len(a), n_new=len(b), threshold=tolerance)
+    if not a or not b:
+        return Comparison("not comparable", "no value on the " + ("base" if not a else "new") + " side", **common)
+    if not (_finite(a) and _finite(b)):
+        return Comparison("not comparable", "non-finite values", **common)
+    va, vb = float(np.median(a)), float(np.median(b))
+    if va <= 0 or vb <= 0:
+        if va == vb:
+            return Comparison("unchanged", "identical", ratio=1.0, change=0.0, base=va, new=vb, **common)
+        return Comparison("inconclusive", "non-positive value: no ratio", base=va, new=vb, **common)
+    ratio = vb / va
+    change = _bad(math.log(ratio), higher_is_better)
+    pct = f"{math.expm1(abs(change)) * 100:.2f}%"
+    if abs(change) <= math.log1p(tolerance):
+        verdict, reason = "unchanged", f"changed by {pct}, within the {tolerance:.2%} tolerance"
+    else:
+        verdict = "regressed" if change > 0 else "improved"
+        reason = f"{pct} {'worse' if change > 0 else 'better'}, beyond the {tolerance:.2%} tolerance"
+    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=math.expm1(change),
+                      base=va, new=vb, **common)
+
+
+# ------------------------------------------------------------------------------------- multiplicity
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values: calling every adjusted p < alpha keeps the chance of ANY
+    false call among the family <= alpha, whatever the dependence between the tests."""
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return [float(x) for x in adj]
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate; independent or positively dependent tests)."""
+    p = np.asarray(pvalues, float)
+    m = len(p)
+    if m == 0:
+        return []
+    order = np.argsort(p)[::-1]
+    adj = np.empty(m)
+    running = 1.0
+    for k, i in enumerate(order):
+        rank = m - k
+        running = min(running, p[i] * m / rank)
+        adj[i] = running
+    return [float(min(1.0, x)) for x in adj]
+
+
+# ------------------------------------------------------------------------- paired sequential (A/B)
+# Looks at these round counts (then every 64); the error rate is split evenly over the looks that the
+# budget allows (Bonferroni over looks), so stopping at the first clear look keeps the stated rates.
+LOOKS = (6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+
+
+def looks_until(max_rounds: int) -> tuple[int, ...]:
+    """The scheduled looks up to `max_rounds`, which is always a look (the budget's last word)."""
+    out = [n for n in LOOKS if n < max_rounds]
+    extra = LOOKS[-1] + 64
+    while extra < max_rounds:
+        out.append(extra)
+        extra += 64
+    return tuple(out) + (max_rounds,)
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """One look at the per-round log ratios of an interleaved A/B run."""
+
+    comparison: Comparison
+    decided: bool              # a conclusive verdict: stop adding rounds
+    rounds: int
+    alpha_per_look: float
+
+
+def paired_verdict(log_ratios: Sequence[float], *, higher_is_better: bool, threshold: float = DEFAULT_THRESHOLD,
+                   alpha: float = DEFAULT_ALPHA, min_effect: float = DEFAULT_MIN_EFFECT,
+                   n_looks: int = 1, final: bool = False) -> PairedResult:
+    """The paired, sequential rule of `milestones ab` at one look.
+
+    `log_ratios`: one per round, log(median new / median base) of that round's two fresh processes.
+    A two-sided t interval at level 1 - alpha/n_looks on their mean:
+    - regressed / improved: the interval excludes 0 and the estimate is >= min_effect x threshold;
+    - unchanged: the whole interval lies within +-threshold (equivalence, as two one-sided tests);
+    - otherwise undecided: add rounds; at the budget's end (`final`) it is inconclusive.
+    Each error (a false change on A/A, a false "unchanged" on a change >= threshold) is <= alpha/n_looks
+    per look, so <= alpha over all the looks together.
+    """
+    from scipy.stats import t as tdist
+
+    x = np.asarray([v for v in log_ratios if math.isfinite(v)], float)
+    n = len(x)
+    a_look = alpha / max(1, n_looks)
+    common = dict(method="paired", n_base=n, n_new=n, threshold=threshold)
+    if n < 2:
+        return PairedResult(Comparison("inconclusive", f"{n} usable round(s): a paired test needs 2+", **common),
+                            False, n, a_look)
+    mean = float(x.mean())
+    sd = float(x.std(ddof=1))
+    se = sd / math.sqrt(n)
+    q = float(tdist.ppf(1 - a_look / 2, n - 1))
+    lo, hi = (mean - q * se, mean + q * se) if se > 0 else (mean, mean)
+    if se > 0:
+        p = float(2 * tdist.sf(abs(mean) / se, n - 1))
+    else:
+        p = 1.0 if mean == 0 else 0.0
+    change = _bad(mean, higher_is_better)
+    ci_bad = sorted((_bad(lo, higher_is_better), _bad(hi, higher_is_better)))
+    t = math.log1p(threshold)
+    sig = ci_bad[0] > 0 or ci_bad[1] < 0
+    pct = f"{math.expm1(abs(change)) * 100:.1f}%"
+    where = f"{n} rounds, interval at {1 - a_look:.4%}"
+    if sig and abs(change) >= min_effect * t:
+        verdict = "regressed" if change > 0 else "improved"
+        reason, decided = f"{pct} {'worse' if change > 0 else 'better'} (p={p:.2g}); {where}", True
+    elif -t < ci_bad[0] and ci_bad[1] < t:
+        verdict, reason, decided = "unchanged", f"interval within +-{threshold:.0%}; {where}", True
+    else:
+        verdict, decided = "inconclusive", False
+        reason = (f"budget spent before a clear answer: {pct} {'worse' if change > 0 else 'better'}, interval "
+                  f"reaches {'0' if not sig else 'the threshold'}; {where}") if final else f"undecided; {where}"
+    ratio = math.exp(mean)
+    return PairedResult(Comparison(verdict, reason, ratio=ratio, ci_low=math.exp(lo), ci_high=math.exp(hi),
+                                   p_value=p, change=math.expm1(change), **common), decided, n, a_look)
+
+
+# --------------------------------------------------------------------------- change points (history)
+@dataclass(frozen=True)
+class ChangePoint:
+    index: int          # first point of the new level
+    p_value: float
+    before: float       # mean of the window before (log scale when the input is)
+    after: float
+
+
+def _t_split(x: np.ndarray, min_size: int) -> tuple[int, float] | None:
+    """The split of `x` with the largest two-sample Student t statistic, and its two-sided p-value."""
+    from scipy.stats import t as tdist
+
+    n = len(x)
+    if n < 2 * min_size:
+        return None
+    best_i, best_t = -1, -1.0
+    cs, cs2 = np.cumsum(x), np.cumsum(x * x)
+    for i in range(min_size, n - min_size + 1):
+        n1, n2 = i, n - i
+        s1, s2 = cs[i - 1], cs[-1] - cs[i - 1]
+        q1, q2 = cs2[i - 1], cs2[-1] - cs2[i - 1]
+        m1, m2 = s1 / n1, s2 / n2
+        ss = (q1 - n1 * m1 * m1) + (q2 - n2 * m2 * m2)
+        df = n - 2
+        if df <= 0:
+            continue
+        sp = math.sqrt(max(ss, 0.0) / df)
+        tt = abs(m2 - m1) / (sp * math.sqrt(1 / n1 + 1 / n2)) if sp > 0 else (math.inf if m1 != m2 else 0.0)
+        if tt > best_t:
+            best_i, best_t = i, tt
+    if best_i < 0:
+        return None
+    p = 0.0 if math.isinf(best_t) else float(2 * tdist.sf(best_t, n - 2))
+    # The best of n-1 splits is a maximum: Bonferroni over the candidate splits keeps p honest.
+    return best_i, min(1.0, p * (n - 2 * min_size + 1))
+
+
+def change_points(x: Sequence[float], *, max_pvalue: float = 0.001, min_magnitude: float = 0.0,
+                  window: int = 50, min_size: int = 1) -> list[ChangePoint]:
+    """E-Divisive-means style change points with a t-test (Apache Otava's variant): split the series at
+    the point that best separates two means, keep the split if its (split-corrected) p-value is below
+    `max_pvalue` and the jump is at least `min_magnitude`, recurse into both halves. Windows of
+    `window` points keep an old level from masking a recent step."""
+    xs = np.asarray(x, float)
+    found: dict[int, ChangePoint] = {}
+
+    def recurse(lo: int, hi: int) -> None:
+        seg = xs[lo:hi]
+        r = _t_split(seg, min_size)
+        if r is None:
+            return
+        i, p = r
+        before, after = float(seg[:i].mean()), float(seg[i:].mean())
+        if p >= max_pvalue or abs(after - before) < min_magnitude:
+            return
+        found[lo + i] = ChangePoint(lo + i, p, before, after)
+        recurse(lo, lo + i)
+        recurse(lo + i, hi)
+
+    step = max(window // 2, 1)
+    starts = range(0, max(1, len(xs) - window + 1), step) if len(xs) > window else [0]
+    for s in starts:
+        recurse(s, min(len(xs), s + window))
+    if len(xs) > window:
+        recurse(len(xs) - window, len(xs))
+    # Windows overlap: one step seen from two windows may land on neighbouring indices; keep the stronger.
+    out: list[ChangePoint] = []
+    for cp in sorted(found.values(), key=lambda c: c.index):
+        if out and cp.index - out[-1].index <= min_size and cp.index != out[-1].index:
+            if cp.p_value < out[-1].p_value:
+                out[-1] = cp
+            continue
+        out.append(cp)
+    return out
+
+
+def run_noise(log_values: Sequence[float]) -> float:
+    """Robust run-to-run noise (SD) of a series of per-run log medians: MAD of first differences / sqrt 2,
+    which a few steps barely move."""
+    d = np.diff(np.asarray(log_values, float))
+    if len(d) == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))

@@ -39,6 +39,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.summary:
             Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by), encoding="utf-8")
         return 0
+    if getattr(args, "history", None):
+        return _compare_history(args)
+    if len(args.inputs) == 1:
+        return _compare_ab(args)
     if len(args.inputs) != 2:
         raise UsageError(f"compare needs exactly two inputs, BASE and NEW (got {len(args.inputs)}); "
                          "use --by to compare many result folders by group")
@@ -65,6 +69,62 @@ def cmd_compare(args: argparse.Namespace) -> int:
             text += "\n" + report.markdown_kernel_diffs(diffs)
         Path(args.summary).write_text(text, encoding="utf-8")
     if args.fail_on == "regression" and counts["regressed"]:
+        return EXIT_REGRESSION
+    return 0
+
+
+def _compare_history(args: argparse.Namespace) -> int:
+    """NEW against a history of earlier runs (`--history DIR...`)."""
+    from milestones.harness import compare, report
+    from milestones.harness.errors import UsageError
+
+    if len(args.inputs) != 1:
+        raise UsageError(f"with --history give one input, the NEW run (got {len(args.inputs)})")
+    hist = [x.record for x in compare.load(args.history, args.results, strict=args.strict)]
+    new = [x.record for x in compare.load(args.inputs, args.results, strict=args.strict)]
+    new_ids = {r.run_id for r in new}
+    hist = [r for r in hist if r.run_id not in new_ids]  # the new run may sit inside the history folder
+    if not hist:
+        raise UsageError("the history holds no run other than the new one")
+    rows, env_notes = compare.compare_history(hist, new, _thresholds(args), metrics=args.metric or None)
+    counts = compare.verdict_counts(rows)
+    title = f"history ({len({r.run_id for r in hist})} runs) -> {args.inputs[0]}"
+    if args.format == "json":
+        print(report.compare_json(rows, env_notes, counts))
+    elif args.format == "markdown":
+        print(report.markdown_compare(rows, env_notes, counts, title, full=args.all))
+    else:
+        report.print_compare(rows, env_notes, counts, title=title, full=args.all)
+    if args.summary:
+        Path(args.summary).write_text(report.markdown_summary(rows, env_notes, counts, "history", args.inputs[0]),
+                                      encoding="utf-8")
+    if args.suspects:
+        Path(args.suspects).write_text("".join(c + "\n" for c in compare.suspects(rows)), encoding="utf-8")
+    if args.fail_on == "regression" and counts["regressed"]:
+        return EXIT_REGRESSION
+    return 0
+
+
+def _compare_ab(args: argparse.Namespace) -> int:
+    """One input: the records of a `milestones ab` run, base and new paired by round."""
+    from milestones.harness import ab, compare, report
+    from milestones.harness.errors import UsageError
+
+    records = [x.record for x in compare.load(args.inputs, args.results, strict=args.strict)]
+    if not any(compare.is_ab(r) for r in records):
+        raise UsageError("compare needs exactly two inputs, BASE and NEW (or the folder of one `milestones ab` run)")
+    rows, tracks = ab.compare_rows(records)
+    summary = ab.summary_rows(tracks)
+    rounds = max((t.result.rounds for t in tracks if t.result), default=0)
+    if args.format == "json":
+        print(report.to_json({"ab": True, "rows": summary}))
+    elif args.format == "markdown":
+        print(report.markdown_ab(summary, "read back", rounds))
+    else:
+        print(report.text_ab(summary, "read back", rounds))
+    if args.summary:
+        Path(args.summary).write_text(report.markdown_ab(summary, "read back", rounds), encoding="utf-8")
+    if args.fail_on == "regression" and any(r.verdict == "regressed" for r in rows):
         return EXIT_REGRESSION
     return 0
 
@@ -102,4 +162,10 @@ def register(sub) -> None:
                                                       "derived FLOP/s rows included")
     p.add_argument("--strict", action="store_true",
                    help="refuse the whole input when one record is unreadable (default: name it, skip it)")
+    p.add_argument("--history", action="append", metavar="RESULTS",
+                   help="judge the one input (NEW) against the earlier runs in this folder (repeatable): level and run-to-run noise from "
+                        "the history, regressions confirmed when they persist over two runs")
+    p.add_argument("--suspects", metavar="FILE",
+                   help="with --history: write the configs with a suspect or regressed metric, one per line "
+                        "(to confirm with milestones ab)")
     p.set_defaults(func=cmd_compare)

@@ -111,13 +111,15 @@ class CaseProcess:
 
     python: str = sys.executable
     pythonpath: tuple[str, ...] = ()
+    worker_module: str = "milestones.harness.worker"  # "harness.worker" for a checkout of the old layout
+    extra_env: tuple[tuple[str, str], ...] = ()
 
     def command(self, spec: CaseSpec, spec_path: Path, result_path: Path) -> list[str]:
         from milestones.harness.launch import torchrun
 
         if torchrun.wanted(spec):
             return torchrun.command(self.python, spec, spec_path, result_path)
-        return [self.python, "-m", "milestones.harness.worker", str(spec_path), str(result_path)]
+        return [self.python, "-m", self.worker_module, str(spec_path), str(result_path)]
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -127,6 +129,7 @@ class CaseProcess:
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
         env[PARENT_PID_ENV] = str(os.getpid())
+        env.update(dict(self.extra_env))
         return env
 
     def run(self, spec: CaseSpec) -> CaseResult:

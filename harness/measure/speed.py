@@ -14,7 +14,7 @@ from milestones.harness.measure.energy import EnergyMeter
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.kernels import kernel_table
 from milestones.harness.measure.plan import SpeedPlan, Step
-from milestones.harness.measure.timing import TimingSettings, time_fn
+from milestones.harness.measure.timing import TimingSettings, contention_metrics, time_fn
 from milestones.harness.records import Metric
 
 
@@ -70,6 +70,7 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         metrics[f"{label}.{name}"] = Metric.from_values(f"{label}.{name}", unit, hib, values, note=note)
 
     add("step_time", "s", False, samples, step.note)
+    metrics.update(contention_metrics(label, t))
     add("throughput", f"{step.item_unit}/s", True, [step.items_per_step / s for s in samples if s > 0])
     if flops:
         metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)

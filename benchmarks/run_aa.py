@@ -1,0 +1,64 @@
+"""Whole-run A/A: how often a compare of two runs of the SAME code fails a nightly job (a benchmark).
+
+Make N runs of the same code in one results folder (separate `milestones run` processes, as N nights
+would), then:
+
+    for i in $(seq 12); do milestones run --scale smoke --kind fidelity,speed --out /tmp/aa; done
+    python benchmarks/run_aa.py /tmp/aa
+
+It reports, over all the runs in time order:
+- `compare BASE NEW` on consecutive pairs: the fraction of pairs with any metric `regressed`
+  (what `--fail-on regression` would fail), and which metrics were called;
+- `compare NEW --history` for every run with 5+ earlier runs: the fraction of nights with a confirmed
+  regression (fails the job) and with a suspect (would start an A/B confirmation).
+Goal for a gate: <= 1% of nights failed. With N runs the resolution is 1/(N-1): 1% needs 100+ runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    from milestones.harness import compare
+    from milestones.harness.store import load_records
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", nargs="+")
+    ap.add_argument("--min-history", type=int, default=5)
+    args = ap.parse_args()
+    runs = compare._runs_in_order(load_records(*args.results))
+    if len(runs) < 2:
+        print(f"need 2+ runs, found {len(runs)}", file=sys.stderr)
+        return 2
+    called: Counter[str] = Counter()
+    failed = 0
+    for a, b in zip(runs[:-1], runs[1:], strict=False):
+        rows, _ = compare.compare_runs(a, b)
+        bad = [r for r in rows if r.verdict == "regressed"]
+        failed += bool(bad)
+        called.update(f"{r.config} {r.metric} ({r.result.method})" for r in bad)
+    n_metrics = len([r for r in compare.compare_runs(runs[0], runs[1])[0] if r.result.method != "-"])
+    print(f"{len(runs)} runs, {n_metrics} metrics per compare")
+    print(f"compare BASE NEW, consecutive pairs: {failed}/{len(runs) - 1} would fail the job")
+    for k, v in called.most_common(10):
+        print(f"  {v}x {k}")
+    nights = confirmed = suspect = 0
+    for i in range(args.min_history, len(runs)):
+        rows, _ = compare.compare_history([r for rs in runs[:i] for r in rs], runs[i])
+        nights += 1
+        confirmed += any(r.verdict == "regressed" for r in rows)
+        suspect += any(r.result.suspect for r in rows)
+    if nights:
+        print(f"compare NEW --history: {confirmed}/{nights} nights failed (confirmed), {suspect}/{nights} with a "
+              "suspect (an A/B confirmation would run)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

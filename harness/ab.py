@@ -1,0 +1,477 @@
+"""Interleaved A/B runs (`milestones ab`): the same cases under two environments, alternately, in one job.
+
+An environment ("side") is an interpreter and a checkout of the project: two virtualenvs
+(`--base-python/--new-python`), two git revisions (`--base-rev/--new-rev`, checked out as worktrees),
+or both. Each round starts one fresh case process per side, the order alternating from round to
+round (AB, BA, AB, ...: ABBA over two rounds), and takes the log ratio of the two processes' medians.
+Adjacent processes share the machine's state (a busy minute, the CPU frequency), so that state cancels
+in the ratio. Rounds are added until `stats.paired_verdict` is conclusive for every tested metric or
+the budget (`max_rounds`, `max_time`) is spent; the error rates hold over all the looks.
+
+Records of both sides are ordinary records, marked in `info["ab"]` (side, round, pair id), written into
+one run folder (one sub-folder per round and side).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from milestones.harness import stats
+from milestones.harness.errors import UsageError
+from milestones.harness.records import Case, RunRecord
+
+SIDES = ("base", "new")
+# CPU time per sample: what a 1-thread CPU step costs, whatever share of a core the scheduler gave it
+# (measured on a loaded 2-core machine: per-round log-ratio SD 3-5% in CPU time, 11-56% in wall time).
+# GPU timings have no CPU time: their step time is decided on instead.
+DEFAULT_METRICS = ("*.cpu_time",)
+FALLBACK_METRICS = ("*.step_time",)
+AB_SUMMARY = "_ab_summary.jsonl"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Prints what a side can run: its environment and, per config, the suite and the suite's version.
+# Tries the installed layout (milestones.harness) first, then the older top-level `harness` package.
+_PROBE = r"""
+import json, sys
+try:
+    from milestones.harness import env as E
+    from milestones.harness.registry import load_suites
+    layout = "milestones"
+except ImportError:
+    from harness import env as E
+    from harness.registry import load_suites
+    layout = "toplevel"
+reg = load_suites()
+configs = {}
+for s in reg.suites.values() if hasattr(reg, "suites") else []:
+    for name, c in s.configs.items():
+        configs[name] = {"suite": s.name, "version": s.version, "kinds": list(c.kinds), "scales": list(c.scales)}
+print("MILESTONES_PROBE" + json.dumps({"layout": layout, "env": E.capture(), "configs": configs}, default=str))
+"""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One environment: how to start its case processes."""
+
+    name: str                      # base | new
+    python: str                    # interpreter
+    pythonpath: tuple[str, ...]    # put first on PYTHONPATH
+    worker_module: str             # milestones.harness.worker, or harness.worker for old checkouts
+    label: str                     # what the user named (the interpreter, or the revision)
+    rev: str | None = None         # resolved commit, for a revision
+    current: bool = False          # this very interpreter and checkout: run through the runner's own launcher
+    env: dict[str, Any] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    threshold: float = stats.DEFAULT_THRESHOLD
+    alpha: float = stats.DEFAULT_ALPHA
+    max_rounds: int = 64
+    max_time: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.max_rounds < 2:
+            raise UsageError(f"--max-rounds must be at least 2 (a paired test needs two rounds), not {self.max_rounds}")
+        if not self.max_time > 0 or self.max_time != self.max_time:
+            raise UsageError(f"--max-time must be a positive number of seconds, not {self.max_time}")
+        if not 0 < self.alpha < 1:
+            raise UsageError(f"--alpha must be between 0 and 1, not {self.alpha}")
+
+
+# ------------------------------------------------------------------------------------------ sides
+def _layout_root(checkout: Path, work: Path, name: str) -> tuple[tuple[str, ...], str]:
+    """PYTHONPATH and worker module for a checkout: a `milestones/` folder of links to its harness/ and
+    suites/ (the installed layout), or the checkout itself for revisions with top-level packages."""
+    worker = (checkout / "harness" / "worker.py")
+    if not worker.exists():
+        raise UsageError(f"{checkout} has no harness/worker.py: not a milestones checkout")
+    if "milestones.harness" in worker.read_text(encoding="utf-8", errors="replace"):
+        shim = work / f"pkg-{name}"
+        pkg = shim / "milestones"
+        pkg.mkdir(parents=True, exist_ok=True)
+        (pkg / "__init__.py").write_text("")
+        for sub in ("harness", "suites"):
+            link = pkg / sub
+            if not link.exists():
+                link.symlink_to(checkout / sub, target_is_directory=True)
+        # The checkout itself second: modules named in $MILESTONES_EXTRA_SUITES come from that revision too.
+        return (str(shim), str(checkout)), "milestones.harness.worker"
+    return (str(checkout),), "harness.worker"
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=120)
+
+
+def resolve_rev(repo: Path, rev: str) -> str:
+    r = _git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+    if r.returncode != 0 or not r.stdout.strip():
+        raise UsageError(f"revision {rev!r} does not exist in {repo}")
+    return r.stdout.strip()
+
+
+def add_worktree(repo: Path, commit: str, where: Path) -> Path:
+    r = _git(repo, "worktree", "add", "--detach", str(where), commit)
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+        raise UsageError(f"cannot check out {commit[:12]} as a worktree: {last}")
+    return where
+
+
+def remove_worktree(repo: Path, where: Path) -> None:
+    _git(repo, "worktree", "remove", "--force", str(where))
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def _side_environ(side: Side) -> dict[str, str]:
+    env = dict(os.environ)
+    # The side's own code first, ahead of the caller's PYTHONPATH and any editable install of another
+    # checkout: a revision is measured with that revision's harness and suites.
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*side.pythonpath, *rest])
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def probe(side: Side, timeout: float = 600.0) -> Side:
+    """Check that the side can import the project (UsageError if not) and read its environment."""
+    try:
+        r = subprocess.run([side.python, "-c", _PROBE], capture_output=True, text=True, timeout=timeout,
+                           env=_side_environ(side), cwd=tempfile.gettempdir(), stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise UsageError(f"{side.name} interpreter {side.python!r} not found") from None
+    except PermissionError:
+        raise UsageError(f"{side.name} interpreter {side.python!r} is not executable") from None
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{side.name} environment ({side.label}) did not import the project within "
+                         f"{timeout:g} s") from None
+    line = next((ln for ln in r.stdout.splitlines() if ln.startswith("MILESTONES_PROBE")), None)
+    if r.returncode != 0 or line is None:
+        last = next((ln for ln in reversed(r.stderr.strip().splitlines()) if ln.strip()), f"exit {r.returncode}")
+        raise UsageError(f"{side.name} environment ({side.label}) cannot import the project: {last.strip()[:300]}")
+    data = json.loads(line[len("MILESTONES_PROBE"):])
+    return dataclasses.replace(side, env=data["env"], configs=data["configs"])
+
+
+def make_sides(*, base_python: str | None, new_python: str | None, base_rev: str | None, new_rev: str | None,
+               repo: Path, work: Path) -> list[Side]:
+    """The two sides, not yet probed. Revisions are checked out as worktrees under `work`."""
+    if not any((base_python, new_python, base_rev, new_rev)):
+        raise UsageError("ab needs two environments: --base-python/--new-python and/or --base-rev/--new-rev")
+    # One side given: the other is this interpreter and checkout (a revision against the working tree).
+    sides = []
+    for name, py, rev in (("base", base_python, base_rev), ("new", new_python, new_rev)):
+        python = str(Path(py).expanduser()) if py else sys.executable
+        if py and shutil.which(python) is None and not Path(python).is_file():
+            raise UsageError(f"--{name}-python {py!r}: no such interpreter")
+        if rev is not None:
+            commit = resolve_rev(repo, rev)
+            checkout = add_worktree(repo, commit, work / f"rev-{name}")
+            path, module = _layout_root(checkout, work, name)
+            sides.append(Side(name, python, path, module, f"{rev} ({commit[:10]})", rev=commit))
+        else:
+            path, module = _layout_root(PROJECT_ROOT, work, name)
+            sides.append(Side(name, python, path, module, python, current=(py is None)))
+    return sides
+
+
+# --------------------------------------------------------------------------------------- launching
+def case_spec(case: Case, opts: Any, *, seed: int, workdir: Path) -> Any:
+    """The CaseSpec of one side's case, planned as `milestones run` plans it. Its JSON is also what an older
+    checkout's worker reads (it takes the keys it knows)."""
+    from milestones.harness.launch.spec import CaseSpec
+
+    return CaseSpec(case=case, seed=seed, seeds=opts.seeds, threads=opts.threads, deterministic=opts.deterministic,
+                    profile=opts.profile, peak_tflops=opts.peak_tflops, data=opts.data, options=opts.options,
+                    workdir=str(workdir), timeout=opts.timeout_for(case.scale),
+                    requested_device=opts.device.split(":")[0])
+
+
+def launcher(side: Side) -> Any:
+    """The case-process launcher for a side: its interpreter, its checkout's code first on the import path."""
+    from milestones.harness.launch.process import CaseProcess
+
+    return CaseProcess(python=side.python, pythonpath=side.pythonpath, worker_module=side.worker_module,
+                       extra_env=(("PYTHONNOUSERSITE", "1"),))
+
+
+def run_case(side: Side, case: Case, opts: Any, *, seed: int, workdir: Path):
+    """THE seam: every case process of `ab` starts here, through the same case-process launcher as
+    `milestones run` (the current checkout's, or the side's interpreter and checkout)."""
+    spec = case_spec(case, opts, seed=seed, workdir=workdir)
+    if side.current:
+        from milestones.harness.launch.process import CaseProcess
+
+        return CaseProcess().run(spec)
+    return launcher(side).run(spec)
+
+
+# ----------------------------------------------------------------------------------------- rounds
+def round_order(i: int) -> tuple[str, str]:
+    """AB, BA, AB, ...: over any two consecutive rounds each side runs first once (ABBA)."""
+    return SIDES if i % 2 == 0 else SIDES[::-1]
+
+
+def clean_median(rec: RunRecord, metric: str) -> float | None:
+    from milestones.harness.compare import clean_samples
+
+    if rec.status != "ok":
+        return None
+    xs, _ = clean_samples(rec, metric)
+    xs = [x for x in xs if math.isfinite(x)]
+    return statistics.median(xs) if xs and min(xs) > 0 else None
+
+
+def round_log_ratio(base: RunRecord, new: RunRecord, metric: str) -> float | None:
+    a, b = clean_median(base, metric), clean_median(new, metric)
+    return None if a is None or b is None else math.log(b / a)
+
+
+def tested_metrics(rec: RunRecord, patterns: Sequence[str]) -> list[str]:
+    return [n for n, m in rec.metrics.items() if m.samples and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+
+@dataclass
+class Track:
+    """One (case, metric) of an A/B run: its per-round log ratios and its current look."""
+
+    case: Case
+    metric: str
+    higher_is_better: bool
+    ratios: list[float] = field(default_factory=list)
+    result: stats.PairedResult | None = None
+    failed: str | None = None        # a side failed: the verdict says so
+
+    @property
+    def done(self) -> bool:
+        return self.failed is not None or (self.result is not None and self.result.decided)
+
+
+def verdicts(tracks: Sequence[Track], settings: Settings, *, final: bool) -> None:
+    """Look at every open track. The error rate is split over the tracks (Bonferroni) and the looks."""
+    n_tests = max(1, len(tracks))
+    looks = stats.looks_until(settings.max_rounds)
+    for t in tracks:
+        if t.done:
+            continue
+        n = len(t.ratios)
+        if not final and n not in looks:
+            continue
+        t.result = stats.paired_verdict(t.ratios, higher_is_better=t.higher_is_better, threshold=settings.threshold,
+                                        alpha=settings.alpha / n_tests, n_looks=len(looks), final=final)
+
+
+def summary_rows(tracks: Sequence[Track]) -> list[dict[str, Any]]:
+    out = []
+    for t in tracks:
+        c = t.case
+        row: dict[str, Any] = {"suite": c.suite, "config": c.config, "kind": c.kind, "scale": c.scale,
+                               "metric": t.metric, "rounds": len(t.ratios),
+                               "round_ratios": [math.exp(x) for x in t.ratios]}
+        if t.failed:
+            row.update(verdict="not comparable", reason=t.failed)
+        elif t.result is None:
+            row.update(verdict="inconclusive", reason="no round finished")
+        else:
+            row.update(t.result.comparison.to_dict(), decided=t.result.decided)
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the run
+@dataclass
+class AbResult:
+    run_id: str
+    folder: Path
+    tracks: list[Track]
+    rounds: int
+    stop: str                 # why it stopped: "conclusive", "max rounds", "max time", "interrupted"
+    elapsed_s: float
+    paths: list[Path] = field(default_factory=list)
+
+
+def check_cases(cases: Sequence[Case], sides: Sequence[Side]) -> None:
+    """Every case must exist, with this kind and scale, on both sides."""
+    for c in cases:
+        have = [s.name for s in sides if c.config in s.configs and c.kind in s.configs[c.config].get("kinds", [])
+                and c.scale in s.configs[c.config].get("scales", [])]
+        if len(have) != len(sides):
+            where = f"on the {have[0]} side only" if have else "on neither side"
+            raise UsageError(f"case {c.config} ({c.kind}, {c.scale}) exists {where}")
+
+
+def _record(side: Side, case: Case, run: Any, *, run_id: str, entry: Any, opts: Any, i: int, seed: int,
+            settings: Settings) -> RunRecord:
+    from milestones.harness.runner import build_record
+
+    version = side.configs.get(case.config, {}).get("version", "unknown")
+    rec = build_record(case, run, run_id=run_id, entry=entry, suite_version=version, env=side.env, opts=opts,
+                       repeat_index=i, seed=seed)
+    rec.info["ab"] = {"side": side.name, "round": i, "pair": f"{case.slug}/r{i}", "order": round_order(i).index(side.name),
+                      "label": side.label, "rev": side.rev, "python": side.python,
+                      "max_rounds": settings.max_rounds, "threshold": settings.threshold, "alpha": settings.alpha,
+                      "metrics": list(settings.metrics)}
+    return dataclasses.replace(rec, record_id=f"{run_id}/{side.name}/{case.slug}/r{i}")
+
+
+def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Side], settings: Settings, *,
+            on_record: Callable[[RunRecord, Path], None] | None = None,
+            on_round: Callable[[int, list[Track]], None] | None = None,
+            clock: Callable[[], float] = time.monotonic) -> AbResult:
+    """Rounds of fresh case processes, sides alternating, until every track is conclusive or the budget ends."""
+    from milestones.harness import store
+
+    check_cases(cases, sides)
+    by_name = {s.name: s for s in sides}
+    run_id = store.new_run_id()
+    machine = sides[0].env.get("machine_id") or "unknown-machine"
+    folder = store.run_dir(opts.out, machine, run_id)
+    store.ensure_writable(folder)
+    store.write_manifest(folder, {"run_id": run_id, "machine_id": machine, "ab": True,
+                                  "cases": [dataclasses.asdict(c) for c in cases],
+                                  "sides": [{"name": s.name, "label": s.label, "python": s.python, "rev": s.rev}
+                                            for s in sides],
+                                  "settings": dataclasses.asdict(settings)})
+    tracks: dict[str, list[Track]] = {c.slug: [] for c in cases}
+    result = AbResult(run_id, folder, [], 0, "max rounds", 0.0)
+    t0 = clock()
+    last_round = 0.0
+    for i in range(settings.max_rounds):
+        open_cases = [c for c in cases if not tracks[c.slug] or not all(t.done for t in tracks[c.slug])]
+        if not open_cases:
+            result.stop = "conclusive"
+            break
+        if i > 0 and (clock() - t0) + last_round > settings.max_time:
+            result.stop = "max time"
+            break
+        r0 = clock()
+        for case in open_cases:
+            entry = registry.config(case.config)
+            recs: dict[str, RunRecord] = {}
+            for name in round_order(i):
+                with tempfile.TemporaryDirectory(prefix="milestones-ab-") as tmp:
+                    run = run_case(by_name[name], case, opts, seed=opts.seed, workdir=Path(tmp))
+                rec = _record(by_name[name], case, run, run_id=run_id, entry=entry, opts=opts, i=i, seed=opts.seed,
+                              settings=settings)
+                path = store.write_record(folder / f"r{i:04d}-{name}", rec)
+                result.paths.append(path)
+                recs[name] = rec
+                if on_record:
+                    on_record(rec, path)
+                if run.status == "interrupted":
+                    result.stop = "interrupted"
+                    result.tracks = [t for ts in tracks.values() for t in ts]
+                    result.rounds, result.elapsed_s = i, clock() - t0
+                    return result
+            _add_round(tracks[case.slug], case, recs, settings)
+        last_round = clock() - r0
+        result.rounds = i + 1
+        all_tracks = [t for ts in tracks.values() for t in ts]
+        verdicts(all_tracks, settings, final=False)
+        if on_round:
+            on_round(i, all_tracks)
+    else:
+        if all(t.done for ts in tracks.values() for t in ts if ts):
+            result.stop = "conclusive"
+    result.tracks = [t for ts in tracks.values() for t in ts]
+    verdicts(result.tracks, settings, final=True)
+    result.elapsed_s = clock() - t0
+    # JSON Lines, not *.json: record loaders read every *.json of a run folder.
+    head = {"run_id": run_id, "rounds": result.rounds, "stop": result.stop, "elapsed_s": result.elapsed_s}
+    store.atomic_write_new(folder / AB_SUMMARY, "\n".join(json.dumps(x, default=str)
+                                                          for x in [head, *summary_rows(result.tracks)]) + "\n")
+    return result
+
+
+def _add_round(tracks: list[Track], case: Case, recs: dict[str, RunRecord], settings: Settings) -> None:
+    bad = next((r for r in (recs["base"], recs["new"]) if r.status != "ok"), None)
+    if bad is not None:
+        side = bad.info["ab"]["side"]
+        why = f"{side} side {bad.status}: {(bad.error or '')[:200]}"
+        if not tracks:
+            tracks.append(Track(case, "*", False))
+        for t in tracks:
+            if t.failed is None:
+                t.failed = why
+        return
+    if not tracks:
+        names = tested_metrics(recs["base"], settings.metrics)
+        if not names and settings.metrics == DEFAULT_METRICS:
+            names = tested_metrics(recs["base"], FALLBACK_METRICS)
+        if not names:
+            tracks.append(Track(case, "*", False, failed=f"no metric matches {', '.join(settings.metrics)}"))
+            return
+        tracks.extend(Track(case, n, recs["base"].metrics[n].higher_is_better) for n in names)
+    for t in tracks:
+        lr = round_log_ratio(recs["base"], recs["new"], t.metric)
+        if lr is None:
+            t.failed = t.failed or f"{t.metric} not measured on one side in round {len(t.ratios)}"
+        else:
+            t.ratios.append(lr)
+
+
+# --------------------------------------------------------------------------------- reading it back
+def tracks_from_records(records: Sequence[RunRecord]) -> tuple[list[Track], Settings]:
+    """Rebuild the tracks of an A/B run from its records (what `compare` and `report` read)."""
+    from milestones.harness.compare import check_not_mixed, is_ab
+
+    check_not_mixed(records)
+    if not records or not all(is_ab(r) for r in records):
+        raise UsageError("not the records of a `milestones ab` run")
+    info = records[0].info["ab"]
+    settings = Settings(metrics=tuple(info.get("metrics") or DEFAULT_METRICS),
+                        threshold=float(info.get("threshold", stats.DEFAULT_THRESHOLD)),
+                        alpha=float(info.get("alpha", stats.DEFAULT_ALPHA)),
+                        max_rounds=int(info.get("max_rounds", 64)))
+    runs = {r.run_id for r in records}
+    if len(runs) > 1:
+        raise UsageError(f"records of {len(runs)} different ab runs; compare one ab run at a time")
+    pairs: dict[tuple[str, int], dict[str, RunRecord]] = {}
+    cases: dict[str, Case] = {}
+    for r in records:
+        ab = r.info["ab"]
+        pairs.setdefault((r.case.slug, int(ab["round"])), {})[ab["side"]] = r
+        cases[r.case.slug] = r.case
+    tracks: dict[str, list[Track]] = {slug: [] for slug in cases}
+    for (slug, _i), recs in sorted(pairs.items(), key=lambda kv: kv[0][1]):
+        if set(recs) != set(SIDES):
+            continue  # an interrupted round: one side only
+        _add_round(tracks[slug], cases[slug], recs, settings)
+    out = [t for ts in tracks.values() for t in ts]
+    verdicts(out, settings, final=True)
+    return out, settings
+
+
+def compare_rows(records: Sequence[RunRecord]):
+    """CompareRows (method `paired`) for an A/B run, plus its tracks (per-round ratios)."""
+    from milestones.harness.compare import CompareRow
+
+    tracks, _ = tracks_from_records(records)
+    rows = []
+    for t in tracks:
+        c = t.case
+        if t.failed or t.result is None:
+            res = stats.Comparison("not comparable", t.failed or "no complete round", method="paired")
+        else:
+            res = t.result.comparison
+        rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, t.metric,
+                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res))
+    return rows, tracks

@@ -1,0 +1,130 @@
+"""`milestones ab NAMES... --base-python P --new-python P | --base-rev R --new-rev R`: interleaved A/B."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+EXIT_REGRESSION = 1
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from milestones.harness import ab, report, runner
+    from milestones.harness.compare import parse_percent
+    from milestones.harness.errors import UsageError
+    from milestones.harness.registry import load_suites
+
+    settings = ab.Settings(metrics=tuple(args.metric or ab.DEFAULT_METRICS), threshold=parse_percent(args.threshold),
+                           alpha=args.alpha, max_rounds=args.max_rounds, max_time=args.max_time)
+    from milestones.harness.measure.cpu_load import free_threads, idle_cores, logical_cores
+
+    # Like `milestones run`: the cores idle now, unless --threads says otherwise (both sides alike).
+    threads = args.threads or free_threads(idle_cores(), logical_cores())
+    opts = runner.RunOptions(kinds=tuple(args.kind.split(",")), scale=args.scale, device=args.device,
+                             dtype=args.dtype, out=Path(args.out), timeout=args.timeout, threads=threads,
+                             seed=args.seed)
+    if not args.names:
+        raise UsageError("ab needs the cases to run: suite or config names (e.g. resnet20-smoke)")
+    reg = load_suites()
+    entries = reg.resolve(args.names)
+    device = runner.resolve_device(opts.device)
+    cases = runner.plan(entries, opts, device)
+    if not cases:
+        raise UsageError(f"no cases to run: nothing matches kind {args.kind} at scale {args.scale!r}")
+    repo = Path(args.repo).resolve()
+    err = Console(stderr=True)
+    with tempfile.TemporaryDirectory(prefix="milestones-ab-") as tmp:
+        work = Path(tmp)
+        sides = ab.make_sides(base_python=args.base_python, new_python=args.new_python, base_rev=args.base_rev,
+                              new_rev=args.new_rev, repo=repo, work=work)
+        try:
+            sides = [ab.probe(s) for s in sides]
+            err.print(f"milestones ab: {len(cases)} case(s), base = {sides[0].label}, new = {sides[1].label}; "
+                      f"up to {settings.max_rounds} rounds / {settings.max_time:g} s")
+
+            def on_round(i, tracks) -> None:
+                open_ = sum(not t.done for t in tracks)
+                err.print(f"round {i + 1}: {len(tracks) - open_} of {len(tracks)} metric(s) decided")
+
+            res = ab.execute(cases, opts, reg, sides, settings, on_round=on_round)
+        finally:
+            for s in sides:
+                if s.rev:
+                    ab.remove_worktree(repo, work / f"rev-{s.name}")
+    rows, tracks = ab.compare_rows([r for r in _records(res.paths)])
+    err.print(f"stopped: {res.stop} after {res.rounds} round(s), {res.elapsed_s:.0f} s; records in {res.folder}")
+    if args.format == "json":
+        print(report.to_json({"run_id": res.run_id, "folder": str(res.folder), "rounds": res.rounds,
+                              "stop": res.stop, "elapsed_s": res.elapsed_s, "rows": ab.summary_rows(tracks)}))
+    else:
+        print(report.markdown_ab(ab.summary_rows(tracks), res.stop, res.rounds) if args.format == "markdown"
+              else report.text_ab(ab.summary_rows(tracks), res.stop, res.rounds))
+    if args.fail_on == "regression" and any(r.verdict == "regressed" for r in rows):
+        return EXIT_REGRESSION
+    return 0
+
+
+def _records(paths):
+    from milestones.harness import store
+
+    return [store.read_record(p) for p in paths]
+
+
+def _positive_int(s: str) -> int:
+    from milestones.harness.errors import UsageError
+
+    try:
+        v = int(s)
+    except ValueError:
+        raise UsageError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise UsageError(f"a budget must be positive, got {s!r}")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    from milestones.harness.errors import UsageError
+
+    try:
+        v = float(s)
+    except ValueError:
+        raise UsageError(f"expected a number of seconds, got {s!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise UsageError(f"a budget must be positive, got {s!r}")
+    return v
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ab", help="interleaved A/B: the same cases under two interpreters or revisions",
+                       description="Runs each case alternately under two environments (a fresh process per side "
+                                   "and round, order alternating) and adds rounds until a paired, sequential test "
+                                   "is conclusive or the budget is spent.")
+    p.add_argument("names", nargs="*", metavar="NAME", help="suites or configs")
+    p.add_argument("--base-python", help="interpreter of the base side (e.g. venv-a/bin/python)")
+    p.add_argument("--new-python", help="interpreter of the new side")
+    p.add_argument("--base-rev", help="git revision of the base side (checked out as a worktree)")
+    p.add_argument("--new-rev", help="git revision of the new side")
+    p.add_argument("--repo", default=".", help="the git checkout revisions are taken from (default .)")
+    p.add_argument("--kind", default="speed", help="kinds to run (default speed)")
+    p.add_argument("--scale", default="smoke")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--threads", type=_positive_int, help="torch threads in each case process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=_positive_float, default=900.0, help="seconds per case process")
+    p.add_argument("--metric", action="append", metavar="GLOB",
+                   help="metrics to decide on (default *.cpu_time: CPU time per step, or *.step_time "
+                        "where there is none, as on a GPU); repeatable")
+    p.add_argument("--threshold", default="5%", help="smallest change that matters (default 5%%)")
+    p.add_argument("--alpha", type=float, default=0.01,
+                   help="chance of a false call over all metrics and looks (default 0.01)")
+    p.add_argument("--max-rounds", type=_positive_int, default=64, help="budget: rounds (default 64)")
+    p.add_argument("--max-time", type=_positive_float, default=600.0, help="budget: seconds (default 600)")
+    p.add_argument("--out", default="results", help="results folder (default results)")
+    p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    p.add_argument("--fail-on", choices=("regression", "never"), default="never",
+                   help="exit 1 when a metric is called regressed (default never)")
+    p.set_defaults(func=cmd_ab)

@@ -1,0 +1,64 @@
+"""A tiny speed suite for `milestones ab` tests: a sleep-based step whose length the side's
+environment sets ($AB_FACTOR), so a planted 2x slowdown is known exactly."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from milestones.harness.context import CaseContext
+from milestones.harness.measure.speed import measure_speed
+from milestones.harness.records import CaseOutput
+from milestones.harness.registry import register_suite
+
+SUITE = register_suite("abfake", title="A/B plumbing (tests only)", arxiv="0000.00000", year=2000)
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    batch_size: int = 1
+    seconds: float = 0.004
+
+
+SUITE.config("abfake-step", StepConfig(), scales=("smoke",), kinds=("speed",))
+
+
+def speed(cfg, ctx: CaseContext) -> CaseOutput:
+    if isinstance(cfg, WorkConfig):
+        return work_speed(cfg, ctx)
+    if os.environ.get("AB_FAIL"):
+        raise RuntimeError("injected failure on this side")
+    pause = cfg.seconds * float(os.environ.get("AB_FACTOR", "1"))
+    metrics, artifacts = measure_speed(ctx, lambda: time.sleep(pause), label="train", items_per_step=1, count=False)
+    return CaseOutput(metrics=metrics, artifacts=artifacts)
+
+
+@dataclass(frozen=True)
+class WorkConfig:
+    batch_size: int = 1
+    matmuls: int = 100
+
+
+# Instruction counts: `matmuls` small matmuls per step, 1% more with $AB_EXTRA_WORK=1.
+SUITE.config("abfake-mm", WorkConfig(), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm-again", WorkConfig(), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm101", WorkConfig(matmuls=101), scales=("smoke",), kinds=("speed",))
+
+
+def work_speed(cfg: WorkConfig, ctx: CaseContext) -> CaseOutput:
+    import torch
+
+    x = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    n = cfg.matmuls + (cfg.matmuls // 100 if os.environ.get("AB_EXTRA_WORK") else 0)
+
+    def step() -> None:
+        y = x
+        for _ in range(n):
+            y = torch.mm(y, x).clamp_(-1, 1)
+
+    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=1, count=False)
+    return CaseOutput(metrics=metrics, artifacts=artifacts)
+
+
+SUITE.kind("speed")(speed)

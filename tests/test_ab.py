@@ -1,0 +1,150 @@
+"""`milestones ab`: two interpreters and two git revisions, alternately, with real case processes.
+
+The case (tests/ab_suites.py) sleeps for a known time per step; a side's "interpreter" is a wrapper
+script around this Python that sets the side's environment, as a second virtualenv would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from milestones.harness import ab
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITES = "tests.fake_suites,tests.ab_suites"
+
+
+def _wrapper(folder: Path, name: str, env: str = "", flags: str = "") -> str:
+    p = folder / name
+    p.write_text(f"#!/bin/sh\n{env} exec {sys.executable} {flags} \"$@\"\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json")) if p.name != "_run.json"]
+
+
+def test_round_order_alternates_abba():
+    assert [ab.round_order(i) for i in range(4)] == [("base", "new"), ("new", "base")] * 2
+
+
+@pytest.mark.slow
+def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, tmp_path):
+    slow = _wrapper(tmp_path, "py-slow", "AB_FACTOR=2")
+    out = tmp_path / "res"
+    env = {"MILESTONES_EXTRA_SUITES": SUITES}
+    # The step sleeps: its wall time is the planted quantity (its CPU time is ~0).
+    r = cli("ab", "abfake-step", "--new-python", slow, "--device", "cpu", "--max-rounds", "2", "--out", str(out),
+            "--metric", "*.step_time",
+            "--format", "json", "--fail-on", "regression", env=env, timeout=600)
+    assert r.returncode == 1, r.stderr
+    res = json.loads(r.stdout)
+    (row,) = res["rows"]
+    assert row["verdict"] == "regressed" and row["rounds"] == 2 and len(row["round_ratios"]) == 2
+    assert all(1.6 < x < 2.5 for x in row["round_ratios"])
+    recs = _records(out)
+    assert len(recs) == 4 and {x["info"]["ab"]["side"] for x in recs} == {"base", "new"}
+    # Alternating order: the base side runs first in round 0, second in round 1.
+    assert sorted((x["info"]["ab"]["round"], x["info"]["ab"]["order"]) for x in recs if x["info"]["ab"]["side"] == "base") \
+        == [(0, 0), (1, 1)]
+    run = Path(res["folder"])
+    back = cli("compare", str(run), "--format", "json", env=env)
+    assert back.returncode == 0 and json.loads(back.stdout)["rows"][0]["verdict"] == "regressed"
+    # Mixed with ordinary records: bad input, nothing written.
+    mixed = cli("compare", str(run), str(ROOT / "tests/fixtures/records/regress"), env=env)
+    assert mixed.returncode == 2 and "mixed" in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 1
+    # The report shows the A/B run with its per-round ratios, beside ordinary runs.
+    rep = cli("report", str(run), str(ROOT / "tests/fixtures/records/regress"), "--out", str(tmp_path / "r.md"),
+              "--no-plots", env=env)
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "r.md").read_text()
+    assert "Interleaved A/B" in text and f"{row['round_ratios'][0]:.3f}" in text and "## Regressions" in text
+
+
+@pytest.mark.slow
+def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp_path):
+    failing = _wrapper(tmp_path, "py-fail", "AB_FAIL=1")
+    out = tmp_path / "res"
+    r = cli("ab", "abfake-step", "--new-python", failing, "--device", "cpu", "--max-rounds", "4", "--out", str(out),
+            "--format", "json", env={"MILESTONES_EXTRA_SUITES": SUITES}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["rows"]
+    assert row["verdict"] == "not comparable" and "new side failed" in row["reason"]
+    statuses = sorted((x["info"]["ab"]["side"], x["status"]) for x in _records(out))
+    assert statuses == [("base", "ok"), ("new", "failed")]  # it stopped after the first round
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--max-rounds", "0"], "budget"),
+    (["--max-time", "0"], "budget"),
+    (["--base-rev", "no-such-revision-xyz"], "does not exist"),
+    ([], "two environments"),
+])
+def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, msg):
+    r = cli("ab", "abfake-step", "--device", "cpu", "--out", str(tmp_path / "res"), *args,
+            env={"MILESTONES_EXTRA_SUITES": SUITES})
+    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+
+
+def test_environment_that_cannot_import_the_project_exits_2(cli, tmp_path):
+    # -S: no site-packages, so neither torch nor an installed milestones: "cannot import the project".
+    bare = _wrapper(tmp_path, "py-bare", flags="-S")
+    r = cli("ab", "abfake-step", "--device", "cpu", "--new-python", bare, "--out", str(tmp_path / "res"),
+            env={"MILESTONES_EXTRA_SUITES": SUITES})
+    assert r.returncode == 2 and "cannot import the project" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+def test_case_on_one_side_only_exits_2(cli, tmp_path):
+    # The new side does not load the suite that defines the case.
+    other = _wrapper(tmp_path, "py-other", "MILESTONES_EXTRA_SUITES=tests.fake_suites")
+    r = cli("ab", "abfake-step", "--device", "cpu", "--new-python", other, "--out", str(tmp_path / "res"),
+            env={"MILESTONES_EXTRA_SUITES": SUITES})
+    assert r.returncode == 2 and "on the base side only" in r.stderr, r.stderr
+
+
+def _git(repo: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=env).stdout.strip()
+
+
+@pytest.mark.slow
+def test_two_git_revisions_run_from_their_own_worktrees(cli, tmp_path):
+    """A temp repository with this project's harness and suites; the second commit makes the step 2x longer."""
+    repo = tmp_path / "repo"
+    for sub in ("harness", "suites"):
+        shutil.copytree(ROOT / sub, repo / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "tests").mkdir()
+    (repo / "tests" / "__init__.py").write_text("")
+    shutil.copy(ROOT / "tests" / "ab_suites.py", repo / "tests" / "ab_suites.py")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "base")
+    src = (repo / "tests" / "ab_suites.py").read_text().replace("seconds: float = 0.004", "seconds: float = 0.008")
+    (repo / "tests" / "ab_suites.py").write_text(src)
+    _git(repo, "commit", "-qam", "slower")
+    out = tmp_path / "res"
+    r = cli("ab", "abfake-step", "--base-rev", "HEAD~1", "--new-rev", "HEAD", "--repo", str(repo), "--device", "cpu",
+            "--metric", "*.step_time",
+            "--max-rounds", "2", "--out", str(out), "--format", "json",
+            env={"MILESTONES_EXTRA_SUITES": "tests.ab_suites"}, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["rows"]
+    assert row["verdict"] == "regressed" and all(1.6 < x < 2.5 for x in row["round_ratios"])
+    recs = _records(out)
+    revs = {x["info"]["ab"]["side"]: x["info"]["ab"]["rev"] for x in recs}
+    assert revs["base"] == _git(repo, "rev-parse", "HEAD~1") and revs["new"] == _git(repo, "rev-parse", "HEAD")
+    # The code measured is the revision's: its git state is recorded from the worktree.
+    assert {x["env"]["git"]["commit"] for x in recs if x["info"]["ab"]["side"] == "new"} == {revs["new"]}
+    assert _git(repo, "worktree", "list").count("\n") == 0  # worktrees removed afterwards

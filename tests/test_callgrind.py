@@ -1,0 +1,61 @@
+"""Instruction counts under callgrind: one valgrind process counts several cases' steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from milestones.harness.measure import callgrind
+
+needs_valgrind = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")
+
+
+def test_parse_total_reads_the_summary_line():
+    text = b"version: 1\ncmd: python\nevents: Ir\nfn=(1) main\n3 5\nsummary: 123456\ntotals: 123456\n"
+    assert callgrind.parse_total(text) == 123456
+    with pytest.raises(ValueError):
+        callgrind.parse_total(b"events: Ir\n")
+
+
+def test_count_outside_callgrind_is_refused(monkeypatch):
+    monkeypatch.delenv(callgrind.OUT_ENV, raising=False)
+    with pytest.raises(callgrind.CallgrindUnavailable):
+        callgrind.count_instructions(lambda: None, 1)
+
+
+@needs_valgrind
+@pytest.mark.slow
+def test_one_valgrind_process_counts_every_case_and_compare_calls_a_1pct_change(cli, tmp_path):
+    """abfake-mm and abfake-mm-again do the same work, abfake-mm101 1% more matmuls (torch, 1 thread).
+    torch is imported once under valgrind for the three (about a minute on an idle 2-core machine)."""
+    out = tmp_path / "res"
+    env = {"MILESTONES_EXTRA_SUITES": "tests.ab_suites"}
+    r = cli("instructions", "abfake-mm", "abfake-mm101", "abfake-mm-again", "--iters", "3", "--out", str(out),
+            env=env, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    recs = {json.loads(p.read_text())["case"]["config"]: json.loads(p.read_text())
+            for p in out.rglob("instructions/*.json")}
+    n = {k: v["metrics"]["step.instructions"]["samples"][0] for k, v in recs.items()}
+    assert set(n) == {"abfake-mm", "abfake-mm101", "abfake-mm-again"}
+    assert abs(n["abfake-mm-again"] / n["abfake-mm"] - 1) <= 0.001      # deterministic to 0.1%
+    assert 1.005 < n["abfake-mm101"] / n["abfake-mm"] < 1.02             # 1 matmul in 100 more
+    # compare judges them on the 0.5% tolerance: the 1% change is called, the repeat is not.
+    folder = next(p.parent.parent for p in out.rglob("instructions/*.json"))
+    from milestones.harness import compare
+    from milestones.harness.store import load_records
+
+    by = {r.case.config: r for r in load_records(folder)}
+    import dataclasses
+
+    def as_case(rec, like):
+        return dataclasses.replace(rec, case=like.case, suite_version=like.suite_version)
+
+    base = by["abfake-mm"]
+    rows, _ = compare.compare_runs([base], [as_case(by["abfake-mm101"], base)])
+    assert [x.verdict for x in rows] == ["regressed"]
+    rows, _ = compare.compare_runs([base], [as_case(by["abfake-mm-again"], base)])
+    assert [x.verdict for x in rows] == ["unchanged"]
+    assert Path(folder / "_run.json").is_file()

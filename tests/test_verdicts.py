@@ -1,0 +1,239 @@
+"""Decision-grade verdicts: run-level error control, gross changes, tolerances, descheduled samples,
+the paired sequential A/B rule, change points and the history judgement."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from milestones.harness import compare, history, stats
+from milestones.harness.measure import timing
+from milestones.harness.records import Metric
+from milestones.harness.store import load_records
+
+FIX = Path(__file__).parent / "fixtures" / "records"
+
+
+def _speed_record():
+    """A real fixture record of a speed case (resnet50-smoke on an A100), to plant changes into."""
+    (r,) = [r for r in load_records(FIX / "history") if r.run_id == "20260310T020000Z-nightly"]
+    return r
+
+
+def _with(rec, run_id: str, **metrics: Metric):
+    return dataclasses.replace(rec, run_id=run_id, metrics={**rec.metrics, **metrics})
+
+
+# ------------------------------------------------------------------------------------ multiplicity
+def test_holm_and_bh_match_hand_computed_values():
+    # Holm: sorted p 0.01, 0.03, 0.04, 0.2 -> 4x0.01, 3x0.03, max(0.09, 2x0.04), 0.2
+    assert stats.holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    # BH: 0.2*4/4, min(0.04*4/3, 0.2), min(0.03*4/2, ...), 0.01*4/1
+    assert stats.benjamini_hochberg([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    assert stats.holm([]) == []
+
+
+def test_family_control_downgrades_many_marginal_calls_and_counts_throughput_once():
+    base = _speed_record()
+    rows = []
+    for i in range(50):
+        res = stats.Comparison("regressed", "6% worse (p=0.005)", method="blocks", ratio=1.06, p_value=0.005)
+        for metric in ("train.step_time", "train.throughput"):
+            rows.append(compare.CompareRow("s", f"c{i}", "speed", "smoke", "cpu", "float32", 8, metric, "s",
+                                           metric.endswith("time"), res))
+    strong = stats.Comparison("regressed", "9% worse", method="blocks", ratio=1.09, p_value=1e-9)
+    rows.append(compare.CompareRow("s", "strong", "speed", "smoke", "cpu", "float32", 8, "train.step_time", "s",
+                                   False, strong))
+    out = compare.control_family(rows)
+    # 51 measurements (not 101): step time and throughput of one timing are one test.
+    assert out[-1].verdict == "regressed" and out[-1].result.p_adjusted == pytest.approx(51e-9)
+    marginal = [r for r in out[:-1]]
+    assert all(r.verdict == "inconclusive" and "Holm over 51" in r.result.reason for r in marginal)
+    assert base is not None
+
+
+# ------------------------------------------------------------------------------ large and exact
+def test_a_2x_slower_step_with_3_samples_and_a_3x_memory_peak_are_regressed():
+    r = _speed_record()
+    a = _with(r, "a", **{"train.step_time": Metric.from_values("train.step_time", "s", False, [0.10, 0.11, 0.105]),
+                         "train.peak_mem_allocated": Metric.single("train.peak_mem_allocated", "B", False, 1e9)})
+    b = _with(r, "b", **{"train.step_time": Metric.from_values("train.step_time", "s", False, [0.21, 0.20, 0.22]),
+                         "train.peak_mem_allocated": Metric.single("train.peak_mem_allocated", "B", False, 3e9)})
+    rows, _ = compare.compare_runs([a], [b])
+    by = {x.metric: x for x in rows}
+    assert by["train.step_time"].verdict == "regressed" and by["train.step_time"].result.method == "gross"
+    assert by["train.peak_mem_allocated"].verdict == "regressed"
+    assert by["train.peak_mem_allocated"].result.method == "tolerance"
+    # The same planted memory within tolerance, and A/A, are not.
+    rows, _ = compare.compare_runs([a], [a])
+    assert {x.verdict for x in rows if x.metric in by} <= {"unchanged", "inconclusive"}
+
+
+def test_gross_rule_needs_separation_and_size():
+    assert stats.gross_change([1.0], [2.0], higher_is_better=False).verdict == "regressed"
+    assert stats.gross_change([1.0, 1.1, 3.0], [2.0, 2.1, 2.2], higher_is_better=False) is None  # overlap
+    assert stats.gross_change([1.0, 1.1], [1.3, 1.4], higher_is_better=False) is None  # 30% < 50%
+    assert stats.gross_change([100.0], [40.0], higher_is_better=True).verdict == "regressed"
+
+
+def test_tolerance_rule_on_instruction_counts_defaults_to_half_a_percent():
+    r = _speed_record()
+    a = _with(r, "a", **{"step.instructions": Metric.single("step.instructions", "instructions", False, 1_000_000)})
+    b = _with(r, "b", **{"step.instructions": Metric.single("step.instructions", "instructions", False, 1_010_000)})
+    c = _with(r, "c", **{"step.instructions": Metric.single("step.instructions", "instructions", False, 1_000_900)})
+    row = {x.metric: x for x in compare.compare_runs([a], [b])[0]}["step.instructions"]
+    assert row.verdict == "regressed" and row.result.threshold == compare.INSTRUCTION_TOLERANCE
+    row = {x.metric: x for x in compare.compare_runs([a], [c])[0]}["step.instructions"]
+    assert row.verdict == "unchanged"
+
+
+# --------------------------------------------------------------------------------- descheduled
+def test_descheduled_samples_are_kept_in_the_record_but_left_out_of_the_verdict():
+    r = _speed_record()
+    fast = [0.100, 0.101, 0.099, 0.100, 0.102, 0.098] * 3
+    # Base: three samples stretched 3x by descheduling, each with a run-queue delay of 0.2 s.
+    slow_base = list(fast)
+    wait = [0.0] * len(fast)
+    for i in (2, 7, 11):
+        slow_base[i], wait[i] = 0.3, 0.2
+    a = _with(r, "a", **{"train.step_time": Metric.from_values("train.step_time", "s", False, slow_base),
+                         "train.sched_wait": Metric.from_values("train.sched_wait", "s", False, wait)})
+    b = _with(r, "b", **{"train.step_time": Metric.from_values("train.step_time", "s", False, fast),
+                         "train.sched_wait": Metric.from_values("train.sched_wait", "s", False, [0.0] * len(fast))})
+    xs, n = compare.clean_samples(a, "train.step_time")
+    assert n == 3 and len(xs) == len(fast) - 3 and max(xs) < 0.2
+    row = {x.metric: x for x in compare.compare_runs([a], [b])[0]}["train.step_time"]
+    assert row.result.n_descheduled == 3 and "3 descheduled" in row.result.reason
+    assert row.result.base == pytest.approx(np.median([x for x in slow_base if x < 0.2]))
+    assert "train.sched_wait" not in {x.metric for x in compare.compare_runs([a], [b])[0]}
+    # Every sample descheduled: all are kept (there is no clean one), and the row says so.
+    c = _with(r, "c", **{"train.step_time": Metric.from_values("train.step_time", "s", False, fast),
+                         "train.sched_wait": Metric.from_values("train.sched_wait", "s", False, [0.05] * len(fast))})
+    assert compare.clean_samples(c, "train.step_time") == (fast, 0)
+    row = {x.metric: x for x in compare.compare_runs([c], [b])[0]}["train.step_time"]
+    assert "every sample of 1 record(s) was descheduled" in row.result.reason
+
+
+def test_descheduled_flags_compare_run_queue_delay_with_wall_time():
+    assert timing.descheduled_flags([0.1, 0.1, 0.1], [0.0, 0.004, 0.006]) == (False, False, True)
+    assert timing.descheduled_flags([0.1], [None]) == (False,)
+    assert timing.descheduled_flags([0.1, 0.2], ()) == (False, False)
+
+
+def test_time_cpu_keeps_cpu_time_and_run_queue_delay_per_sample():
+    import torch
+
+    x = torch.randn(64, 64)
+    r = timing.time_cpu(lambda: x @ x, timing.TimingSettings(warmup_iters=1, min_iters=5, min_time=0.0))
+    assert len(r.cpu_s) == len(r.samples_s) == len(r.sched_wait_s) == len(r.descheduled)
+    assert all(c >= 0 for c in r.cpu_s)
+    if Path("/proc/self/task").is_dir():
+        assert all(w is not None and w >= 0 for w in r.sched_wait_s)
+    ms = timing.contention_metrics("train", r)
+    assert ms["train.cpu_time"].samples == pytest.approx(r.cpu_s)
+
+
+# ------------------------------------------------------------------------- paired sequential rule
+def _sequential(rng, effect: float, sd: float, max_rounds: int = 96) -> tuple[str, int]:
+    looks = stats.looks_until(max_rounds)
+    x = rng.normal(math.log1p(effect), sd, max_rounds)
+    for k in looks:
+        r = stats.paired_verdict(x[:k], higher_is_better=False, n_looks=len(looks), final=k == max_rounds)
+        if r.decided:
+            return r.comparison.verdict, k
+    return "inconclusive", max_rounds
+
+
+def test_sequential_ab_rule_error_rates_over_all_looks():
+    """The stated rates, by simulation of the rule on per-round log ratios with 4% round-to-round noise
+    (what a shared CPU gives a 0.05 s step): <= 1% A/A called changed, >= 95% of 5% slowdowns caught."""
+    rng = np.random.default_rng(7)
+    aa = [_sequential(rng, 0.0, 0.04)[0] for _ in range(1000)]
+    slow = [_sequential(rng, 0.05, 0.04) for _ in range(400)]
+    assert sum(v in ("regressed", "improved") for v in aa) / len(aa) <= 0.01
+    assert sum(v == "regressed" for v, _ in slow) / len(slow) >= 0.95
+    assert np.median([k for _, k in slow]) <= 32  # it stops early when the answer is clear
+
+
+def test_paired_verdict_needs_two_rounds_and_says_when_the_budget_ran_out():
+    assert not stats.paired_verdict([0.1], higher_is_better=False).decided
+    r = stats.paired_verdict([0.05, -0.05, 0.08, -0.02], higher_is_better=False, final=True)
+    assert r.comparison.verdict == "inconclusive" and "budget spent" in r.comparison.reason
+    assert stats.looks_until(20) == (6, 8, 10, 12, 16, 20)
+
+
+# ------------------------------------------------------------------------------------- history
+def test_change_points_find_a_5pct_step_and_nothing_in_flat_noise():
+    rng = np.random.default_rng(3)
+    x = np.r_[rng.normal(0, 0.01, 40), rng.normal(math.log(1.05), 0.01, 20)]
+    (cp,) = stats.change_points(x, min_magnitude=math.log(1.02))
+    assert cp.index in (39, 40, 41)
+    assert stats.change_points(rng.normal(0, 0.01, 60), min_magnitude=math.log(1.02)) == []
+
+
+def test_judge_latest_is_suspect_once_and_confirmed_when_it_persists():
+    rng = np.random.default_rng(5)
+    h = list(np.exp(rng.normal(0, 0.01, 30)))
+    assert history.judge_latest(h, 1.06, higher_is_better=False).state == "suspect"
+    assert history.judge_latest(h + [1.06], 1.055, higher_is_better=False).state == "confirmed"
+    assert history.judge_latest(h + [1.06, 1.055], 1.058, higher_is_better=False).state == "ok"  # the new level
+    assert history.judge_latest(h, 1.004, higher_is_better=False).state == "ok"
+    assert history.judge_latest(h[:3], 2.0, higher_is_better=False).state == "too few runs"
+
+
+def test_compare_history_confirms_the_fixture_step_on_its_second_run(cli):
+    runs = sorted(p for p in (FIX / "history").glob("*/*") if p.is_dir())
+    step = next(i for i, p in enumerate(runs) if p.name.startswith("20260317"))
+    hist = lambda k: [a for p in runs[:k] for a in ("--history", str(p))]  # noqa: E731
+    first = cli("compare", *hist(step), str(runs[step]), "--format", "json", "--fail-on", "regression")
+    second = cli("compare", *hist(step + 1), str(runs[step + 1]), "--format", "json", "--fail-on", "regression")
+    import json
+
+    row = lambda out: {r["metric"]: r for r in json.loads(out)["rows"]}["train.step_time"]  # noqa: E731
+    assert first.returncode == 0 and row(first.stdout)["suspect"] and row(first.stdout)["verdict"] == "inconclusive"
+    assert second.returncode == 1 and row(second.stdout)["verdict"] == "regressed"
+
+
+def test_compare_history_bad_input(cli, tmp_path):
+    runs = sorted(p for p in (FIX / "history").glob("*/*") if p.is_dir())
+    r = cli("compare", "--history", str(runs[0]), str(runs[1]), str(runs[2]))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------- threads, CI
+def test_default_threads_are_the_free_cores(monkeypatch):
+    # 4 usable cores; over the window the machine's 4 cores were busy 50%: 2 busy, 2 free.
+    samples = iter([(1000, 4000), (1000 + 500, 4000 + 1000)])
+    monkeypatch.setattr(timing, "_cpu_busy_jiffies", lambda: next(samples))
+    monkeypatch.setattr(timing.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(timing.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(timing.time, "sleep", lambda s: None)
+    n, why = timing.default_threads()
+    assert n == 2 and "2 of 4 usable" in why
+    # Everything busy: still one thread.
+    samples2 = iter([(0, 1000), (1000, 2000)])
+    monkeypatch.setattr(timing, "_cpu_busy_jiffies", lambda: next(samples2))
+    assert timing.free_cores()[0] == 1
+
+
+def test_nightly_workflow_uses_real_flags_of_compare_and_ab():
+    import re
+
+    import yaml
+
+    from milestones.harness.cli import build_parser
+
+    wf = yaml.safe_load((Path(__file__).parent.parent / ".github" / "workflows" / "nightly.yml").read_text())
+    script = "\n".join(s.get("run", "") for s in wf["jobs"]["benchmark"]["steps"]).replace("\\\n", " ")
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    used = 0
+    for cmd, rest in re.findall(r"milestones (\w+)([^\n]*)", script):
+        flags = {o for a in sub[cmd]._actions for o in a.option_strings}
+        for flag in re.findall(r"(--[a-z][a-z-]*)", rest):
+            assert flag in flags, f"milestones {cmd} has no {flag}"
+            used += 1
+    assert "--history" in script and "--suspects" in script and "milestones ab" in script and used > 10
