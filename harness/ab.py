@@ -323,8 +323,8 @@ def _record(side: Side, case: Case, run: Any, *, run_id: str, entry: Any, opts: 
     from milestones.harness.runner import build_record
 
     version = side.configs.get(case.config, {}).get("version", "unknown")
-    rec = build_record(case, run, run_id=run_id, entry=entry, suite_version=version, env=side.env, opts=opts,
-                       repeat_index=i, seed=seed)
+    spec = dataclasses.replace(case_spec(case, opts, seed=seed, workdir=Path(".")), repeat_index=i)
+    rec = build_record(spec, run, run_id=run_id, entry=entry, suite_version=version, env=side.env)
     rec.info["ab"] = {"side": side.name, "round": i, "pair": f"{case.slug}/r{i}", "order": round_order(i).index(side.name),
                       "label": side.label, "rev": side.rev, "python": side.python,
                       "max_rounds": settings.max_rounds, "threshold": settings.threshold, "alpha": settings.alpha,
