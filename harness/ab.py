@@ -200,7 +200,8 @@ def case_spec(case: Case, opts: Any, *, seed: int, workdir: Path) -> Any:
     from milestones.harness.launch.spec import CaseSpec
 
     return CaseSpec(case=case, seed=seed, seeds=opts.seeds, threads=opts.threads, deterministic=opts.deterministic,
-                    profile=opts.profile, peak_tflops=opts.peak_tflops, data=opts.data, options=opts.options,
+                    profile=opts.profile, peak_tflops=opts.peak_tflops, options=opts.options,
+                    data={k: str(Path(v).resolve()) for k, v in opts.data.items()},
                     workdir=str(workdir), timeout=opts.timeout_for(case.scale),
                     requested_device=opts.device.split(":")[0])
 

@@ -82,7 +82,8 @@ def plan_specs(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) ->
                 specs.append(CaseSpec(
                     case=case, batch_size_source=source, seed=opts.seed, seeds=opts.seeds,
                     repeat_index=r, threads=opts.threads, deterministic=opts.deterministic, profile=opts.profile,
-                    peak_tflops=opts.peak_tflops, timing=None, data=opts.data, options=opts.options,
+                    peak_tflops=opts.peak_tflops, timing=None, options=opts.options,
+                    data={k: str(Path(v).resolve()) for k, v in opts.data.items()},  # cases run in their workdir
                     timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args,
                     requested_device=opts.device.split(":")[0]))
     return specs

@@ -142,8 +142,10 @@ class CaseProcess:
         started, t0 = now(), time.perf_counter()
         ended_by = None
         with open(log_path, "wb") as log:
+            # cwd: the workdir, so that `-m` puts no unrelated folder (the caller's checkout) first on the path.
             p = subprocess.Popen(self.command(spec, spec_path, result_path), stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True, env=self.environment())
+                                 stdin=subprocess.DEVNULL, start_new_session=True, env=self.environment(),
+                                 cwd=str(workdir))
             try:
                 p.wait(timeout=spec.timeout)
             except subprocess.TimeoutExpired:
