@@ -45,7 +45,7 @@ DIRECTION_NAMES: dict[str, bool] = {
     "claim_held": True, "seconds_to_target": False, "seconds_to_best": False,
     "seconds_to_common_target": False, "steps_to_common_target": False, "steps_to_target": False, "frames_to_target": False,
     "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
-    "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
+    "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True, "matthews": True,
     "speedup": True,
     # A config echo (hparam.lr, ...): compared with the paper's value, never better or worse; True by convention.
     "hparam": True,
@@ -55,6 +55,7 @@ DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
     ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False), ("_se", False),
+    ("_gain", True), ("_flops", False),
     ("_match", True),
 )
 
