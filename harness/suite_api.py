@@ -39,7 +39,7 @@ class Params:
 # The one table of directions: a metric's name is split at dots and each part is matched (last part first)
 # against these names, then these suffixes. True: higher is better; False: lower is better.
 DIRECTION_NAMES: dict[str, bool] = {
-    "step_time": False, "throughput": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
+    "step_time": False, "throughput": True, "bytes_per_s": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
     "params": False, "peak_rss": False, "peak_mem_allocated": False, "peak_mem_reserved": False,
     "energy_per_item": False, "power": False, "instructions": False, "neurons": False,
     "claim_held": True, "seconds_to_target": False, "seconds_to_best": False,

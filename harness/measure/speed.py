@@ -71,6 +71,9 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
 
     add("step_time", "s", False, samples, step.note)
     add("throughput", f"{step.item_unit}/s", True, [step.items_per_step / s for s in samples if s > 0])
+    if step.bytes_per_step:
+        add("bytes_per_s", "B/s", True, [step.bytes_per_step / s for s in samples if s > 0],
+            note=f"{step.bytes_per_step:.0f} B per step, by the suite's model of the step's memory traffic")
     if flops:
         metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)
         achieved = [flops / s for s in samples if s > 0]
