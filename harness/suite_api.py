@@ -55,7 +55,7 @@ DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
     ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False), ("_se", False),
-    ("_gain", True), ("_flops", False), ("_perplexity", False),
+    ("_gain", True), ("_flops", False), ("_perplexity", False), ("_score", True),
     ("_match", True),
 )
 
