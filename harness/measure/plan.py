@@ -46,13 +46,18 @@ class Step:
 @dataclass(frozen=True)
 class SpeedPlan:
     """A speed case's declaration: the steps (in order; the first is the headline step), the model whose
-    parameters are counted, and whatever figures the suite computed itself (e.g. bytes an optimizer moves)."""
+    parameters are counted, and whatever figures the suite computed itself (e.g. bytes an optimizer moves).
+
+    derive: called once with the measured metrics after every step is timed, for figures defined on them
+    (e.g. the ratio of two steps' median times); returns more metrics.
+    """
 
     steps: tuple[Step, ...]
     model: Any = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, Any] = field(default_factory=dict)
+    derive: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))

@@ -118,6 +118,8 @@ def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric
     if plan.model is not None and "params" not in plan.metrics:
         metrics["params"] = Metric.single("params", "count", False, count_params(plan.model))
     metrics.update(plan.metrics)
+    if plan.derive is not None:
+        metrics.update(plan.derive(metrics))
     return metrics, artifacts, dict(plan.info)
 
 
