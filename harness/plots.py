@@ -123,22 +123,37 @@ def quality_vs_paper(rows: Sequence[Any]):
     return fig
 
 
+def curve_series(c: Any) -> tuple[Any, dict[str, Any]]:
+    """(x values, {series name: values}) of one stored curve, in either shape: named series
+    ({"x": "step", "step": [...], "series": {"loss": [...], ...}}, suite_api.curve) or the older
+    {"step": [...], "loss"|"value": [...]}. Nothing is validated here."""
+    if not isinstance(c, dict):
+        return None, {}
+    if isinstance(c.get("series"), dict):
+        return c.get(c.get("x", "step")), dict(c["series"])
+    return c.get("step"), {k: c[k] for k in ("loss", "value") if k in c}
+
+
 def curves(record: Any):
-    """Loss (or value) curves from record.artifacts['curves'] = {series: {'step': [...], 'loss'|'value': [...]}}."""
+    """One series per stored curve (its loss when it has one) from record.artifacts['curves']."""
     cv = record.artifacts.get("curves")
     if not isinstance(cv, dict) or not cv:
         raise UsageError(f"record {record.record_id} has no curves")
     fig, ax = _fig(7.0, 3.6)
+    shown: set[str] = set()
     for name, s in cv.items():
-        if not isinstance(s, dict) or "step" not in s or not ("loss" in s or "value" in s):
-            raise RecordError(f"record {record.record_id}: curve {name!r} needs 'step' and 'loss' or 'value'")
-        ys = s.get("loss", s.get("value"))
-        if not isinstance(ys, list) or not isinstance(s["step"], list) or len(ys) != len(s["step"]):
+        xs, series = curve_series(s)
+        if xs is None or not series:
+            raise RecordError(f"record {record.record_id}: curve {name!r} needs x values and a named series")
+        key = "loss" if "loss" in series else next(iter(series))
+        ys = series[key]
+        if not isinstance(ys, list) or not isinstance(xs, list) or len(ys) != len(xs):
             raise RecordError(f"record {record.record_id}: curve {name!r}: step and values differ in length")
         ys = [float(v) if isinstance(v, (int, float)) else math.nan for v in ys]
-        ax.plot(s["step"], ys, label=str(name), lw=1)
+        ax.plot(xs, ys, label=str(name), lw=1)
+        shown.add(key)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss" if any("loss" in s for s in cv.values()) else "value")
+    ax.set_ylabel(", ".join(sorted(shown)))
     c = record.case
     ax.set_title(f"{c.suite}/{c.config} {c.kind} ({c.scale})")
     ax.legend(fontsize=7)

@@ -68,3 +68,16 @@ def test_plot_command_bad_input(tmp_path, capsys):
     assert main(["plot", "history", str(F / "gpus"), "--out", str(tmp_path / "h.png")]) == 2
     assert "3 or more runs" in capsys.readouterr().err
     assert main(["plot", "curves", str(F / "gpus"), "--out", str(tmp_path / "c.png")]) == 2
+
+
+def test_curves_read_named_series():
+    from milestones.harness.suite_api import curve
+
+    q = next(r for r in recs("quality") if r.artifacts.get("curves"))
+    cv = {"dqn.seed0": curve("dqn", 0, [10, 20, 30], **{"return": [1.0, 3.0, 2.0]}),
+          "plain8.seed0": curve("plain8", 0, [1, 2], loss=[2.0, 1.0], train_error=[0.9, 0.5])}
+    fig = plots.curves(type(q)(**{**q.__dict__, "artifacts": {"curves": cv}}))
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_ydata()) for line in lines] == [[1.0, 3.0, 2.0], [2.0, 1.0]]  # loss preferred
+    assert fig.axes[0].get_ylabel() == "loss, return"
+    assert plots.curve_series({"step": [1], "value": [2.0]}) == ([1], {"value": [2.0]})  # the older shape

@@ -118,3 +118,16 @@ def test_progress_and_seed_done_are_logged_and_kept(tmp_path, capsys):
     assert [x["event"] for x in lines] == ["progress", "seed_done"]
     assert lines[1]["seed"] == 1 and lines[1]["metrics"] == {"train_error.plain8": 0.1}
     assert "[progress]" in capsys.readouterr().err
+
+
+def test_claim_builds_the_recorded_dict():
+    from milestones.harness.suite_api import claim, curve_table
+
+    c = claim("degradation", "The deep plain nets ...", "He et al. 2015, Fig. 6", "per seed: ...",
+              [1.0, 0.0, True], (0, 1, 2), "proxy")
+    assert c == {"id": "degradation", "statement": "The deep plain nets ...", "source": "He et al. 2015, Fig. 6",
+                 "rule": "per seed: ...", "held": [1, 0, 1], "seeds": [0, 1, 2], "scale": "proxy"}
+    assert claim("x", "s", "src", "r", None, [3], "paper")["held"] is None  # undecided
+    assert claim("x", "s", "src", "r", [None, 1.0], [3, 4], "proxy")["held"] == [None, 1]
+    t = curve_table("m", 0, {"step": [1, 2], "loss": [3.0, 2.0], "valid_bleu": [None, None]})
+    assert t["series"] == {"loss": [3.0, 2.0]}  # a column with no value at all is left out
