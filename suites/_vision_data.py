@@ -350,6 +350,7 @@ def pretrained_imagenet_quality(ctx: CaseContext, model: torch.nn.Module, weight
                    num_workers=int(ctx.options.get("workers", 0)), dtype=ctx.torch_dtype)
     info = {"protocol": protocol, "images": res["n"], "classes": len(classes), "weights": loaded,
             "imagenet": str(root), "limit": limit or None}
+    ctx.seed_done(ctx.seed, {"top1_accuracy": res["top1_accuracy"], "top5_accuracy": res["top5_accuracy"]})
     return accuracy_metrics(res), info
 
 

@@ -607,4 +607,5 @@ def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
     if "lambada" in ctx.data:
         acc, hits = last_word_accuracy(model, read_last_word_file(ctx.data["lambada"]))
         m.single("lambada.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+    ctx.seed_done(ctx.seed, {k: v.value for k, v in m.items()})
     return CaseOutput(metrics=m, info=info)
