@@ -3,8 +3,8 @@
 For every speed case at the chosen scale, two benchmark classes are generated:
 
 - `<scale>_<config>` with `time_step` and `peakmem_step`: asv itself times (and measures the peak
-  memory of) the case's own step function, captured from the suite's call to
-  `milestones.harness.measure.speed.measure_speed` (the first one: the training step by convention).
+  memory of) the case's own step function: the headline (first) step of the SpeedPlan the suite's speed
+  kind declares (the training step by convention).
 - `<scale>_<config>_harness` with `track_step_time` and `track_throughput`: the harness's own
   measurement. `setup_cache` runs the case exactly as `milestones run` does (a fresh
   `python -m milestones.harness.worker` process, the same timing settings) and the tracks report the median of
@@ -140,7 +140,7 @@ def harness_measurement(case: Case, settings: BridgeSettings) -> dict[str, Any]:
 
 
 def primary_metric(measurement: dict[str, Any], suffix: str) -> tuple[str, dict[str, Any]]:
-    """The first `<label>.<suffix>` metric the case reported: its first measure_speed call."""
+    """The first `<label>.<suffix>` metric the case reported: its headline step's."""
     for name, m in measurement["metrics"].items():
         if name.endswith("." + suffix) and m["samples"]:
             return name, m
@@ -157,22 +157,13 @@ def median(xs: list[float]) -> float:
 
 
 # ------------------------------------------------------------------------------------- step capture
-class _Captured(BaseException):
-    """Raised from inside measure_speed to stop the kind function once its step function is known.
-    A BaseException so that a suite's own `except Exception` cannot swallow it."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        super().__init__("step captured")
-        self.fn = fn
-
-
 def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = None) -> Callable[[], Any]:
-    """The step function the case's first measure_speed call would time, built in this process.
+    """The headline step the case declares (its SpeedPlan's first step), built in this process and set up.
 
-    Raises NotImplementedError (asv: skipped) when the case skips itself or never calls measure_speed.
+    Raises NotImplementedError (asv: skipped) when the case skips itself or declares no SpeedPlan.
     """
-    import milestones.harness.measure.speed as speed_mod
     from milestones.harness.context import CaseContext, SkipCase
+    from milestones.harness.measure.plan import SpeedPlan
     from milestones.harness.registry import REGISTRY
     from milestones.harness.worker import seed_everything
 
@@ -180,29 +171,16 @@ def capture_step(case: Case, entry: ConfigEntry, registry: Registry | None = Non
     fn = reg.suite(case.suite).kind_fn(case.kind, entry.params)
     seed_everything(0, False)
     ctx = CaseContext.for_case(case, workdir=tempfile.mkdtemp(prefix="milestones-asv-step-"))
-
-    def capture(step, device, settings):
-        raise _Captured(step)
-
-    from milestones.harness.measure.plan import SpeedPlan
-
-    original = speed_mod.time_fn
-    speed_mod.time_fn = capture
     try:
         declared = fn(entry.params, ctx)
-        if isinstance(declared, SpeedPlan):  # a declared plan: its headline step, no capture needed
-            head = declared.step()
-            if head.setup is not None:
-                head.setup()
-            raise _Captured(head.fn)
-    except _Captured as c:
-        step = c.fn
     except SkipCase as e:
         raise NotImplementedError(f"case skipped: {e}") from None
-    else:
-        raise NotImplementedError(f"{case.suite}.{case.kind} does not time a step with measure_speed")
-    finally:
-        speed_mod.time_fn = original
+    if not isinstance(declared, SpeedPlan):
+        raise NotImplementedError(f"{case.suite}.{case.kind} declares no SpeedPlan")
+    head = declared.step()
+    if head.setup is not None:
+        head.setup()
+    step = head.fn
     if case.device.startswith("cuda"):
         import torch
 

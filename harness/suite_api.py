@@ -39,13 +39,13 @@ class Params:
 # The one table of directions: a metric's name is split at dots and each part is matched (last part first)
 # against these names, then these suffixes. True: higher is better; False: lower is better.
 DIRECTION_NAMES: dict[str, bool] = {
-    "step_time": False, "throughput": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
+    "step_time": False, "throughput": True, "bytes_per_s": True, "flops_per_s": True, "mfu": True, "flops": False, "macs": False,
     "params": False, "peak_rss": False, "peak_mem_allocated": False, "peak_mem_reserved": False,
     "energy_per_item": False, "power": False, "instructions": False, "neurons": False,
     "claim_held": True, "seconds_to_target": False, "seconds_to_best": False,
     "seconds_to_common_target": False, "steps_to_common_target": False, "steps_to_target": False, "frames_to_target": False,
     "perplexity": False, "fd": False, "parzen_ll": True, "log_likelihood": True, "return": True,
-    "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True,
+    "score": True, "bleu": True, "f1": True, "mcc": True, "pearson": True, "spearman": True, "matthews": True,
     "speedup": True,
     # A config echo (hparam.lr, ...): compared with the paper's value, never better or worse; True by convention.
     "hparam": True,
@@ -55,6 +55,7 @@ DIRECTION_SUFFIXES: tuple[tuple[str, bool], ...] = (
     ("_accuracy", True), ("accuracy", True), ("_loss", False), ("loss", False), ("_time", False),
     ("_seconds", False), ("_bytes", False), ("_bleu", True), ("_return", True), ("_gap", False),
     ("_held", True), ("_observed", True), ("_better", True), ("_ratio", True), ("_params", False), ("_se", False),
+    ("_gain", True), ("_flops", False), ("_perplexity", False), ("_score", True),
     ("_match", True),
 )
 

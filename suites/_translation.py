@@ -712,6 +712,7 @@ def paper_quality(ctx, cfg, *, key: str, src_lang: str, tgt_lang: str, build: Ca
         out = beam_decode(model, src.to(ctx.torch_device), lens.to(ctx.torch_device), len(ids) + 50, beam, alpha)
         hyps.append(tv.decode(out)[0])
     score = bleu(hyps, test.refs)
+    ctx.seed_done(ctx.seed, {"bleu": score})
     metrics = Metrics()
     metrics.single("bleu", "BLEU", score, note=BLEU_NOTE)
     # More steps in the same budget is the faster run.

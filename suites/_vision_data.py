@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
-from milestones.harness.records import Metric
+from milestones.harness.suite_api import Metrics
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png", ".bmp", ".ppm", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation, which its weights expect
@@ -290,14 +290,14 @@ def evaluate(model: torch.nn.Module, samples: Samples, protocol: str, device: to
             "top1_accuracy": 100.0 * sum(top1) / n, "top5_accuracy": 100.0 * sum(top5) / n}
 
 
-def accuracy_metrics(res: dict[str, Any]) -> dict[str, Metric]:
+def accuracy_metrics(res: dict[str, Any]) -> Metrics:
     """Percent figures as the baselines state them (accuracy for torchvision, error for the papers)."""
     n = res["n"]
-    out = {}
+    out = Metrics()
     for k in ("top1", "top5"):
         acc = res[f"{k}_accuracy"]
-        out[f"{k}_accuracy"] = Metric.single(f"{k}_accuracy", "%", True, acc, note=f"{n} images")
-        out[f"{k}_error"] = Metric.single(f"{k}_error", "%", False, 100.0 - acc, note=f"{n} images")
+        out.single(f"{k}_accuracy", "%", acc, note=f"{n} images")
+        out.single(f"{k}_error", "%", 100.0 - acc, note=f"{n} images")
     return out
 
 
@@ -329,7 +329,7 @@ def load_state_dict_file(model: torch.nn.Module, path: str | Path) -> dict[str, 
 
 
 def pretrained_imagenet_quality(ctx: CaseContext, model: torch.nn.Module, weights_key: str,
-                                protocol: str) -> tuple[dict[str, Metric], dict[str, Any]]:
+                                protocol: str) -> tuple[Metrics, dict[str, Any]]:
     """Evaluate torchvision-format weights on the user's ImageNet validation set under `protocol`.
 
     `--data imagenet=PATH` (required), `--data imagenet-labels=FILE` (flat layouts),
@@ -350,6 +350,7 @@ def pretrained_imagenet_quality(ctx: CaseContext, model: torch.nn.Module, weight
                    num_workers=int(ctx.options.get("workers", 0)), dtype=ctx.torch_dtype)
     info = {"protocol": protocol, "images": res["n"], "classes": len(classes), "weights": loaded,
             "imagenet": str(root), "limit": limit or None}
+    ctx.seed_done(ctx.seed, {"top1_accuracy": res["top1_accuracy"], "top5_accuracy": res["top5_accuracy"]})
     return accuracy_metrics(res), info
 
 

@@ -463,6 +463,7 @@ def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
                     curve["step"].append(step)
                     curve["loss"].append(loss.item())
                     curve["test_loss"].append(_eval(model, xte, yte)[1])
+                    ctx.progress(f"{name} seed {seed}", step=step, test_loss=curve["test_loss"][-1])
             tr_err, tr_loss = _eval(model, xtr, ytr)
             te_err, te_loss = _eval(model, xte, yte)
             r = res[name]

@@ -34,10 +34,9 @@ from milestones.harness.context import CaseContext
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
 from milestones.harness.measure.flops import count_flops, count_params
-from milestones.harness.measure.speed import measure_speed
-from milestones.harness.measure.timing import time_fn
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
 
 SUITE = register_suite("dqn", title="Playing Atari with Deep Reinforcement Learning", arxiv="1312.5602", year=2013)
 
@@ -314,7 +313,7 @@ class ReplayMemory:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(Params):
     # Units: the papers' "frames" are the frames the agent sees, one per action, i.e. agent steps
     # (Nature: 50M frames = "around 38 days of game experience" = 50M x 4 emulator frames at 60 Hz).
     # Every *_frames field below counts agent steps; emulator frames are frame_skip times more.
@@ -323,8 +322,6 @@ class DQNConfig:
     frame_skip: int = 4  # 2013 and Nature: k = 4 (2013: k = 3 for Space Invaders)
     history: int = 4
     noop_max: int = 30  # Nature; the 2013 paper used no random no-op starts
-    batch_size: int = 32
-    cpu_batch_size: int = 32  # the paper's minibatch is small enough for a CPU: no deviation
     gamma: float = 0.99
     lr: float = 2.5e-4  # Nature Ext. Data Table 1 (the 2013 paper gives none)
     rms_alpha: float = 0.95  # gradient and squared-gradient momentum
@@ -345,7 +342,6 @@ class DQNConfig:
     eval_episodes: int = 10
     eval_max_steps: int = 27_000  # 108k frames = the 30-minute ALE cap
     hidden: int = 64  # MLP only
-    proxy_seeds: int = 3
     # Figures for the fidelity check: the papers' hyperparameters, as recorded values.
     paper_params: int | None = None
 
@@ -355,18 +351,21 @@ def replace_cfg(cfg: DQNConfig, **kw) -> DQNConfig:
 
 
 BREAKOUT_ACTIONS, PONG_ACTIONS, FULL_ACTIONS = 4, 6, 18
+# Minibatch 32 (both papers), small enough for a CPU: no deviation. 3 seeds for a proxy claim.
+_B = dict(batch_size=32, cpu_batch_size=32)
+_BATCH = dict(**_B, n_seeds=3)
 _ALL = ("smoke", "proxy", "paper")
 SUITE.config("dqn-2013", DQNConfig("2013", target_update=0, huber=False, train_frames=10_000_000, noop_max=0,
-                                   paper_params=expected_params("2013", BREAKOUT_ACTIONS)),
+                                   paper_params=expected_params("2013", BREAKOUT_ACTIONS), **_BATCH),
              scales=_ALL, kinds=("fidelity",),
              description="2013 network on Breakout (4 actions): 84x84x4 -> 16 -> 32 -> 256 -> 4")
-SUITE.config("dqn-nature", DQNConfig("nature", paper_params=expected_params("nature", FULL_ACTIONS), env="Pong"),
+SUITE.config("dqn-nature", DQNConfig("nature", paper_params=expected_params("nature", FULL_ACTIONS), env="Pong", **_BATCH),
              scales=_ALL, kinds=("fidelity",), description="Nature network and Ext. Data Table 1 settings")
-SUITE.config("dqn-nature-paper", DQNConfig("nature", env="Pong"), scales=("paper",), kinds=("speed",),
+SUITE.config("dqn-nature-paper", DQNConfig("nature", env="Pong", **_BATCH), scales=("paper",), kinds=("speed",),
              description="Nature learner step (batch 32) and actor steps on Pong")
-SUITE.config("dqn-2013-smoke", DQNConfig("2013", env="Pong", target_update=0, huber=False), scales=("smoke",),
+SUITE.config("dqn-2013-smoke", DQNConfig("2013", env="Pong", target_update=0, huber=False, **_BATCH), scales=("smoke",),
              kinds=("speed",), description="2013 learner step (batch 32) and a few Pong actor steps")
-SUITE.config("dqn-nature-smoke", DQNConfig("nature", env="Pong"), scales=("smoke",), kinds=("speed",),
+SUITE.config("dqn-nature-smoke", DQNConfig("nature", env="Pong", **_BATCH), scales=("smoke",), kinds=("speed",),
              description="Nature learner step (batch 32) and a few Pong actor steps")
 # CartPole: the fastest check of the learning loop. Deviations (not a paper setting): MLP, Adam at
 # 1e-3, small replay, short schedules; everything else (replay, target net, epsilon-greedy) as DQN.
@@ -374,7 +373,7 @@ SUITE.config("dqn-cartpole-smoke", DQNConfig("mlp", env="CartPole", history=1, n
                                              lr=1e-3, replay_frames=10_000, replay_start=200, target_update=100,
                                              update_every=1, eps_frames=1_000, eps_end=0.05, huber=True,
                                              clip_rewards=False, train_frames=2_000, eval_episodes=5,
-                                             eval_max_steps=500, proxy_seeds=1),
+                                             eval_max_steps=500, n_seeds=1, **_B),
              scales=("smoke", "proxy"), kinds=("quality",),
              description="DQN on CartPole-v1 for 2k steps: the learned policy must beat random")
 # Atari proxy: a real game and the 2013 net (the cheaper of the two: a CPU run must finish in minutes),
@@ -383,7 +382,7 @@ SUITE.config("dqn-cartpole-smoke", DQNConfig("mlp", env="CartPole", history=1, n
 # at 2,000 agent steps. 2013 settings otherwise: no target network, squared error, no no-op starts.
 SUITE.config("dqn-breakout-proxy", DQNConfig("2013", env="Breakout", target_update=0, huber=False, noop_max=0,
                                              replay_frames=12_000, replay_start=1_000, eps_frames=6_000,
-                                             train_frames=12_000, eval_episodes=8, eval_max_steps=2_000),
+                                             train_frames=12_000, eval_episodes=8, eval_max_steps=2_000, **_BATCH),
              scales=("proxy",), kinds=("quality",),
              description="2013 DQN on Breakout, 12k agent steps per seed, 3 seeds, vs the random policy")
 
@@ -395,11 +394,11 @@ for _game, _slug in (("BeamRider", "beam-rider"), ("Breakout", "breakout"), ("En
     SUITE.config(f"dqn-2013-{_slug}-paper",
                  DQNConfig("2013", env=_game, frame_skip=3 if _game == "SpaceInvaders" else 4, target_update=0,
                            huber=False, noop_max=0, replay_start=50_000, train_frames=10_000_000, eval_episodes=30,
-                           proxy_seeds=1),
+                           n_seeds=1, **_B),
                  scales=("paper",), kinds=("quality",), description=f"2013 DQN on {_game}, 10M frames (Table 1)")
 for _game, _slug in (("Pong", "pong"), ("Breakout", "breakout")):
     SUITE.config(f"dqn-nature-{_slug}-paper", DQNConfig("nature", env=_game, eval_episodes=30, eval_max_steps=4_500,
-                                                                  proxy_seeds=1),
+                                                                  n_seeds=1, **_B),
                  scales=("paper",), kinds=("quality",),
                  description=f"Nature DQN on {_game}, 50M frames (Ext. Data Table 2 protocol: no-op starts)")
 
@@ -478,15 +477,17 @@ def fidelity(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         x = torch.empty(1, cfg.history, 84, 84)
     flops, _ = count_flops(lambda: model(x))
     params = count_params(model)
-    m = {"params": Metric.single("params", "count", False, params),
-         "macs": Metric.single("macs", "MAC/forward", False, flops // 2)}
+    m = Metrics()
+    m.single("params", "count", params)
+    m.single("macs", "MAC/forward", flops // 2)
     if cfg.paper_params is not None:
-        m["params_match_paper"] = Metric.single("params_match_paper", "bool", True, float(params == cfg.paper_params))
+        m.single("params_match_paper", "bool", float(params == cfg.paper_params), higher_is_better=True)
     all_ok = True
     for name, (ours, paper, unit) in _paper_hparams(cfg).items():
-        m[f"hparam.{name}"] = Metric.single(f"hparam.{name}", unit, False, ours, note=f"paper: {paper}")
+        # These config echoes were recorded lower-is-better; kept so old records compare alike.
+        m.single(f"hparam.{name}", unit, ours, note=f"paper: {paper}", higher_is_better=False)
         all_ok &= math.isclose(ours, paper, rel_tol=1e-12)
-    m["hparams_match_paper"] = Metric.single("hparams_match_paper", "bool", True, float(all_ok))
+    m.single("hparams_match_paper", "bool", float(all_ok), higher_is_better=True)
     with torch.device("meta"):
         shapes = layer_shapes(build(cfg, n_actions), cfg.history)
     return CaseOutput(metrics=m, info={"n_actions": n_actions, "layer_output_shapes": shapes,
@@ -546,7 +547,8 @@ def evaluate(cfg: DQNConfig, env, policy, episodes: int, max_steps: int) -> list
     return scores
 
 
-def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | None = None):
+def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | None = None,
+          batch_size: int | None = None):
     """Train one agent for cfg.train_frames frames; returns (learner, curves, seconds)."""
     env = make_env(cfg, seed)
     rng = np.random.default_rng(seed)
@@ -570,10 +572,12 @@ def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | No
         if term or trunc:
             returns["step"].append(step)
             returns["return"].append(ep_return)
+            if ctx is not None and len(returns["return"]) % 10 == 0:
+                ctx.progress(f"seed {seed}", step=step, episodes=len(returns["return"]), episode_return=ep_return)
             state, ep_return = env.reset(), 0.0
             replay.start_episode(state[-1])
         if frame >= cfg.replay_start and step % cfg.update_every == 0:
-            loss = learner.update(replay.sample(cfg.batch_size))
+            loss = learner.update(replay.sample(batch_size or cfg.batch_size))
             if learner.updates % 50 == 1:
                 if ctx is not None:
                     ctx.check_finite(step, loss)
@@ -585,7 +589,7 @@ def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | No
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
     env = AtariEnv(cfg.env, cfg.frame_skip, cfg.noop_max, cfg.history, seed=ctx.seed)
     learner = Learner(cfg, env.n_actions, ctx.torch_device, ctx.seed)
     # Learner: replay filled with random frames (speed does not depend on pixel values); one update
@@ -602,9 +606,8 @@ def speed(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
     batch = replay.sample(ctx.batch_size)
     s = torch.as_tensor(batch[0], device=ctx.torch_device)
     fwd_bwd_flops, _ = count_flops(lambda: learner.q(s).sum().backward())
-    metrics, artifacts = measure_speed(ctx, lambda: learner.update(replay.sample(ctx.batch_size)), label="learner",
-                                       items_per_step=ctx.batch_size, item_unit="transitions",
-                                       flops=fwd_bwd_flops)
+    learner_step = Step("learner", lambda: learner.update(replay.sample(ctx.batch_size)), ctx.batch_size,
+                        "transitions", flops=fwd_bwd_flops)
     # Actor: raw emulator frames/s (random actions, no preprocessing), then agent steps/s with the
     # preprocessing and the network choosing actions at eps = 0.05 (every step runs the network).
     raw = make_ale(cfg.env, ctx.seed)
@@ -615,9 +618,6 @@ def speed(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         if term or trunc:
             raw.reset()
 
-    t = time_fn(raw_step, "cpu", ctx.timing)
-    metrics["env.raw_frames_per_s"] = Metric.from_values("env.raw_frames_per_s", "frames/s", True,
-                                                         [1 / x for x in t.samples_s if x > 0])
     state = [env.reset()]
 
     def agent_step() -> None:
@@ -628,23 +628,27 @@ def speed(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         s2, _, term, trunc, _ = env.step(a)
         state[0] = env.reset() if (term or trunc) else s2
 
-    t = time_fn(agent_step, "cpu" if not ctx.on_gpu else ctx.device, ctx.timing)
-    metrics["actor.agent_steps_per_s"] = Metric.from_values(
-        "actor.agent_steps_per_s", "steps/s", True, [1 / x for x in t.samples_s if x > 0])
-    metrics["actor.frames_per_s"] = Metric.from_values(
-        "actor.frames_per_s", "frames/s", True, [cfg.frame_skip / x for x in t.samples_s if x > 0],
-        note=f"agent steps/s x frame skip {cfg.frame_skip}")
-    metrics["params"] = Metric.single("params", "count", False, count_params(learner.q))
-    raw.close()
-    env.close()
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"game": cfg.env, "n_actions": env.n_actions, "network": cfg.network})
+    # The emulator runs on the CPU whatever the case's device; one raw step is one emulator frame. One agent
+    # step is frame_skip emulator frames, so actor.throughput is in emulator frames/s.
+    steps = (learner_step,
+             Step("env", raw_step, 1, "frames", count_flops=False, device="cpu",
+                  note="raw emulator frames, random actions, no preprocessing"),
+             Step("actor", agent_step, cfg.frame_skip, "frames",
+                  note=f"one agent step (preprocessing, network at eps {cfg.eval_eps}) = {cfg.frame_skip} frames"))
+    # The plan's steps run after this returns; the emulators are released with the case process.
+    return SpeedPlan(steps=steps, model=learner.q,
+                     info={"game": cfg.env, "n_actions": env.n_actions, "network": cfg.network})
 
 
 # ------------------------------------------------------------------------------------------- quality
 def _mean_std(xs: list[float]) -> tuple[float, float]:
     a = np.asarray(xs, dtype=np.float64)
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+ABSTRACT_2013 = ("Mnih et al. 2013, Abstract and Table 1 (the Random row)",
+                 "We find that it outperforms all previous approaches on six of the games and surpasses a human "
+                 "expert on three of them.")
 
 
 def beats_random(agent: list[float], rand: list[float]) -> bool:
@@ -658,11 +662,11 @@ def beats_random(agent: list[float], rand: list[float]) -> bool:
 
 @SUITE.kind("quality")
 def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
-    seeds = ctx.quality_seeds(cfg.proxy_seeds)
+    seeds = ctx.quality_seeds(cfg.n_seeds)
     agent_means, random_means, claims, seconds, curves = [], [], [], [], {}
     per_seed = {}
     for seed in seeds:
-        learner, c, secs = train(cfg, seed, ctx.torch_device, ctx)
+        learner, c, secs = train(cfg, seed, ctx.torch_device, ctx, ctx.batch_size)
         rng = np.random.default_rng(10_000 + seed)
         eval_env = make_env(cfg, 10_000 + seed)  # a separately seeded env: no state carried over
         agent = evaluate(cfg, eval_env, lambda s, L=learner, g=rng: L.act(s, cfg.eval_eps, g), cfg.eval_episodes,
@@ -676,22 +680,28 @@ def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         claims.append(float(beats_random(agent, rand)))
         seconds.append(secs)
         per_seed[str(seed)] = {"agent_scores": agent, "random_scores": rand}
-        curves[f"seed{seed}.loss"] = {"step": c["loss"]["step"], "loss": c["loss"]["loss"]}
-        curves[f"seed{seed}.return"] = {"step": c["returns"]["step"], "loss": c["returns"]["return"]}
+        curves[f"dqn.seed{seed}.loss"] = curve("dqn", seed, c["loss"]["step"], loss=c["loss"]["loss"])
+        curves[f"dqn.seed{seed}"] = curve("dqn", seed, c["returns"]["step"], **{"return": c["returns"]["return"]})
+        ctx.seed_done(seed, {"agent_score": agent_means[-1], "random_score": random_means[-1], "claim_held": claims[-1]})
     unit = "score/episode"
-    m = {
-        "agent_score": Metric.from_values("agent_score", unit, True, agent_means,
-                                          note=f"mean over {cfg.eval_episodes} episodes per seed, eps={cfg.eval_eps}"),
-        "random_score": Metric.from_values("random_score", unit, True, random_means,
-                                           note="uniform random policy, same env and episode cap, same run"),
-        "claim_held": Metric.from_values("claim_held", "bool", True, claims,
-                                         note="per seed: agent mean > random mean + max(2 SE, 1 point)"),
-        "train_seconds": Metric.from_values("train_seconds", "s", False, seconds,
-                                            note=f"{cfg.train_frames} agent steps per seed, incl. acting"),
-        "train_steps": Metric.single("train_steps", "agent steps", False, cfg.train_frames,
-                                     note=f"x {cfg.frame_skip} emulator frames"),
-    }
+    rule = (f"per seed: over {cfg.eval_episodes} evaluation episodes (eps {cfg.eval_eps}, capped at "
+            f"{cfg.eval_max_steps} agent steps), the trained agent's mean score exceeds the uniform random "
+            f"policy's by more than max(2 standard errors of the difference, 1 point), after {cfg.train_frames} "
+            f"agent steps of training on {cfg.env}")
+    m = Metrics()
+    m.add("agent_score", unit, agent_means, note=f"mean over {cfg.eval_episodes} episodes per seed, eps={cfg.eval_eps}")
+    m.add("random_score", unit, random_means, note="uniform random policy, same env and episode cap, same run")
+    m.add("claim_held", "bool", claims, note=rule)
+    m.add("train_seconds", "s", seconds, note=f"{cfg.train_frames} agent steps per seed, incl. acting")
+    m.single("train_steps", "agent steps", cfg.train_frames, note=f"x {cfg.frame_skip} emulator frames",
+             higher_is_better=False)
+    statement = ABSTRACT_2013 if cfg.env != "CartPole" else (
+        "Mnih et al. 2013, Abstract (the learning method; CartPole is not one of the paper's games)",
+        "The model is a convolutional neural network, trained with a variant of Q-learning, whose input is raw "
+        "pixels and whose output is a value function estimating future rewards.")
     return CaseOutput(metrics=m, artifacts={"curves": curves, "per_seed": per_seed},
-                      info={"game": cfg.env, "network": cfg.network, "seeds": list(seeds),
+                      info={"claims": [claim("beats_random", statement[1], statement[0], rule, claims, seeds,
+                                             ctx.case.scale)],
+                            "game": cfg.env, "network": cfg.network, "seeds": list(seeds),
                             "eval_protocol": f"eps-greedy eps={cfg.eval_eps}, {cfg.eval_episodes} episodes "
                                              f"capped at {cfg.eval_max_steps} agent steps"})

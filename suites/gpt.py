@@ -31,10 +31,9 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
 from milestones.harness.measure.flops import count_flops, count_params
-from milestones.harness.measure.speed import measure_speed
-from milestones.harness.measure.timing import time_fn
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
 
 SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
 
@@ -156,7 +155,7 @@ def param_formula(a: GPTArch) -> int:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(Params):
     arch: GPTArch
     paper_params: float | None = None  # Table 2.1 "n_params"
     batch_tokens: float | None = None  # Table 2.1 batch size in tokens
@@ -166,8 +165,6 @@ class GPTConfig:
     tolerance: float = 0.03  # relative: Table 2.1 rounds to 2-3 significant figures
     # speed
     seq_len: int = 2048
-    batch_size: int = 8
-    cpu_batch_size: int = 2
     prompt_len: int = 128
     gen_batch: int = 1
     decode_tokens: int = 32  # decode steps timed (each from the same prefilled cache)
@@ -188,11 +185,12 @@ TABLE_2_1 = {  # name: (n_params, n_layers, d_model, n_heads, batch tokens, lr)
     "gpt3-175b": (175.0e9, 96, 12288, 96, 3.2e6, 0.6e-4),
 }
 _ALL = ("smoke", "proxy", "paper")
+_BATCH = dict(batch_size=8, cpu_batch_size=2)  # sequences of seq_len tokens per speed step
 for _name, (_n, _l, _d, _h, _bt, _lr) in TABLE_2_1.items():
     SUITE.config(_name, GPTConfig(GPTArch(_l, _d, _h), paper_params=_n, batch_tokens=_bt, lr=_lr,
-                                  paper_compute=3.14e23 if _name == "gpt3-175b" else None),
+                                  paper_compute=3.14e23 if _name == "gpt3-175b" else None, **_BATCH),
                  scales=_ALL, kinds=("fidelity",), description=f"GPT-3 {_name[5:]}: Table 2.1, n_ctx 2048")
-    SUITE.config(f"{_name}-paper", GPTConfig(GPTArch(_l, _d, _h), lr=_lr), scales=("paper",), kinds=("speed",),
+    SUITE.config(f"{_name}-paper", GPTConfig(GPTArch(_l, _d, _h), lr=_lr, **_BATCH), scales=("paper",), kinds=("speed",),
                  description=f"GPT-3 {_name[5:]} train step at 2048 tokens and KV-cache generation on a GPU")
 SUITE.config("gpt-smoke", GPTConfig(GPTArch(2, 64, 4, n_ctx=64), seq_len=64, batch_size=4, cpu_batch_size=4,
                                     prompt_len=32, decode_tokens=8),
@@ -254,43 +252,37 @@ def count_params_meta(a: GPTArch) -> int:
 def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
     a = cfg.arch
     c = training_compute(a, cfg.train_tokens)
-    m = {
-        "params": Metric.single("params", "count", False, c["params"],
-                                note="tied output layer counted once; learned positions over n_ctx included"),
-        "non_embedding_params": Metric.single("non_embedding_params", "count", False,
-                                              c["params"] - (a.vocab_size + a.n_ctx) * a.d_model),
-        "train_flops_per_token.6n": Metric.single("train_flops_per_token.6n", "FLOP/token", False, c["six_n"]),
-        "train_flops_per_token.counted": Metric.single(
-            "train_flops_per_token.counted", "FLOP/token", False, c["counted_per_token_at_n_ctx"],
-            note=f"FlopCounterMode forward+backward on meta, extrapolated linearly to n_ctx {a.n_ctx}"),
-        "attention_flops_fraction": Metric.single(
-            "attention_flops_fraction", "fraction", False,
-            c["attention_per_token_at_n_ctx"] / c["counted_per_token_at_n_ctx"],
-            note="share of the counted FLOPs in QK^T and AV at n_ctx (causal counted as full square)"),
-        "train_compute.6nd": Metric.single("train_compute.6nd", "FLOP", False, c["six_n_d"],
-                                           note=f"6 N D, D = {cfg.train_tokens:.3g} tokens"),
-        "train_compute.counted": Metric.single("train_compute.counted", "FLOP", False, c["counted_total"]),
-    }
+    m = Metrics()
+    m.single("params", "count", c["params"], note="tied output layer counted once; learned positions over n_ctx included")
+    m.single("non_embedding_params", "count", c["params"] - (a.vocab_size + a.n_ctx) * a.d_model)
+    # FLOP and compute figures checked against the paper: fewer is not better, but lower is the table's default.
+    m.single("train_flops_per_token.6n", "FLOP/token", c["six_n"], higher_is_better=False)
+    m.single("train_flops_per_token.counted", "FLOP/token", c["counted_per_token_at_n_ctx"], higher_is_better=False,
+             note=f"FlopCounterMode forward+backward on meta, extrapolated linearly to n_ctx {a.n_ctx}")
+    m.single("attention_flops_fraction", "fraction",
+             c["attention_per_token_at_n_ctx"] / c["counted_per_token_at_n_ctx"], higher_is_better=False,
+             note="share of the counted FLOPs in QK^T and AV at n_ctx (causal counted as full square)")
+    m.single("train_compute.6nd", "FLOP", c["six_n_d"], note=f"6 N D, D = {cfg.train_tokens:.3g} tokens",
+             higher_is_better=False)
+    m.single("train_compute.counted", "FLOP", c["counted_total"], higher_is_better=False)
     info = {"tolerance": cfg.tolerance, "train_tokens": cfg.train_tokens, "d_model": a.d_model,
             "layers": a.layers, "heads": a.heads, "n_ctx": a.n_ctx, "vocab_size": a.vocab_size}
     if cfg.paper_params:
         rel = c["params"] / cfg.paper_params - 1
-        m["params_rel_error"] = Metric.single("params_rel_error", "fraction", False, abs(rel))
-        m["params_within_tolerance"] = Metric.single("params_within_tolerance", "bool", True,
-                                                     float(abs(rel) <= cfg.tolerance))
+        m.single("params_rel_error", "fraction", abs(rel))
+        m.single("params_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
         info["paper_params"] = cfg.paper_params
     if cfg.paper_compute:
         for k, key in (("6nd", "six_n_d"), ("counted", "counted_total")):
             rel = c[key] / cfg.paper_compute - 1
-            m[f"train_compute.{k}_rel_error"] = Metric.single(f"train_compute.{k}_rel_error", "fraction", False,
-                                                              abs(rel), note=f"signed: {rel:+.4f}")
+            m.single(f"train_compute.{k}_rel_error", "fraction", abs(rel), note=f"signed: {rel:+.4f}")
         info["paper_compute"] = cfg.paper_compute
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed")
-def speed(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: GPTConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     a = cfg.arch
@@ -310,9 +302,6 @@ def speed(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # App. B: clip the global norm at 1.0
         opt.step()
 
-    model.train()
-    metrics, artifacts = measure_speed(ctx, train_step, label="train", items_per_step=ctx.batch_size * cfg.seq_len,
-                                       item_unit="tokens")
     model.eval()
     prompt = torch.randint(0, a.vocab_size, (cfg.gen_batch, cfg.prompt_len), generator=g).to(dev)
 
@@ -320,39 +309,34 @@ def speed(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
     def prefill():
         return model(prompt)
 
-    t = time_fn(prefill, ctx.device, ctx.timing)
-    metrics["generate.prefill_time"] = Metric.from_values(
-        "generate.prefill_time", "s", False, t.samples_s,
-        note=f"forward of a {cfg.prompt_len}-token prompt, batch {cfg.gen_batch}, building the KV cache")
-    logits, cache = prefill()
+    with torch.no_grad():
+        logits, cache = prefill()
     nxt = logits[:, -1:].argmax(-1)
 
     @torch.no_grad()
     def decode_one():
         return model(nxt, cache)  # the cache is not mutated: every call decodes at position prompt_len
 
-    t = time_fn(decode_one, ctx.device, ctx.timing)
-    metrics["generate.decode_token_time"] = Metric.from_values(
-        "generate.decode_token_time", "s", False, t.samples_s,
-        note=f"one new token with a KV cache of {cfg.prompt_len}, batch {cfg.gen_batch}")
-    metrics["generate.decode_throughput"] = Metric.from_values(
-        "generate.decode_throughput", "tokens/s", True, [cfg.gen_batch / s for s in t.samples_s if s > 0])
-    # An end-to-end greedy generation, for the curious: time to produce decode_tokens tokens after the prompt
-    t0 = time.perf_counter()
-    model.generate(prompt, cfg.decode_tokens)
-    if ctx.on_gpu:
-        torch.cuda.synchronize(dev)
-    metrics["generate.end_to_end_time"] = Metric.single(
-        "generate.end_to_end_time", "s", False, time.perf_counter() - t0,
-        note=f"one greedy generate() of {cfg.decode_tokens} tokens after the prompt (single sample)")
-    metrics["params"] = Metric.single("params", "count", False, count_params(model))
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"seq_len": cfg.seq_len, "prompt_len": cfg.prompt_len, "gen_batch": cfg.gen_batch})
+    def generate() -> None:
+        model.generate(prompt, cfg.decode_tokens)
+
+    b = cfg.gen_batch
+    steps = (
+        Step("train", train_step, ctx.batch_size * cfg.seq_len, "tokens", setup=model.train),
+        Step("prefill", prefill, b * cfg.prompt_len, "tokens", setup=model.eval,
+             note=f"forward of a {cfg.prompt_len}-token prompt, batch {b}, building the KV cache"),
+        Step("decode", decode_one, b, "tokens", note=f"one new token with a KV cache of {cfg.prompt_len}, batch {b}"),
+        # End to end, for the curious: a greedy generate() of decode_tokens tokens after the prompt.
+        Step("generate", generate, b * cfg.decode_tokens, "tokens", count_flops=False,
+             note=f"greedy generate() of {cfg.decode_tokens} tokens after the prompt, batch {b}"),
+    )
+    return SpeedPlan(steps=steps, model=model,
+                     info={"seq_len": cfg.seq_len, "prompt_len": cfg.prompt_len, "gen_batch": b})
 
 
 # ------------------------------------------------------------------------------------------ quality
 @dataclass(frozen=True)
-class ScalingConfig:
+class ScalingConfig(Params):
     """Proxy claim (Sec. 3 / Fig. 3.1, after Kaplan et al. 2020): at a fixed token budget, held-out loss
     falls with model size.
 
@@ -364,7 +348,6 @@ class ScalingConfig:
     # (layers, d_model, heads): four sizes spanning ~25x in parameters (~14k to ~350k)
     sizes: tuple[tuple[int, int, int], ...] = ((1, 16, 2), (2, 32, 2), (2, 64, 4), (3, 96, 4))
     n_ctx: int = 64  # deviation: 2048 in the paper; 64 bytes keep a CPU step cheap
-    batch_size: int = 16
     tokens: int = 160_000  # the fixed budget, in bytes seen per model (156 steps of 16 x 64)
     lr: float = 3e-3  # deviation: Table 2.1's lrs are for >= 125M models; tiny models take larger ones
     # Like Table 2.1, wider models get smaller rates: lr * min(1, lr_width / d_model). (A probe at 3e-3 for
@@ -374,28 +357,20 @@ class ScalingConfig:
     eval_windows: int = 128  # held-out windows of n_ctx bytes, the same for every model
     eval_every: int = 25
     target_loss: float = 2.8  # our own time-to-quality target (nats/byte), never the paper's
-    seeds: int = 3
 
 
 @dataclass(frozen=True)
-class LMEvalConfig:
+class LMEvalConfig(Params):
     """Paper scale: a user-supplied GPT checkpoint scored on user-supplied text (byte-level tokens)."""
 
     n_head_default_d_head: int = 64  # heads = d_model / 64 unless --option heads=N
     max_windows: int | None = None
 
 
-SUITE.config("gpt-scaling", ScalingConfig(), scales=("proxy",), kinds=("quality",),
+SUITE.config("gpt-scaling", ScalingConfig(batch_size=16, n_seeds=3), scales=("proxy",), kinds=("quality",),
              description="byte-level LMs of 4 sizes on stdlib sources at a fixed token budget: loss vs params")
 SUITE.config("gpt-lm-eval", LMEvalConfig(), scales=("paper",), kinds=("quality",),
              description="perplexity / last-word accuracy of --data gpt=CKPT on --data text=FILE / lambada=FILE")
-
-
-@SUITE.kind("quality")
-def quality(cfg, ctx: CaseContext) -> CaseOutput:
-    if isinstance(cfg, LMEvalConfig):
-        return lm_eval(cfg, ctx)
-    return scaling(cfg, ctx)
 
 
 def _windows(data: torch.Tensor, n_ctx: int, n: int) -> torch.Tensor:
@@ -429,7 +404,8 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
              ctx: CaseContext | None = None) -> _Run:
     torch.manual_seed(seed)
     model = GPT(a)
-    steps = max(1, cfg.tokens // (cfg.batch_size * cfg.n_ctx))
+    batch = ctx.batch_size if ctx is not None else cfg.batch_size
+    steps = max(1, cfg.tokens // (batch * cfg.n_ctx))
     lr = cfg.lr * min(1.0, cfg.lr_width / a.d_model)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     warm = max(1, int(cfg.warmup_frac * steps))
@@ -441,7 +417,7 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
     ev_steps, ev_loss, tr_steps, tr_loss = [], [], [], []
     t0 = time.perf_counter()
     for step in range(1, steps + 1):
-        starts = torch.randint(0, len(train) - cfg.n_ctx - 1, (cfg.batch_size,), generator=g)
+        starts = torch.randint(0, len(train) - cfg.n_ctx - 1, (batch,), generator=g)
         w = torch.stack([train[s:s + cfg.n_ctx + 1] for s in starts.tolist()])
         logits, _ = model(w[:, :-1])
         loss = F.cross_entropy(logits.flatten(0, 1), w[:, 1:].flatten())
@@ -459,13 +435,29 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
             el = heldout_loss(model, evals)
             ev_steps.append(step)
             ev_loss.append(el)
+            if ctx is not None:
+                ctx.progress(f"L{a.layers} d{a.d_model} seed {seed}", step=step, heldout_loss=el)
             if run.step_to_target is None and el <= cfg.target_loss:
                 run.step_to_target, run.seconds_to_target = step, time.perf_counter() - t0
     run.loss = ev_loss[-1]
-    run.curve = {"step": tr_steps, "loss": tr_loss, "eval_step": ev_steps, "heldout_loss": ev_loss}
+    name = f"L{a.layers}.d{a.d_model}"
+    run.curve = {f"{name}.seed{seed}": curve(name, seed, ev_steps, heldout_loss=ev_loss),
+                 f"{name}.seed{seed}.loss": curve(name, seed, tr_steps, loss=tr_loss)}
     return run
 
 
+FIG31 = ("Brown et al. 2020, Fig. 3.1, Sec. 3 (after Kaplan et al. 2020)",
+         "Performance (measured in terms of cross-entropy validation loss) follows a power-law trend with the "
+         "amount of compute used for training.")
+
+
+def scaling_decision(loss_by_seed: list[list[float]]) -> list[float]:
+    """Per seed (a list of held-out losses, smallest model first): held when the loss strictly decreases
+    with every increase in model size, at the fixed token budget (so with the training compute)."""
+    return [float(all(b < a for a, b in zip(losses, losses[1:], strict=False))) for losses in loss_by_seed]
+
+
+@SUITE.kind("quality", params=ScalingConfig)
 def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._text import stdlib_corpus
 
@@ -473,43 +465,52 @@ def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
     train = torch.frombuffer(bytearray(train_b), dtype=torch.uint8).long()
     held = torch.frombuffer(bytearray(held_b), dtype=torch.uint8).long()
     evals = _windows(held, cfg.n_ctx, cfg.eval_windows)
-    seeds = ctx.quality_seeds(cfg.seeds)
-    m: dict[str, Metric] = {}
+    seeds = ctx.quality_seeds(cfg.n_seeds)
+    m = Metrics()
     curves: dict[str, dict] = {}
     params, mean_loss = [], []
+    by_seed: dict[int, list[float]] = {s: [] for s in seeds}
     largest: list[_Run] = []
     for i, (layers, d, h) in enumerate(cfg.sizes):
         a = GPTArch(layers, d, h, vocab_size=256, n_ctx=cfg.n_ctx)
         runs = [train_lm(a, train, evals, cfg, s, ctx) for s in seeds]
         for s, r in zip(seeds, runs, strict=True):
-            curves[f"size{i}.L{layers}.d{d}.seed{s}"] = r.curve
+            curves.update(r.curve)
+            by_seed[s].append(r.loss)
         params.append(runs[0].params)
         losses = [r.loss for r in runs]
         mean_loss.append(sum(losses) / len(losses))
-        m[f"heldout_loss.size{i}"] = Metric.from_values(f"heldout_loss.size{i}", "nats/byte", False, losses,
-                                                        note=f"{runs[0].params} parameters (L={layers}, d={d})")
-        m[f"params.size{i}"] = Metric.single(f"params.size{i}", "count", False, runs[0].params)
+        m.add(f"heldout_loss.size{i}", "nats/byte", losses, note=f"{runs[0].params} parameters (L={layers}, d={d})")
+        m.single(f"params.size{i}", "count", runs[0].params)
+        ctx.progress(f"size {i} done", params=runs[0].params, mean_heldout_loss=mean_loss[-1])
         largest = runs
     # Power law L = k N^-alpha fitted to the per-size mean losses (least squares in log-log)
     xs, ys = [math.log(p) for p in params], [math.log(v) for v in mean_loss]
     xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
     slope = sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sum((x - xm) ** 2 for x in xs)
-    monotone = all(b < a for a, b in zip(mean_loss, mean_loss[1:], strict=False))
-    m["power_law_alpha"] = Metric.single("power_law_alpha", "1", True, -slope,
-                                         note="L ~ N^-alpha, fitted to the mean held-out loss of each size")
-    m["claim_held"] = Metric.single("claim_held", "bool", True, float(monotone and slope < 0),
-                                    note="mean held-out loss strictly decreases with every increase in size")
+    # A steeper fall of loss with size: the larger exponent is the stronger scaling.
+    m.single("power_law_alpha", "1", -slope, note="L ~ N^-alpha, fitted to the mean held-out loss of each size",
+             higher_is_better=True)
+    held = scaling_decision([by_seed[s] for s in seeds])
+    rule = (f"per seed: at a fixed budget of {cfg.tokens} training bytes per model, the held-out loss (nats/byte) "
+            f"strictly decreases with every increase in size over {len(cfg.sizes)} sizes ({params[0]} to "
+            f"{params[-1]} parameters)")
+    m.add("claim_held", "bool", held, note=rule)
     hits = [r for r in largest if r.step_to_target is not None]
     if hits:
-        m["steps_to_target"] = Metric.from_values("steps_to_target", "steps", False, [r.step_to_target for r in hits],
-                                                  note=f"largest model, held-out loss <= {cfg.target_loss}")
-        m["seconds_to_target"] = Metric.from_values("seconds_to_target", "s", False,
-                                                    [r.seconds_to_target for r in hits])
+        m.add("steps_to_target", "steps", [r.step_to_target for r in hits],
+              note=f"largest model, held-out loss <= {cfg.target_loss}")
+        m.add("seconds_to_target", "s", [r.seconds_to_target for r in hits])
     else:
         for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
-            m[k] = Metric.missing(k, u, False, f"the largest model never reached held-out loss {cfg.target_loss}")
+            m.missing(k, u, f"the largest model never reached held-out loss {cfg.target_loss}")
+    for s in seeds:
+        ctx.seed_done(s, {f"heldout_loss.size{i}": v for i, v in enumerate(by_seed[s])})
     return CaseOutput(metrics=m, artifacts={"curves": curves, "scaling": {"params": params, "loss": mean_loss}},
-                      info={"seeds": list(seeds), "sizes": [list(s) for s in cfg.sizes], "tokens": cfg.tokens,
+                      info={"claims": [claim("loss_falls_with_size", FIG31[1], FIG31[0], rule, held, seeds,
+                                             ctx.case.scale)],
+                            "mean_loss_strictly_decreasing": all(b < a for a, b in zip(mean_loss, mean_loss[1:])),
+                            "seeds": list(seeds), "sizes": [list(s) for s in cfg.sizes], "tokens": cfg.tokens,
                             "train_bytes": len(train_b), "heldout_bytes": len(held_b), "tokenizer": "bytes"})
 
 
@@ -578,6 +579,7 @@ def last_word_accuracy(model: GPT, passages: list[tuple[str, str]]) -> tuple[flo
     return sum(hits) / len(hits), hits
 
 
+@SUITE.kind("quality", params=LMEvalConfig)
 def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
     from pathlib import Path
 
@@ -593,18 +595,17 @@ def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
         raise UsageError(f"{ctx.data['gpt']}: vocabulary of {model.arch.vocab_size}; only byte-level (256) "
                          "checkpoints can be scored (no BPE tokenizer ships offline)")
     model.to(ctx.torch_device)
-    m: dict[str, Metric] = {}
+    m = Metrics()
     info: dict = {"arch": vars(model.arch).copy(), "params": count_params(model)}
     if "text" in ctx.data:
         p = Path(ctx.data["text"])
         if not p.is_file():
             raise UsageError(f"text file not found: {p}")
         ppl, nbytes = byte_perplexity(model, p.read_bytes(), cfg.max_windows)
-        m["byte_perplexity"] = Metric.single("byte_perplexity", "1", False, ppl,
-                                             note=f"per byte over {nbytes} bytes (GPT-3 reports per BPE token)")
-        m["bits_per_byte"] = Metric.single("bits_per_byte", "bit", False, math.log2(ppl))
+        m.single("byte_perplexity", "1", ppl, note=f"per byte over {nbytes} bytes (GPT-3 reports per BPE token)")
+        m.single("bits_per_byte", "bit", math.log2(ppl), higher_is_better=False)
     if "lambada" in ctx.data:
         acc, hits = last_word_accuracy(model, read_last_word_file(ctx.data["lambada"]))
-        m["lambada.accuracy"] = Metric.single("lambada.accuracy", "%", True, 100 * acc,
-                                              note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+        m.single("lambada.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+    ctx.seed_done(ctx.seed, {k: v.value for k, v in m.items()})
     return CaseOutput(metrics=m, info=info)

@@ -38,9 +38,9 @@ from torch import nn
 from milestones.harness import distributed
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.measure.speed import measure_speed
-from milestones.harness.records import CaseOutput, Metric
+from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim
 
 SUITE = register_suite("parallel", title="One weird trick for parallelizing convolutional neural networks",
                        arxiv="1404.5997", year=2014)
@@ -173,21 +173,19 @@ def gather_labels(y: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class ParallelConfig:
+class ParallelConfig(Params):
     image_size: int = 224
     convs: tuple[int, ...] = PAPER_CONVS
     fc: int = PAPER_FC
     num_classes: int = 1000
     dropout: float = 0.5
-    batch_size: int = 128  # paper: 128 examples per worker (batch 128*K in all)
-    cpu_batch_size: int = 8  # deviation: a CPU-sized per-worker batch
     lr: float = 0.01  # AlexNet's SGD: lr 0.01, momentum 0.9, weight decay 5e-4
     momentum: float = 0.9
     weight_decay: float = 5e-4
 
 
 @dataclass(frozen=True)
-class LrRuleConfig:
+class LrRuleConfig(Params):
     batch: int = 16  # base batch B (our choice; the rule is about the ratio k)
     ks: tuple[int, ...] = (2, 4, 8)  # batch multipliers
     draws: int = 400  # mini-batches drawn per batch size
@@ -195,22 +193,23 @@ class LrRuleConfig:
 
 
 @dataclass(frozen=True)
-class FsdpGptConfig:
+class FsdpGptConfig(Params):
     layers: int = 2
     d_model: int = 64
     heads: int = 4
     vocab: int = 256  # smoke: a byte vocabulary; the paper's models use 50257 (GPT-2 BPE)
     seq_len: int = 32  # smoke; the paper's context is 2048
-    batch_size: int = 1  # sequences per GPU
-    cpu_batch_size: int = 4
     lr: float = 6e-4
 
 
-SUITE.config("parallel-alexnet", ParallelConfig(), scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
+# Paper: 128 examples per worker (batch 128*K in all); deviation: a CPU-sized per-worker batch of 8.
+_BATCH = dict(batch_size=128, cpu_batch_size=8)
+_GPT_BATCH = dict(batch_size=1, cpu_batch_size=4)  # sequences per GPU
+SUITE.config("parallel-alexnet", ParallelConfig(**_BATCH), scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
              description="single-column AlexNet (torchvision layout): parameters of the paper's net")
-SUITE.config("parallel-alexnet-paper", ParallelConfig(), scales=("paper",), kinds=("speed",),
+SUITE.config("parallel-alexnet-paper", ParallelConfig(**_BATCH), scales=("paper",), kinds=("speed",),
              description="hybrid vs pure data parallelism, 224x224, 128 images per worker, on GPUs")
-SUITE.config("parallel-alexnet-cpu", ParallelConfig(cpu_batch_size=8), scales=("proxy",), kinds=("speed",),
+SUITE.config("parallel-alexnet-cpu", ParallelConfig(**_BATCH), scales=("proxy",), kinds=("speed",),
              description="the paper's net at 224x224, 8 images per worker on CPUs (full-size FC all-reduce)")
 SUITE.config("parallel-alexnet-smoke",
              ParallelConfig(image_size=64, convs=(16, 48, 96, 64, 64), fc=256, num_classes=100, batch_size=8,
@@ -219,30 +218,40 @@ SUITE.config("parallel-alexnet-smoke",
              description="hybrid vs pure data parallelism at 64x64 with narrow layers (deviation: CI-sized)")
 SUITE.config("parallel-lr-rule", LrRuleConfig(), scales=("smoke", "proxy", "paper"), kinds=("fidelity",),
              description="p. 5: lr x sqrt(k) for batch x k keeps the SGD step's variance constant")
-SUITE.config("parallel-gpt-fsdp-smoke", FsdpGptConfig(), scales=("smoke",), kinds=("speed",),
+SUITE.config("parallel-gpt-fsdp-smoke", FsdpGptConfig(**_GPT_BATCH), scales=("smoke",), kinds=("speed",),
              description="FSDP2 (fully_shard per block) train step of a tiny GPT under --nproc N")
 # GPT-3 sizes (Table 2.1) whose fp32 weights + Adam state (16 bytes/parameter) exceed one 80 GB GPU.
 for _name, (_l, _d, _h) in {"gpt3-6.7b": (32, 4096, 32), "gpt3-13b": (40, 5120, 40),
                             "gpt3-175b": (96, 12288, 96)}.items():
-    SUITE.config(f"parallel-{_name}-fsdp", FsdpGptConfig(_l, _d, _h, vocab=50257, seq_len=2048),
+    SUITE.config(f"parallel-{_name}-fsdp", FsdpGptConfig(_l, _d, _h, vocab=50257, seq_len=2048, **_GPT_BATCH),
                  scales=("paper",), kinds=("speed",),
                  description=f"{_name} train step sharded with FSDP2 over --nproc N GPUs (x --nnodes)")
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
-def fidelity(cfg, ctx: CaseContext) -> CaseOutput:
-    if isinstance(cfg, LrRuleConfig):
-        return lr_rule_check(cfg, ctx)
+@SUITE.kind("fidelity", params=ParallelConfig)
+def fidelity(cfg: ParallelConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build_alexnet(cfg)
     params = count_params(model)
-    m = {"params": Metric.single("params", "count", False, params),
-         "params_match_torchvision": Metric.single("params_match_torchvision", "bool", True,
-                                                   float(params == PAPER_PARAMS))}
+    m = Metrics()
+    m.single("params", "count", params)
+    m.single("params_match_torchvision", "bool", float(params == PAPER_PARAMS), higher_is_better=True)
     return CaseOutput(metrics=m, info={"torchvision_params": PAPER_PARAMS})
 
 
+LR_RULE = ("Krizhevsky 2014, Sec. 5 (p. 5)",
+           "Theory suggests that when multiplying the batch size by k, one should multiply the learning rate by "
+           "sqrt(k) to keep the variance in the gradient expectation constant.")
+
+
+def lr_rule_decision(sqrt_ratios: list[float], tolerance: float) -> bool:
+    """Held when every noise ratio of the sqrt(k) rule (step noise at batch kB, lr x sqrt(k), over the noise
+    at batch B, lr) is within `tolerance` of 1."""
+    return all(abs(r - 1) <= tolerance for r in sqrt_ratios)
+
+
+@SUITE.kind("fidelity", params=LrRuleConfig)
 def lr_rule_check(cfg: LrRuleConfig, ctx: CaseContext) -> CaseOutput:
     """Measure the std of SGD steps lr * mean-gradient over random mini-batches on real data.
 
@@ -272,18 +281,20 @@ def lr_rule_check(cfg: LrRuleConfig, ctx: CaseContext) -> CaseOutput:
     for k in cfg.ks:
         sqrt_ratio.append(step_noise(cfg.batch * k, math.sqrt(k)) / base)
         linear_ratio.append(step_noise(cfg.batch * k, float(k)) / base)
-    held = all(abs(r - 1) <= cfg.tolerance for r in sqrt_ratio)
-    m = {
-        "lr_rule.sqrt_scaling_noise_ratio": Metric.from_values(
-            "lr_rule.sqrt_scaling_noise_ratio", "ratio", False, sqrt_ratio,
-            note=f"step noise at batch {cfg.batch}k, lr x sqrt(k) over batch {cfg.batch}, lr; k = {list(cfg.ks)}"),
-        "lr_rule.linear_scaling_noise_ratio": Metric.from_values(
-            "lr_rule.linear_scaling_noise_ratio", "ratio", False, linear_ratio,
-            note=f"the same with lr x k; theory: sqrt(k) = {[round(math.sqrt(k), 3) for k in cfg.ks]}"),
-        "claim_held": Metric.single("claim_held", "bool", True, float(held),
-                                    note=f"every sqrt-rule ratio within {cfg.tolerance} of 1"),
-    }
-    return CaseOutput(metrics=m, info={"ks": list(cfg.ks), "base_batch": cfg.batch, "draws": cfg.draws,
+    held = lr_rule_decision(sqrt_ratio, cfg.tolerance)
+    rule = (f"on softmax regression over the digits (one seed, {cfg.draws} mini-batches per size), the SGD step's "
+            f"noise at batch {cfg.batch}k with lr x sqrt(k) is within {cfg.tolerance:g} (relative) of the noise at "
+            f"batch {cfg.batch} with lr, for k in {list(cfg.ks)}")
+    m = Metrics()
+    # A ratio that should equal 1, not be large or small: recorded lower-is-better, as before.
+    m.add("lr_rule.sqrt_scaling_noise_ratio", "ratio", sqrt_ratio, higher_is_better=False,
+          note=f"step noise at batch {cfg.batch}k, lr x sqrt(k) over batch {cfg.batch}, lr; k = {list(cfg.ks)}")
+    m.add("lr_rule.linear_scaling_noise_ratio", "ratio", linear_ratio, higher_is_better=False,
+          note=f"the same with lr x k; theory: sqrt(k) = {[round(math.sqrt(k), 3) for k in cfg.ks]}")
+    m.single("claim_held", "bool", float(held), note=rule)
+    return CaseOutput(metrics=m, info={"claims": [claim("sqrt_lr_rule", LR_RULE[1], LR_RULE[0], rule, [held],
+                                                        [ctx.seed], ctx.case.scale)],
+                                       "ks": list(cfg.ks), "base_batch": cfg.batch, "draws": cfg.draws,
                                        "data": "scikit-learn digits, train split", "model": "softmax regression"})
 
 
@@ -330,67 +341,66 @@ def _sgd(cfg: ParallelConfig, params) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-@SUITE.kind("speed")
-def speed(cfg, ctx: CaseContext) -> CaseOutput:
-    if isinstance(cfg, FsdpGptConfig):
-        return fsdp_gpt_speed(cfg, ctx)
+def _step_time_ratio(metrics) -> dict:
+    """hybrid / dp median step time, once both are measured."""
+    med = {k: metrics[f"{k}.train.step_time"].value for k in ("dp", "hybrid")}
+    m = Metrics()
+    if med["dp"] and med["hybrid"]:
+        m.single("hybrid_over_dp.step_time_ratio", "ratio", med["hybrid"] / med["dp"], higher_is_better=False,
+                 note="median hybrid step time / median pure data-parallel step time, this rank")
+    return m
+
+
+@SUITE.kind("speed", params=ParallelConfig)
+def speed(cfg: ParallelConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
     rank, world = distributed.world()
     dev, dt, b = ctx.torch_device, ctx.torch_dtype, ctx.batch_size
     x, y = _batch(cfg, b, ctx.seed + rank, dev, dt)
-    metrics, artifacts = {}, {}
+    m = Metrics()
+    err, rel = hybrid_gradient_error(cfg, b, dev, dt, ctx.seed)
+    m.single("hybrid.grad_max_abs_diff", "abs", err, higher_is_better=False,
+             note=f"hybrid on {world} worker(s) vs one process on the whole batch, dropout off")
+    m.single("hybrid.grad_max_rel_diff", "fraction", rel, higher_is_better=False)
+    with torch.device("meta"):
+        m.single("params", "count", count_params(build_alexnet(cfg)))
+    # One net at a time: each step's setup frees the previous one's net before building its own.
+    live: dict = {}
 
-    # Pure data parallelism: the whole net replicated, every gradient all-reduced by DDP.
-    torch.manual_seed(ctx.seed)
-    dp = distributed.data_parallel(build_alexnet(cfg).to(dev, dt)).train()
-    opt = _sgd(cfg, dp.parameters())
+    def setup_dp() -> None:  # pure data parallelism: the whole net replicated, gradients all-reduced by DDP
+        live.clear()
+        torch.manual_seed(ctx.seed)
+        live["net"] = distributed.data_parallel(build_alexnet(cfg).to(dev, dt)).train()
+        live["opt"] = _sgd(cfg, live["net"].parameters())
 
-    def dp_step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(dp(x), y).backward()
-        opt.step()
+    def setup_hybrid() -> None:  # the paper's hybrid: conv data parallel, FC model parallel
+        live.clear()
+        torch.manual_seed(ctx.seed)
+        live["net"] = HybridAlexNet(build_alexnet(cfg).to(dev, dt)).train()
+        if world > 1:
+            distributed.register_gradients(live["net"].conv_parameters(), "hybrid")
+        live["opt"] = _sgd(cfg, live["net"].parameters())
 
-    m, a = measure_speed(ctx, dp_step, label="dp.train", items_per_step=b, item_unit="images")
-    metrics.update(m)
-    artifacts.update(a)
-    dp = opt = None  # free the replicated net before building the hybrid one
-
-    # The paper's hybrid: conv data parallel, FC model parallel.
-    torch.manual_seed(ctx.seed)
-    hybrid = HybridAlexNet(build_alexnet(cfg).to(dev, dt)).train()
-    if world > 1:
-        distributed.register_gradients(hybrid.conv_parameters(), "hybrid")
-    hopt = _sgd(cfg, hybrid.parameters())
     y_all = gather_labels(y)
 
+    def dp_step() -> None:
+        live["opt"].zero_grad(set_to_none=True)
+        F.cross_entropy(live["net"](x), y).backward()
+        live["opt"].step()
+
     def hybrid_step() -> None:
-        hopt.zero_grad(set_to_none=True)
+        live["opt"].zero_grad(set_to_none=True)
         # The loss is the mean over all K*b examples, so the summed conv gradients need no rescaling.
-        F.cross_entropy(hybrid(x), y_all).backward()
-        hybrid.sync_conv_grads()
-        hopt.step()
+        F.cross_entropy(live["net"](x), y_all).backward()
+        live["net"].sync_conv_grads()
+        live["opt"].step()
 
-    m, a = measure_speed(ctx, hybrid_step, label="hybrid.train", items_per_step=b, item_unit="images")
-    metrics.update(m)
-    artifacts.update(a)
-    hybrid = hopt = None
-
-    err, rel = hybrid_gradient_error(cfg, b, dev, dt, ctx.seed)
-    metrics["hybrid.grad_max_abs_diff"] = Metric.single(
-        "hybrid.grad_max_abs_diff", "abs", False, err,
-        note=f"hybrid on {world} worker(s) vs one process on the whole batch, dropout off")
-    metrics["hybrid.grad_max_rel_diff"] = Metric.single("hybrid.grad_max_rel_diff", "fraction", False, rel)
-    med = {k: metrics[f"{k}.train.step_time"].value for k in ("dp", "hybrid")}
-    if med["dp"] and med["hybrid"]:
-        metrics["hybrid_over_dp.step_time_ratio"] = Metric.single(
-            "hybrid_over_dp.step_time_ratio", "ratio", False, med["hybrid"] / med["dp"],
-            note="median hybrid step time / median pure data-parallel step time, this rank")
-    with torch.device("meta"):
-        metrics["params"] = Metric.single("params", "count", False, count_params(build_alexnet(cfg)))
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"image_size": cfg.image_size, "workers": world, "global_batch": b * world,
-                            "hybrid_variant": "all-gather all conv activations (the paper's first scheme)"})
+    return SpeedPlan(steps=(Step("dp.train", dp_step, b, "images", setup=setup_dp),
+                            Step("hybrid.train", hybrid_step, b, "images", setup=setup_hybrid)),
+                     metrics=m, derive=_step_time_ratio,
+                     info={"image_size": cfg.image_size, "workers": world, "global_batch": b * world,
+                           "hybrid_variant": "all-gather all conv activations (the paper's first scheme)"})
 
 
 # ------------------------------------------------------------------------------------------ FSDP GPT
@@ -401,7 +411,8 @@ def build_gpt(cfg: FsdpGptConfig) -> tuple[nn.Module, type]:
     return GPT(GPTArch(cfg.layers, cfg.d_model, cfg.heads, vocab_size=cfg.vocab, n_ctx=cfg.seq_len)), Block
 
 
-def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
+@SUITE.kind("speed", params=FsdpGptConfig)
+def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> SpeedPlan:
     n_params = 12 * cfg.layers * cfg.d_model**2
     if n_params > 1e9 and not ctx.on_gpu:
         raise SkipCase(f"{n_params / 1e9:.0f}B parameters: needs GPUs (run with --device cuda --nproc N)")
@@ -420,20 +431,19 @@ def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> CaseOutput:
         F.cross_entropy(logits.reshape(-1, cfg.vocab), idx[:, 1:].reshape(-1)).backward()
         opt.step()
 
-    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=ctx.batch_size * cfg.seq_len,
-                                       item_unit="tokens")
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
-    metrics["params_per_rank"] = Metric.single("params_per_rank", "count", False, local,
-                                               note=f"parameters held by one of {world} rank(s)")
-    metrics["params"] = Metric.single("params", "count", False, sum(p.numel() for p in build_gpt(cfg)[0].parameters()))
-    return CaseOutput(metrics=metrics, artifacts=artifacts,
-                      info={"sharding": "fsdp2 per block" if world > 1 else "none", "model": "milestones.suites.gpt.GPT"})
+    m = Metrics()
+    m.single("params_per_rank", "count", local, note=f"parameters held by one of {world} rank(s)",
+             higher_is_better=False)
+    m.single("params", "count", sum(p.numel() for p in gpt.parameters()))
+    return SpeedPlan(steps=(Step("train", step, ctx.batch_size * cfg.seq_len, "tokens"),), metrics=m,
+                     info={"sharding": "fsdp2 per block" if world > 1 else "none", "model": "milestones.suites.gpt.GPT"})
 
 
 # ---------------------------------------------------------------------------------------------------------
 # ---- paper scale (issue 14): Table 1, training the single-column AlexNet on 1/2/4/8 GPUs (time, error)
 # ---------------------------------------------------------------------------------------------------------
-from milestones.harness.suite_api import Metrics, Params, curve  # noqa: E402
+from milestones.harness.suite_api import Params, curve  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 
 

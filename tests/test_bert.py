@@ -102,16 +102,16 @@ def test_glue_case_fine_tunes_a_checkpoint_and_scores_dev(tmp_path):
     rows = [("a dog ran", "an animal ran", "entailment"), ("a cat sat", "a dog sat", "not_entailment")] * 4
     for f in ("train.tsv", "dev.tsv"):
         (rte / f).write_text(header + "".join(f"{i}\t{a}\t{b}\t{y}\n" for i, (a, b, y) in enumerate(rows)))
-    cfg = bert.GlueConfig("rte", epochs=2, lr=1e-3)
+    cfg = bert.GlueConfig(task="rte", epochs=2, lr=1e-3)
     ctx = _ctx("bert-base-glue-rte", "quality", "paper", batch=4,
                data={"glue": str(tmp_path / "glue"), "bert": str(tmp_path / "ckpt")})
-    out = bert.quality(cfg, ctx)
+    out = _quality(cfg, ctx)
     acc = out.metrics["dev.accuracy"]
     assert len(acc.samples) == 1 and acc.samples[0] in (0.0, 50.0, 100.0)  # 8 balanced examples
     assert out.info["fresh_weights"] == ["classifier.bias", "classifier.weight"]  # the rest came from the file
-    assert len(out.artifacts["curves"]["seed0"]["loss"]) == 2 * 2  # 8 examples / batch 4, 2 epochs
+    assert len(out.artifacts["curves"]["bert.seed0"]["series"]["loss"]) == 2 * 2  # 8 examples / batch 4, 2 epochs
     with pytest.raises(SkipCase, match="--data glue=DIR"):
-        bert.quality(cfg, _ctx("bert-base-glue-rte", "quality", "paper", batch=4))
+        _quality(cfg, _ctx("bert-base-glue-rte", "quality", "paper", batch=4))
 
 
 def test_topic_quality_skips_cleanly_without_weights(monkeypatch):
@@ -122,4 +122,17 @@ def test_topic_quality_skips_cleanly_without_weights(monkeypatch):
 
     monkeypatch.setattr(_text, "minilm_dir", missing)
     with pytest.raises(SkipCase, match="not installed"):
-        bert.quality(bert.TopicConfig(), _ctx("bert-minilm-topics", "quality", "proxy"))
+        _quality(bert.TopicConfig(), _ctx("bert-minilm-topics", "quality", "proxy"))
+
+
+def _quality(cfg, ctx):
+    return bert.SUITE.kind_fn("quality", cfg)(cfg, ctx)
+
+
+def test_quality_dispatches_on_the_params_type():
+    assert bert.SUITE.kind_fn("quality", bert.TopicConfig()) is bert.topic_quality
+    assert bert.SUITE.kind_fn("quality", bert.GlueConfig(task="rte")) is bert.glue_quality
+
+
+def test_pretraining_claim_rule_holds_and_fails():
+    assert bert.pretraining_decision([0.80, 0.50, 0.60], [0.40, 0.55, 0.60]) == [1.0, 0.0, 0.0]  # a tie fails

@@ -17,7 +17,7 @@ def test_quality_case_is_bitwise_repeatable_on_cpu(cli, tmp_path):
     assert curves_a and set(curves_a) == set(curves_b)
     for name in curves_a:
         # exact float equality, not approx: the trajectories must be the same bits
-        assert curves_a[name]["loss"] == curves_b[name]["loss"], name
+        assert curves_a[name]["series"] == curves_b[name]["series"], name
         assert curves_a[name]["step"] == curves_b[name]["step"], name
     for name, m in a.metrics.items():
         if not any(w in name for w in TIMING_WORDS):

@@ -78,24 +78,35 @@ def test_smoke_speed_case_measures_training_and_generation():
     entry = gpt.SUITE.configs["gpt-smoke"]
     out = run_kind(gpt.speed, entry.params, _ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size))
     m = out.metrics
-    for k in ("train.step_time", "train.throughput", "generate.prefill_time", "generate.decode_token_time",
-              "generate.decode_throughput"):
+    for k in ("train.step_time", "train.throughput", "prefill.step_time", "decode.step_time", "decode.throughput",
+              "generate.step_time"):
         assert m[k].samples and all(x > 0 and math.isfinite(x) for x in m[k].samples), k
     assert m["train.throughput"].unit == "tokens/s" and m["train.flops"].value > 0
 
 
 def test_scaling_pipeline_at_toy_size():
     cfg = gpt.ScalingConfig(sizes=((1, 16, 2), (1, 32, 2)), n_ctx=32, batch_size=4, tokens=4 * 32 * 12,
-                            eval_windows=8, eval_every=4, target_loss=100.0, seeds=1)
-    out = gpt.quality(cfg, _ctx("gpt-scaling", "quality", "proxy"))
+                            eval_windows=8, eval_every=4, target_loss=100.0, n_seeds=1)
+    out = _quality(cfg, _ctx("gpt-scaling", "quality", "proxy", batch=4))
     sc = out.artifacts["scaling"]
     assert len(sc["params"]) == len(sc["loss"]) == 2 and sc["params"][0] < sc["params"][1]
     assert sc["params"][0] == gpt.count_params_meta(GPTArch(1, 16, 2, vocab_size=256, n_ctx=32))
     # held-out loss per byte of a barely trained model sits near the uniform log(256) = 5.55 nats
     assert all(0 < x < 6.5 for x in sc["loss"])
-    assert out.metrics["claim_held"].value in (0.0, 1.0) and out.metrics["steps_to_target"].value == 4
-    curve = out.artifacts["curves"]["size1.L1.d32.seed0"]
-    assert curve["step"] == list(range(1, 13)) and curve["eval_step"] == [4, 8, 12]
+    per_size = [out.metrics[f"heldout_loss.size{i}"].samples[0] for i in range(2)]
+    assert out.metrics["claim_held"].samples == tuple(gpt.scaling_decision([per_size]))
+    assert out.metrics["steps_to_target"].value == 4
+    assert out.info["claims"][0]["held"] == [int(v) for v in out.metrics["claim_held"].samples]
+    assert out.artifacts["curves"]["L1.d32.seed0.loss"]["step"] == [float(x) for x in range(1, 13)]
+    assert out.artifacts["curves"]["L1.d32.seed0"]["step"] == [4.0, 8.0, 12.0]
+
+
+def _quality(cfg, ctx):
+    return gpt.SUITE.kind_fn("quality", cfg)(cfg, ctx)
+
+
+def test_scaling_claim_rule_holds_and_fails():
+    assert gpt.scaling_decision([[3.0, 2.8, 2.5], [3.0, 2.5, 2.6], [3.0, 3.0, 2.5]]) == [1.0, 0.0, 0.0]
 
 
 def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
@@ -111,12 +122,12 @@ def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
     for ck in ("m.safetensors", "m.pt"):
         ctx = _ctx("gpt-lm-eval", "quality", "paper", data={"gpt": str(tmp_path / ck), "text": str(tmp_path / "t.txt"),
                                                            "lambada": str(tmp_path / "l.txt")}, options={"heads": "4"})
-        out = gpt.quality(gpt.LMEvalConfig(), ctx)
+        out = _quality(gpt.LMEvalConfig(), ctx)
         assert out.metrics["byte_perplexity"].value == pytest.approx(256.0, rel=1e-5)
         assert out.metrics["bits_per_byte"].value == pytest.approx(8.0, rel=1e-5)
         assert out.metrics["lambada.accuracy"].value == 0.0  # argmax of a uniform row is byte 0
     with pytest.raises(SkipCase, match="--data gpt=CHECKPOINT"):
-        gpt.quality(gpt.LMEvalConfig(), _ctx("gpt-lm-eval", "quality", "paper"))
+        _quality(gpt.LMEvalConfig(), _ctx("gpt-lm-eval", "quality", "paper"))
     (tmp_path / "bad.pt").write_bytes(b"junk")
     with pytest.raises(UsageError, match="cannot read GPT checkpoint"):
         gpt.load_gpt_checkpoint(tmp_path / "bad.pt")

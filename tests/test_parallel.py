@@ -65,3 +65,10 @@ def test_lr_sqrt_rule_keeps_step_noise_constant_and_linear_rule_grows_it_by_sqrt
 def test_paper_alexnet_has_torchvision_parameter_count():
     with torch.device("meta"):
         assert sum(p.numel() for p in P.build_alexnet(P.ParallelConfig()).parameters()) == 61_100_840
+
+
+def test_lr_rule_decision_and_dispatch():
+    assert P.lr_rule_decision([1.02, 0.95, 1.09], 0.1)
+    assert not P.lr_rule_decision([1.02, 1.2], 0.1)  # the linear rule's sqrt(k) growth fails it
+    assert P.SUITE.kind_fn("fidelity", P.LrRuleConfig()) is P.lr_rule_check
+    assert P.SUITE.kind_fn("speed", P.FsdpGptConfig()) is P.fsdp_gpt_speed

@@ -132,3 +132,16 @@ def test_declared_plan_is_built_without_timing_and_its_steps_run():
     plan.steps[0].fn()  # one real training step
     with pytest.raises(KeyError, match="no step 'decode'"):
         plan.step("decode")
+
+
+def test_claim_builds_the_recorded_dict():
+    from milestones.harness.suite_api import claim, curve_table
+
+    c = claim("degradation", "The deep plain nets ...", "He et al. 2015, Fig. 6", "per seed: ...",
+              [1.0, 0.0, True], (0, 1, 2), "proxy")
+    assert c == {"id": "degradation", "statement": "The deep plain nets ...", "source": "He et al. 2015, Fig. 6",
+                 "rule": "per seed: ...", "held": [1, 0, 1], "seeds": [0, 1, 2], "scale": "proxy"}
+    assert claim("x", "s", "src", "r", None, [3], "paper")["held"] is None  # undecided
+    assert claim("x", "s", "src", "r", [None, 1.0], [3, 4], "proxy")["held"] == [None, 1]
+    t = curve_table("m", 0, {"step": [1, 2], "loss": [3.0, 2.0], "valid_bleu": [None, None]})
+    assert t["series"] == {"loss": [3.0, 2.0]}  # a column with no value at all is left out

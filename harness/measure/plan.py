@@ -21,6 +21,8 @@ class Step:
     False for steps with no matmul/conv work worth counting (an emulator, an optimizer over fused buffers).
     device: where to time it when not the case's device (e.g. a CPU emulator step in a CUDA case).
     setup: called once before this step is measured (e.g. model.train() / model.eval()).
+    bytes_per_step: the memory traffic of one call by the suite's own model of it (e.g. an optimizer's
+    reads and writes), for a `<label>.bytes_per_s` rate; None: no rate.
     """
 
     label: str
@@ -32,6 +34,7 @@ class Step:
     device: str | None = None
     setup: Callable[[], Any] | None = None
     note: str | None = None
+    bytes_per_step: float | None = None
 
     def __post_init__(self) -> None:
         if not self.label or any(c in self.label for c in " /"):
@@ -43,13 +46,18 @@ class Step:
 @dataclass(frozen=True)
 class SpeedPlan:
     """A speed case's declaration: the steps (in order; the first is the headline step), the model whose
-    parameters are counted, and whatever figures the suite computed itself (e.g. bytes an optimizer moves)."""
+    parameters are counted, and whatever figures the suite computed itself (e.g. bytes an optimizer moves).
+
+    derive: called once with the measured metrics after every step is timed, for figures defined on them
+    (e.g. the ratio of two steps' median times); returns more metrics.
+    """
 
     steps: tuple[Step, ...]
     model: Any = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
     artifacts: Mapping[str, Any] = field(default_factory=dict)
+    derive: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(self.steps))

@@ -72,6 +72,9 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
     add("step_time", "s", False, samples, step.note)
     metrics.update(contention_metrics(label, t))
     add("throughput", f"{step.item_unit}/s", True, [step.items_per_step / s for s in samples if s > 0])
+    if step.bytes_per_step:
+        add("bytes_per_s", "B/s", True, [step.bytes_per_step / s for s in samples if s > 0],
+            note=f"{step.bytes_per_step:.0f} B per step, by the suite's model of the step's memory traffic")
     if flops:
         metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)
         achieved = [flops / s for s in samples if s > 0]
@@ -116,6 +119,8 @@ def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric
     if plan.model is not None and "params" not in plan.metrics:
         metrics["params"] = Metric.single("params", "count", False, count_params(plan.model))
     metrics.update(plan.metrics)
+    if plan.derive is not None:
+        metrics.update(plan.derive(metrics))
     return metrics, artifacts, dict(plan.info)
 
 
@@ -137,22 +142,3 @@ def classifier_plan(model: Any, opt: Any, x: Any, y: Any, batch_size: int, *, it
     return SpeedPlan(steps=(Step("train", train_step, batch_size, item_unit, setup=model.train),
                             Step("infer", infer_step, batch_size, item_unit, setup=model.eval)),
                      model=model, info=info or {})
-
-
-# ----------------------------------------------------------------------------- transitional (issue 11)
-# The suites are being moved to SpeedPlan declarations; until each is, these keep the old call shape.
-def _settings(ctx: Any) -> MeasureSettings:
-    return MeasureSettings(device=ctx.device, dtype=ctx.case.dtype, timing=ctx.timing, profile=ctx.profile,
-                           peak_tflops=ctx.peak_tflops)
-
-
-def measure_speed(ctx: Any, step: Any, *, label: str, items_per_step: float, item_unit: str = "samples",
-                  flops: int | None = None, count: bool = True) -> tuple[dict[str, Metric], dict[str, Any]]:
-    return measure_step(Step(label, step, items_per_step, item_unit, flops=flops, count_flops=count),
-                        _settings(ctx))
-
-
-def measure_classifier(ctx: Any, model: Any, opt: Any, x: Any, y: Any, *,
-                       item_unit: str = "images") -> tuple[dict[str, Metric], dict[str, Any]]:
-    m, a, _ = measure_plan(classifier_plan(model, opt, x, y, ctx.batch_size, item_unit=item_unit), _settings(ctx))
-    return m, a
