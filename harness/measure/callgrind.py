@@ -17,6 +17,7 @@ import gc
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,22 @@ def valgrind_command(out_file: Path, argv: Sequence[str]) -> list[str]:
     vg = valgrind_path()
     if vg is None:
         raise CallgrindUnavailable("valgrind is not installed (needed for instruction counts)")
-    return [vg, "--tool=callgrind", "--collect-atstart=no", "--dump-instr=no", "--dump-line=no",
+    return [*_no_aslr(), vg, "--tool=callgrind", "--collect-atstart=no", "--dump-instr=no", "--dump-line=no",
             "--compress-strings=no", "--combine-dumps=no", f"--callgrind-out-file={out_file}", *argv]
+
+
+def _no_aslr() -> list[str]:
+    """`setarch <arch> -R`: address-space randomisation off, so pointer-keyed hashing and allocator
+    placement repeat run to run. Empty where setarch is missing or not permitted (some containers)."""
+    tool = shutil.which("setarch")
+    if tool is None:
+        return []
+    prefix = [tool, os.uname().machine, "-R"]
+    try:
+        ok = subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        ok = False
+    return prefix if ok else []
 
 
 def parse_total(text: bytes) -> int:
