@@ -364,3 +364,52 @@ def test_finished_keys_reads_every_record_whatever_the_order(tmp_path):
         c = dataclasses.replace(a.case, config=cfg)
         store.write_record(tmp_path, make_record(case=c, record_id=f"r1/{c.slug}"))
     assert len(store.finished_keys(tmp_path)) == 3
+
+
+def test_save_and_serialise_defaults(tmp_path):
+    rec = make_record(env={"machine_id": "m1", "hostname": "h-private"})
+    written, p = store.save_record(folder=tmp_path, record=rec)
+    assert "hostname" not in written.env
+    assert "h-private" not in store.serialise_record(rec)[1]
+    assert "h-private" in store.serialise_record(rec, True)[1]
+
+
+def test_ensure_writable_error_without_strerror(tmp_path, monkeypatch):
+    def boom(self, *a, **k):
+        raise OSError("read-only volume")
+
+    monkeypatch.setattr(store.Path, "mkdir", boom)
+    with pytest.raises(UsageError, match="cannot write results to .*: read-only volume"):
+        store.ensure_writable(tmp_path / "x")
+
+
+def test_fsync_of_a_folder_may_fail_quietly(tmp_path, monkeypatch):
+    def no_open(*a, **k):
+        raise OSError(errno.EACCES, "denied")
+
+    def no_fsync(fd):
+        raise OSError(errno.EINVAL, "not supported")
+
+    monkeypatch.setattr(store.os, "fsync", no_fsync)
+    store._fsync_dir(tmp_path)  # some filesystems cannot fsync a folder: not an error
+    monkeypatch.setattr(store.os, "open", no_open)
+    store._fsync_dir(tmp_path)
+
+
+def test_a_failed_link_keeps_its_own_error_and_no_temp(tmp_path, monkeypatch):
+    real_unlink = store.os.unlink
+
+    def link_fails(src, dst):
+        real_unlink(src)  # the temp is already gone when the error comes
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(store.os, "link", link_fails)
+    with pytest.raises(OSError) as e:
+        store.atomic_write_new(tmp_path / "a.json", "x")
+    assert e.value.errno == errno.EIO and list(tmp_path.iterdir()) == []
+
+
+def test_iter_record_files_goes_on_after_a_file(tmp_path):
+    one = store.write_record(tmp_path / "one", make_record())
+    two = store.write_record(tmp_path / "two", make_record())
+    assert list(store.iter_record_files([one, tmp_path / "two"])) == [one, two]
