@@ -195,6 +195,7 @@ def test_minimal_failed_is_the_last_resort(tmp_path):
     written, p = store.save_record(tmp_path, rec)
     assert written.status == "failed" and written.metrics == {} and written.config == {}
     assert written.started_at == "<unprintable Unprintable>" and written.env == {"machine_id": "m1"}
+    assert written.duration_s == 0.0 and written.error.startswith("record could not be serialised (")
     assert store.read_record(p).record_id == rec.record_id
 
 
@@ -413,3 +414,41 @@ def test_iter_record_files_goes_on_after_a_file(tmp_path):
     one = store.write_record(tmp_path / "one", make_record())
     two = store.write_record(tmp_path / "two", make_record())
     assert list(store.iter_record_files([one, tmp_path / "two"])) == [one, two]
+
+
+def test_every_student_t_quantile_up_to_30_df():
+    from scipy import stats as sps
+
+    for n in range(2, 32):
+        xs = [float(i % 3) + 0.1 * i for i in range(n)]
+        s = Stats.from_samples(xs)
+        half = sps.t.ppf(0.975, n - 1) * s.std / math.sqrt(n)
+        assert s.ci95_high - s.mean == pytest.approx(half, rel=2e-3), n
+
+
+def test_schema_version_and_field_order():
+    assert records.SCHEMA_VERSION == 1  # the version the README documents; a new one needs a migration
+    d = _make().to_dict()
+    d["schema_version"] = 2
+    with pytest.raises(RecordError, match="newer than"):
+        RunRecord.from_dict(d)
+    text = _make().to_json()
+    keys = [k for k in json.loads(text)]
+    assert keys[:3] == ["schema_version", "run_id", "record_id"]  # a record reads top-down, not sorted
+    assert RunRecord.from_dict(d=_make().to_dict(), source="s") == _make()
+
+
+def test_an_unserialisable_metric_is_dropped_and_named():
+    bad = Metric("x", Unprintable(), False, (1.0,))  # the unit is not a string
+    rec = make_record(metrics={**_make().metrics, "x": bad})
+    f = records.failed_for_unserialisable(rec, TypeError("t"))
+    assert "x" not in f.metrics and "train.step_time" in f.metrics
+    assert f.info["serialisation_dropped"] == ["metrics['x'] (TypeError)"]
+
+
+def test_case_output_defaults():
+    out = records.CaseOutput()
+    assert out.metrics == {} and out.info == {} and out.artifacts == {}
+    assert records.CaseOutput().info is not out.info
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.info = {}
