@@ -127,3 +127,21 @@ def test_time_fn_picks_the_timer(clk, fake_cuda):
     assert timing.time_fn(clk.work, "cuda", S()).timer == "cuda_event"
     assert timing.time_fn(clk.work, "cpu", S()).timer == "perf_counter_ns"
     assert timing.SMOKE_TIMING.min_iters == 3 and timing.SMOKE_TIMING.warmup_time == 0.0
+
+
+def test_min_time_is_compared_in_whole_nanoseconds(monkeypatch):
+    t = {"ns": 0}
+    steps = iter([5_999_999, 1_000_000, 1_000_000])
+
+    def work():
+        t["ns"] += next(steps)
+
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: t["ns"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: t["ns"] / 1e9)
+    r = timing.time_cpu(work, S(min_iters=1, min_time=0.006))
+    assert len(r.samples_s) == 2  # 5 999 999 ns is short of 6 ms by one nanosecond
+
+
+def test_smoke_timing_settings():
+    assert timing.SMOKE_TIMING == timing.TimingSettings(warmup_iters=1, warmup_time=0.0, min_iters=3, min_time=0.05,
+                                                        max_time=10.0)
