@@ -452,3 +452,14 @@ def test_case_output_defaults():
     assert records.CaseOutput().info is not out.info
     with pytest.raises(dataclasses.FrozenInstanceError):
         out.info = {}
+
+
+def test_records_are_frozen_and_errors_keep_the_first_line_capped():
+    rec = _make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.status = "failed"
+    long = "x" * 400
+    f = records.failed_for_unserialisable(rec, ValueError(long + "\nsecond"))
+    assert f.error == f"record could not be serialised (ValueError: {'x' * 300})"
+    m = records.minimal_failed(rec, ValueError("first\nsecond"))
+    assert m.error == "record could not be serialised (ValueError: first)"
