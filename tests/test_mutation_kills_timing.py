@@ -15,9 +15,14 @@ from milestones.harness.measure import timing
 class Clock:
     """Each call of `work` takes 1 ms, 2 ms, 3 ms, ... of fake time."""
 
+    START = 10**12  # a clock never starts at 0: elapsed times must be differences
+
     def __init__(self):
-        self.t = 0  # ns
+        self.t = self.START  # ns
         self.calls = 0
+
+    def reset(self):
+        self.t, self.calls = self.START, 0
 
     def ns(self):
         return self.t
@@ -80,31 +85,31 @@ def test_warmup_iterations_time_and_cap(clk):
     c2 = Clock()
     assert timing._warmup(c2.work, S(warmup_iters=0, warmup_time=0.0), lambda: None) == 0
     # Iterations done but time not yet: goes on until warmup_time (fake: 1, 2, 3 ms -> 6 ms >= 5 ms).
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert timing.time_cpu(clk.work, S(warmup_iters=1, warmup_time=0.005)).warmup_iters == 3
     # max_iters also bounds the warm-up.
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert timing.time_cpu(clk.work, S(warmup_iters=50, min_iters=2, max_iters=7)).warmup_iters == 7
 
 
 def test_time_cpu_counts_and_units(clk):
     r = timing.time_cpu(clk.work, S(min_iters=4))
     assert r.samples_s == pytest.approx((0.001, 0.002, 0.003, 0.004)) and r.timer == "perf_counter_ns"
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # min_time: 1+2+3 = 6 ms < 7 ms, 1+2+3+4 = 10 ms
     assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3  # exactly reached
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # max_time stops a long min_time once min_iters are done: 1+2+3 = 6 ms >= 5 ms
     assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3  # exactly
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # ...but never before min_iters.
     assert len(timing.time_cpu(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
 
 
@@ -113,17 +118,17 @@ def test_time_cuda_loop_on_fake_events(clk, fake_cuda):
     assert r.timer == "cuda_event" and r.warmup_iters == 2
     assert r.samples_s == pytest.approx((0.003, 0.004, 0.005))  # seconds, from milliseconds
     assert fake_cuda == ["cuda:1", "cuda:1"]  # once after the warm-up, once at the end
-    clk.calls, clk.t = 0, 0
-    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.0059)).samples_s) == 3  # float seconds here
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
-    clk.calls, clk.t = 0, 0
-    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.0059)).samples_s) == 3
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
 
 
@@ -135,7 +140,7 @@ def test_time_fn_picks_the_timer(clk, fake_cuda):
 
 
 def test_min_time_is_compared_in_whole_nanoseconds(monkeypatch):
-    t = {"ns": 0}
+    t = {"ns": Clock.START}
     steps = iter([5_999_999, 1_000_000, 1_000_000])
 
     def work():
@@ -150,3 +155,24 @@ def test_min_time_is_compared_in_whole_nanoseconds(monkeypatch):
 def test_smoke_timing_settings():
     assert timing.SMOKE_TIMING == timing.TimingSettings(warmup_iters=1, warmup_time=0.0, min_iters=3, min_time=0.05,
                                                         max_time=10.0)
+
+
+def test_one_second_boundaries(monkeypatch):
+    t = {"ns": Clock.START}
+
+    def work():
+        t["ns"] += 1_000_000_000
+
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: t["ns"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: t["ns"] / 1e9)
+    assert len(timing.time_cpu(work, S(min_iters=1, min_time=1.0)).samples_s) == 1  # exactly 1 s is enough
+    assert len(timing.time_cpu(work, S(min_iters=1, min_time=100, max_time=1.0)).samples_s) == 1
+
+
+def test_settings_and_results_are_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        S().min_iters = 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        timing.TimingResult((1.0,), 0, "perf_counter_ns").timer = "x"
