@@ -57,7 +57,8 @@ def scrub_text(text: str, *, home: str | None = None, roots: tuple[str, ...] | N
     text = _GPU_UUID.sub(lambda m: f"{m.group(1)}-<uuid>", text)
     hosts = (socket.gethostname(),) if hostname is None else (hostname,) if isinstance(hostname, str) else hostname
     for host in sorted(hosts, key=len, reverse=True):
-        if host and len(host) >= 3:
+        # A short plain word ("gpu", "box") would mask ordinary text; such a name is not masked.
+        if host and len(host) >= 4 and (len(host) >= 8 or not host.isalpha()):
             text = re.sub(rf"(?<![\w.-]){re.escape(host)}(?![\w-])", "<host>", text)
     return text
 

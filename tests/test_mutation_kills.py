@@ -329,3 +329,52 @@ def test_paper_tolerance():
     rows = compare.compare_with_paper([rec(kind="quality", samples=[0.8], unit="fraction", metric="acc"),
                                        rec("other", kind="quality", samples=[0.8], unit="fraction", metric="acc")], [b])
     assert [r.verdict for r in rows] == ["reproduced"]
+
+
+# ------------------------------------------------------------- second round (what the first run left)
+def test_a_wide_ci_below_the_threshold_is_not_unchanged():
+    rng = np.random.default_rng(0)
+    a, b = list(rng.normal(1.0, 0.02, 50)), list(rng.normal(0.98, 0.08, 50))
+    r = stats.compare_timeseries(a, b, higher_is_better=False)
+    assert r.ci_low < 1 / 1.05 and r.ci_high < 1.05 and r.verdict == "inconclusive"
+    base = [[1.0, 1.01, 0.99, 1.0], [1.05, 1.04, 1.06, 1.05], [0.95, 0.96, 0.94, 0.95]]
+    new = [[x * 0.93 * (1 + 0.05 * k) for x in [1.0, 1.01, 0.99, 1.0]] for k in (-1, 0, 1)]
+    r = stats.compare_repeated_runs(runs_a=base, runs_b=new, higher_is_better=False)
+    assert r.ci_low < 1 / 1.05 and r.ci_high < 1.05 and r.verdict == "inconclusive"
+
+
+def test_block_bootstrap_resamples_whole_blocks_at_the_asked_level():
+    # The documented algorithm, written out: k blocks per side drawn with replacement, median of the
+    # pooled samples, percentile interval of the ratio.
+    rng_data = np.random.default_rng(7)
+    a, b = list(rng_data.normal(1.0, 0.05, 50)), list(rng_data.normal(1.1, 0.05, 50))
+    rng = np.random.default_rng(0)
+    meds = []
+    for x in (a, b):
+        blk = np.asarray(x).reshape(10, 5)
+        idx = rng.integers(0, 10, size=(500, 10))
+        meds.append(np.median(blk[idx].reshape(500, -1), axis=1))
+    want = np.quantile(meds[1] / meds[0], [0.25, 0.75])
+    assert stats.block_bootstrap_ratio(a, b, level=0.5, n_boot=500) == pytest.approx(tuple(want))
+
+
+def test_more_decision_edges():
+    assert stats.decide(0.0, (0.01, 0.1), 0.001, 0.01, 0.05, min_effect=0.0)[0] == "inconclusive"
+    why = stats.decide(0.5 * T * 0.99, (0.001, T * 1.5), 0.001, 0.01, 0.05)[1]
+    assert why.startswith("significant 2.4% worse")
+    why = stats.decide(-0.5 * T * 0.99, (-T * 1.5, -0.001), 0.001, 0.01, 0.05)[1]
+    assert why.startswith("significant 2.4% better")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.Comparison("unchanged", "x", "exact").verdict = "regressed"
+
+
+def test_more_guards():
+    two = stats.compare_seeds([0.5, 0.6], [0.7, 0.72, 0.71], higher_is_better=True)
+    assert two.method == "welch" and two.p_value is not None and "Welch over 2 vs 3 seeds" in two.reason
+    one = stats.compare_seeds([0.5, 0.6], [0.7], higher_is_better=True)
+    assert one.reason == "1 seed(s) on one side: Welch's test needs 2+"
+    assert stats.compare_exact([5.0], [5.0], higher_is_better=True).change == 0.0
+    runs = stats.compare_repeated_runs
+    assert runs([[1.0, math.nan]] * 3, [[1.0, 1.0]] * 3, higher_is_better=False).verdict == "not comparable"
+    assert runs([[1.0, 1.0]] * 3, [[1.0, math.inf]] * 3, higher_is_better=False).verdict == "not comparable"
+    assert runs([], [], higher_is_better=False).verdict == "not comparable"

@@ -195,6 +195,7 @@ def test_minimal_failed_is_the_last_resort(tmp_path):
     written, p = store.save_record(tmp_path, rec)
     assert written.status == "failed" and written.metrics == {} and written.config == {}
     assert written.started_at == "<unprintable Unprintable>" and written.env == {"machine_id": "m1"}
+    assert written.duration_s == 0.0 and written.error.startswith("record could not be serialised (")
     assert store.read_record(p).record_id == rec.record_id
 
 
@@ -364,3 +365,101 @@ def test_finished_keys_reads_every_record_whatever_the_order(tmp_path):
         c = dataclasses.replace(a.case, config=cfg)
         store.write_record(tmp_path, make_record(case=c, record_id=f"r1/{c.slug}"))
     assert len(store.finished_keys(tmp_path)) == 3
+
+
+def test_save_and_serialise_defaults(tmp_path):
+    rec = make_record(env={"machine_id": "m1", "hostname": "h-private"})
+    written, p = store.save_record(folder=tmp_path, record=rec)
+    assert "hostname" not in written.env
+    assert "h-private" not in store.serialise_record(rec)[1]
+    assert "h-private" in store.serialise_record(rec, True)[1]
+
+
+def test_ensure_writable_error_without_strerror(tmp_path, monkeypatch):
+    def boom(self, *a, **k):
+        raise OSError("read-only volume")
+
+    monkeypatch.setattr(store.Path, "mkdir", boom)
+    with pytest.raises(UsageError, match="cannot write results to .*: read-only volume"):
+        store.ensure_writable(tmp_path / "x")
+
+
+def test_fsync_of_a_folder_may_fail_quietly(tmp_path, monkeypatch):
+    def no_open(*a, **k):
+        raise OSError(errno.EACCES, "denied")
+
+    def no_fsync(fd):
+        raise OSError(errno.EINVAL, "not supported")
+
+    monkeypatch.setattr(store.os, "fsync", no_fsync)
+    store._fsync_dir(tmp_path)  # some filesystems cannot fsync a folder: not an error
+    monkeypatch.setattr(store.os, "open", no_open)
+    store._fsync_dir(tmp_path)
+
+
+def test_a_failed_link_keeps_its_own_error_and_no_temp(tmp_path, monkeypatch):
+    real_unlink = store.os.unlink
+
+    def link_fails(src, dst):
+        real_unlink(src)  # the temp is already gone when the error comes
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(store.os, "link", link_fails)
+    with pytest.raises(OSError) as e:
+        store.atomic_write_new(tmp_path / "a.json", "x")
+    assert e.value.errno == errno.EIO and list(tmp_path.iterdir()) == []
+
+
+def test_iter_record_files_goes_on_after_a_file(tmp_path):
+    one = store.write_record(tmp_path / "one", make_record())
+    two = store.write_record(tmp_path / "two", make_record())
+    assert list(store.iter_record_files([one, tmp_path / "two"])) == [one, two]
+
+
+def test_every_student_t_quantile_up_to_30_df():
+    from scipy import stats as sps
+
+    for n in range(2, 32):
+        xs = [float(i % 3) + 0.1 * i for i in range(n)]
+        s = Stats.from_samples(xs)
+        half = sps.t.ppf(0.975, n - 1) * s.std / math.sqrt(n)
+        assert s.ci95_high - s.mean == pytest.approx(half, rel=2e-3), n
+
+
+def test_schema_version_and_field_order():
+    assert records.SCHEMA_VERSION == 1  # the version the README documents; a new one needs a migration
+    d = _make().to_dict()
+    d["schema_version"] = 2
+    with pytest.raises(RecordError, match="newer than"):
+        RunRecord.from_dict(d)
+    text = _make().to_json()
+    keys = [k for k in json.loads(text)]
+    assert keys[:3] == ["schema_version", "run_id", "record_id"]  # a record reads top-down, not sorted
+    assert RunRecord.from_dict(d=_make().to_dict(), source="s") == _make()
+
+
+def test_an_unserialisable_metric_is_dropped_and_named():
+    bad = Metric("x", Unprintable(), False, (1.0,))  # the unit is not a string
+    rec = make_record(metrics={**_make().metrics, "x": bad})
+    f = records.failed_for_unserialisable(rec, TypeError("t"))
+    assert "x" not in f.metrics and "train.step_time" in f.metrics
+    assert f.info["serialisation_dropped"] == ["metrics['x'] (TypeError)"]
+
+
+def test_case_output_defaults():
+    out = records.CaseOutput()
+    assert out.metrics == {} and out.info == {} and out.artifacts == {}
+    assert records.CaseOutput().info is not out.info
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        out.info = {}
+
+
+def test_records_are_frozen_and_errors_keep_the_first_line_capped():
+    rec = _make()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.status = "failed"
+    long = "x" * 400
+    f = records.failed_for_unserialisable(rec, ValueError(long + "\nsecond"))
+    assert f.error == f"record could not be serialised (ValueError: {'x' * 300})"
+    m = records.minimal_failed(rec, ValueError("first\nsecond"))
+    assert m.error == "record could not be serialised (ValueError: first)"

@@ -1,10 +1,13 @@
 """Tests that bite on harness/measure/timing.py, CUDA loop included: a fake clock and fake CUDA events
-make every stop rule observable on a CPU-only machine (no duration is asserted, only counts)."""
+make every stop rule observable on a CPU-only machine (no duration is asserted, only counts). The
+fake torch keeps each run of this file short, for `nox -s mutation -- timing`."""
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
-import torch
 
 from milestones.harness.measure import timing
 
@@ -12,9 +15,14 @@ from milestones.harness.measure import timing
 class Clock:
     """Each call of `work` takes 1 ms, 2 ms, 3 ms, ... of fake time."""
 
+    START = 10**12  # a clock never starts at 0: elapsed times must be differences
+
     def __init__(self):
-        self.t = 0  # ns
+        self.t = self.START  # ns
         self.calls = 0
+
+    def reset(self):
+        self.t, self.calls = self.START, 0
 
     def ns(self):
         return self.t
@@ -50,8 +58,10 @@ def fake_cuda(monkeypatch, clk):
         def elapsed_time(self, end):  # milliseconds, like torch
             return (end.t - self.t) / 1e6
 
-    monkeypatch.setattr(torch.cuda, "Event", Event)
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    # A stand-in torch with just what time_cuda uses: no GPU (and no torch import) needed.
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        Event=Event, synchronize=lambda device=None: synced.append(device)))
+    monkeypatch.setitem(sys.modules, "torch", fake)
     return synced
 
 
@@ -75,31 +85,31 @@ def test_warmup_iterations_time_and_cap(clk):
     c2 = Clock()
     assert timing._warmup(c2.work, S(warmup_iters=0, warmup_time=0.0), lambda: None) == 0
     # Iterations done but time not yet: goes on until warmup_time (fake: 1, 2, 3 ms -> 6 ms >= 5 ms).
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert timing.time_cpu(clk.work, S(warmup_iters=1, warmup_time=0.005)).warmup_iters == 3
     # max_iters also bounds the warm-up.
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert timing.time_cpu(clk.work, S(warmup_iters=50, min_iters=2, max_iters=7)).warmup_iters == 7
 
 
 def test_time_cpu_counts_and_units(clk):
     r = timing.time_cpu(clk.work, S(min_iters=4))
     assert r.samples_s == pytest.approx((0.001, 0.002, 0.003, 0.004)) and r.timer == "perf_counter_ns"
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # min_time: 1+2+3 = 6 ms < 7 ms, 1+2+3+4 = 10 ms
     assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3  # exactly reached
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # max_time stops a long min_time once min_iters are done: 1+2+3 = 6 ms >= 5 ms
     assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3  # exactly
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     # ...but never before min_iters.
     assert len(timing.time_cpu(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cpu(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
 
 
@@ -108,17 +118,17 @@ def test_time_cuda_loop_on_fake_events(clk, fake_cuda):
     assert r.timer == "cuda_event" and r.warmup_iters == 2
     assert r.samples_s == pytest.approx((0.003, 0.004, 0.005))  # seconds, from milliseconds
     assert fake_cuda == ["cuda:1", "cuda:1"]  # once after the warm-up, once at the end
-    clk.calls, clk.t = 0, 0
-    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.006)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.0059)).samples_s) == 3  # float seconds here
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=1, min_time=0.007)).samples_s) == 4
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.005)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=5, min_time=100, max_time=0.001)).samples_s) == 5
-    clk.calls, clk.t = 0, 0
-    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.006)).samples_s) == 3
-    clk.calls, clk.t = 0, 0
+    clk.reset()
+    assert len(timing.time_cuda(clk.work, S(min_iters=3, min_time=100, max_time=0.0059)).samples_s) == 3
+    clk.reset()
     assert len(timing.time_cuda(clk.work, S(min_iters=2, min_time=100, max_iters=2)).samples_s) == 2
 
 
@@ -127,3 +137,42 @@ def test_time_fn_picks_the_timer(clk, fake_cuda):
     assert timing.time_fn(clk.work, "cuda", S()).timer == "cuda_event"
     assert timing.time_fn(clk.work, "cpu", S()).timer == "perf_counter_ns"
     assert timing.SMOKE_TIMING.min_iters == 3 and timing.SMOKE_TIMING.warmup_time == 0.0
+
+
+def test_min_time_is_compared_in_whole_nanoseconds(monkeypatch):
+    t = {"ns": Clock.START}
+    steps = iter([5_999_999, 1_000_000, 1_000_000])
+
+    def work():
+        t["ns"] += next(steps)
+
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: t["ns"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: t["ns"] / 1e9)
+    r = timing.time_cpu(work, S(min_iters=1, min_time=0.006))
+    assert len(r.samples_s) == 2  # 5 999 999 ns is short of 6 ms by one nanosecond
+
+
+def test_smoke_timing_settings():
+    assert timing.SMOKE_TIMING == timing.TimingSettings(warmup_iters=1, warmup_time=0.0, min_iters=3, min_time=0.05,
+                                                        max_time=10.0)
+
+
+def test_one_second_boundaries(monkeypatch):
+    t = {"ns": Clock.START}
+
+    def work():
+        t["ns"] += 1_000_000_000
+
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: t["ns"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: t["ns"] / 1e9)
+    assert len(timing.time_cpu(work, S(min_iters=1, min_time=1.0)).samples_s) == 1  # exactly 1 s is enough
+    assert len(timing.time_cpu(work, S(min_iters=1, min_time=100, max_time=1.0)).samples_s) == 1
+
+
+def test_settings_and_results_are_frozen():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        S().min_iters = 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        timing.TimingResult((1.0,), 0, "perf_counter_ns").timer = "x"

@@ -59,6 +59,8 @@ def test_scrub_text_paths_uuids_and_host():
     assert privacy.scrub_text("node17.cluster2 ab", home="/h", roots=(), hostname="node17.cluster") == \
         "node17.cluster2 ab"
     assert privacy.scrub_text("ab on ab", home="/h", roots=(), hostname="ab") == "ab on ab"  # too short to mask
+    assert privacy.scrub_text("no gpu here", home="/h", roots=(), hostname="gpu") == "no gpu here"  # a plain word
+    assert privacy.scrub_text("on gpu01", home="/h", roots=(), hostname="gpu01") == "on <host>"
 
 
 def test_relative_path():
