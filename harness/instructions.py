@@ -32,11 +32,18 @@ SCALES_ALLOWED = ("smoke", "proxy")
 
 
 def step_of(case: Case, registry: Any) -> Callable[[], Any]:
-    """The step a speed case times (its first measure_speed call: the training step by convention).
-    The one place that knows how to get it, so a declared list of steps can replace it."""
-    from milestones.harness.asv_bridge import capture_step
+    """The headline step the speed case declares (its SpeedPlan's first step), set up and ready to call."""
+    from milestones.harness.context import SkipCase
+    from milestones.harness.launch.inprocess import declared_plan
+    from milestones.harness.launch.spec import CaseSpec
 
-    return capture_step(case, registry.config(case.config), registry)
+    try:
+        step = declared_plan(CaseSpec(case=case)).step()
+    except SkipCase as e:
+        raise NotImplementedError(f"case skipped: {e}") from None
+    if step.setup is not None:
+        step.setup()
+    return step.fn
 
 
 def serve(spec: dict[str, Any], result_path: Path) -> None:

@@ -13,6 +13,7 @@ def cmd_instructions(args: argparse.Namespace) -> int:
     from milestones.harness import env as envmod
     from milestones.harness import instructions, report, runner, store
     from milestones.harness.errors import UsageError
+    from milestones.harness.launch.process import now
     from milestones.harness.measure import callgrind
     from milestones.harness.registry import load_suites
 
@@ -39,14 +40,14 @@ def cmd_instructions(args: argparse.Namespace) -> int:
         store.ensure_writable(folder)
         store.write_manifest(folder, {"run_id": run_id, "machine_id": e["machine_id"], "channel": "callgrind",
                                       "cases": [c.__dict__ for c in cases]})
-    started = runner._now()
+    started = now()
     with tempfile.TemporaryDirectory(prefix="milestones-callgrind-") as tmp:
         results, tail = instructions.count_cases(cases, iters=args.iters, timeout=args.timeout, workdir=Path(tmp))
     from rich.console import Console
 
     con = Console()
     recs = instructions.records(cases, results, run_id=run_id, registry=reg, env=e, started=started,
-                                ended=runner._now())
+                                ended=now())
     for r in recs:
         path = store.write_record(folder / "instructions", r)
         con.print(report.case_line(r) + f"  ({path})")
