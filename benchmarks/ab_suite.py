@@ -9,26 +9,24 @@ import os
 from dataclasses import dataclass
 
 from milestones.harness.context import CaseContext
-from milestones.harness.measure.speed import measure_speed
-from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Params, SpeedPlan, Step
 
 SUITE = register_suite("abbench", title="A/B detection power workload", arxiv="0000.00000", year=2000)
 
 
 @dataclass(frozen=True)
-class ConvStep:
-    batch_size: int = 8
+class ConvStep(Params):
     layers: int = 20
     channels: int = 16
     size: int = 16
 
 
-SUITE.config("abbench-conv20", ConvStep(), scales=("smoke", "proxy"), kinds=("speed",))
+SUITE.config("abbench-conv20", ConvStep(batch_size=8), scales=("smoke", "proxy"), kinds=("speed",))
 
 
 @SUITE.kind("speed")
-def speed(cfg: ConvStep, ctx: CaseContext) -> CaseOutput:
+def speed(cfg: ConvStep, ctx: CaseContext) -> SpeedPlan:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -48,5 +46,4 @@ def speed(cfg: ConvStep, ctx: CaseContext) -> CaseOutput:
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=ctx.batch_size, count=False)
-    return CaseOutput(metrics=metrics, artifacts=artifacts, info={"layers": layers})
+    return SpeedPlan(steps=(Step("train", step, ctx.batch_size, count_flops=False),), info={"layers": layers})

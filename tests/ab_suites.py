@@ -8,45 +8,41 @@ import time
 from dataclasses import dataclass
 
 from milestones.harness.context import CaseContext
-from milestones.harness.measure.speed import measure_speed
-from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.harness.suite_api import Params, SpeedPlan, Step
 
 SUITE = register_suite("abfake", title="A/B plumbing (tests only)", arxiv="0000.00000", year=2000)
 
 
 @dataclass(frozen=True)
-class StepConfig:
-    batch_size: int = 1
+class StepConfig(Params):
     seconds: float = 0.004
 
 
-SUITE.config("abfake-step", StepConfig(), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-step", StepConfig(batch_size=1), scales=("smoke",), kinds=("speed",))
 
 
-def speed(cfg, ctx: CaseContext) -> CaseOutput:
-    if isinstance(cfg, WorkConfig):
-        return work_speed(cfg, ctx)
+@SUITE.kind("speed", params=StepConfig)
+def speed(cfg: StepConfig, ctx: CaseContext) -> SpeedPlan:
     if os.environ.get("AB_FAIL"):
         raise RuntimeError("injected failure on this side")
     pause = cfg.seconds * float(os.environ.get("AB_FACTOR", "1"))
-    metrics, artifacts = measure_speed(ctx, lambda: time.sleep(pause), label="train", items_per_step=1, count=False)
-    return CaseOutput(metrics=metrics, artifacts=artifacts)
+    return SpeedPlan(steps=(Step("train", lambda: time.sleep(pause), 1, count_flops=False),))
 
 
 @dataclass(frozen=True)
-class WorkConfig:
-    batch_size: int = 1
+class WorkConfig(Params):
     matmuls: int = 100
 
 
 # Instruction counts: `matmuls` small matmuls per step, 1% more with $AB_EXTRA_WORK=1.
-SUITE.config("abfake-mm", WorkConfig(), scales=("smoke",), kinds=("speed",))
-SUITE.config("abfake-mm-again", WorkConfig(), scales=("smoke",), kinds=("speed",))
-SUITE.config("abfake-mm101", WorkConfig(matmuls=101), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm", WorkConfig(batch_size=1), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm-again", WorkConfig(batch_size=1), scales=("smoke",), kinds=("speed",))
+SUITE.config("abfake-mm101", WorkConfig(matmuls=101, batch_size=1), scales=("smoke",), kinds=("speed",))
 
 
-def work_speed(cfg: WorkConfig, ctx: CaseContext) -> CaseOutput:
+@SUITE.kind("speed", params=WorkConfig)
+def work_speed(cfg: WorkConfig, ctx: CaseContext) -> SpeedPlan:
     import torch
 
     x = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
@@ -57,8 +53,4 @@ def work_speed(cfg: WorkConfig, ctx: CaseContext) -> CaseOutput:
         for _ in range(n):
             y = torch.mm(y, x).clamp_(-1, 1)
 
-    metrics, artifacts = measure_speed(ctx, step, label="train", items_per_step=1, count=False)
-    return CaseOutput(metrics=metrics, artifacts=artifacts)
-
-
-SUITE.kind("speed")(speed)
+    return SpeedPlan(steps=(Step("train", step, 1, count_flops=False),))
