@@ -45,7 +45,9 @@ SUITE.config("abfake-mm101", WorkConfig(matmuls=101, batch_size=1), scales=("smo
 def work_speed(cfg: WorkConfig, ctx: CaseContext) -> SpeedPlan:
     import torch
 
-    x = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    # 64x64: enough arithmetic per op that the dispatcher's and allocator's state-dependent costs
+    # (a few thousand instructions per op) stay well under 0.1% of the count.
+    x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0)) / 8
     n = cfg.matmuls + (cfg.matmuls // 100 if os.environ.get("AB_EXTRA_WORK") else 0)
 
     def step() -> None:

