@@ -513,7 +513,7 @@ def pretrained_quality(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
 # ---------------------------------------------------------------------------------------------------------
 # ---- paper scale (issue 14): training on ImageNet (Tables 1-2), the 2012 two-column net and the OWT net
 # ---------------------------------------------------------------------------------------------------------
-from milestones.harness.distributed import data_parallel  # noqa: E402
+from milestones.harness.ranks import data_parallel  # noqa: E402
 from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 

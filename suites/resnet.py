@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
-from milestones.harness.distributed import data_parallel
 from milestones.harness.measure.flops import count_flops, count_params
+from milestones.harness.ranks import data_parallel
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, classifier_plan, curve

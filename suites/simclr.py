@@ -474,8 +474,8 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
 # ---------------------------------------------------------------------------------------------------------
 # ---- paper scale (issue 14): linear evaluation (Table 6), semi-supervised (Table 7), CIFAR-10 transfer
 # ---------------------------------------------------------------------------------------------------------
-from milestones.harness.distributed import data_parallel  # noqa: E402
 from milestones.harness.errors import UsageError  # noqa: E402
+from milestones.harness.ranks import data_parallel  # noqa: E402
 from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 from milestones.suites.resnet import Bottleneck  # noqa: E402

@@ -1,4 +1,4 @@
-"""milestones.harness.distributed: the gathered record (pure), the command line, and a crashed rank under real torchrun."""
+"""The torchrun launcher (milestones.harness.launch.torchrun): the gathered record (pure), the command line, and a crashed rank under real torchrun."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def test_cli_passes_nproc_and_rendezvous_options_to_torchrun():
     assert cmd[cmd.index("--") + 1:][:2] == ["--nproc-per-node", "4"] and "--rdzv-endpoint" in cmd
     assert distributed.wants_torchrun("speed", 4) and not distributed.wants_torchrun("fidelity", 4)
     assert not distributed.wants_torchrun("speed", 1)
+    assert distributed.wants_torchrun("quality", 2) and not distributed.wants_torchrun("quality", 1)
     assert distributed.wants_torchrun("speed", 1, ("--nnodes", "2"))
 
 
@@ -105,3 +106,18 @@ def test_a_crashed_rank_is_named_in_the_record_and_the_run_ends_cleanly(tmp_path
     assert "deliberate crash" in rows[1]["traceback"]
     for r in rows.values():  # no rank outlives the run
         assert not _alive(r["pid"]), f"rank {r['rank']} (pid {r['pid']}) is still running"
+
+
+def test_a_quality_case_trains_once_on_every_rank(tmp_path):
+    from milestones.harness import env as envmod
+    from milestones.harness import runner
+    from milestones.harness.registry import load_suites
+
+    reg = load_suites()
+    opts = runner.RunOptions(kinds=("quality",), scale="proxy", nproc=2, out=tmp_path, timeout=240, seeds=(5,))
+    res = runner.execute(runner.plan([reg.config("fake-ok")], opts, "cpu"), opts, reg, envmod.capture())
+    (rec,) = res.records
+    assert rec.status == "ok", rec.error
+    assert rec.info["world_size"] == 2 and rec.info["single_process"] is None  # no single-process run first
+    assert rec.metrics["value"].samples == rec.metrics["rank0.value"].samples
+    assert "rank1.value" in rec.metrics and rec.info["quality_seeds"] == [5]

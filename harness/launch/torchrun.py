@@ -47,8 +47,9 @@ def backend_for(device: str) -> str:
 
 
 def wants_torchrun(kind: str, nproc: int, torchrun_args: Sequence[str] = ()) -> bool:
-    """Only speed cases run under torchrun: fidelity needs no training, quality cases are single-process."""
-    return (nproc > 1 or bool(torchrun_args)) and kind == "speed"
+    """Speed and quality cases run under torchrun when asked (a paper's multi-GPU training, e.g. the
+    One-weird-trick table); fidelity needs no training."""
+    return (nproc > 1 or bool(torchrun_args)) and kind in ("speed", "quality")
 
 
 def wanted(spec: Any) -> bool:
@@ -303,7 +304,7 @@ def rank_main(spec_path: Path, result_path: Path) -> int:
         raise RankFailed(f"rank {rank}: {res.get('status')}: {res.get('error')}")
 
     single = None
-    if rank == 0:
+    if rank == 0 and spec.case.kind == "speed":  # a training run is not repeated alone first
         single = run()  # no process group yet: data_parallel() leaves the model alone
         if single["status"] not in SUCCESS:
             fail(single)
