@@ -378,3 +378,18 @@ def test_more_guards():
     assert runs([[1.0, math.nan]] * 3, [[1.0, 1.0]] * 3, higher_is_better=False).verdict == "not comparable"
     assert runs([[1.0, 1.0]] * 3, [[1.0, math.inf]] * 3, higher_is_better=False).verdict == "not comparable"
     assert runs([], [], higher_is_better=False).verdict == "not comparable"
+
+
+def test_third_round_edges():
+    # A CI that touches no-change (lo == 0) does not exclude it.
+    assert stats.decide(0.1, (0.0, 0.2), 0.001, 0.01, 0.05)[0] == "inconclusive"
+    c = stats.Comparison("unchanged", "x", "exact")
+    assert (c.n_base, c.n_new, c.threshold, c.ratio) == (0, 0, 0.05, None)
+    two = stats.compare_timeseries([1.0, 1.1], [1.0, 1.1], higher_is_better=False)
+    assert two.reason.endswith("; 1 vs 1 blocks")  # two samples a side are tested, not refused
+    assert stats.compare_seeds([0.5], [0.5], higher_is_better=True).change == 0.0
+    a, b = [0.70, 0.71, 0.69], [0.60, 0.61, 0.59]
+    hib = stats.compare_seeds(a, b, higher_is_better=True)
+    assert hib.change == pytest.approx(np.mean(a) / np.mean(b) - 1)  # worse by the inverse ratio
+    low = stats.compare_seeds(a, b, higher_is_better=False)
+    assert low.change == pytest.approx(np.mean(b) / np.mean(a) - 1)
