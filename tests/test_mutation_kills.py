@@ -378,3 +378,103 @@ def test_more_guards():
     assert runs([[1.0, math.nan]] * 3, [[1.0, 1.0]] * 3, higher_is_better=False).verdict == "not comparable"
     assert runs([[1.0, 1.0]] * 3, [[1.0, math.inf]] * 3, higher_is_better=False).verdict == "not comparable"
     assert runs([], [], higher_is_better=False).verdict == "not comparable"
+
+
+def test_third_round_edges():
+    # A CI that touches no-change (lo == 0) does not exclude it.
+    assert stats.decide(0.1, (0.0, 0.2), 0.001, 0.01, 0.05)[0] == "inconclusive"
+    c = stats.Comparison("unchanged", "x", "exact")
+    assert (c.n_base, c.n_new, c.threshold, c.ratio) == (0, 0, 0.05, None)
+    two = stats.compare_timeseries([1.0, 1.1], [1.0, 1.1], higher_is_better=False)
+    assert two.reason.endswith("; 1 vs 1 blocks")  # two samples a side are tested, not refused
+    assert stats.compare_seeds([0.5], [0.5], higher_is_better=True).change == 0.0
+    a, b = [0.70, 0.71, 0.69], [0.60, 0.61, 0.59]
+    hib = stats.compare_seeds(a, b, higher_is_better=True)
+    assert hib.change == pytest.approx(np.mean(a) / np.mean(b) - 1)  # worse by the inverse ratio
+    low = stats.compare_seeds(a, b, higher_is_better=False)
+    assert low.change == pytest.approx(np.mean(b) / np.mean(a) - 1)
+
+
+# ------------------------------------------------------------------ compare.py, what the run left
+def _dev(r, device):
+    return dataclasses.replace(r, case=dataclasses.replace(r.case, device=device))
+
+
+def test_cases_match_across_device_indices_and_rows_name_the_first():
+    base = [_dev(rec(), "cuda:0"), _dev(rec(), "cuda:1")]
+    row = one_row(base, [_dev(rec(), "cuda:1")])
+    assert row.verdict == "unchanged" and row.device == "cuda:0"
+
+
+def test_failed_sides_and_long_errors():
+    b = dataclasses.replace(rec(status="oom"), error="e" * 300)
+    n = dataclasses.replace(rec(status="timeout"), error="t")
+    why = one_row([b], [n]).result.reason
+    assert why == "base status oom: " + "e" * 200
+
+
+def test_a_record_without_the_metric_among_repeated_runs():
+    base = [rec(samples=[1.0, 1.01], started=f"2026-01-0{i}") for i in range(1, 4)]
+    other = rec(metric="other", samples=[1.0, 1.0], started="2026-01-04")
+    new = [rec(samples=[1.0, 1.01], started=f"2026-01-0{i}") for i in range(1, 4)]
+    rows, _ = compare.compare_runs(base + [other], new)
+    assert {r.metric: r.result.method for r in rows}["train.step_time"] == "runs"
+
+
+def test_paper_reason_relative_and_counts():
+    b = Baseline(id="b", suite="s", paper=Paper(suite="s", title="t", arxiv="0", year=2000), metric="acc",
+                 configs=("c",), kind="quality", value=0.80, unit="fraction", dataset="d", split="test",
+                 protocol="p", source="T1", confirmed=True, higher_is_better=True, tolerance=0.05,
+                 tolerance_kind="relative", scales=("smoke",))
+    r = compare.paper_verdict(b, rec(kind="quality", samples=[0.85], unit="fraction", metric="acc"))
+    assert "off by +0.05 fraction (+6.2%)" in r.reason and r.n == 1
+    missing = compare.paper_verdict(b, rec(kind="quality", samples=[0.85], unit="fraction", metric="other"))
+    assert missing.verdict == "not measured" and missing.n == 0 and missing.ours is None
+
+
+def test_by_group_cis_notes_and_order():
+    recs = [_gpu("A", [1.0, 1.1, 0.9]), _gpu("A", [1.0]), _gpu("B", [2.0]), _gpu("C", [3.0, 3.1, 2.9])]
+    (row,) = compare.compare_by(recs, "gpu", reference="A")[0]
+    assert "B" not in row.cis and isinstance(row.to_dict()["cis"]["C"], list)  # one sample: no interval
+    lone = [_gpu("A", [1.0]), _gpu("C", [3.0, 3.1, 2.9])]
+    (row,) = compare.compare_by(lone, "gpu", reference="A")[0]
+    assert row.cis == {} and row.ratios["C"] == pytest.approx(3.0)  # a one-sample reference: none either
+    no_ref = [_gpu("A", [1.0], config="c"), _gpu("B", [2.0]), _gpu("C", [4.0])]
+    no_ref[0] = dataclasses.replace(no_ref[0], metrics={"train.step_time": Metric.missing(
+        "train.step_time", "s", False, "no GPU timer")})
+    (row,) = compare.compare_by(no_ref, "gpu", reference="A")[0]
+    assert row.notes == {"A": "no GPU timer", "B": "reference not measured", "C": "reference not measured"}
+    gap = [_gpu("A", [1.0, 1.0]), _gpu("A", [1.0]), _gpu("B", [2.0], config="x"), _gpu("C", [4.0, 4.0])]
+    rows, _ = compare.compare_by(gap, "gpu", reference="A")
+    c_row = next(r for r in rows if r.config == "c")
+    assert c_row.ratios == {"A": 1.0, "B": None, "C": 4.0} and c_row.notes["B"] == "not run"
+    za = dataclasses.replace(_gpu("A", [1.0], config="a"), run_id="z")
+    zb = dataclasses.replace(_gpu("B", [2.0], config="a"), run_id="z")
+    ab = dataclasses.replace(_gpu("A", [1.0], config="b"), run_id="a")
+    bb = dataclasses.replace(_gpu("B", [2.0], config="b"), run_id="a")
+    assert [r.config for r in compare.compare_by([bb, ab, zb, za], "gpu")[0]] == ["a", "b"]
+
+
+def _kern(rows, config="c"):
+    r = rec(config)
+    return dataclasses.replace(r, artifacts={"train.kernels": rows})
+
+
+def test_kernel_diffs_edges():
+    k = lambda n, us, calls=1: {"name": n, "self_time_us": us, "calls": calls}  # noqa: E731
+    base = _kern([k(f"k{i}", 10.0) for i in range(12)] + [k("gone", 5.0)])
+    new = _kern([k(f"k{i}", 10.0 + i) for i in range(12)] + [k("new", 7.0, 3)])
+    d = compare.kernel_diff(base, new)
+    assert len(d) == 10
+    full = {x.name: x for x in compare.kernel_diff(base, new, top=100)}
+    assert full["gone"].new_us == 0.0 and full["gone"].new_calls == 0.0
+    assert full["new"].base_us == 0.0 and full["new"].base_calls == 0.0 and full["new"].ratio is None
+    assert full["k4"].ratio == pytest.approx(1.4)
+    calls_only = compare.kernel_diffs([_kern([k("a", 1.0, 1)])], [_kern([k("a", 1.0, 2)])])
+    assert len(calls_only) == 1
+    assert compare.kernel_diffs([_kern([k("a", 1.0, 1)])], [_kern([k("a", 1.0, 1)])]) == []
+    with pytest.raises(UsageError, match="missing in base record"):
+        compare.kernel_diff(_kern([k("a", 1.0)]), new, label="other")
+    with pytest.raises(UsageError, match="missing in new record"):
+        compare.kernel_diff(dataclasses.replace(rec(), artifacts={"other.kernels": [k("a", 1.0)]}), new,
+                            label="other")

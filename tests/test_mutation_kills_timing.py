@@ -177,3 +177,42 @@ def test_settings_and_results_are_frozen():
         S().min_iters = 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         timing.TimingResult((1.0,), 0, "perf_counter_ns").timer = "x"
+
+
+def test_cuda_stop_rules_at_exact_boundaries(monkeypatch, fake_cuda):
+    # Host time in exact binary fractions (0.25 s a call), so "exactly reached" is exact in floats.
+    clock = {"s": 1024.0}
+
+    def work():
+        clock["s"] += 0.25
+
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["s"])
+    sys.modules["torch"].cuda.Event = _exact_event(clock)  # the fixture's stand-in torch
+    assert len(timing.time_cuda(work, S(min_iters=1, min_time=0.5)).samples_s) == 2
+    assert len(timing.time_cuda(work, S(min_iters=1, min_time=100, max_time=0.5)).samples_s) == 2
+
+
+def _exact_event(clock):
+    class Event:
+        def __init__(self, enable_timing=False):
+            self.t = None
+
+        def record(self):
+            self.t = clock["s"]
+
+        def elapsed_time(self, end):
+            return (end.t - self.t) * 1e3
+
+    return Event
+
+
+def test_max_time_is_compared_in_whole_nanoseconds(monkeypatch):
+    t = {"ns": Clock.START}
+    steps = iter([999_999_999, 1, 1, 1])
+
+    def work():
+        t["ns"] += next(steps)
+
+    monkeypatch.setattr(timing.time, "perf_counter_ns", lambda: t["ns"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: t["ns"] / 1e9)
+    assert len(timing.time_cpu(work, S(min_iters=1, min_time=100, max_time=1.0)).samples_s) == 2
