@@ -88,3 +88,21 @@ def test_case_spec_and_result_round_trip(tmp_path):
     back = CaseResult.read(tmp_path / "r.json")
     assert back.status == "timeout" and back.metrics["a.step_time"].samples[0] == 1.0
     assert back.info["k"] == float("inf")
+
+
+def test_flags_mean_one_thing_across_commands():
+    from milestones.harness.cli import build_parser
+
+    p = build_parser()
+    # --results: where run ids are looked up, in every command that looks them up (old name still accepted)
+    for cmd in (["compare", "a", "b"], ["report", "a", "--output", "r.html"], ["plot", "by", "a", "--output", "f.png"]):
+        ns = p.parse_args([*cmd, "--results", "R"])
+        assert (getattr(ns, "results_root", None) or ns.results) == "R"
+    assert p.parse_args(["report", "a", "--out", "r.html", "--results-root", "R"]).results_root == "R"
+    # a file to write is --output (-o); --out stays accepted there, and names a folder everywhere else
+    assert p.parse_args(["report", "a", "-o", "r.html"]).out == "r.html"
+    assert p.parse_args(["baselines", "appendix", "a", "--output", "x.md"]).out == "x.md"
+    # the baselines folder is --baselines-dir everywhere (--dir still accepted)
+    assert p.parse_args(["baselines", "list", "--baselines-dir", "B"]).dir == "B"
+    assert p.parse_args(["baselines", "check", "--dir", "B"]).dir == "B"
+    assert p.parse_args(["report", "a", "-o", "r.html", "--baselines-dir", "B"]).baselines_dir == "B"

@@ -82,12 +82,12 @@ def register(sub) -> None:
     bs = p.add_subparsers(dest="baselines_command", metavar="ACTION", parser_class=type(p))
     sp = bs.add_parser("list", help="list the cited paper figures")
     sp.add_argument("suites", nargs="*", metavar="SUITE", help="only these suites")
-    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--baselines-dir", "--dir", dest="dir", help="baselines folder (default: the project's baselines/)")
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_list)
     sp = bs.add_parser("check", help="validate schema, suites, configs, ids (and metrics against records)")
     sp.add_argument("files", nargs="*", help="baselines files (default: every baselines/*.toml)")
-    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--baselines-dir", "--dir", dest="dir", help="baselines folder (default: the project's baselines/)")
     sp.add_argument("--records", nargs="+", metavar="RESULTS", help="check metric names against these records")
     sp.set_defaults(func=cmd_check)
 
@@ -95,9 +95,9 @@ def register(sub) -> None:
                        "commands, environments")
     sp.add_argument("results", nargs="+", metavar="RESULTS", help="results folders or record files")
     sp.add_argument("--suite", dest="suites", action="append", metavar="SUITE", help="only this suite (repeatable)")
-    sp.add_argument("--dir", help="baselines folder (default: the project's baselines/)")
+    sp.add_argument("--baselines-dir", "--dir", dest="dir", help="baselines folder (default: the project's baselines/)")
     sp.add_argument("--all-scales", action="store_true", help="also list proxy/smoke records (not comparable)")
-    sp.add_argument("--out", help="write the Markdown here instead of stdout")
+    sp.add_argument("-o", "--output", "--out", dest="out", help="write the Markdown to this file instead of stdout")
     sp.set_defaults(func=cmd_appendix)
 
     def no_action(args: argparse.Namespace) -> int:

@@ -129,13 +129,14 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=WHATS, help="by | history | paper | curves | kernels")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders, record files or run ids")
-    p.add_argument("--out", required=True, help="FIG.png or FIG.svg")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, help="the file to write: " + "FIG.png or FIG.svg")
     p.add_argument("--metric", help="metric name or glob (default: throughput for by, step time for history); "
                                     "for curves, the curve quantity (default: the evaluated one, else loss)")
     p.add_argument("--config", help="only this config")
     p.add_argument("--by", choices=("gpu", "torch", "cuda", "commit", "machine"), default="gpu")
     p.add_argument("--reference", help="reference group for `by`")
     p.add_argument("--base", metavar="RESULTS", help="kernels: the base run to draw beside")
-    p.add_argument("--results-root", default="results", help="where run ids are looked up (default results)")
+    p.add_argument("--results", "--results-root", dest="results_root", default="results",
+                   help="where run ids are looked up (default results); the same flag as compare's")
     p.add_argument("--baselines-dir", help="baselines folder (default: the project's baselines/)")
     p.set_defaults(func=cmd_plot)

@@ -33,11 +33,12 @@ def register(sub) -> None:
                               "  milestones report results/ --claims-only --out claims.html",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders, record files or run ids")
-    p.add_argument("--out", required=True, help="report.html (self-contained) or report.md (+ <stem>_plots/)")
+    p.add_argument("-o", "--output", "--out", dest="out", required=True, help="the file to write: " + "report.html (self-contained) or report.md (+ <stem>_plots/)")
     p.add_argument("--base", metavar="RESULTS", help="compare against this run (default: the previous run on the "
                                                      "same machine, if the results hold one)")
     p.add_argument("--title", default="milestones report")
-    p.add_argument("--results-root", default="results", help="where run ids are looked up (default results)")
+    p.add_argument("--results", "--results-root", dest="results_root", default="results",
+                   help="where run ids are looked up (default results); the same flag as compare's")
     p.add_argument("--baselines-dir", help="baselines folder (default: the project's baselines/)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
     p.add_argument("--strict", action="store_true",
