@@ -258,25 +258,18 @@ def _not_comparable_reason(base: Sequence[RunRecord], new: Sequence[RunRecord]) 
     return "; ".join(parts) or None
 
 
-def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
-                 *, metrics: Sequence[str] | None = None, **kw: Any) -> tuple[list[CompareRow], list[str]]:
-    """Every metric of every case present on either side -> a row. Returns (rows, environment notes)."""
-    if not base or not new:
-        raise UsageError("compare needs records on both sides")
-    check_not_mixed(base, new)
-    env_notes = env_differences(base, new)
-    note = "; ".join(env_notes)
+def _pair_cases(base: Sequence[RunRecord], new: Sequence[RunRecord]
+                ) -> list[tuple[list[RunRecord] | None, list[RunRecord] | None]]:
+    """Records grouped by case on each side and paired; an unmatched case is paired on the reduced key so
+    that a batch-size or dtype change is said, not hidden, else it stands alone."""
     group_a: dict[tuple, list[RunRecord]] = {}
     group_b: dict[tuple, list[RunRecord]] = {}
     for r in base:
         group_a.setdefault(_case_key(r), []).append(r)
     for r in new:
         group_b.setdefault(_case_key(r), []).append(r)
-    pairs: list[tuple[list[RunRecord] | None, list[RunRecord] | None]] = []
-    for k in group_a:
-        if k in group_b:
-            pairs.append((group_a[k], group_b[k]))
-    # Unmatched cases: pair on the reduced key so that a batch-size or dtype change is said, not hidden.
+    pairs: list[tuple[list[RunRecord] | None, list[RunRecord] | None]] = [
+        (group_a[k], group_b[k]) for k in group_a if k in group_b]
     left_a = {k: v for k, v in group_a.items() if k not in group_b}
     left_b = {k: v for k, v in group_b.items() if k not in group_a}
     used_b: set[tuple] = set()
@@ -288,75 +281,87 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
         else:
             pairs.append((va, None))
     pairs.extend((None, vb) for kb, vb in left_b.items() if kb not in used_b)
+    return pairs
 
+
+def _case_problem(ra: list[RunRecord] | None, rb: list[RunRecord] | None, note: str) -> CompareRow | None:
+    """The one row saying why a pair of cases cannot be compared at all, or None when it can."""
+    if ra is None or rb is None:
+        recs = ra or rb
+        assert recs is not None
+        return _nc(recs, "*", "", None, f"case only in {'base' if rb is None else 'new'}", note)
+    bad = [r for r in ra + rb if r.status not in SUCCESS_STATUSES]
+    if bad:
+        r = bad[0]
+        side = "base" if r in ra else "new"
+        return _nc(ra, "*", "", None, f"{side} status {r.status}: {(r.error or '')[:200]}", note)
+    why = _not_comparable_reason(ra, rb)
+    return _nc(ra, "*", "", None, why, note) if why else None
+
+
+def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds: Thresholds, note: str,
+                kw: dict[str, Any]) -> CompareRow | None:
+    """One metric of one pair of cases -> its row (None for metrics that are never compared)."""
+    ma = next((r.metrics[name] for r in ra if name in r.metrics), None)
+    mb = next((r.metrics[name] for r in rb if name in r.metrics), None)
+    m = ma or mb
+    assert m is not None
+    if ma is None or mb is None:
+        return _nc(ra, name, m.unit, m.higher_is_better, f"metric missing in {'base' if ma is None else 'new'}", note)
+    if ma.unit != mb.unit or ma.higher_is_better != mb.higher_is_better:
+        return _nc(ra, name, m.unit, m.higher_is_better, f"unit or direction differs ({ma.unit} vs {mb.unit})", note)
+    if name.endswith(NOT_COMPARED):
+        return None
+    a, b = _samples(ra, name), _samples(rb, name)
+    if not a or not b:
+        side_note = (ma if not a else mb).note or "not measured"
+        return _nc(ra, name, m.unit, m.higher_is_better,
+                   f"not measured in {'base' if not a else 'new'}: {side_note}", note)
+    thr = thresholds.for_metric(name)
+    if m.unit == "instructions" and not any(fnmatch.fnmatchcase(name, pt) for pt, _ in thresholds.per_metric):
+        thr = INSTRUCTION_TOLERANCE
+    clean_a = [clean_samples(r, name) for r in sorted(ra, key=lambda r: r.started_at)]
+    clean_b = [clean_samples(r, name) for r in sorted(rb, key=lambda r: r.started_at)]
+    dropped = sum(k for _, k in clean_a + clean_b)
+    runs_a = [xs for xs, _ in clean_a if xs]
+    runs_b = [xs for xs, _ in clean_b if xs]
+    a, b = [x for xs in runs_a for x in xs], [x for xs in runs_b for x in xs]
+    blocks = _method(ra[0].case.kind, m.unit) == "blocks"
+    big = stats.gross_change(a, b, higher_is_better=m.higher_is_better) if blocks else None
+    if big is None and blocks and min(len(runs_a), len(runs_b)) >= 3 and min(len(x) for x in runs_a + runs_b) >= 2:
+        res = stats.compare_repeated_runs(runs_a, runs_b, higher_is_better=m.higher_is_better, threshold=thr)
+    else:
+        res = big or compare_metric(ra[0].case.kind, m.unit, m.higher_is_better, a, b, thr, **kw)
+    if dropped:
+        res = dataclasses.replace(res, n_descheduled=dropped, reason=f"{res.reason}; {dropped} descheduled sample(s) left out")
+    all_bad = [r.run_id for r in ra + rb if (mk := descheduled_mask(r, name)) and all(mk)]
+    if all_bad:
+        res = dataclasses.replace(res, reason=f"{res.reason}; every sample of {len(all_bad)} record(s) was "
+                                              "descheduled (kept: no clean sample; the machine was busy)")
+    c = ra[0].case
+    return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name, m.unit,
+                      m.higher_is_better, res, note)
+
+
+def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
+                 *, metrics: Sequence[str] | None = None, **kw: Any) -> tuple[list[CompareRow], list[str]]:
+    """Every metric of every case present on either side -> a row. Returns (rows, environment notes)."""
+    if not base or not new:
+        raise UsageError("compare needs records on both sides")
+    check_not_mixed(base, new)
+    env_notes = env_differences(base, new)
+    note = "; ".join(env_notes)
     rows: list[CompareRow] = []
-    for ra, rb in pairs:
-        if ra is None or rb is None:
-            recs = ra or rb
-            assert recs is not None
-            rows.append(_nc(recs, "*", "", None, f"case only in {'base' if rb is None else 'new'}", note))
+    for ra, rb in _pair_cases(base, new):
+        problem = _case_problem(ra, rb, note)
+        if problem is not None:
+            rows.append(problem)
             continue
-        bad = [r for r in ra + rb if r.status not in SUCCESS_STATUSES]
-        if bad:
-            r = bad[0]
-            side = "base" if r in ra else "new"
-            rows.append(_nc(ra, "*", "", None, f"{side} status {r.status}: {(r.error or '')[:200]}", note))
-            continue
-        why = _not_comparable_reason(ra, rb)
-        if why:
-            rows.append(_nc(ra, "*", "", None, why, note))
-            continue
+        assert ra is not None and rb is not None
         names = list(dict.fromkeys([n for r in ra + rb for n in r.metrics]))
         if metrics:
             names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in metrics)]
-        for name in names:
-            ma = next((r.metrics[name] for r in ra if name in r.metrics), None)
-            mb = next((r.metrics[name] for r in rb if name in r.metrics), None)
-            m = ma or mb
-            assert m is not None
-            if ma is None or mb is None:
-                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
-                                f"metric missing in {'base' if ma is None else 'new'}", note))
-                continue
-            if ma.unit != mb.unit or ma.higher_is_better != mb.higher_is_better:
-                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
-                                f"unit or direction differs ({ma.unit} vs {mb.unit})", note))
-                continue
-            if name.endswith(NOT_COMPARED):
-                continue
-            a, b = _samples(ra, name), _samples(rb, name)
-            if not a or not b:
-                side_note = (ma if not a else mb).note or "not measured"
-                rows.append(_nc(ra, name, m.unit, m.higher_is_better,
-                                f"not measured in {'base' if not a else 'new'}: {side_note}", note))
-                continue
-            thr = thresholds.for_metric(name)
-            if m.unit == "instructions" and not any(fnmatch.fnmatchcase(name, pt) for pt, _ in thresholds.per_metric):
-                thr = INSTRUCTION_TOLERANCE
-            clean_a = [clean_samples(r, name) for r in sorted(ra, key=lambda r: r.started_at)]
-            clean_b = [clean_samples(r, name) for r in sorted(rb, key=lambda r: r.started_at)]
-            dropped = sum(k for _, k in clean_a + clean_b)
-            runs_a = [xs for xs, _ in clean_a if xs]
-            runs_b = [xs for xs, _ in clean_b if xs]
-            a, b = [x for xs in runs_a for x in xs], [x for xs in runs_b for x in xs]
-            big = stats.gross_change(a, b, higher_is_better=m.higher_is_better) \
-                if _method(ra[0].case.kind, m.unit) == "blocks" else None
-            if big is None and _method(ra[0].case.kind, m.unit) == "blocks" and min(len(runs_a), len(runs_b)) >= 3 \
-                    and min(len(x) for x in runs_a + runs_b) >= 2:
-                res = stats.compare_repeated_runs(runs_a, runs_b, higher_is_better=m.higher_is_better,
-                                                  threshold=thr)
-            else:
-                res = big or compare_metric(ra[0].case.kind, m.unit, m.higher_is_better, a, b, thr, **kw)
-            if dropped:
-                res = dataclasses.replace(res, n_descheduled=dropped,
-                                          reason=f"{res.reason}; {dropped} descheduled sample(s) left out")
-            all_bad = [r.run_id for r in ra + rb if (mk := descheduled_mask(r, name)) and all(mk)]
-            if all_bad:
-                res = dataclasses.replace(res, reason=f"{res.reason}; every sample of {len(all_bad)} record(s) was "
-                                                      "descheduled (kept: no clean sample; the machine was busy)")
-            c = ra[0].case
-            rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name,
-                                   m.unit, m.higher_is_better, res, note))
+        rows.extend(row for name in names if (row := _metric_row(ra, rb, name, thresholds, note, kw)) is not None)
     return control_family(rows), env_notes
 
 
