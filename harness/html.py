@@ -245,6 +245,22 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         summary.blocks.append(Block("p", text="Against the paper: " + report.paper_counts_line(figs) + "."))
     secs.append(sec)
 
+    sections, diffs = _regression_sections(records, base, summary)
+    secs += sections
+    secs += _ab_sections(records)
+    secs += _kernel_diff_sections(diffs)
+    secs += _group_sections(records, plots)
+    secs += _history_sections(records, plots)
+    secs += _kernel_breakdown_sections(records, plots)
+    secs += _record_sections(records)
+    secs += _environment_sections(runs)
+    return secs
+
+
+def _regression_sections(records: Sequence[RunRecord], base: Sequence[RunRecord] | None,
+                         summary: Section) -> tuple[list[Section], list]:
+    """Run vs run (with the summary's line) and the kernel diffs it found."""
+    out: list[Section] = []
     # Regressions: an explicit base, else the latest run against the previous one on the same machine.
     # Records of an A/B run are paired by round: their own section below, never a run-vs-run pair.
     plain = [r for r in records if not compare.is_ab(r)]
@@ -262,7 +278,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         diffs = compare.kernel_diffs(a, b)
     else:
         sec.blocks.append(Block("p", text=_no_pair_reason(records)))
-    secs.append(sec)
+    out.append(sec)
+    return out, diffs
+
+
+def _ab_sections(records: Sequence[RunRecord]) -> list[Section]:
+    """One section per interleaved A/B run: per-round ratios and verdicts."""
+    out: list[Section] = []
     ab_recs = [r for r in records if compare.is_ab(r)]
     if ab_recs:
         from milestones.harness import ab
@@ -275,14 +297,25 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                                               "ratio is new/base of the two processes' medians."))
             sec.blocks.append(Block("table", columns=report.AB_COLUMNS, rows=[report._ab_cells(r, 64) for r in rows_ab],
                                     classes=[_cls(r["verdict"]) for r in rows_ab]))
-            secs.append(sec)
+            out.append(sec)
+    return out
+
+
+def _kernel_diff_sections(diffs: list) -> list[Section]:
+    """Kernel changes per case between the compared runs."""
+    out: list[Section] = []
     if diffs:
         sec = Section("Kernel diffs")
         for case, ds in diffs:
             sec.blocks.append(Block("h3", text=case))
             sec.blocks.append(Block("table", columns=report.KERNEL_COLUMNS, rows=[report.kernel_cells(d) for d in ds]))
-        secs.append(sec)
+        out.append(sec)
+    return out
 
+
+def _group_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
+    """By GPU / torch / CUDA where the records hold more than one."""
+    out: list[Section] = []
     # By GPU / torch / CUDA where the records hold more than one.
     sec = Section("GPU and library versions")
     for by in ("gpu", "torch", "cuda"):
@@ -306,8 +339,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                                        f"median as a ratio to {grows[0].reference} with a 95% CI; medians on the bars."))
     if not sec.blocks:
         sec.blocks.append(Block("p", text="All speed records share one GPU, torch and CUDA version."))
-    secs.append(sec)
+    out.append(sec)
+    return out
 
+
+def _history_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
+    """Step changes over runs."""
+    out: list[Section] = []
     # History.
     from milestones.harness import history as H
 
@@ -327,8 +365,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                                        f"history of {h.metric} for {h.config}",
                                        f"{h.suite}/{h.config} {h.kind}: {h.metric} median per run over {len(h.run_ids)} "
                                        "runs, with the fitted levels; a dashed line marks each detected step."))
-        secs.append(sec)
+        out.append(sec)
+    return out
 
+
+def _kernel_breakdown_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
+    """Top kernels per suite."""
+    out: list[Section] = []
     if plots:
         from milestones.harness import plots as P
 
@@ -341,8 +384,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                                        f"{suite}-kernels", f"kernel breakdown of {kr.case.config}",
                                        f"Top kernels by self time per step of {kr.record_id} ({label})."))
         if sec.blocks:
-            secs.append(sec)
+            out.append(sec)
+    return out
 
+
+def _record_sections(records: Sequence[RunRecord]) -> list[Section]:
+    """Every record, so nothing measured is left out of the report."""
+    out: list[Section] = []
     # Every record, so nothing measured is left out of the report.
     sec = Section("Records")
     sec.blocks.append(Block("table", columns=["case", "scale", "device", "dtype", "batch", "run", "status",
@@ -351,8 +399,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                                    r.case.dtype, "-" if r.case.batch_size is None else r.case.batch_size, r.run_id,
                                    r.status, report.headline(r) if r.status == "ok" else (r.error or "")[:300])
                                   for r in sorted(records, key=lambda r: (r.case.suite, r.case.config, r.started_at))]))
-    secs.append(sec)
+    out.append(sec)
+    return out
 
+
+def _environment_sections(runs: list) -> list[Section]:
+    """The environment of each run."""
+    out: list[Section] = []
     # Environments.
     sec = Section("Environment of each run")
     cols = ["run", "machine", "GPU", "driver", "torch", "CUDA", "CPU", "threads", "python", "commit", "records"]
@@ -366,8 +419,8 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
                          e.get("cuda") or "none", e.get("cpu_model"), _threads(recs), e.get("python"),
                          f"{(git.get('commit') or '-')[:10]}{' dirty' if git.get('dirty') else ''}", len(recs)))
     sec.blocks.append(Block("table", columns=cols, rows=env_rows))
-    secs.append(sec)
-    return secs
+    out.append(sec)
+    return out
 
 
 def _cls(verdict: str) -> str:
