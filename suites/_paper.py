@@ -246,6 +246,22 @@ def train(ctx: CaseContext, ckpt: Checkpoint, *, modules: dict[str, nn.Module],
     return res
 
 
+def cross_entropy_step(model: nn.Module, opt: torch.optim.Optimizer, batches: Any, dev: Any
+                       ) -> Callable[[int], float]:
+    """The classifiers' training step of `train`: batch `step` of `batches` (its `.at(step)`), cross-entropy,
+    one optimizer step; returns the loss."""
+
+    def step_fn(step: int) -> float:
+        x, y = batches.at(step)
+        loss = F.cross_entropy(model(x.to(dev, non_blocking=True)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step_fn
+
+
 def step_lr(base: float, milestones: Sequence[int], factor: float = 0.1) -> Callable[[int], float]:
     """lr = base x factor^(number of milestones passed): the papers' "divide by 10 at ..." schedules."""
     return lambda step: base * factor ** sum(step > m for m in milestones)
@@ -314,7 +330,6 @@ def cifar_normalise(x_uint8: torch.Tensor) -> torch.Tensor:
 def load_svhn(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The cropped-digits SVHN .mat files (`train_32x32.mat`, `test_32x32.mat`, optional `extra_32x32.mat`):
     X is 32x32x3xN uint8, y is N labels 1..10 with 10 for the digit 0. -> {split: (uint8 N,3,32,32, int64 N)}."""
-    from scipy.io import loadmat
 
     from milestones.suites._vision_data import checked_path
 
@@ -326,10 +341,7 @@ def load_svhn(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
             if split == "extra":
                 continue
             raise UsageError(f"{root}: missing {p.name} (the cropped-digits SVHN format)")
-        try:
-            d = loadmat(str(p))
-        except (ValueError, OSError, TypeError) as e:
-            raise UsageError(f"{p}: not a MATLAB .mat file ({e})") from None
+        d = _load_mat(p)
         if "X" not in d or "y" not in d:
             raise UsageError(f"{p}: a SVHN file needs 'X' and 'y'")
         x, y = np.asarray(d["X"]), np.asarray(d["y"]).reshape(-1).astype(np.int64)
@@ -342,12 +354,20 @@ def load_svhn(root: str | Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return out
 
 
+def _load_mat(p: Path) -> dict[str, Any]:
+    from scipy.io import loadmat
+
+    try:
+        return loadmat(str(p))
+    except (ValueError, OSError, TypeError) as e:
+        raise UsageError(f"{p}: not a MATLAB .mat file ({e})") from None
+
+
 # --------------------------------------------------------------------------------------------- TFD
 def load_tfd(path: str | Path, fold: int = 0) -> dict[str, torch.Tensor]:
     """The Toronto Face Database as pylearn2 reads it: `TFD_48x48.mat` with `images` (N x 48 x 48 uint8)
     and `folds` (N x 5: 0 unlabelled, 1 train, 2 valid, 3 test). -> {"unlabeled", "train", "valid",
     "test"}: float images in [0, 1], flattened (N, 2304)."""
-    from scipy.io import loadmat
 
     from milestones.suites._vision_data import checked_path
 
@@ -357,10 +377,7 @@ def load_tfd(path: str | Path, fold: int = 0) -> dict[str, torch.Tensor]:
         if not cands:
             raise UsageError(f"{p}: no TFD_*.mat file (expected e.g. TFD_48x48.mat)")
         p = cands[0]
-    try:
-        d = loadmat(str(p))
-    except (ValueError, OSError, TypeError) as e:
-        raise UsageError(f"{p}: not a MATLAB .mat file ({e})") from None
+    d = _load_mat(p)
     if "images" not in d or "folds" not in d:
         raise UsageError(f"{p}: a TFD file needs 'images' and 'folds'")
     imgs, folds = np.asarray(d["images"]), np.asarray(d["folds"])

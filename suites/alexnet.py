@@ -600,13 +600,7 @@ def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutp
 
     lr_fn.uses_evals = True
 
-    def step_fn(step: int) -> float:
-        x, y = batches.at(step)
-        loss = F.cross_entropy(model(x.to(dev, non_blocking=True)), y.to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+    step_fn = _paper.cross_entropy_step(model, opt, batches, dev)
 
     def eval_fn(step: int) -> dict:
         r = evaluate(model, sub, center, dev, batch_size=min(b, 256), num_workers=cfg.workers)

@@ -656,13 +656,7 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     center = _paper.sized_protocol("center", cfg.eval_resize, cfg.eval_crop)
     final_protocol = _paper.sized_protocol(cfg.final_protocol, cfg.eval_resize, cfg.eval_crop)
 
-    def step_fn(step: int) -> float:
-        x, y = batches.at(step)
-        loss = F.cross_entropy(model(x.to(dev, non_blocking=True)), y.to(dev))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
+    step_fn = _paper.cross_entropy_step(model, opt, batches, dev)
 
     def eval_fn(step: int) -> dict:
         r = evaluate(model, eval_val, center, dev, batch_size=min(b, 256), num_workers=cfg.workers)
