@@ -160,19 +160,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from milestones.harness import env as envmod
     from milestones.harness import report, runner
-    from milestones.harness.measure.cpu_load import free_threads, idle_cores, logical_cores
+    from milestones.harness.measure.timing import free_cores, usable_cores
     from milestones.harness.records import SUCCESS_STATUSES
     from milestones.harness.registry import load_suites
 
     reg = load_suites()
     opts, specs, device, run_id, folder = _plan_run(args, reg)
     err = Console(stderr=True)
-    idle, cores = idle_cores(), logical_cores()
-    threads = opts.threads or free_threads(idle, cores)
+    free, busy = free_cores()
+    cores = usable_cores()
+    idle = max(0.0, (os.cpu_count() or cores) - busy)
+    threads = opts.threads or free
     specs = [dataclasses.replace(s, threads=threads) for s in specs]
     e = envmod.capture()
     e["threads_default"] = {"idle_cores_at_start": None if idle is None else round(idle, 2), "cores": cores,
-                            "threads": threads, "chosen_by": "--threads" if opts.threads else "idle cores"}
+                            "threads": threads, "chosen_by": "--threads" if opts.threads else "free cores"}
     warn = _busy_warning(e, idle, threads)
     if warn:
         err.print(f"[yellow]{warn}[/]")

@@ -19,10 +19,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
 
     settings = ab.Settings(metrics=tuple(args.metric or ab.DEFAULT_METRICS), threshold=parse_percent(args.threshold),
                            alpha=args.alpha, max_rounds=args.max_rounds, max_time=args.max_time)
-    from milestones.harness.measure.cpu_load import free_threads, idle_cores, logical_cores
+    from milestones.harness.measure.timing import free_cores
 
     # Like `milestones run`: the cores idle now, unless --threads says otherwise (both sides alike).
-    threads = args.threads or free_threads(idle_cores(), logical_cores())
+    threads = args.threads or free_cores()[0]
     opts = runner.RunOptions(kinds=tuple(args.kind.split(",")), scale=args.scale, device=args.device,
                              dtype=args.dtype, out=Path(args.out), timeout=args.timeout, threads=threads,
                              seed=args.seed)
