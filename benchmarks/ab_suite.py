@@ -1,6 +1,7 @@
 """The workload of benchmarks/ab_power.py: a real conv-net training step (1 thread, ~20-60 ms on a
 laptop-class core), made 5% slower by one conv layer more in 20 when $AB_BENCH_EXTRA_LAYER is set in
-the case process's environment (what a side's interpreter wrapper sets). Loaded through
+the case process's environment (what a side's interpreter wrapper sets). And for
+benchmarks/instructions_power.py, the same step with 100 and 101 layers (1% more work). Loaded through
 $MILESTONES_EXTRA_SUITES=benchmarks.ab_suite."""
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ class ConvStep(Params):
 
 
 SUITE.config("abbench-conv20", ConvStep(batch_size=8), scales=("smoke", "proxy"), kinds=("speed",))
+# benchmarks/instructions_power.py: the same kind of step with 100 conv layers, and with 101 (1% more work).
+SUITE.config("abbench-conv100", ConvStep(layers=100, batch_size=8), scales=("smoke",), kinds=("speed",))
+SUITE.config("abbench-conv101", ConvStep(layers=101, batch_size=8), scales=("smoke",), kinds=("speed",))
 
 
 @SUITE.kind("speed")

@@ -299,6 +299,11 @@ def _case_problem(ra: list[RunRecord] | None, rb: list[RunRecord] | None, note: 
     return _nc(ra, "*", "", None, why, note) if why else None
 
 
+def process_starts(recs: Sequence[RunRecord]) -> list[str]:
+    """How the records' case processes started: a peak RSS includes what the process held at its start."""
+    return sorted({str(r.info.get("process_start", "interpreter")) for r in recs})
+
+
 def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds: Thresholds, note: str,
                 kw: dict[str, Any]) -> CompareRow | None:
     """One metric of one pair of cases -> its row (None for metrics that are never compared)."""
@@ -312,6 +317,10 @@ def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds:
         return _nc(ra, name, m.unit, m.higher_is_better, f"unit or direction differs ({ma.unit} vs {mb.unit})", note)
     if name.endswith(NOT_COMPARED):
         return None
+    if name.endswith(".peak_rss") and (sa := process_starts(ra)) != (sb := process_starts(rb)):
+        return _nc(ra, name, m.unit, m.higher_is_better,
+                   f"case processes started differently ({'/'.join(sa)} vs {'/'.join(sb)}): their RSS baselines differ",
+                   note)
     a, b = _samples(ra, name), _samples(rb, name)
     if not a or not b:
         side_note = (ma if not a else mb).note or "not measured"

@@ -95,9 +95,9 @@ def count_cases(cases: Sequence[Case], *, iters: int = DEFAULT_ITERS, timeout: f
         try:
             p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            from milestones.harness.runner import _kill_group
+            from milestones.harness.launch.process import kill_group
 
-            _kill_group(p)
+            kill_group(p)
     tail = log_path.read_text(errors="replace")[-3000:]
     res = json.loads(result_path.read_text()) if result_path.exists() else {}
     for c in cases:

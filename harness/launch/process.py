@@ -24,6 +24,8 @@ from milestones.harness.worker import PARENT_PID_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOG_TAIL_CHARS = 3000
+# In the record: a forked case process starts with torch imported, so its peak RSS baseline differs.
+PROCESS_START = {"ForkedCase": "fork server", "Popen": "interpreter"}
 
 
 def now() -> str:
@@ -132,6 +134,23 @@ class CaseProcess:
         env.update(dict(self.extra_env))
         return env
 
+    def start(self, spec: CaseSpec, spec_path: Path, result_path: Path, log: Any, log_path: Path,
+              workdir: Path) -> Any:
+        """The case's process: forked from the fork server when it serves this case, else a new interpreter."""
+        from milestones.harness.launch import forkserver, torchrun
+
+        env = self.environment()
+        if not torchrun.wanted(spec) and forkserver.wanted(spec):
+            try:
+                server = forkserver.server_for(self.python, env)
+                return server.start(self.worker_module, [str(spec_path), str(result_path)], cwd=str(workdir),
+                                    log=str(log_path))
+            except forkserver.ServerDied:
+                pass  # a fresh interpreter still runs the case
+        # cwd: the workdir, so that `-m` puts no unrelated folder (the caller's checkout) first on the path.
+        return subprocess.Popen(self.command(spec, spec_path, result_path), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=str(workdir))
+
     def run(self, spec: CaseSpec) -> CaseResult:
         if not spec.workdir:
             raise ValueError("a case process needs a workdir")
@@ -142,10 +161,7 @@ class CaseProcess:
         started, t0 = now(), time.perf_counter()
         ended_by = None
         with open(log_path, "wb") as log:
-            # cwd: the workdir, so that `-m` puts no unrelated folder (the caller's checkout) first on the path.
-            p = subprocess.Popen(self.command(spec, spec_path, result_path), stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True, env=self.environment(),
-                                 cwd=str(workdir))
+            p = self.start(spec, spec_path, result_path, log, log_path, workdir)
             try:
                 p.wait(timeout=spec.timeout)
             except subprocess.TimeoutExpired:
@@ -159,6 +175,7 @@ class CaseProcess:
         if ended_by is None and result_path.exists():
             res = CaseResult.read(result_path)
             info = dict(res.info)
+            info["process_start"] = PROCESS_START.get(type(p).__name__, "interpreter")
             if tail.strip():
                 info["log_tail"] = tail
             return res.replace(info=info, **stamps)
