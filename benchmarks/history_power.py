@@ -11,7 +11,7 @@ night by night, as the nightly job would run it (history = the nights before), a
 - false steps: `confirmed` (and, separately, `suspect`) nights per 100 nights of series without a step.
 
     python benchmarks/history_power.py --from-ab /tmp/ab_power.json --series 500
-    python benchmarks/history_power.py --from-results results/ci-a100 --metric train.step_time
+    python benchmarks/history_power.py --from-results results/ci-a100 --metric 'train.*_time'   # a glob
     python benchmarks/history_power.py --sigma 0.01      # synthetic normal noise, for comparison
 """
 
@@ -35,12 +35,20 @@ def noise_from_ab(path: str) -> list[float]:
     return [math.log(m) for m in meds]
 
 
-def noise_from_results(paths: list[str], metric: str) -> list[float]:
+def noise_from_results(paths: list[str], metric: str) -> dict[str, list[float]]:
+    """config/metric -> log per-run medians, for every metric matching the glob `metric` (one record per run)."""
+    import fnmatch
+
     from milestones.harness.store import load_records
 
-    recs = sorted((r for r in load_records(*paths) if r.status == "ok" and metric in r.metrics
-                   and r.metrics[metric].samples), key=lambda r: r.started_at)
-    return [math.log(statistics.median(r.metrics[metric].samples)) for r in recs]
+    out: dict[str, list[tuple[str, float]]] = {}
+    for r in load_records(*paths):
+        if r.status != "ok":
+            continue
+        for name, m in r.metrics.items():
+            if fnmatch.fnmatchcase(name, metric) and m.samples and min(m.samples) > 0:
+                out.setdefault(f"{r.case.config} {name}", []).append((r.started_at, statistics.median(m.samples)))
+    return {k: [math.log(v) for _, v in sorted(xs)] for k, xs in sorted(out.items())}
 
 
 def simulate(logs: np.ndarray | None, sigma: float | None, *, n_series: int, runs: int, step_at: int,
@@ -79,32 +87,36 @@ def main() -> int:
     src.add_argument("--from-ab", metavar="JSON")
     src.add_argument("--from-results", nargs="+", metavar="DIR")
     src.add_argument("--sigma", type=float, help="synthetic normal noise (SD of log per-run medians)")
-    ap.add_argument("--metric", default="train.step_time")
+    ap.add_argument("--metric", default="train.step_time", help="a glob: each matching config/metric is a source")
     ap.add_argument("--series", type=int, default=400)
     ap.add_argument("--runs", type=int, default=60)
     ap.add_argument("--step-at", type=int, default=40)
     ap.add_argument("--step", type=float, default=0.05)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    logs = None
+    sources: dict[str, np.ndarray | None] = {"synthetic": None}
     if args.from_ab:
-        logs = np.asarray(noise_from_ab(args.from_ab))
+        sources = {"ab base processes": np.asarray(noise_from_ab(args.from_ab))}
     elif args.from_results:
-        logs = np.asarray(noise_from_results(args.from_results, args.metric))
-    if logs is not None:
-        if len(logs) < 5:
-            print(f"only {len(logs)} runs of real noise: need 5+", file=sys.stderr)
+        sources = {k: np.asarray(v) for k, v in noise_from_results(args.from_results, args.metric).items()}
+        if not sources:
+            print(f"no metric matching {args.metric!r} in {' '.join(args.from_results)}", file=sys.stderr)
             return 2
-        from milestones.harness.stats import run_noise
+    for name, logs in sources.items():
+        if logs is not None:
+            if len(logs) < 5:
+                print(f"{name}: only {len(logs)} runs of real noise: need 5+", file=sys.stderr)
+                continue
+            from milestones.harness.stats import run_noise
 
-        print(f"real noise: {len(logs)} runs, SD of log medians {np.std(logs, ddof=1):.2%}, robust "
-              f"{run_noise(logs):.2%}")
-    res = simulate(logs, args.sigma, n_series=args.series, runs=args.runs, step_at=args.step_at, step=args.step,
-                   seed=args.seed)
-    print(f"{args.step:.0%} steps found within 2 runs: {res['found_within_2']:.1%} "
-          f"(confirmed within 2 runs: {res['confirmed_within_2']:.1%}; {res['series_with_step']} series); "
-          f"false confirmed steps per 100 runs: {res['false_confirmed_per_100']:.2f}, false suspects per 100 "
-          f"runs: {res['false_suspects_per_100']:.2f} ({res['nights_without_step']} nights without a step)")
+            print(f"{name}: real noise from {len(logs)} runs, SD of log medians {np.std(logs, ddof=1):.2%}, robust "
+                  f"{run_noise(logs):.2%}")
+        res = simulate(logs, args.sigma, n_series=args.series, runs=args.runs, step_at=args.step_at, step=args.step,
+                       seed=args.seed)
+        print(f"  {args.step:.0%} steps found within 2 runs: {res['found_within_2']:.1%} "
+              f"(confirmed within 2 runs: {res['confirmed_within_2']:.1%}; {res['series_with_step']} series); "
+              f"false confirmed steps per 100 runs: {res['false_confirmed_per_100']:.2f}, false suspects per 100 "
+              f"runs: {res['false_suspects_per_100']:.2f} ({res['nights_without_step']} nights without a step)")
     return 0
 
 

@@ -4,7 +4,8 @@ called (a benchmark, not a test).
 Each trial is one `milestones instructions` run (one valgrind process) over:
 - abbench-conv100 and abbench-conv101: a conv-net training step with 100 conv layers, and with 101 (one
   16->16 layer more: about 1% more work; the measured difference is printed);
-- real suite steps (default cifar-resnet20-smoke): for repeatability only.
+- real suite steps (default gan-smoke, seq2seq-smoke: small ones, as every step runs many times slower
+  under valgrind): for repeatability only.
 Trials marked busy run with one busy-looping process per core, and `--concurrent` runs the busy trials at
 the same time as each other (more load). Then, over every pair of trials:
 - repeatability: the relative difference of each case's count between the two trials;
@@ -118,7 +119,7 @@ def main() -> int:
     ap.add_argument("--idle", type=int, default=1, help="trials without extra load")
     ap.add_argument("--busy", type=int, default=1, help="trials with one busy loop per core")
     ap.add_argument("--concurrent", action="store_true", help="run the busy trials at the same time")
-    ap.add_argument("--names", default=f"{BASE},{PLUS},cifar-resnet20-smoke")
+    ap.add_argument("--names", default=f"{BASE},{PLUS},gan-smoke,seq2seq-smoke")
     ap.add_argument("--out", help="folder for the trials' results")
     ap.add_argument("--load", help="evaluate a folder collected before")
     args = ap.parse_args()

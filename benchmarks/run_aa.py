@@ -3,8 +3,8 @@
 Make N runs of the same code in one results folder (separate `milestones run` processes, as N nights
 would), then:
 
-    for i in $(seq 12); do milestones run --scale smoke --kind fidelity,speed --out /tmp/aa; done
-    python benchmarks/run_aa.py /tmp/aa
+    for i in $(seq 100); do milestones run --out /tmp/aa; done     # the default job, 100 times
+    python benchmarks/run_aa.py /tmp/aa --random-pairs 300
 
 It reports, over all the runs in time order:
 - `compare BASE NEW` on consecutive pairs: the fraction of pairs with any metric `regressed`
@@ -31,6 +31,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", nargs="+")
     ap.add_argument("--min-history", type=int, default=5)
+    ap.add_argument("--random-pairs", type=int, default=0, metavar="N",
+                    help="also compare N random pairs of runs that are not consecutive")
     args = ap.parse_args()
     runs = compare._runs_in_order(load_records(*args.results))
     if len(runs) < 2:
@@ -48,6 +50,22 @@ def main() -> int:
     print(f"compare BASE NEW, consecutive pairs: {failed}/{len(runs) - 1} would fail the job")
     for k, v in called.most_common(10):
         print(f"  {v}x {k}")
+    if args.random_pairs:
+        import random
+
+        rng = random.Random(0)
+        far = [(i, j) for i in range(len(runs)) for j in range(i + 2, len(runs))]
+        pick = rng.sample(far, min(args.random_pairs, len(far)))
+        bad_far: Counter[str] = Counter()
+        n_bad = 0
+        for i, j in pick:
+            rows, _ = compare.compare_runs(runs[i], runs[j])
+            bad = [r for r in rows if r.verdict == "regressed"]
+            n_bad += bool(bad)
+            bad_far.update(f"{r.config} {r.metric} ({r.result.method})" for r in bad)
+        print(f"compare BASE NEW, {len(pick)} random non-consecutive pairs: {n_bad}/{len(pick)} would fail the job")
+        for k, v in bad_far.most_common(10):
+            print(f"  {v}x {k}")
     nights = confirmed = suspect = 0
     for i in range(args.min_history, len(runs)):
         rows, _ = compare.compare_history([r for rs in runs[:i] for r in rs], runs[i])

@@ -84,7 +84,7 @@ class Settings:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     threshold: float = stats.DEFAULT_THRESHOLD
     alpha: float = stats.DEFAULT_ALPHA
-    max_rounds: int = 64
+    max_rounds: int = 256  # with max_time 600 s: rounds of ~1-3 s on a CPU fit the 10 minutes
     max_time: float = 600.0
 
     def __post_init__(self) -> None:

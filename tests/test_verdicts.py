@@ -91,6 +91,57 @@ def test_tolerance_rule_on_instruction_counts_defaults_to_half_a_percent():
     assert row.verdict == "unchanged"
 
 
+def test_cpu_peak_rss_compares_on_its_own_wider_tolerance():
+    """A case process's peak RSS wanders ~10% run to run; 3x (and 1.5x) is still called, 15% is not,
+    unless a --threshold-for says otherwise."""
+    r = _speed_record()
+
+    def rss(run_id, v):
+        return _with(r, run_id, **{"train.peak_rss": Metric.single("train.peak_rss", "B", False, v)})
+
+    def verdict(a, b, thresholds=compare.Thresholds()):
+        return {x.metric: x for x in compare.compare_runs([a], [b], thresholds)[0]}["train.peak_rss"].result
+
+    base = rss("a", 1e9)
+    assert verdict(base, rss("b", 3e9)).verdict == "regressed"
+    assert verdict(base, rss("b", 1.5e9)).verdict == "regressed"
+    res = verdict(base, rss("b", 1.15e9))
+    assert res.verdict == "unchanged" and res.threshold == compare.RSS_TOLERANCE
+    tight = compare.Thresholds(per_metric=(("*.peak_rss", 0.05),))
+    assert verdict(base, rss("b", 1.15e9), tight).verdict == "regressed"
+
+
+def _night(r, i: int, level: float, rng):
+    xs = list(level * (1 + 0.01 * rng.standard_normal(15)))
+    return dataclasses.replace(_with(r, f"n{i:02d}", **{"train.step_time": Metric.from_values("train.step_time", "s",
+                                                                                                  False, xs)}),
+                               started_at=f"2026-03-{i + 1:02d}T02:00:00+00:00")
+
+
+def test_history_calls_a_gross_change_at_once_only_beyond_the_metrics_own_run_to_run_noise():
+    """Two runs alone cannot tell a 2x slowdown from a step that jumps 2x between runs of the same code
+    (small multi-threaded CPU steps do); the history can."""
+    r = _speed_record()
+    rng = np.random.default_rng(3)
+
+    def judged(levels, tonight):
+        hist = [_night(r, i, lv, rng) for i, lv in enumerate(levels)]
+        new = _night(r, len(levels), tonight, rng)
+        rows, _ = compare.compare_history(hist, [new], metrics=["train.step_time"])
+        return {x.metric: x for x in rows}["train.step_time"].result
+
+    steady = [0.10] * 12
+    res = judged(steady, 0.20)
+    assert res.verdict == "regressed" and res.method == "history" and "at once" in res.reason
+    # The same 2x, on a metric whose history flips between two levels 2x apart: not a regression call.
+    flipping = [0.10, 0.20, 0.10, 0.10, 0.21, 0.10, 0.19, 0.10, 0.10, 0.20, 0.10, 0.11]
+    res = judged(flipping, 0.20)
+    assert res.verdict != "regressed" and res.method == "history"
+    # Without history, the pair rule still calls it (whatever the sample count).
+    pair, _ = compare.compare_runs([_night(r, 0, 0.10, rng)], [_night(r, 1, 0.20, rng)], metrics=["train.step_time"])
+    assert pair[0].verdict == "regressed" and pair[0].result.method == "gross"
+
+
 # --------------------------------------------------------------------------------- descheduled
 def test_descheduled_samples_are_kept_in_the_record_but_left_out_of_the_verdict():
     r = _speed_record()

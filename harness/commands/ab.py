@@ -121,7 +121,7 @@ def register(sub) -> None:
     p.add_argument("--threshold", default="5%", help="smallest change that matters (default 5%%)")
     p.add_argument("--alpha", type=float, default=0.01,
                    help="chance of a false call over all metrics and looks (default 0.01)")
-    p.add_argument("--max-rounds", type=_positive_int, default=64, help="budget: rounds (default 64)")
+    p.add_argument("--max-rounds", type=_positive_int, default=256, help="budget: rounds (default 256)")
     p.add_argument("--max-time", type=_positive_float, default=600.0, help="budget: seconds (default 600)")
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
