@@ -80,17 +80,23 @@ def summarize(records: Sequence[Any], crosscheck: list[dict[str, Any]] | None,
                         + (f"; range {min(v for *_, v in measured):.3g}-{max(v for *_, v in measured):.3g}"
                            if measured else "")))
 
-    energy, power = [], []
+    energy, power, cpu_steps = [], [], 0
     for r in ok_speed:
         for n, v in _metric_values(r, ".energy_per_item"):
+            if v is None and "on the CPU" in (r.metrics[n].note or ""):
+                cpu_steps += 1  # a step the suite runs on the host (DQN's emulator): no GPU energy by design
+                continue
             energy.append(v)
             thr = r.metrics.get(n.replace(".energy_per_item", ".throughput"))
             # mean power over the timed loop = J/item x items/s
             power.append(v * thr.value if v is not None and thr is not None and thr.value else None)
     e_ok = bool(energy) and all(v is not None and v > 0 for v in energy)
     p_ok = bool(power) and all(v is not None and v > 0 for v in power)
-    checks.append(Check("NVML energy per item not null", e_ok, f"{sum(v is not None for v in energy)} of "
-                        f"{len(energy)} energy figures measured"))
+    zeros = sum(v == 0 for v in energy)
+    checks.append(Check("NVML energy per item not null", e_ok,
+                        f"{sum(v is not None and v > 0 for v in energy)} of {len(energy)} energy figures measured"
+                        + (f", {zeros} read 0 J (a window shorter than the counter's update period)" if zeros else "")
+                        + (f"; {cpu_steps} host-side steps not counted" if cpu_steps else "")))
     checks.append(Check("power not null", p_ok, f"{sum(v is not None for v in power)} of {len(power)}; "
                         + (f"median {sorted(p for p in power if p)[len([p for p in power if p]) // 2]:.1f} W"
                            if any(power) else "none") + " (energy per item x throughput)"))

@@ -134,3 +134,13 @@ def test_summary_command_passes_on_a_complete_folder_and_refuses_bad_input(tmp_p
     assert G.main(["summary", str(tmp_path / "nope")]) == 2
     assert G.main(["bogus"]) == 2
     assert "no such results folder" in capsys.readouterr().err
+
+
+def test_host_side_steps_do_not_fail_the_energy_check_but_a_zero_reading_does():
+    rs, cc = passing()
+    rs.append(rec("dqn", "dqn-2013-smoke", metrics={**gpu_metrics(), "env.energy_per_item": Metric.missing(
+        "env.energy_per_item", "J", False, "no energy counter on the CPU")}))
+    check = by_name(G.summarize(rs, cc, CONFIGS))["NVML energy per item not null"]
+    assert check.passed and "1 host-side steps not counted" in check.detail
+    rs.append(rec("gan", "g5", metrics=gpu_metrics(energy=0.0)))
+    assert not by_name(G.summarize(rs, cc, CONFIGS))["NVML energy per item not null"].passed

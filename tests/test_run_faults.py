@@ -177,3 +177,17 @@ def test_a_fidelity_case_gets_no_batch_size(tmp_path):
     specs = plan_specs(reg.resolve(["cifar-resnet20"]), opts, "cpu")
     kinds = {s.case.kind: (s.case.batch_size, s.batch_size_source) for s in specs}
     assert kinds["fidelity"] == (None, "none")
+
+
+@pytest.mark.parametrize("fork_server", ["1", "0"])
+def test_a_relative_out_folder_reaches_the_case_process_intact(tmp_path, fork_server):
+    # The case process starts in its workdir: a relative `--out` must not break its spec, progress or
+    # checkpoint paths (the GPU check's `--out results/gpu-check` failed every case this way).
+    env = {**os.environ, "MILESTONES_FORK_SERVER": fork_server, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(["milestones", "run", "fake-partial", "--kind", "quality", "--scale", "proxy",
+                        "--out", "res/nested", "--timeout", "10"], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1, r.stderr  # a timeout is a failed case, not bad input
+    (path,) = [p for p in (tmp_path / "res" / "nested").glob("*/*/*.json") if p.name != store.RUN_MANIFEST]
+    rec = store.read_record(path)
+    assert rec.status == "timeout" and rec.metrics["train_error.fake"].samples == (0.1, 0.2)

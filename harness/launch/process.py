@@ -5,6 +5,7 @@ that (its per-seed results, its last progress lines) is kept, marked partial."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -154,7 +155,10 @@ class CaseProcess:
     def run(self, spec: CaseSpec) -> CaseResult:
         if not spec.workdir:
             raise ValueError("a case process needs a workdir")
-        workdir = Path(spec.workdir)
+        # Absolute paths: the case process starts in its workdir, where a relative `--out` no longer resolves.
+        workdir = Path(spec.workdir).resolve()
+        spec = dataclasses.replace(spec, workdir=str(workdir), checkpoint_dir=(
+            str(Path(spec.checkpoint_dir).resolve()) if spec.checkpoint_dir else spec.checkpoint_dir))
         workdir.mkdir(parents=True, exist_ok=True)
         spec_path, result_path, log_path = workdir / "spec.json", workdir / "result.json", workdir / "stderr.log"
         spec.write(spec_path)

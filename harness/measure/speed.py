@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from milestones.harness.measure import memory, peaks
-from milestones.harness.measure.energy import EnergyMeter
+from milestones.harness.measure.energy import measure_energy
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.kernels import kernel_table
 from milestones.harness.measure.plan import SpeedPlan, Step
@@ -62,8 +62,9 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         artifacts[f"{label}.flops_by_op"] = per_op
     if on_gpu:
         memory.reset_cuda_peaks(torch.device(device))
-    with EnergyMeter(device, _device_index(device) if on_gpu else 0) as energy:
-        t = time_fn(step.fn, device, ms.timing)
+    t = time_fn(step.fn, device, ms.timing)
+    # Its own loop after timing: the timed loop of a small step is shorter than the counter's update period.
+    energy = measure_energy(step.fn, device, _device_index(device) if on_gpu else 0)
     samples = t.samples_s
 
     def add(name: str, unit: str, hib: bool, values: Any, note: str | None = None) -> None:
@@ -94,10 +95,11 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         metrics[f"{label}.peak_rss"] = Metric.single(
             f"{label}.peak_rss", "B", False, memory.peak_rss_bytes(),
             note="peak RSS of the case process so far (includes Python and torch)")
-    total_items = step.items_per_step * len(samples)
     if energy.joules is not None:
-        metrics[f"{label}.energy_per_item"] = Metric.single(f"{label}.energy_per_item", "J", False,
-                                                            energy.joules / total_items)
+        period = f", counter update every {energy.update_period_s * 1e3:.0f} ms" if energy.update_period_s else ""
+        metrics[f"{label}.energy_per_item"] = Metric.single(
+            f"{label}.energy_per_item", "J", False, energy.joules / (step.items_per_step * energy.steps),
+            note=f"NVML counter over {energy.steps} steps in {energy.window_s:.2f} s{period}")
     else:
         metrics[f"{label}.energy_per_item"] = Metric.missing(f"{label}.energy_per_item", "J", False,
                                                              energy.why or "not measured")
