@@ -67,14 +67,24 @@ def main() -> int:
         for k, v in bad_far.most_common(10):
             print(f"  {v}x {k}")
     nights = confirmed = suspect = 0
+    hist_called: Counter[str] = Counter()
+    failed_nights: list[int] = []
     for i in range(args.min_history, len(runs)):
         rows, _ = compare.compare_history([r for rs in runs[:i] for r in rs], runs[i])
         nights += 1
-        confirmed += any(r.verdict == "regressed" for r in rows)
+        bad = [r for r in rows if r.verdict == "regressed"]
+        confirmed += bool(bad)
+        if bad:
+            failed_nights.append(i)
+        hist_called.update(f"{r.config} {r.metric} ({'at once' if 'at once' in r.result.reason else r.result.method})"
+                           for r in bad)
         suspect += any(r.result.suspect for r in rows)
     if nights:
         print(f"compare NEW --history: {confirmed}/{nights} nights failed (confirmed), {suspect}/{nights} with a "
               "suspect (an A/B confirmation would run)")
+        print(f"  failed nights (run index): {failed_nights}")
+        for k, v in hist_called.most_common(10):
+            print(f"  {v}x {k}")
     return 0
 
 

@@ -41,6 +41,10 @@ DERIVED_FROM_STEP = (".throughput", ".flops_per_s", ".mfu")
 # Diagnostics recorded beside the timings, not compared.
 NOT_COMPARED = (".sched_wait",)
 FAMILY_ALPHA = stats.DEFAULT_ALPHA
+# History mode calls a gross change at once only if it is also this much beyond the worst run of the level.
+GROSS_BEYOND_WORST = 0.25
+# ... and only against a level of at least this many runs: two runs after a change point show no tails.
+MATURE_LEVEL = 10
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -452,14 +456,22 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
         base = (f"{pct} than the level of {j.runs} run(s) (run-to-run noise {j.noise:.1%}, z={j.z:.1f}, "
                 f"adjusted p={pa:.2g})")
         state = j.state
-        if state == "suspect" and j.change >= stats.DEFAULT_GROSS:
-            state = "gross"  # far beyond the noise AND large: called at once, no second night needed
+        if state == "suspect" and j.change >= stats.DEFAULT_GROSS and j.runs >= MATURE_LEVEL \
+                and 1 + j.change >= (1 + j.worst_seen) * (1 + GROSS_BEYOND_WORST):
+            # Far beyond the noise, large, AND well beyond the worst run the level has seen: called at once.
+            # Without the last condition a metric with heavy tails (a small 2-thread step that sometimes
+            # runs 2x slower) failed nights of unchanged code; such a jump stays a suspect for `ab`.
+            state = "gross"
         verdict = {"confirmed": "regressed", "gross": "regressed", "suspect": "inconclusive", "improved": "improved",
                    "ok": "unchanged"}[state]
         reason = {"confirmed": f"{base}; persisted over two runs",
-                  "gross": f"{base}; a large change beyond the history's noise: called at once",
+                  "gross": f"{base}; a large change beyond the history's noise and its worst run "
+                           f"({j.worst_seen:+.0%}): called at once",
                   "suspect": f"suspect: {base}; confirm with `milestones ab` or the next run",
-                  "improved": base, "ok": f"within the history's noise: {base}"}[state]
+                  "improved": base,
+                  "ok": (f"not called: {base}, but {j.as_far:.0%} of the level's runs were as far out (heavy tails)"
+                         if j.p_value < eff and abs(j.change) >= 0.02 and j.as_far > hist.EMPIRICAL_TAIL
+                         else f"within the history's noise: {base}")}[state]
         ratio = latest / j.level
         res = stats.Comparison(verdict, reason, method="history", ratio=ratio, p_value=j0.p_value, p_adjusted=pa,
                                change=j.change, base=j.level, new=latest, n_base=len(series), n_new=1,

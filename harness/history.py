@@ -211,6 +211,8 @@ class Judgement:
     noise: float             # run-to-run noise (SD of log per-run medians) estimated from the history
     runs: int                # history runs in the reference segment
     persisted: bool          # the run before the newest was off in the same direction too
+    worst_seen: float = 0.0  # the worst earlier run of the segment, relative to the level (+ = worse)
+    as_far: float = 0.0      # share of the level's runs as far out as the newest (within one noise SD)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -218,6 +220,8 @@ class Judgement:
 
 MIN_HISTORY = 5
 NOISE_FLOOR = 0.002   # a history of identical values still has some noise: 0.2%
+EMPIRICAL_TAIL = 0.05  # at most this share of the level's runs may be as far out as a run judged off it
+MAD_EFFICIENCY = 0.37  # asymptotic efficiency of the MAD against the SD under normal noise
 
 
 def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: bool, alpha: float = 0.01,
@@ -230,7 +234,7 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
     many metrics are judged). `suspect`: off, in the bad direction, once; `confirmed`: the run before
     was off the same way as well (a regression that persisted over two runs).
     """
-    from scipy.stats import norm
+    from scipy.stats import t as student_t
 
     from milestones.harness import stats
 
@@ -241,7 +245,16 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
     # min_size 2: one odd run does not make a new level (it is what persistence is judged on).
     cps = stats.change_points(h, max_pvalue=DEFAULT_MAX_PVALUE, min_magnitude=math.log1p(DEFAULT_MIN_STEP),
                               window=DEFAULT_WINDOW, min_size=2)
-    start = max([c.index for c in cps] + [len(h) - DEFAULT_WINDOW, 0])
+    idx = [c.index for c in cps]
+    if idx and len(h) - idx[-1] == 2:
+        # A last "level" of two runs whose first run sits with the level before it is one odd run that
+        # min_size pulled a neighbour into: not a level (else a regression's second night would be judged
+        # against a level half made of itself, and never confirmed).
+        c = idx[-1]
+        before = float(np.median(h[(idx[-2] if len(idx) > 1 else 0):c]))
+        if abs(h[c] - before) < abs(h[c] - h[c + 1]):
+            idx = idx[:-1]
+    start = max(idx + [len(h) - DEFAULT_WINDOW, 0])
     seg = h[start:]
     sigma = max(noise if noise is not None else stats.run_noise(h), NOISE_FLOOR)
 
@@ -252,18 +265,40 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
         d = (y - lvl) if not higher_is_better else (lvl - y)
         return d, d / se
 
+    # The noise is estimated from the history itself: a t-test, with the degrees of freedom the robust
+    # estimate is worth (a MAD keeps ~37% of the information of an SD). A short history whose noise came
+    # out small by chance then cannot fail a night on its own (the whole-run A/A failed early nights so).
+    df = max(1.0, MAD_EFFICIENCY * (len(h) - 2))
     y = math.log(latest)
     d, z = z_of(y, seg)
-    p = float(2 * norm.sf(abs(z)))
+    p = float(2 * student_t.sf(abs(z), df))
     # Persistence: was the last history run itself off the level of the runs before it?
     prev_d, prev_z = z_of(float(seg[-1]), seg[:-1]) if len(seg) > MIN_HISTORY else (0.0, 0.0)
-    prev_p = float(2 * norm.sf(abs(prev_z)))
+    prev_p = float(2 * student_t.sf(abs(prev_z), df))
     big = abs(d) >= math.log1p(min_change)
-    persisted = bool(prev_p < alpha ** 0.5 and np.sign(prev_d) == np.sign(d) and abs(prev_d) >= math.log1p(min_change))
-    if p < alpha and big and d > 0:
+
+    def share_as_far(v: float, ref: np.ndarray, worse: bool) -> float:
+        # The share of reference runs as far out as v, within one noise SD, in the direction judged.
+        up = worse != higher_is_better
+        bad = (ref >= v - sigma) if up else (ref <= v + sigma)
+        return float(np.mean(bad)) if len(ref) else 0.0
+
+    # Distribution-free guard: the run(s) judged must lie beyond (nearly) every run of the level, by more
+    # than the noise. Under unchanged code the last two runs are both beyond all n runs before them with
+    # chance ~2/n^2 whatever the noise's shape, which keeps a heavy-tailed or two-level metric (the
+    # z-test's blind spot) from confirming a regression at a level it has shown before.
+    worse = d > 0
+    # A second night at the same new level is judged against the runs before the first.
+    persisted = bool(prev_p < alpha ** 0.5 and np.sign(prev_d) == np.sign(d) and abs(prev_d) >= math.log1p(min_change)
+                     and len(seg) > MIN_HISTORY and share_as_far(float(seg[-1]), seg[:-1], worse) <= EMPIRICAL_TAIL
+                     and share_as_far(y, seg[:-1], worse) <= EMPIRICAL_TAIL)
+    off = p < alpha and big and (persisted or share_as_far(y, seg, worse) <= EMPIRICAL_TAIL)
+    if off and d > 0:
         state = "confirmed" if persisted else "suspect"
-    elif p < alpha and big and d < 0:
+    elif off and d < 0:
         state = "improved"
     else:
         state = "ok"
-    return Judgement(state, math.expm1(d), z, p, math.exp(float(np.median(seg))), sigma, len(seg), persisted)
+    dev = (seg - np.median(seg)) if not higher_is_better else (np.median(seg) - seg)
+    return Judgement(state, math.expm1(d), z, p, math.exp(float(np.median(seg))), sigma, len(seg), persisted,
+                     math.expm1(max(float(dev.max()), 0.0)), share_as_far(y, seg, worse))

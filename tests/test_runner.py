@@ -127,8 +127,11 @@ def test_sigint_records_the_case_in_flight_and_exits_130(tmp_path):
 
     started = tmp_path / "started"
     env = dict(os.environ, FAKE_SLOW_STARTED=str(started))
+    # SIGINT back to its default in the child: a test run started in the background by a shell inherits it
+    # ignored, and Python then never raises KeyboardInterrupt.
     p = subprocess.Popen(["milestones", "run", "fake-ok", "fake-slow", "fake-crash", "--kind", "speed", "--out",
-                          str(tmp_path / "res")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          str(tmp_path / "res")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not started.exists() and time.time() < deadline:
         time.sleep(0.1)

@@ -137,6 +137,20 @@ def test_history_calls_a_gross_change_at_once_only_beyond_the_metrics_own_run_to
     flipping = [0.10, 0.20, 0.10, 0.10, 0.21, 0.10, 0.19, 0.10, 0.10, 0.20, 0.10, 0.11]
     res = judged(flipping, 0.20)
     assert res.verdict != "regressed" and res.method == "history"
+    # Mostly steady, but 3 of 15 runs at 2x: far off by the robust noise, yet not called, and the row says why.
+    res = judged([0.10, 0.101, 0.2, 0.099, 0.10, 0.10, 0.199, 0.102, 0.10, 0.098, 0.10, 0.201, 0.10, 0.1, 0.1], 0.20)
+    assert res.verdict == "unchanged" and "heavy tails" in res.reason and not res.suspect
+    # Heavy tails: a steady level whose robust noise is small, but which once ran 1.9x slower. Tonight's 2x
+    # is far beyond the noise (z >> 4) yet no worse than what the unchanged code has done: a suspect.
+    tailed = [0.10, 0.101, 0.099, 0.10, 0.19, 0.10, 0.102, 0.10, 0.098, 0.10, 0.101, 0.10]
+    res = judged(tailed, 0.20)
+    assert res.verdict == "inconclusive" and res.suspect and "suspect" in res.reason
+    # 3x on that history is well beyond its worst run (1.9x): called at once.
+    res = judged(tailed, 0.30)
+    assert res.verdict == "regressed" and "its worst run (+" in res.reason
+    # A level of two runs (just after a change point) shows nothing of its tails: not called at once either.
+    res = judged([0.10] * 10 + [0.20, 0.20], 0.40)
+    assert res.verdict == "inconclusive" and res.suspect and "level of 2 run(s)" in res.reason
     # Without history, the pair rule still calls it (whatever the sample count).
     pair, _ = compare.compare_runs([_night(r, 0, 0.10, rng)], [_night(r, 1, 0.20, rng)], metrics=["train.step_time"])
     assert pair[0].verdict == "regressed" and pair[0].result.method == "gross"
@@ -288,3 +302,44 @@ def test_nightly_workflow_uses_real_flags_of_compare_and_ab():
             assert flag in flags, f"milestones {cmd} has no {flag}"
             used += 1
     assert "--history" in script and "--suspects" in script and "milestones ab" in script and used > 10
+
+
+def test_a_two_level_metric_does_not_confirm_a_level_it_has_shown_before():
+    """A step time that sits at 1.0 and, one night in four, at 1.3 (unchanged code on a shared machine):
+    its robust noise is small, so a z-test alone confirms two high nights in a row; the empirical guard
+    (the nights judged must lie beyond nearly every run of the level) does not. A real 30% step on a
+    history that never went there is still confirmed."""
+    rng = np.random.default_rng(5)
+    base = 1.0 + 0.005 * rng.standard_normal(40)
+    two_level = [v * (1.3 if i % 4 == 3 else 1.0) for i, v in enumerate(base)]
+    j = history.judge_latest(two_level + [1.3], 1.31, higher_is_better=False)
+    assert j.state == "ok" and j.worst_seen > 0.25
+    j = history.judge_latest(list(base) + [1.3], 1.31, higher_is_better=False)
+    assert j.state == "confirmed"
+
+
+def test_a_short_history_needs_more_than_a_z_of_four():
+    """The noise of a short history is itself uncertain (t with the MAD's degrees of freedom)."""
+    h = [1.0, 1.01, 0.99, 1.0, 1.005, 0.995]
+    assert history.judge_latest(h, 1.05, higher_is_better=False, alpha=0.001).state == "ok"
+    assert history.judge_latest(h * 6, 1.05, higher_is_better=False, alpha=0.001).state == "suspect"
+
+
+def test_fail_on_untimed_leaves_timings_to_ab_and_still_fails_on_memory(cli, tmp_path):
+    """For shared CPU runners: a timing regression goes to --suspects (for `milestones ab`) without
+    failing the job; a 3x memory peak still fails it."""
+    from milestones.harness import store
+
+    runs = sorted(p for p in (FIX / "history").glob("*/*") if p.is_dir())
+    step = next(i for i, p in enumerate(runs) if p.name.startswith("20260317"))
+    hist = [a for p in runs[:step + 1] for a in ("--history", str(p))]
+    sus = tmp_path / "suspects.txt"
+    timing = cli("compare", *hist, str(runs[step + 1]), "--fail-on", "untimed", "--suspects", str(sus))
+    assert timing.returncode == 0, timing.stderr
+    assert "regressed" in timing.stdout and sus.read_text().split()  # called, and handed to ab
+    r = _speed_record()
+    for name, peak in (("a", 1e9), ("b", 3e9)):
+        store.write_record(tmp_path / name, _with(r, f"run-{name}", **{
+            "train.peak_rss": Metric.single("train.peak_rss", "B", False, peak)}))
+    mem = cli("compare", str(tmp_path / "a"), str(tmp_path / "b"), "--fail-on", "untimed")
+    assert mem.returncode == 1, mem.stdout + mem.stderr
