@@ -364,6 +364,12 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             result.stop = "max time"
             break
         r0 = clock()
+        # Fresh fork servers each round: forks share their server's address-space layout (ASLR happens at
+        # exec, not fork), which moved one side's step by 16% in every round of an A/A pair (DQN's
+        # learner). New servers draw a new layout per round, as fresh interpreters do.
+        from milestones.harness.launch import forkserver
+
+        forkserver.close_all()
         for case in open_cases:
             entry = registry.config(case.config)
             recs: dict[str, RunRecord] = {}

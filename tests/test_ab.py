@@ -55,6 +55,12 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
     # Alternating order: the base side runs first in round 0, second in round 1.
     assert sorted((x["info"]["ab"]["round"], x["info"]["ab"]["order"]) for x in recs if x["info"]["ab"]["side"] == "base") \
         == [(0, 0), (1, 1)]
+    # Each round's processes come from fork servers started for that round (a server's forks share its
+    # memory layout, which biased one side of an A/A pair by 16% in every round).
+    servers = {(x["info"]["ab"]["round"], x["info"]["ab"]["side"]): x["info"].get("fork_server_pid") for x in recs}
+    if sys.platform == "linux":  # where cases are forked
+        assert all(servers.values()), servers
+        assert servers[(0, "base")] != servers[(1, "base")] and servers[(0, "new")] != servers[(1, "new")]
     run = Path(res["folder"])
     back = cli("compare", str(run), "--format", "json", env=env)
     assert back.returncode == 0 and json.loads(back.stdout)["rows"][0]["verdict"] == "regressed"

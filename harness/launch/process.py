@@ -180,6 +180,8 @@ class CaseProcess:
             res = CaseResult.read(result_path)
             info = dict(res.info)
             info["process_start"] = PROCESS_START.get(type(p).__name__, "interpreter")
+            if hasattr(p, "server"):
+                info["fork_server_pid"] = p.server.proc.pid  # forks of one server share its memory layout
             if tail.strip():
                 info["log_tail"] = tail
             return res.replace(info=info, **stamps)
