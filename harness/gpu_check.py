@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from milestones.harness.errors import UsageError
+from milestones.harness.measure.energy import NO_CPU_COUNTER
 
 # JSON lines, one per dtype: not *.json, so the record loaders (and reports) never read it as a record
 CROSSCHECK_FILE = "crosscheck.jsonl"
@@ -83,7 +84,7 @@ def summarize(records: Sequence[Any], crosscheck: list[dict[str, Any]] | None,
     energy, power, cpu_steps = [], [], 0
     for r in ok_speed:
         for n, v in _metric_values(r, ".energy_per_item"):
-            if v is None and "on the CPU" in (r.metrics[n].note or ""):
+            if v is None and r.metrics[n].note == NO_CPU_COUNTER:
                 cpu_steps += 1  # a step the suite runs on the host (DQN's emulator): no GPU energy by design
                 continue
             energy.append(v)

@@ -16,6 +16,7 @@ from typing import Any
 
 MIN_WINDOW_S = 1.0  # >= ~10 update periods of the counter; the GPU check reports the period it saw
 _EDGE_WAIT_S = 0.5  # longest wait for the counter's next update
+NO_CPU_COUNTER = "no energy counter on the CPU"  # the reason a host-side step has no energy figure
 
 
 def _wait_for_update(read: Callable[[], int], start: int, limit_s: float) -> tuple[int, float] | None:
@@ -48,7 +49,7 @@ class EnergyMeter:
 
     def __enter__(self) -> EnergyMeter:
         if not self.device.startswith("cuda"):
-            self.why = "no energy counter on the CPU"
+            self.why = NO_CPU_COUNTER
             return self
         try:
             import pynvml
@@ -97,7 +98,7 @@ def measure_energy(fn: Callable[[], Any], device: str, index: int = 0,
                    min_window_s: float = MIN_WINDOW_S) -> EnergyReading:
     """Run `fn` for at least `min_window_s` (synchronized) inside an EnergyMeter; on a CPU, run nothing."""
     if not device.startswith("cuda"):
-        return EnergyReading(None, 0, 0.0, None, "no energy counter on the CPU")
+        return EnergyReading(None, 0, 0.0, None, NO_CPU_COUNTER)
     import torch
 
     steps, window = 0, 0.0
