@@ -87,6 +87,7 @@ MUTATION_TARGETS = {
                                       "tests/test_measure.py::test_seed_interval_covers_known_mean_and_olympic_mean "
                                       "-k 'not a_run_with'"),
     "timing": ("harness/measure/timing.py", "tests/test_mutation_kills_timing.py"),
+    "slow_machine": ("harness/slow_machine.py", "tests/test_slow_machine.py -k 'not every_cpu_speed_record'"),
 }
 # One representative replacement per operator instead of cosmic-ray's every-to-every table (which
 # gives ~1400 mutants for stats.py alone): + -> -, * -> /, < -> <=, == -> !=, `not x` -> x, ...
@@ -114,7 +115,7 @@ with use_db(db, WorkDB.Mode.open) as wdb:
 
 @nox.session(python=False)
 def mutation(session: nox.Session) -> None:
-    """cosmic-ray over the core modules (posargs: some of stats compare store records timing).
+    """cosmic-ray over the core modules (posargs: some of stats compare store records timing slow_machine).
 
     It mutates the files IN PLACE, one mutant at a time, and restores each: do not edit the tree while
     it runs. Prints killed / survived per module; the session database stays in the session's tmp dir.

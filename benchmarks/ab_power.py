@@ -16,7 +16,8 @@ environments once each would.
 `--busy` starts one busy-looping process per core for the whole collection (killed at the end).
 `--replay N` estimates the rates over N trials by replaying the sequential rule on rounds resampled
 (with replacement, in blocks of 4 rounds to keep drift) from the collected trials' per-round ratios
-(A/A trials centred at 0 first: their own mean is noise, and would otherwise be replayed as an effect).
+(A/A trials centred at 0 and mirrored first: their own location is noise, and would otherwise be
+replayed as an effect). `--trim 0` replays the mean's interval instead of the trimmed mean's.
 
     MILESTONES_EXTRA_SUITES=benchmarks.ab_suite python benchmarks/ab_power.py --trials 20 --aa-trials 20 \\
         --max-rounds 96 --max-time 600 --out /tmp/ab_power.json [--busy]
@@ -144,7 +145,7 @@ def evaluate(trials: list[dict]) -> None:
                       f"{'regressed' if kind == 'slow' else 'false alarms'}")
 
 
-def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0) -> None:
+def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0, trim: float | None = None) -> None:
     """Resample rounds (blocks of 4) from the collected ratios and rerun the sequential rule."""
     import numpy as np
 
@@ -155,11 +156,13 @@ def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0) -> None:
     for kind in ("slow", "aa"):
         pool = [np.asarray(t["log_ratios"]) for t in trials if t["kind"] == kind and len(t["log_ratios"]) >= 4]
         if kind == "aa":
-            # An A/A trial's own mean is noise, not an effect: centre it so resampling stays a true A/A.
-            pool = [p - p.mean() for p in pool]
+            # An A/A trial's own location is noise, not an effect. Under A/A with alternating order the
+            # per-round ratio is symmetric about 0 (the sides are exchangeable), so replay each trial's
+            # rounds centred and mirrored: a true A/A for any location estimate (mean or trimmed mean).
+            pool = [np.concatenate([p - np.median(p), np.median(p) - p]) for p in pool]
         if not pool:
             continue
-        called, used = 0, []
+        called, cleared, used = 0, 0, []
         for _ in range(n):
             src = pool[rng.integers(len(pool))]
             seq: list[float] = []
@@ -168,14 +171,17 @@ def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0) -> None:
                 seq.extend(src[i:i + 4].tolist())
             verdict, k = "inconclusive", max_rounds
             for k in looks:
-                r = stats.paired_verdict(seq[:k], higher_is_better=False, n_looks=len(looks), final=k == max_rounds)
+                r = stats.paired_verdict(seq[:k], higher_is_better=False, n_looks=len(looks), final=k == max_rounds,
+                                         trim=stats.PAIRED_TRIM if trim is None else trim)
                 if r.decided:
                     verdict = r.comparison.verdict
                     break
             called += verdict == "regressed" if kind == "slow" else verdict in ("regressed", "improved")
+            cleared += verdict == "unchanged"
             used.append(k)
         print(f"replay {kind:4} ({n} trials from {len(pool)} collected): {called / n:.1%} "
-              f"{'regressed' if kind == 'slow' else 'changed'}, rounds median {statistics.median(used)}")
+              f"{'regressed' if kind == 'slow' else 'changed'}, {cleared / n:.1%} unchanged, "
+              f"rounds median {statistics.median(used)}")
 
 
 def main() -> int:
@@ -188,6 +194,8 @@ def main() -> int:
     ap.add_argument("--out", help="save the trials (JSON)")
     ap.add_argument("--load", help="evaluate saved trials")
     ap.add_argument("--replay", type=int, default=0, metavar="N")
+    ap.add_argument("--trim", type=float, default=None,
+                    help="replay with this trimming (default: the rule's own, stats.PAIRED_TRIM; 0: the mean)")
     args = ap.parse_args()
     if args.load:
         trials = json.loads(Path(args.load).read_text())["trials"]
@@ -215,7 +223,7 @@ def main() -> int:
             Path(args.out).write_text(json.dumps({"trials": trials, "busy": args.busy}))
     evaluate(trials)
     if args.replay:
-        replay(trials, args.replay, args.max_rounds)
+        replay(trials, args.replay, args.max_rounds, trim=args.trim)
     return 0
 
 

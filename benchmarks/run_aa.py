@@ -10,7 +10,9 @@ It reports, over all the runs in time order:
 - `compare BASE NEW` on consecutive pairs: the fraction of pairs with any metric `regressed`
   (what `--fail-on regression` would fail), and which metrics were called;
 - `compare NEW --history` for every run with 5+ earlier runs: the fraction of nights with a confirmed
-  regression (fails the job) and with a suspect (would start an A/B confirmation).
+  regression (fails the job) and with a suspect (would start an A/B confirmation);
+- the CPU nightly workflow (`--fail-on untimed`): nights failed, and the configs `--suspects` would send
+  to `milestones ab`, per night and by name (the job fails only if `ab` then calls one regressed).
 Goal for a gate: <= 1% of nights failed. With N runs the resolution is 1/(N-1): 1% needs 100+ runs.
 """
 
@@ -33,7 +35,12 @@ def main() -> int:
     ap.add_argument("--min-history", type=int, default=5)
     ap.add_argument("--random-pairs", type=int, default=0, metavar="N",
                     help="also compare N random pairs of runs that are not consecutive")
+    ap.add_argument("--write-suspects", metavar="DIR",
+                    help="write each night's --suspects list to DIR/night-<index>.txt (to re-run them with `ab`)")
+    ap.add_argument("--ignore-canary", action="store_true",
+                    help="judge without the machine-speed canary (as compare --ignore-canary)")
     args = ap.parse_args()
+    canary = not args.ignore_canary
     runs = compare._runs_in_order(load_records(*args.results))
     if len(runs) < 2:
         print(f"need 2+ runs, found {len(runs)}", file=sys.stderr)
@@ -41,7 +48,7 @@ def main() -> int:
     called: Counter[str] = Counter()
     failed = 0
     for a, b in zip(runs[:-1], runs[1:], strict=False):
-        rows, _ = compare.compare_runs(a, b)
+        rows, _ = compare.compare_runs(a, b, canary=canary)
         bad = [r for r in rows if r.verdict == "regressed"]
         failed += bool(bad)
         called.update(f"{r.config} {r.metric} ({r.result.method})" for r in bad)
@@ -59,18 +66,22 @@ def main() -> int:
         bad_far: Counter[str] = Counter()
         n_bad = 0
         for i, j in pick:
-            rows, _ = compare.compare_runs(runs[i], runs[j])
+            rows, _ = compare.compare_runs(runs[i], runs[j], canary=canary)
             bad = [r for r in rows if r.verdict == "regressed"]
             n_bad += bool(bad)
             bad_far.update(f"{r.config} {r.metric} ({r.result.method})" for r in bad)
         print(f"compare BASE NEW, {len(pick)} random non-consecutive pairs: {n_bad}/{len(pick)} would fail the job")
         for k, v in bad_far.most_common(10):
             print(f"  {v}x {k}")
-    nights = confirmed = suspect = 0
+    nights = confirmed = suspect = untimed = 0
     hist_called: Counter[str] = Counter()
     failed_nights: list[int] = []
+    untimed_nights: list[int] = []
+    suspect_configs: Counter[str] = Counter()
+    per_night: list[int] = []
+    held_nights: list[int] = []
     for i in range(args.min_history, len(runs)):
-        rows, _ = compare.compare_history([r for rs in runs[:i] for r in rs], runs[i])
+        rows, _ = compare.compare_history([r for rs in runs[:i] for r in rs], runs[i], canary=canary)
         nights += 1
         bad = [r for r in rows if r.verdict == "regressed"]
         confirmed += bool(bad)
@@ -79,11 +90,29 @@ def main() -> int:
         hist_called.update(f"{r.config} {r.metric} ({'at once' if 'at once' in r.result.reason else r.result.method})"
                            for r in bad)
         suspect += any(r.result.suspect for r in rows)
+        if any(r.result.canary_ratio is not None and r.verdict != "regressed" for r in rows):
+            held_nights.append(i)
+        if compare.job_fails("untimed", rows):
+            untimed += 1
+            untimed_nights.append(i)
+        configs = compare.suspects(rows)
+        if args.write_suspects and configs:
+            Path(args.write_suspects).mkdir(parents=True, exist_ok=True)
+            (Path(args.write_suspects) / f"night-{i:03d}.txt").write_text("".join(c + "\n" for c in configs))
+        suspect_configs.update(configs)
+        per_night.append(len(configs))
     if nights:
         print(f"compare NEW --history: {confirmed}/{nights} nights failed (confirmed), {suspect}/{nights} with a "
               "suspect (an A/B confirmation would run)")
         print(f"  failed nights (run index): {failed_nights}")
+        print(f"  nights where the machine canary held a timing regression back: {held_nights}")
         for k, v in hist_called.most_common(10):
+            print(f"  {v}x {k}")
+        # The CPU nightly workflow: `--fail-on untimed`, and every config in --suspects re-run by `ab`.
+        print(f"compare NEW --history --fail-on untimed: {untimed}/{nights} nights failed {untimed_nights}")
+        print(f"  configs sent to ab (--suspects): {sum(per_night)} over {nights} nights, "
+              f"at most {max(per_night)} a night, {len(suspect_configs)} distinct")
+        for k, v in suspect_configs.most_common():
             print(f"  {v}x {k}")
     return 0
 

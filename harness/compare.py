@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from milestones.harness import stats
+from milestones.harness import slow_machine, stats
 from milestones.harness.baselines import Baseline
 from milestones.harness.errors import RecordError, UsageError
 from milestones.harness.records import SUCCESS_STATUSES, RunRecord
@@ -37,7 +37,10 @@ INSTRUCTION_TOLERANCE = 0.005
 # called and allocator noise is not; CUDA allocator peaks (peak_mem_*) keep the ordinary threshold.
 RSS_TOLERANCE = 0.25
 # Metrics computed from one timing (the step time): tested once, as the step time, in the family.
-DERIVED_FROM_STEP = (".throughput", ".flops_per_s", ".mfu")
+DERIVED_FROM_STEP = (".throughput", ".flops_per_s", ".mfu", ".bytes_per_s")
+# Figures read off a clock besides the per-sample timings: what `--fail-on untimed` leaves to `ab`.
+CLOCK_SUFFIXES = (".energy_per_item", "_time_ratio", "_time", "_seconds", ".seconds_to_target", ".seconds_to_best",
+                  ".seconds_to_common_target")
 # Diagnostics recorded beside the timings, not compared.
 NOT_COMPARED = (".sched_wait",)
 FAMILY_ALPHA = stats.DEFAULT_ALPHA
@@ -187,6 +190,11 @@ def timing_label(metric: str) -> str | None:
         if metric.endswith(suffix):
             return metric[: -len(suffix)]
     return None
+
+
+def read_off_a_clock(metric: str) -> bool:
+    """A timing, a rate or ratio of timings, or an energy: a figure a busy machine moves."""
+    return timing_label(metric) is not None or metric.endswith(CLOCK_SUFFIXES)
 
 
 def descheduled_mask(rec: RunRecord, metric: str) -> list[bool] | None:
@@ -364,7 +372,8 @@ def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds:
 
 
 def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
-                 *, metrics: Sequence[str] | None = None, **kw: Any) -> tuple[list[CompareRow], list[str]]:
+                 *, metrics: Sequence[str] | None = None, canary: bool = True, **kw: Any
+                 ) -> tuple[list[CompareRow], list[str]]:
     """Every metric of every case present on either side -> a row. Returns (rows, environment notes)."""
     if not base or not new:
         raise UsageError("compare needs records on both sides")
@@ -372,17 +381,74 @@ def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds
     env_notes = env_differences(base, new)
     note = "; ".join(env_notes)
     rows: list[CompareRow] = []
+    checks: dict[tuple, slow_machine.CanaryCheck] = {}
     for ra, rb in _pair_cases(base, new):
         problem = _case_problem(ra, rb, note)
         if problem is not None:
             rows.append(problem)
             continue
         assert ra is not None and rb is not None
+        ref = slow_machine.case_canary(ra)
+        if canary and (c := slow_machine.check([ref] if ref else [], slow_machine.case_canary(rb))) is not None:
+            checks[_case_key(rb[0])] = c
         names = list(dict.fromkeys([n for r in ra + rb for n in r.metrics]))
         if metrics:
             names = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in metrics)]
         rows.extend(row for name in names if (row := _metric_row(ra, rb, name, thresholds, note, kw)) is not None)
-    return control_family(rows), env_notes
+    rows = _hold_back_descheduled(control_family(rows), _by_case(new))
+    return _excuse_slow_machine(rows, checks), env_notes
+
+
+# A wall-time regression is not called when at least this share of the new run's samples of that timing
+# were descheduled: the wall time then measured the scheduler (its CPU time is still judged).
+MOSTLY_DESCHEDULED = 0.5
+
+
+def descheduled_share(recs: Sequence[RunRecord], metric: str) -> float | None:
+    """The share of `metric`'s timing samples in `recs` taken while the process was descheduled."""
+    label = timing_label(metric)
+    masks = [m for r in recs if label and (m := descheduled_mask(r, f"{label}.step_time"))]
+    n = sum(len(m) for m in masks)
+    return sum(sum(m) for m in masks) / n if n else None
+
+
+def _hold_back_descheduled(rows: list[CompareRow], new_by_case: dict[tuple, list[RunRecord]]) -> list[CompareRow]:
+    """Wall-time regressions measured while the machine was too busy to run the case become suspects."""
+    out = []
+    for row in rows:
+        share = None
+        if row.verdict == "regressed" and timing_label(row.metric) is not None and not row.metric.endswith(".cpu_time"):
+            share = descheduled_share(new_by_case.get(_row_case_key(row), []), row.metric)
+        if share is not None and share >= MOSTLY_DESCHEDULED:
+            row = dataclasses.replace(row, result=dataclasses.replace(
+                row.result, verdict="inconclusive", suspect=True,
+                reason=f"not called: {share:.0%} of the new run's samples were descheduled (the wall time measured "
+                       "a busy machine; its CPU time is judged on its own row): confirm with `milestones ab`. "
+                       f"Judged alone: {row.result.reason}"))
+        out.append(row)
+    return out
+
+
+def _by_case(recs: Sequence[RunRecord]) -> dict[tuple, list[RunRecord]]:
+    out: dict[tuple, list[RunRecord]] = {}
+    for r in recs:
+        out.setdefault(_case_key(r), []).append(r)
+    return out
+
+
+def _row_case_key(row: CompareRow) -> tuple:
+    return (row.suite, row.config, row.kind, row.scale, row.device.split(":")[0], row.dtype, row.batch_size)
+
+
+def _excuse_slow_machine(rows: list[CompareRow], checks: dict[tuple, slow_machine.CanaryCheck]) -> list[CompareRow]:
+    """Timing regressions of cases whose canary ran slow become suspects (harness/slow_machine.py)."""
+    out = []
+    for row in rows:
+        c = checks.get(_row_case_key(row))
+        if c is not None and c.slow and row.verdict == "regressed" and read_off_a_clock(row.metric):
+            row = dataclasses.replace(row, result=slow_machine.excuse(row.result, row.higher_is_better, c))
+        out.append(row)
+    return out
 
 
 # ------------------------------------------------------------------------------ against a history
@@ -400,7 +466,7 @@ def _run_median(recs: Sequence[RunRecord], metric: str) -> float | None:
 
 
 def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
-                    *, alpha: float = FAMILY_ALPHA, metrics: Sequence[str] | None = None
+                    *, alpha: float = FAMILY_ALPHA, metrics: Sequence[str] | None = None, canary: bool = True
                     ) -> tuple[list[CompareRow], list[str]]:
     """The newest run against a history of runs (any number of earlier runs of the same cases).
 
@@ -416,14 +482,12 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
         raise UsageError("compare --history needs a history and a new run")
     check_not_mixed(history, new)
     runs = _runs_in_order(history)
-    rows, env_notes = compare_runs(runs[-1], new, thresholds, metrics=metrics)
+    rows, env_notes = compare_runs(runs[-1], new, thresholds, metrics=metrics, canary=canary)
     keyed: dict[tuple, list[RunRecord]] = {}
     for rs in runs:
         for r in rs:
             keyed.setdefault((_case_key(r), r.suite_version, r.run_id), []).append(r)
-    new_by_case: dict[tuple, list[RunRecord]] = {}
-    for r in new:
-        new_by_case.setdefault(_case_key(r), []).append(r)
+    new_by_case = _by_case(new)
     judged: list[tuple[int, list[float], float, CompareRow]] = []
     for i, row in enumerate(rows):
         # A gross change is judged against the history too: small CPU steps can move 1.5-2x between
@@ -443,8 +507,13 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
         if latest is None or len(series) < hist.MIN_HISTORY:
             continue
         judged.append((i, series, latest, row))
+    checks: dict[tuple, slow_machine.CanaryCheck] = {}
+    for key, recs in new_by_case.items() if canary else ():
+        ref = [v for rs in runs if (v := slow_machine.case_canary([r for r in rs if _case_key(r) == key]))]
+        if (c := slow_machine.check(ref, slow_machine.case_canary(recs))) is not None:
+            checks[key] = c
     if not judged:
-        return rows, env_notes
+        return _excuse_slow_machine(_hold_back_descheduled(rows, new_by_case), checks), env_notes
     raw = [hist.judge_latest(s, y, higher_is_better=bool(row.higher_is_better), alpha=1.0) for _, s, y, row in judged]
     adj = stats.holm([j.p_value for j in raw])
     out = list(rows)
@@ -485,7 +554,16 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
                 out[k] = dataclasses.replace(other, result=dataclasses.replace(
                     res, reason=f"as {row.metric}: {res.reason}", ratio=(1 / ratio if other.higher_is_better else ratio),
                     base=None, new=None))
-    return out, env_notes
+    return _excuse_slow_machine(_hold_back_descheduled(out, new_by_case), checks), env_notes
+
+
+def job_fails(fail_on: str, rows: Sequence[CompareRow]) -> bool:
+    """Whether `compare --fail-on FAIL_ON` fails the job on these rows."""
+    bad = [r for r in rows if r.verdict == "regressed"]
+    if fail_on == "untimed":
+        # Whatever a busy machine moves (timings, their rates and ratios, seconds, energy): `ab` decides those.
+        bad = [r for r in bad if not read_off_a_clock(r.metric)]
+    return fail_on != "never" and bool(bad)
 
 
 def suspects(rows: Sequence[CompareRow]) -> list[str]:

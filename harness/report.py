@@ -386,6 +386,17 @@ def env_header(env_notes: Sequence[str]) -> str:
     return "NOTE: environments differ (" + "; ".join(env_notes) + "): differences may come from the environment."
 
 
+def slow_machine_line(rows) -> str | None:
+    """One line for the timing rows not called because their case's machine canary ran slow."""
+    held = [r for r in rows if r.result.canary_ratio is not None and r.verdict != "regressed"]
+    if not held:
+        return None
+    ratios = sorted(r.result.canary_ratio - 1 for r in held)
+    span = f"{ratios[0]:+.0%}" if f"{ratios[0]:+.0%}" == f"{ratios[-1]:+.0%}" else f"{ratios[0]:+.0%} to {ratios[-1]:+.0%}"
+    return (f"Slow machine: {len(held)} timing row(s) of {len({r.case for r in held})} case(s) were measured while "
+            f"the machine canary ran {span} slow; not called, left to `milestones ab`.")
+
+
 def counts_line(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts.items() if n) or "no metrics compared"
 
@@ -514,6 +525,8 @@ def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare
         con.print(d.counts_line(), markup=False, highlight=False)
         return
     con.print(f"{title}: {d.counts_line()}", markup=False, highlight=False)
+    if (slow := slow_machine_line(rows)) is not None:
+        con.print(slow, markup=False, highlight=False)
     from rich import box
 
     k = listed(d)
@@ -555,6 +568,8 @@ def md_table(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
 def _markdown_digest(rows, full: bool = False, env_notes: Sequence[str] = ()) -> list[str]:
     d = digest(rows)
     parts = [f"**{md_escape(d.counts_line())}**"]
+    if (slow := slow_machine_line(rows)) is not None:
+        parts.append(md_escape(slow))
     if full:
         cols = COMPARE_COLUMNS + (["env"] if env_notes else [])
         parts.append(md_table(cols, [compare_row_cells(r) + (["differs"] if env_notes else []) for r in rows]))

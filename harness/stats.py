@@ -54,6 +54,8 @@ class Comparison:
     n_descheduled: int = 0
     # Against a history: off the history's level once, not yet confirmed (by persistence or an A/B run).
     suspect: bool = False
+    # The case's machine canary over its reference, where it ran slow (harness/slow_machine.py).
+    canary_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -417,13 +419,35 @@ class PairedResult:
     alpha_per_look: float
 
 
+# The paired A/B rule's location is the 20%-trimmed mean of the per-round log ratios (Tukey-McLaughlin /
+# Yuen: winsorized SE, t with n - 2g - 1 df). One round in which a machine event hit one side (a ratio
+# of 0.55 among 1.0 +- 2%) widens a mean's interval for the rest of the run; it barely moves a trimmed
+# one. On A/A the per-round ratio is symmetric about 0 (alternating order), so the trimmed mean is
+# centred where the mean is. Replayed on the collected rounds, docs/verdicts.md.
+PAIRED_TRIM = 0.2
+
+
+def trimmed_location(x: Sequence[float], trim: float = PAIRED_TRIM) -> tuple[float, float, int]:
+    """(trimmed mean, its standard error, degrees of freedom) of a sample (Tukey-McLaughlin)."""
+    a = np.sort(np.asarray(x, float))
+    n = len(a)
+    g = int(math.floor(trim * n))
+    if n - 2 * g < 2:
+        g = max(0, (n - 2) // 2)
+    w = a.copy()
+    if g:
+        w[:g], w[n - g:] = a[g], a[n - g - 1]
+    se = float(w.std(ddof=1)) / ((1 - 2 * g / n) * math.sqrt(n))
+    return float(a[g:n - g].mean()), se, n - 2 * g - 1
+
+
 def paired_verdict(log_ratios: Sequence[float], *, higher_is_better: bool, threshold: float = DEFAULT_THRESHOLD,
                    alpha: float = DEFAULT_ALPHA, min_effect: float = DEFAULT_MIN_EFFECT,
-                   n_looks: int = 1, final: bool = False) -> PairedResult:
+                   n_looks: int = 1, final: bool = False, trim: float = PAIRED_TRIM) -> PairedResult:
     """The paired, sequential rule of `milestones ab` at one look.
 
     `log_ratios`: one per round, log(median new / median base) of that round's two fresh processes.
-    A two-sided t interval at level 1 - alpha/n_looks on their mean:
+    A two-sided t interval at level 1 - alpha/n_looks on their trimmed mean (`trim`; 0: the mean):
     - regressed / improved: the interval excludes 0 and the estimate is >= min_effect x threshold;
     - unchanged: the whole interval lies within +-threshold (equivalence, as two one-sided tests);
     - otherwise undecided: add rounds; at the budget's end (`final`) it is inconclusive.
@@ -439,13 +463,11 @@ def paired_verdict(log_ratios: Sequence[float], *, higher_is_better: bool, thres
     if n < 2:
         return PairedResult(Comparison("inconclusive", f"{n} usable round(s): a paired test needs 2+", **common),
                             False, n, a_look)
-    mean = float(x.mean())
-    sd = float(x.std(ddof=1))
-    se = sd / math.sqrt(n)
-    q = float(tdist.ppf(1 - a_look / 2, n - 1))
+    mean, se, df = trimmed_location(x, trim)
+    q = float(tdist.ppf(1 - a_look / 2, df))
     lo, hi = (mean - q * se, mean + q * se) if se > 0 else (mean, mean)
     if se > 0:
-        p = float(2 * tdist.sf(abs(mean) / se, n - 1))
+        p = float(2 * tdist.sf(abs(mean) / se, df))
     else:
         p = 1.0 if mean == 0 else 0.0
     change = _bad(mean, higher_is_better)

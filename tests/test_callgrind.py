@@ -61,3 +61,27 @@ def test_one_valgrind_process_counts_every_case_and_compare_calls_a_1pct_change(
     rows, _ = compare.compare_runs([base], [as_case(by["abfake-mm-again"], base)])
     assert [x.verdict for x in rows] == ["unchanged"]
     assert Path(folder / "_run.json").is_file()
+
+
+def test_the_valgrind_process_gets_the_same_folder_and_environment_every_run(monkeypatch):
+    """The text of the paths and variables a process starts with moves its instruction count (0.1-0.2%
+    between two random temporary folder names): every run gets the same folder and environment."""
+    from milestones.harness import instructions
+
+    with instructions.fixed_workdir() as a:
+        (a / "leftover").write_text("x")
+        with instructions.fixed_workdir() as busy:  # a second run at the same time: the next slot
+            assert busy != a and busy.parent == a.parent
+    with instructions.fixed_workdir() as b:
+        assert b == a and not (b / "leftover").exists()
+    assert not a.exists()
+    out = a / "callgrind.out"
+    monkeypatch.setenv("SOME_RUN_ID", "20261201T030256Z-b56073")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    env1 = instructions.fixed_environment(out)
+    monkeypatch.setenv("SOME_RUN_ID", "20261201T030855Z-9b3502")
+    monkeypatch.delenv("OLDPWD", raising=False)
+    env2 = instructions.fixed_environment(out)
+    assert list(env1.items()) == list(env2.items())
+    assert "SOME_RUN_ID" not in env1 and env1["PATH"] == "/usr/bin:/bin"
+    assert env1["PYTHONHASHSEED"] == "0" and env1[callgrind.OUT_ENV] == str(out)

@@ -478,3 +478,21 @@ def test_kernel_diffs_edges():
     with pytest.raises(UsageError, match="missing in new record"):
         compare.kernel_diff(dataclasses.replace(rec(), artifacts={"other.kernels": [k("a", 1.0)]}), new,
                             label="other")
+
+
+# -------------------------------------------------------------------------------- trimmed location
+def test_trimmed_location_trims_winsorizes_and_counts_degrees_of_freedom():
+    x = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 100.0]       # n 10, g 2
+    m, se, df = stats.trimmed_location(x)
+    assert m == pytest.approx(4.5) and df == 5
+    w = [2.0, 2.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 7.0, 7.0]
+    assert se == pytest.approx(np.std(w, ddof=1) / (0.6 * math.sqrt(10)))
+    m4, se4, df4 = stats.trimmed_location([1.0, 2.0, 3.0, 50.0])     # n 4: g 0 (floor 0.8)
+    assert (m4, df4) == (pytest.approx(14.0), 3) and se4 == pytest.approx(np.std([1, 2, 3, 50], ddof=1) / 2)
+    m3, se3, df3 = stats.trimmed_location([1.0, 2.0, 9.0], trim=0.4)  # g 1 would leave 1 value: g 0
+    assert (m3, df3) == (pytest.approx(4.0), 2)
+    assert stats.trimmed_location(x, trim=0.0)[0] == pytest.approx(np.mean(x))
+    # The A/B rule uses it: its interval is the trimmed mean's, with n - 2g - 1 degrees of freedom.
+    r = stats.paired_verdict([0.1] * 7 + [0.11, 0.09, 5.0], higher_is_better=False, final=True)
+    assert r.comparison.ratio == pytest.approx(math.exp(0.1), rel=1e-3)
+    assert r.comparison.verdict == "regressed"

@@ -48,7 +48,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          "use --by to compare many result folders by group")
     base = [x.record for x in compare.load([args.inputs[0]], args.results, strict=args.strict)]
     new = [x.record for x in compare.load([args.inputs[1]], args.results, strict=args.strict)]
-    rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics)
+    rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics, canary=not args.ignore_canary)
     counts = compare.verdict_counts(rows)
     # JSON keeps every row; the table and Markdown lead with what needs action (--all: every row).
     if args.format == "json":
@@ -68,7 +68,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if diffs:
             text += "\n" + report.markdown_kernel_diffs(diffs)
         Path(args.summary).write_text(text, encoding="utf-8")
-    if _fails(args.fail_on, rows):
+    if compare.job_fails(args.fail_on, rows):
         return EXIT_REGRESSION
     return 0
 
@@ -86,7 +86,8 @@ def _compare_history(args: argparse.Namespace) -> int:
     hist = [r for r in hist if r.run_id not in new_ids]  # the new run may sit inside the history folder
     if not hist:
         raise UsageError("the history holds no run other than the new one")
-    rows, env_notes = compare.compare_history(hist, new, _thresholds(args), metrics=args.metric or None)
+    rows, env_notes = compare.compare_history(hist, new, _thresholds(args), metrics=args.metric or None,
+                                               canary=not args.ignore_canary)
     counts = compare.verdict_counts(rows)
     title = f"history ({len({r.run_id for r in hist})} runs) -> {args.inputs[0]}"
     if args.format == "json":
@@ -100,19 +101,9 @@ def _compare_history(args: argparse.Namespace) -> int:
                                       encoding="utf-8")
     if args.suspects:
         Path(args.suspects).write_text("".join(c + "\n" for c in compare.suspects(rows)), encoding="utf-8")
-    if _fails(args.fail_on, rows):
+    if compare.job_fails(args.fail_on, rows):
         return EXIT_REGRESSION
     return 0
-
-
-def _fails(fail_on: str, rows) -> bool:
-    from milestones.harness import compare
-
-    bad = [r for r in rows if r.verdict == "regressed"]
-    if fail_on == "untimed":
-        # Timings and the energy of the same steps: what an interleaved `ab` re-run decides.
-        bad = [r for r in bad if compare.timing_label(r.metric) is None and not r.metric.endswith(".energy_per_item")]
-    return fail_on != "never" and bool(bad)
 
 
 def _compare_ab(args: argparse.Namespace) -> int:
@@ -134,7 +125,7 @@ def _compare_ab(args: argparse.Namespace) -> int:
         print(report.text_ab(summary, "read back", rounds))
     if args.summary:
         Path(args.summary).write_text(report.markdown_ab(summary, "read back", rounds), encoding="utf-8")
-    if _fails(args.fail_on, rows):
+    if compare.job_fails(args.fail_on, rows):
         return EXIT_REGRESSION
     return 0
 
@@ -172,6 +163,9 @@ def register(sub) -> None:
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
     p.add_argument("--all", action="store_true", help="table/markdown: every row in one table, unchanged and "
                                                       "derived FLOP/s rows included")
+    p.add_argument("--ignore-canary", action="store_true",
+                   help="judge timings without the machine-speed canary (by default a case measured while the "
+                        "canary ran slow has its timing regressions held back as suspects)")
     p.add_argument("--strict", action="store_true",
                    help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.add_argument("--history", action="append", metavar="RESULTS",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 
@@ -41,8 +40,8 @@ def cmd_instructions(args: argparse.Namespace) -> int:
         store.write_manifest(folder, {"run_id": run_id, "machine_id": e["machine_id"], "channel": "callgrind",
                                       "cases": [c.__dict__ for c in cases]})
     started = now()
-    with tempfile.TemporaryDirectory(prefix="milestones-callgrind-") as tmp:
-        results, tail = instructions.count_cases(cases, iters=args.iters, timeout=args.timeout, workdir=Path(tmp))
+    with instructions.fixed_workdir() as work:
+        results, tail = instructions.count_cases(cases, iters=args.iters, timeout=args.timeout, workdir=work)
     from rich.console import Console
 
     con = Console()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from milestones.harness.measure import memory, peaks
+from milestones.harness.measure import canary, memory, peaks
 from milestones.harness.measure.energy import measure_energy
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.kernels import kernel_table
@@ -114,16 +114,20 @@ def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric
     Returns (metrics, artifacts, info)."""
     metrics: dict[str, Metric] = {}
     artifacts: dict[str, Any] = dict(plan.artifacts)
+    info = dict(plan.info)
+    before = [] if ms.on_gpu else canary.sample()
     for step in plan.steps:
         m, a = measure_step(step, ms)
         metrics.update(m)
         artifacts.update(a)
+    if not ms.on_gpu:
+        info["canary"] = canary.record(before, canary.sample())
     if plan.model is not None and "params" not in plan.metrics:
         metrics["params"] = Metric.single("params", "count", False, count_params(plan.model))
     metrics.update(plan.metrics)
     if plan.derive is not None:
         metrics.update(plan.derive(metrics))
-    return metrics, artifacts, dict(plan.info)
+    return metrics, artifacts, info
 
 
 def classifier_plan(model: Any, opt: Any, x: Any, y: Any, batch_size: int, *, item_unit: str = "images",
