@@ -187,6 +187,8 @@ def paper_section(records: Sequence[RunRecord], baselines: Sequence[Any], plots:
 def _digest_blocks(rows, env_notes) -> list[Block]:
     d = report.digest(rows)
     out = [Block("p", text=d.counts_line() + ".")]
+    if (slow := report.slow_machine_line(rows)) is not None:
+        out.append(Block("p", text=slow))
     for verdict, rs in d.sections:
         if rs:
             out.append(Block("h3", text=report.section_title(verdict, len(rs))))

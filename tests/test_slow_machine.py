@@ -71,6 +71,9 @@ def test_a_timing_regression_on_a_slow_machine_is_a_suspect_not_a_failure():
     line = report.slow_machine_line(list(rows.values()))
     assert line.startswith("Slow machine: 2 timing row(s) of 1 case(s)") and "+30%" in line
     assert "Slow machine" in report.markdown_compare(list(rows.values()), [], title="t")
+    from milestones.harness import html
+    page = html.to_html(html.build(base + slow, [], plots=False))
+    assert "Slow machine: 2 timing row(s) of 1 case(s)" in page
     assert compare.suspects(list(rows.values())) == ["resnet50-smoke"]
     # The same step change with the canary where it was: called.
     rows = _verdicts(compare.compare_runs(base, [_record("new", 0.125, 0.010, seed=1)])[0])
