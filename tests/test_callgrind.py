@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import platform
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,45 @@ def test_count_outside_callgrind_is_refused(monkeypatch):
         callgrind.count_instructions(lambda: None, 1)
 
 
+x86_64_linux = pytest.mark.skipif(sys.platform != "linux" or platform.machine() != "x86_64",
+                                  reason="the client request is written for Linux on x86-64")
+
+
+@x86_64_linux
+def test_the_client_request_runs_natively_and_answers_its_default():
+    """valgrind.h's request, natively: the rotations cancel and the default comes back untouched."""
+    for default in (0, 7, 2**40 + 3):
+        assert callgrind.client_request(callgrind.RUNNING_ON_VALGRIND, default) == default
+    assert callgrind.late_instrumentation_works()
+    with pytest.raises(callgrind.CallgrindUnavailable, match="not running under valgrind"):
+        callgrind.start_instrumentation()
+    cmd = callgrind.valgrind_command(Path("/x/cg.out"), ["python"], late_instrumentation=True)
+    assert "--instr-atstart=no" in cmd and cmd.index("--instr-atstart=no") < cmd.index("python")
+    assert "--instr-atstart=no" not in callgrind.valgrind_command(Path("/x/cg.out"), ["python"])
+
+
+def test_a_count_of_zero_instructions_is_refused_not_recorded(monkeypatch, tmp_path):
+    """Instrumentation that was never turned on counts nothing: an error, never a step of 0 instructions."""
+    import torch
+
+    out = tmp_path / "callgrind.out"
+    monkeypatch.setenv(callgrind.OUT_ENV, str(out))
+    monkeypatch.setattr(callgrind, "start_instrumentation", lambda: None)
+    monkeypatch.setattr(torch._C, "_valgrind_supported_platform", lambda: True)
+    monkeypatch.setattr(torch._C, "_valgrind_toggle", lambda: None)
+    total = {"n": 0}
+
+    def dump():
+        k = len(list(tmp_path.glob("callgrind.out.*"))) + 1
+        (tmp_path / f"callgrind.out.{k}").write_text(f"events: Ir\nsummary: {total['n']}\n")
+
+    monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
+    with pytest.raises(callgrind.CallgrindUnavailable, match="counted no instructions"):
+        callgrind.count_instructions(lambda: None, 2, warmup=0)
+    total["n"] = 4321
+    assert callgrind.count_instructions(lambda: None, 2, warmup=0) == 4321
+
+
 @needs_valgrind
 @pytest.mark.slow
 def test_one_valgrind_process_counts_every_case_and_compare_calls_a_1pct_change(cli, tmp_path):
@@ -40,6 +81,9 @@ def test_one_valgrind_process_counts_every_case_and_compare_calls_a_1pct_change(
             for p in out.rglob("instructions/*.json")}
     n = {k: v["metrics"]["step.instructions"]["samples"][0] for k, v in recs.items()}
     assert set(n) == {"abfake-mm", "abfake-mm101", "abfake-mm-again"}
+    late = sys.platform == "linux" and platform.machine() == "x86_64"
+    assert {v["info"]["instrumentation"] for v in recs.values()} == {
+        "from the first counted step" if late else "from the start"}
     # Repeat in one process: measured 0.15% apart here (about 14k of 9.3M instructions per step), so
     # the bound is below half the 0.5% tolerance, not the 0.1% a larger step reaches.
     assert abs(n["abfake-mm-again"] / n["abfake-mm"] - 1) <= 0.003

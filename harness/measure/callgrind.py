@@ -8,16 +8,23 @@ the code does (more layers, a slower kernel choice, extra copies) does. It is bl
 without costing instructions: cache and memory-bandwidth effects, lock waits, and all GPU time.
 
 Importing torch under valgrind is very slow (minutes), so one valgrind process serves many steps
-(`serve`): each step is counted in turn, each with its own dump file.
+(`serve`): each step is counted in turn, each with its own dump file. Where it can (Linux on x86-64),
+the process also starts with callgrind's instrumentation off (`--instr-atstart=no`) and turns it on
+only when it first counts a step (`start_instrumentation`): valgrind then runs the torch import and
+the model's construction about 3x faster, and the counted instructions are the same.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import mmap
 import os
+import platform
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +41,71 @@ def valgrind_path() -> str | None:
     return shutil.which("valgrind")
 
 
-def valgrind_command(out_file: Path, argv: Sequence[str]) -> list[str]:
-    """The command that runs `argv` under callgrind with collection off until toggled on."""
+def valgrind_command(out_file: Path, argv: Sequence[str], *, late_instrumentation: bool = False) -> list[str]:
+    """The command that runs `argv` under callgrind with collection off until toggled on (and, with
+    `late_instrumentation`, instrumentation off until `start_instrumentation`)."""
     vg = valgrind_path()
     if vg is None:
         raise CallgrindUnavailable("valgrind is not installed (needed for instruction counts)")
-    return [*_no_aslr(), vg, "--tool=callgrind", "--collect-atstart=no", "--dump-instr=no", "--dump-line=no",
+    late = ["--instr-atstart=no"] if late_instrumentation else []
+    return [*_no_aslr(), vg, "--tool=callgrind", "--collect-atstart=no", *late, "--dump-instr=no", "--dump-line=no",
             "--compress-strings=no", "--combine-dumps=no", f"--callgrind-out-file={out_file}", *argv]
+
+
+# A valgrind client request, as valgrind.h's VALGRIND_DO_CLIENT_REQUEST_EXPR emits it on x86-64: rotations
+# of rdi by 3+13+61+51 bits (a no-op natively, the marker valgrind looks for), then `xchg rbx,rbx`, with
+# rax -> the request's six words and the default in rdx, which valgrind replaces with the answer. As a
+# function: (words, default) -> rdx. torch exposes callgrind's collection toggle but not this request, and
+# compiling valgrind.h would need a C compiler on every user's machine.
+_X86_64_CLIENT_REQUEST = bytes.fromhex(
+    "4889f8" "4889f2"                       # mov rax, rdi; mov rdx, rsi
+    "48c1c703" "48c1c70d" "48c1c73d" "48c1c733"  # rol rdi, 3; 13; 61; 51
+    "4887db"                                # xchg rbx, rbx
+    "4889d0" "c3")                          # mov rax, rdx; ret
+RUNNING_ON_VALGRIND = 0x1001                # valgrind.h: VG_USERREQ__RUNNING_ON_VALGRIND
+START_INSTRUMENTATION = 0x43540004          # callgrind.h: VG_USERREQ_TOOL_BASE('C','T') + 4
+_request_fn: Any = None
+_request_page: mmap.mmap | None = None
+_instrumenting = False
+
+
+def client_request(request: int, default: int = 0) -> int | None:
+    """Send valgrind a client request; natively the answer is `default`. None: not possible here."""
+    global _request_fn, _request_page
+    if _request_fn is None:
+        if sys.platform != "linux" or platform.machine() != "x86_64":
+            return None
+        try:
+            page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        except (OSError, ValueError, AttributeError):  # a W^X policy, or no PROT_EXEC
+            return None
+        page.write(_X86_64_CLIENT_REQUEST)
+        proto = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.POINTER(ctypes.c_ulong), ctypes.c_ulong)
+        _request_fn, _request_page = proto(ctypes.addressof(ctypes.c_char.from_buffer(page))), page
+    words = (ctypes.c_ulong * 6)(request, 0, 0, 0, 0, 0)
+    return int(_request_fn(words, default))
+
+
+def late_instrumentation_works() -> bool:
+    """Whether a valgrind process here can turn its instrumentation on itself: the request runs natively
+    (checked in a child process, so that a platform that refuses it cannot crash this one)."""
+    code = ("import sys; from milestones.harness.measure import callgrind as c; "
+            "sys.exit(0 if c.client_request(c.RUNNING_ON_VALGRIND, 7) == 7 else 1)")
+    try:
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def start_instrumentation() -> None:
+    """Turn callgrind's instrumentation on (a no-op when it is on already)."""
+    global _instrumenting
+    if _instrumenting:
+        return
+    if client_request(RUNNING_ON_VALGRIND, 0) == 0:
+        raise CallgrindUnavailable("this process is not running under valgrind")
+    client_request(START_INSTRUMENTATION, 0)
+    _instrumenting = True
 
 
 def _no_aslr() -> list[str]:
@@ -83,6 +148,7 @@ def count_instructions(step: Callable[[], Any], iters: int, warmup: int = 3) -> 
     if iters < 1:
         raise ValueError("iters must be >= 1")
     out_file = Path(out)
+    start_instrumentation()
     for _ in range(warmup):
         step()
     before = len(_dumps(out_file))
@@ -103,4 +169,8 @@ def count_instructions(step: Callable[[], Any], iters: int, warmup: int = 3) -> 
     parts = _dumps(out_file)
     if len(parts) != before + 1:
         raise CallgrindUnavailable(f"expected one new callgrind dump, found {len(parts) - before}")
-    return parse_total(parts[-1].read_bytes())
+    total = parse_total(parts[-1].read_bytes())
+    if total == 0:
+        raise CallgrindUnavailable("callgrind counted no instructions: its instrumentation was off "
+                                   "(started with --instr-atstart=no on a platform that cannot turn it on)")
+    return total
