@@ -37,3 +37,15 @@ def pytest_report_header(config):
     import torch
 
     return f"torch {torch.__version__}, threads {torch.get_num_threads()}, python {sys.version.split()[0]}"
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: two OpenMP threads on a shared 2-core machine spin against other
+    processes, so small models run faster and give identical results on one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

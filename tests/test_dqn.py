@@ -12,14 +12,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import dqn
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two torch threads on a shared 2-core machine spin against each other; the runner pins threads too.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None) -> CaseContext:

@@ -19,3 +19,11 @@ def test_every_package_folder_is_listed_for_setuptools():
             rel = init.parent.relative_to(ROOT / top).parts
             on_disk.add(".".join((name, *rel)))
     assert on_disk and set(cfg["packages"]) == on_disk
+
+
+def test_every_data_file_the_harness_reads_is_shipped():
+    """A non-editable install must carry the data files next to the harness's modules (the suite catalog)."""
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = set(cfg.get("package-data", {}).get("milestones.harness", []))
+    on_disk = {p.name for p in (ROOT / "harness").glob("*.json")}
+    assert on_disk and on_disk <= shipped

@@ -17,13 +17,7 @@ from milestones.harness.records import Case
 from milestones.suites import _paper
 from tests import paper_fixtures as fx
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def ctx_for(suite: str, config: str, batch: int, data: dict, ckpt: Path | None = None, **kw) -> CaseContext:

@@ -11,14 +11,7 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.records import Case
 from milestones.suites import resnet as R
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors on a shared 2-core machine: more threads only add contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _ctx(config, scale="proxy", batch=8, **kw):

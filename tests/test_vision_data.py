@@ -16,14 +16,7 @@ from milestones.harness.errors import UsageError
 from milestones.harness.records import Case
 from milestones.suites import _vision_data as V
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors on a shared 2-core machine: more threads only add contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def _jpeg(path, size=(40, 30), colour=(200, 10, 10)):
