@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,3 +245,37 @@ def generator_improves(ll: list[float], ll_untrained: list[float], fd: list[floa
 GENERATOR_RULE = ("per seed: after {steps} steps, the trained generator's samples score a higher held-out Parzen "
                   "log-likelihood AND a lower Fréchet distance (digits-classifier features) than the same "
                   "generator before training")
+
+
+@dataclass
+class AdversarialRun:
+    """One seed's GAN training: the FD curve (TrainLog), the logged losses and the wall seconds."""
+
+    log: Any
+    losses: dict[str, list[float]]
+    seconds: float
+
+
+def train_adversarial(trainer: Any, steps: int, eval_every: int, loss_every: int, ctx: Any, seed: int,
+                      fd_of_step: Callable[[int], float], fd_target: float) -> AdversarialRun:
+    """GAN and DCGAN share this loop: alternate D/G updates, stop on a non-finite loss, log the losses
+    every `loss_every` steps and the FD of fresh samples every `eval_every` steps (and at the end)."""
+    import time
+
+    from milestones.harness.measure.training import TrainLog
+
+    log = TrainLog(target=fd_target, higher_is_better=False)
+    losses: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": []}
+    t0 = time.perf_counter()
+    for step in range(1, steps + 1):
+        ld, lg = trainer.step()
+        ctx.check_finite(step, ld, "d_loss")
+        ctx.check_finite(step, lg, "g_loss")
+        if step % loss_every == 0:
+            losses["step"].append(step)
+            losses["d_loss"].append(ld)
+            losses["g_loss"].append(lg)
+        if step % eval_every == 0 or step == steps:
+            log.log(step, fd_of_step(step))
+            ctx.progress(f"seed {seed}", step=step, fd=log.values[-1])
+    return AdversarialRun(log, losses, time.perf_counter() - t0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,7 +32,6 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.measure.training import TrainLog
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
@@ -314,22 +312,12 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
         untrained = ev.to_digit_pixels(trainer.sample(cfg.n_parzen_samples, seed + 1000), tanh_range=True)
         out["fd.untrained"].append(evaluator.fd(untrained[:evaluator.n_fd]))
         out["parzen_ll.untrained"].append(evaluator.parzen(untrained).mean)
-        log = TrainLog(target=cfg.fd_target, higher_is_better=False)
-        losses: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": []}
-        t0 = time.perf_counter()
-        for step in range(1, cfg.steps + 1):
-            ld, lg = trainer.step()
-            ctx.check_finite(step, ld, "d_loss")
-            ctx.check_finite(step, lg, "g_loss")
-            if step % 20 == 0:
-                losses["step"].append(step)
-                losses["d_loss"].append(ld)
-                losses["g_loss"].append(lg)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                s = ev.to_digit_pixels(trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)
-                log.log(step, evaluator.fd(s))
-                ctx.progress(f"seed {seed}", step=step, fd=log.values[-1])
-        out["train_seconds"].append(time.perf_counter() - t0)
+        run = ev.train_adversarial(
+            trainer, cfg.steps, cfg.eval_every, 20, ctx, seed, fd_target=cfg.fd_target,
+            fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(ev.to_digit_pixels(
+                trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)))
+        log, losses = run.log, run.losses
+        out["train_seconds"].append(run.seconds)
         d.eval()
         out["probe_accuracy"].append(
             ev.linear_probe_accuracy(d.features(probe_train), probe_y, d.features(probe_test), sp.y_test, seed=seed))

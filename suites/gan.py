@@ -20,7 +20,6 @@ digits classifier trained here. Proxy scale uses scikit-learn's 8x8 digits (64-d
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +28,6 @@ from torch import nn
 
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
-from milestones.harness.measure.training import TrainLog
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
@@ -309,21 +307,11 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
         untrained = _sample01(trainer, cfg.n_parzen_samples, seed + 1000)
         out["parzen_ll.untrained"].append(evaluator.parzen(untrained).mean)
         out["fd.untrained"].append(evaluator.fd(untrained[:evaluator.n_fd]))
-        log = TrainLog(target=cfg.fd_target, higher_is_better=False)
-        losses: dict[str, list[float]] = {"step": [], "d_loss": [], "g_loss": []}
-        t0 = time.perf_counter()
-        for step in range(1, cfg.steps + 1):
-            ld, lg = trainer.step()
-            ctx.check_finite(step, ld, "d_loss")
-            ctx.check_finite(step, lg, "g_loss")
-            if step % 50 == 0:
-                losses["step"].append(step)
-                losses["d_loss"].append(ld)
-                losses["g_loss"].append(lg)
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                log.log(step, evaluator.fd(_sample01(trainer, evaluator.n_fd, seed + 2000 + step)))
-                ctx.progress(f"seed {seed}", step=step, fd=log.values[-1])
-        out["train_seconds"].append(time.perf_counter() - t0)
+        run = ev.train_adversarial(
+            trainer, cfg.steps, cfg.eval_every, 50, ctx, seed, fd_target=cfg.fd_target,
+            fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(_sample01(trainer, evaluator.n_fd, seed + 2000 + step)))
+        log, losses = run.log, run.losses
+        out["train_seconds"].append(run.seconds)
         trained = _sample01(trainer, cfg.n_parzen_samples, seed + 1000)
         pz = evaluator.parzen(trained)
         out["parzen_ll"].append(pz.mean)
