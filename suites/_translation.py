@@ -262,13 +262,18 @@ class Vocab:
         return [self.stoi.get(t, UNK) for t in tokens]
 
     def decode(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        for i in ids:
-            if i == EOS:
-                break
-            if i not in (PAD, BOS):
-                out.append(self.itos[i])
-        return out
+        return [self.itos[i] for i in content_ids(ids)]
+
+
+def content_ids(ids: Sequence[int]) -> list[int]:
+    """The ids a decoder produced up to its first EOS, without padding or BOS."""
+    out = []
+    for i in ids:
+        if i == EOS:
+            break
+        if i not in (PAD, BOS):
+            out.append(int(i))
+    return out
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], *, bos: bool = False, eos: bool = False,
@@ -595,13 +600,7 @@ class BpeVocab:
         return self.tok.encode(text).ids
 
     def decode(self, ids: Sequence[int]) -> list[str]:
-        out = []
-        for i in ids:
-            if i == EOS:
-                break
-            if i not in (PAD, BOS):
-                out.append(i)
-        return [self.tok.decode(out)]  # one "piece": the detokenized sentence
+        return [self.tok.decode(content_ids(ids))]  # one "piece": the detokenized sentence
 
 
 def encode_texts(src: Sequence[str], tgt: Sequence[str], sv: BpeVocab, tv: BpeVocab) -> EncodedData:

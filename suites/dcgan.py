@@ -306,24 +306,24 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
         g, d = build(cfg)
         trainer = DCGANTrainer(dataclasses.replace(cfg, batch_size=ctx.batch_size), g, d, train,
                                torch.Generator().manual_seed(seed))
-        d.eval()
-        out["probe_accuracy.random_d"].append(
-            ev.linear_probe_accuracy(d.features(probe_train), probe_y, d.features(probe_test), sp.y_test, seed=seed))
-        untrained = ev.to_digit_pixels(trainer.sample(cfg.n_parzen_samples, seed + 1000), tanh_range=True)
-        out["fd.untrained"].append(evaluator.fd(untrained[:evaluator.n_fd]))
-        out["parzen_ll.untrained"].append(evaluator.parzen(untrained).mean)
+
+        def evaluate(probe: str, suffix: str, d=d, trainer=trainer, seed=seed) -> None:
+            # the same probe and samples before training (a random D, an untrained G) and after
+            d.eval()
+            out[probe].append(ev.linear_probe_accuracy(d.features(probe_train), probe_y, d.features(probe_test),
+                                                       sp.y_test, seed=seed))
+            images = ev.to_digit_pixels(trainer.sample(cfg.n_parzen_samples, seed + 1000), tanh_range=True)
+            out["fd" + suffix].append(evaluator.fd(images[:evaluator.n_fd]))
+            out["parzen_ll" + suffix].append(evaluator.parzen(images).mean)
+
+        evaluate("probe_accuracy.random_d", ".untrained")
         run = ev.train_adversarial(
             trainer, cfg.steps, cfg.eval_every, 20, ctx, seed, fd_target=cfg.fd_target,
             fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(ev.to_digit_pixels(
                 trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)))
         log, losses = run.log, run.losses
         out["train_seconds"].append(run.seconds)
-        d.eval()
-        out["probe_accuracy"].append(
-            ev.linear_probe_accuracy(d.features(probe_train), probe_y, d.features(probe_test), sp.y_test, seed=seed))
-        trained = ev.to_digit_pixels(trainer.sample(cfg.n_parzen_samples, seed + 1000), tanh_range=True)
-        out["fd"].append(evaluator.fd(trained[:evaluator.n_fd]))
-        out["parzen_ll"].append(evaluator.parzen(trained).mean)
+        evaluate("probe_accuracy", "")
         if log.step_to_target is not None:
             out["steps_to_target"].append(log.step_to_target)
             out["seconds_to_target"].append(log.seconds_to_target)
