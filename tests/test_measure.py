@@ -41,10 +41,17 @@ class FakeClock:
         self.t += self.calls * 1_000_000
 
 
-def test_time_cpu_keeps_every_raw_sample_of_a_known_workload(monkeypatch):
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """timing's clocks replaced by a FakeClock."""
     clk = FakeClock()
     monkeypatch.setattr(timing.time, "perf_counter_ns", clk)
     monkeypatch.setattr(timing.time, "perf_counter", lambda: clk.t / 1e9)
+    return clk
+
+
+def test_time_cpu_keeps_every_raw_sample_of_a_known_workload(fake_clock):
+    clk = fake_clock
     s = timing.TimingSettings(warmup_iters=2, warmup_time=0.0, min_iters=5, min_time=0.010, max_time=100)
     r = timing.time_cpu(clk.work, s)
     assert r.warmup_iters == 2 and r.timer == "perf_counter_ns"
@@ -53,10 +60,8 @@ def test_time_cpu_keeps_every_raw_sample_of_a_known_workload(monkeypatch):
     assert len(r.samples_s) == 5
 
 
-def test_time_cpu_honours_min_time_and_max_iters(monkeypatch):
-    clk = FakeClock()
-    monkeypatch.setattr(timing.time, "perf_counter_ns", clk)
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: clk.t / 1e9)
+def test_time_cpu_honours_min_time_and_max_iters(fake_clock):
+    clk = fake_clock
     r = timing.time_cpu(clk.work, timing.TimingSettings(warmup_iters=0, warmup_time=0, min_iters=1, min_time=0.020))
     assert sum(r.samples_s) >= 0.020 and len(r.samples_s) == 6  # 1+2+3+4+5 = 15 ms < 20 ms <= 21 ms
     r = timing.time_cpu(clk.work, timing.TimingSettings(warmup_iters=0, warmup_time=0, min_iters=2, max_iters=3,
@@ -64,10 +69,8 @@ def test_time_cpu_honours_min_time_and_max_iters(monkeypatch):
     assert len(r.samples_s) == 3
 
 
-def test_warmup_by_time(monkeypatch):
-    clk = FakeClock()
-    monkeypatch.setattr(timing.time, "perf_counter_ns", clk)
-    monkeypatch.setattr(timing.time, "perf_counter", lambda: clk.t / 1e9)
+def test_warmup_by_time(fake_clock):
+    clk = fake_clock
     r = timing.time_cpu(clk.work, timing.TimingSettings(warmup_iters=1, warmup_time=0.006, min_iters=1, min_time=0))
     assert r.warmup_iters == 3  # 1+2 = 3 ms < 6 ms; 1+2+3 = 6 ms
 

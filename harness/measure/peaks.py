@@ -21,23 +21,27 @@ class PeakEntry:
     source: str
 
 
+# H100 and H200 share their compute peaks (the H200 differs in memory only), per form factor.
+_HOPPER_SXM = {"float32": 67.0, "tfloat32": 494.7, "bfloat16": 989.4, "float16": 989.4}
+_HOPPER_NVL = {"float32": 60.0, "tfloat32": 417.5, "bfloat16": 835.5, "float16": 835.5}
+
 PEAKS: tuple[PeakEntry, ...] = (
     PeakEntry(("NVIDIA H200",), "H200 SXM",
-              {"float32": 67.0, "tfloat32": 494.7, "bfloat16": 989.4, "float16": 989.4},
+              _HOPPER_SXM,
               "NVIDIA H200 Tensor Core GPU datasheet (2024), SXM column, dense = half the sparsity figures"),
     PeakEntry(("NVIDIA H200 NVL",), "H200 NVL",
-              {"float32": 60.0, "tfloat32": 417.5, "bfloat16": 835.5, "float16": 835.5},
+              _HOPPER_NVL,
               "NVIDIA H200 Tensor Core GPU datasheet (2024), NVL column: FP32 60; TF32 835, BF16/FP16 1671 "
               "with sparsity (dense = half)"),
     PeakEntry(("NVIDIA H100 PCIe",), "H100 PCIe",
               {"float32": 51.0, "tfloat32": 378.0, "bfloat16": 756.0, "float16": 756.0},
               "NVIDIA H100 Tensor Core GPU datasheet, PCIe column, dense"),
     PeakEntry(("NVIDIA H100 NVL",), "H100 NVL",
-              {"float32": 60.0, "tfloat32": 417.5, "bfloat16": 835.5, "float16": 835.5},
+              _HOPPER_NVL,
               "NVIDIA H100 Tensor Core GPU datasheet, H100 NVL column (per GPU): FP32 60; TF32 835, BF16/FP16 1671 "
               "with sparsity (dense = half)"),
     PeakEntry(("NVIDIA H100 80GB HBM3",), "H100 SXM",
-              {"float32": 67.0, "tfloat32": 494.7, "bfloat16": 989.4, "float16": 989.4},
+              _HOPPER_SXM,
               "NVIDIA H100 Tensor Core GPU datasheet, SXM5 column, dense = half the sparsity figures"),
     PeakEntry(("NVIDIA A100-SXM4-80GB", "NVIDIA A100-SXM4-40GB", "NVIDIA A100-PCIE-40GB", "NVIDIA A100 80GB PCIe"),
               "A100", {"float32": 19.5, "tfloat32": 156.0, "bfloat16": 312.0, "float16": 312.0},
