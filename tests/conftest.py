@@ -49,3 +49,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    """The timing module's clocks replaced by a fake one (tests/fake_clock.py) that moves only with `work`."""
+    from milestones.harness.measure import timing
+    from tests.fake_clock import Clock
+
+    c = Clock()
+    monkeypatch.setattr(timing.time, "perf_counter_ns", c.ns)
+    monkeypatch.setattr(timing.time, "perf_counter", c.s)
+    return c

@@ -10,37 +10,12 @@ import types
 import pytest
 
 from milestones.harness.measure import timing
-
-
-class Clock:
-    """Each call of `work` takes 1 ms, 2 ms, 3 ms, ... of fake time."""
-
-    START = 10**12  # a clock never starts at 0: elapsed times must be differences
-
-    def __init__(self):
-        self.t = self.START  # ns
-        self.calls = 0
-
-    def reset(self):
-        self.t, self.calls = self.START, 0
-
-    def ns(self):
-        return self.t
-
-    def s(self):
-        return self.t / 1e9
-
-    def work(self):
-        self.calls += 1
-        self.t += self.calls * 1_000_000
+from tests.fake_clock import Clock
 
 
 @pytest.fixture
-def clk(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(timing.time, "perf_counter_ns", c.ns)
-    monkeypatch.setattr(timing.time, "perf_counter", c.s)
-    return c
+def clk(fake_clock):
+    return fake_clock
 
 
 @pytest.fixture
