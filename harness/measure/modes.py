@@ -267,7 +267,8 @@ def apply_eager(plan: SpeedPlan, mode: Mode, device: str) -> tuple[SpeedPlan, di
         else:
             fn = _autocast_around(s.fn, dev, dtype)
             how[s.label] = "autocast around the whole step" + (
-                "; no GradScaler (the step declares no loss and optimizer)" if dt_name == "float16" else "")
+                "; no GradScaler (the step declares no loss and optimizer: "
+                "an inference step needs none, a training step runs unscaled)" if dt_name == "float16" else "")
         steps.append(dataclasses.replace(s, fn=fn))
     info["autocast"] = how
     return dataclasses.replace(plan, steps=tuple(steps)), info
