@@ -480,5 +480,5 @@ def compare_rows(records: Sequence[RunRecord]):
         else:
             res = t.result.comparison
         rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, t.metric,
-                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res))
+                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res, mode=c.mode))
     return rows, tracks

@@ -18,7 +18,7 @@ from typing import Any
 from milestones.harness import slow_machine, stats
 from milestones.harness.baselines import Baseline
 from milestones.harness.errors import RecordError, UsageError
-from milestones.harness.records import SUCCESS_STATUSES, RunRecord
+from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, RunRecord
 
 # Environment fields whose difference makes timings of two sides not like-for-like; shown in every table.
 ENV_FIELDS = (("gpu", "GPU"), ("driver", "driver"), ("torch", "torch"), ("cuda", "CUDA"), ("threads", "threads"),
@@ -124,6 +124,7 @@ class CompareRow:
     higher_is_better: bool | None
     result: stats.Comparison
     env_note: str = ""
+    mode: str = DEFAULT_MODE
 
     @property
     def verdict(self) -> str:
@@ -131,13 +132,14 @@ class CompareRow:
 
     @property
     def case(self) -> str:
-        return f"{self.suite}/{self.config} {self.kind}"
+        mode = "" if self.mode == DEFAULT_MODE else f" [{self.mode}]"
+        return f"{self.suite}/{self.config} {self.kind}{mode}"
 
     def to_dict(self) -> dict[str, Any]:
         return {"suite": self.suite, "config": self.config, "kind": self.kind, "scale": self.scale,
                 "device": self.device, "dtype": self.dtype, "batch_size": self.batch_size, "metric": self.metric,
                 "unit": self.unit, "higher_is_better": self.higher_is_better, **self.result.to_dict(),
-                "env_note": self.env_note}
+                "env_note": self.env_note, "mode": self.mode}
 
 
 @dataclass(frozen=True)
@@ -169,9 +171,14 @@ def parse_percent(s: str) -> float:
 
 
 def _case_key(r: RunRecord, full: bool = True) -> tuple:
+    # The execution mode is in the reduced key too: records of two modes are never paired, not even as
+    # "not comparable" (a compiled amp-bf16 case is a different workload, not a change of the eager one).
     c = r.case
-    k = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0])
+    k = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0], c.mode)
     return k + (c.dtype, c.batch_size) if full else k
+
+
+REDUCED_KEY = 6  # the length of _case_key(r, full=False)
 
 
 def _samples(recs: Sequence[RunRecord], metric: str) -> list[float]:
@@ -254,7 +261,7 @@ def _nc(case_recs: Sequence[RunRecord], metric: str, unit: str, hib: bool | None
         note: str) -> CompareRow:
     c = case_recs[0].case
     return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, metric, unit, hib,
-                      stats.Comparison("not comparable", why, method="-"), note)
+                      stats.Comparison("not comparable", why, method="-"), note, mode=c.mode)
 
 
 def _not_comparable_reason(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> str | None:
@@ -290,7 +297,7 @@ def _pair_cases(base: Sequence[RunRecord], new: Sequence[RunRecord]
     left_b = {k: v for k, v in group_b.items() if k not in group_a}
     used_b: set[tuple] = set()
     for ka, va in left_a.items():
-        match = next((kb for kb in left_b if kb[:5] == ka[:5] and kb not in used_b), None)
+        match = next((kb for kb in left_b if kb[:REDUCED_KEY] == ka[:REDUCED_KEY] and kb not in used_b), None)
         if match is not None:
             used_b.add(match)
             pairs.append((va, left_b[match]))
@@ -368,7 +375,7 @@ def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds:
                                               "descheduled (kept: no clean sample; the machine was busy)")
     c = ra[0].case
     return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name, m.unit,
-                      m.higher_is_better, res, note)
+                      m.higher_is_better, res, note, mode=c.mode)
 
 
 def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
@@ -437,7 +444,8 @@ def _by_case(recs: Sequence[RunRecord]) -> dict[tuple, list[RunRecord]]:
 
 
 def _row_case_key(row: CompareRow) -> tuple:
-    return (row.suite, row.config, row.kind, row.scale, row.device.split(":")[0], row.dtype, row.batch_size)
+    return (row.suite, row.config, row.kind, row.scale, row.device.split(":")[0], row.mode, row.dtype,
+            row.batch_size)
 
 
 def _excuse_slow_machine(rows: list[CompareRow], checks: dict[tuple, slow_machine.CanaryCheck]) -> list[CompareRow]:
@@ -494,8 +502,7 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
         # runs of the same code, and only the history knows whether this metric does.
         if row.result.method not in ("blocks", "runs", "gross") or row.metric.endswith(DERIVED_FROM_STEP):
             continue
-        recs_new = next(v for k, v in new_by_case.items() if k[:5] == (row.suite, row.config, row.kind, row.scale,
-                                                                         row.device.split(":")[0]))
+        recs_new = next(v for k, v in new_by_case.items() if k[:REDUCED_KEY] == _row_case_key(row)[:REDUCED_KEY])
         version = recs_new[0].suite_version
         series = []
         for rs in runs:
@@ -590,7 +597,7 @@ def _family_key(row: CompareRow) -> tuple:
     for suffix in DERIVED_FROM_STEP:
         if metric.endswith(suffix):
             metric = metric[: -len(suffix)] + ".step_time"
-    return (row.suite, row.config, row.kind, row.scale, row.device, row.dtype, row.batch_size, metric)
+    return (row.suite, row.config, row.kind, row.scale, row.device, row.mode, row.dtype, row.batch_size, metric)
 
 
 def control_family(rows: Sequence[CompareRow], alpha: float = FAMILY_ALPHA) -> list[CompareRow]:

@@ -251,6 +251,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
     secs += sections
     secs += _ab_sections(records)
     secs += _kernel_diff_sections(diffs)
+    secs += _modes_sections(records, plots)
     secs += _group_sections(records, plots)
     secs += _history_sections(records, plots)
     secs += _kernel_breakdown_sections(records, plots)
@@ -313,6 +314,41 @@ def _kernel_diff_sections(diffs: list) -> list[Section]:
             sec.blocks.append(Block("table", columns=report.KERNEL_COLUMNS, rows=[report.kernel_cells(d) for d in ds]))
         out.append(sec)
     return out
+
+
+def _modes_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
+    """Execution modes side by side, and the published throughput anchors beside GPU records."""
+    from milestones.harness import modes_report, published
+
+    rows = modes_report.mode_rows(records)
+    try:
+        anchors = published.anchor_rows(records, published.load())
+    except MilestonesError as e:  # a broken published file must not cost the rest of the report
+        anchors, broken = [], str(e)
+    else:
+        broken = ""
+    if not rows and not anchors and not broken:
+        return []
+    sec = Section("Execution modes")
+    if rows:
+        sec.blocks.append(Block("p", text="Each speed case in each execution mode (precision, memory format, "
+                                          "torch.compile; docs/modes.md). Speedup is the headline step's median "
+                                          "throughput over the same case in eager fp32; compile time is measured "
+                                          "apart and never in the step times."))
+        sec.blocks.append(Block("table", columns=modes_report.COLUMNS, rows=modes_report.cells(rows)))
+        if plots:
+            from milestones.harness import plots as P
+
+            sec.blocks.append(_img(P.modes_panels(rows), "execution-modes", "execution modes per case",
+                                   "Per case and mode: speedup over eager fp32, MFU, peak memory, compile time."))
+    if anchors:
+        sec.blocks.append(Block("h3", text="Published throughput (not paper results)"))
+        sec.blocks.append(Block("p", text="Vendors' and the field's published figures beside ours: ours/published "
+                                          "is shown either way; 'not comparable' names every difference of setup."))
+        sec.blocks.append(Block("table", columns=published.ROW_HEADER, rows=published.format_rows(anchors)))
+    if broken:
+        sec.blocks.append(Block("p", text=f"Published baselines not read: {broken}"))
+    return [sec]
 
 
 def _group_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:

@@ -89,6 +89,18 @@ def kinds(v: Any) -> tuple[str, ...]:
     return out
 
 
+def mode_list(v: Any) -> tuple[str, ...]:
+    """Execution modes (measure/modes.py) as canonical strings, presets expanded."""
+    from milestones.harness.measure.modes import PRESETS, ModeError, parse_modes
+
+    if not isinstance(v, (str, list, tuple)):
+        raise Invalid(f"comma-separated execution modes or a preset ({', '.join(PRESETS)})")
+    try:
+        return parse_modes(v)
+    except ModeError as e:
+        raise Invalid(f"{e}", whole=True) from None
+
+
 def seed_list(v: Any) -> tuple[int, ...]:
     if not isinstance(v, (list, tuple)) or not v:
         raise Invalid("a list of integer seeds")
@@ -182,6 +194,10 @@ OPTIONS: tuple[Option, ...] = (
            "(default auto: cuda when torch sees one)", "DEVICE", "device"),
     Option("dtype", "--dtype", choice("dtype", DTYPES), "float32", "float32 | bfloat16 | float16 (default float32)",
            "DTYPE", "dtype"),
+    Option("modes", "--modes", mode_list, ("cast",), "comma-separated execution modes, each its own case: cast "
+           "(the --dtype cast, default), fp32, tf32, amp-bf16, amp-fp16, each +channels-last and/or +compile[:"
+           "default|max-autotune|reduce-overhead][@BACKEND]; presets: field (fp32, tf32, amp-bf16+channels-last, "
+           "amp-bf16+compile), cpu (fp32, fp32+compile, amp-bf16); see docs/modes.md", "MODES", "modes"),
     Option("batch_size", "--batch-size", positive_int, None, "override every speed and quality case's batch size "
            "(recorded as the batch's source)", "N", "batch_size"),
     Option("out", "--out", path, Path("results"), "results folder; records go to OUT/<machine>/<run-id>/ "
@@ -234,6 +250,11 @@ def _validate(self: Any) -> None:
         if not isinstance(a, str):
             raise UsageError(f"torchrun argument {i} must be a string, not {a!r}")
     object.__setattr__(self, "torchrun_args", tuple(self.torchrun_args))
+    mixed = [m for m in self.modes if not m.startswith("cast")]
+    if mixed and self.dtype != "float32":
+        # a mode's precision replaces the cast: its weights are float32 masters
+        raise UsageError(f"--modes {','.join(mixed)} set their own precision over float32 weights; "
+                         f"use --dtype float32 (not {self.dtype}) or the mode cast")
 
 
 def _timeout_for(self: Any, scale: str | None = None) -> float:

@@ -102,6 +102,57 @@ def groups_bar(rows: Sequence[Any], groups: Sequence[str], metric: str, by: str)
     return fig
 
 
+def modes_panels(rows: Sequence[Any]):
+    """Execution modes per case (modes_report.ModeRow): speedup over eager fp32, MFU, peak memory and
+    compile seconds, one horizontal bar per mode in four panels sharing the case axis. A mode that did not
+    run, or a figure not measured, is written as such beside an empty bar, never drawn as zero."""
+    if not rows:
+        raise UsageError("no execution-mode rows to plot")
+    cases = list(dict.fromkeys(f"{r.config} ({r.gpu or r.device})" for r in rows))
+    modes = list(dict.fromkeys(r.mode for r in rows))
+    panels = [("speedup over eager fp32 (x)", lambda r: r.speedup, "{:.2f}x"),
+              ("MFU", lambda r: r.mfu, "{:.3f}"),
+              ("peak memory (GiB; CUDA allocated, CPU process RSS)", lambda r: None if r.peak_mem is None else r.peak_mem / 2**30, "{:.2f}"),
+              ("compile time (s)", lambda r: r.compile_s, "{:.1f}")]
+    height = 0.8 / max(1, len(modes))
+    fig, axes = plt.subplots(1, 4, figsize=(13.0, 0.3 * len(cases) * len(modes) + 0.4 * len(cases) + 1.6),
+                             dpi=100, layout="constrained", sharey=True)
+    index = {(f"{r.config} ({r.gpu or r.device})", r.mode): r for r in rows}
+    y = np.arange(len(cases))
+    for ax, (title, get, fmt) in zip(axes, panels, strict=True):
+        vals = [get(r) for r in rows if get(r) is not None]
+        top = max(vals) if vals else 1.0  # an empty panel keeps a readable axis and says why per bar
+        for i, mode in enumerate(modes):
+            ys = y + i * height
+            for yi, case in zip(ys, cases, strict=True):
+                r = index.get((case, mode))
+                v = None if r is None else get(r)
+                if v is not None:
+                    ax.barh(yi, v, height, color=_COLORS[i % len(_COLORS)], alpha=0.9,
+                            label=mode if case == cases[0] or yi == ys[0] else None)
+                if v is not None:
+                    text = fmt.format(v)
+                elif r is None:
+                    text = "not run"
+                elif r.status != "ok":
+                    text = r.status
+                elif title.startswith("compile") and "compile" not in mode:
+                    text = "eager"
+                else:
+                    text = "null (not measured)"
+                ax.text((v or 0) + 0.02 * top, yi, text, va="center", ha="left", fontsize=6.5)
+        if title.startswith("speedup"):
+            ax.axvline(1.0, color="k", lw=0.8, ls=":")
+        ax.set_xlim(0, top * 1.45)
+        ax.set_title(title, fontsize=9)
+    axes[0].set_yticks(y + height * (len(modes) - 1) / 2, cases, fontsize=7)
+    axes[0].invert_yaxis()
+    handles = [plt.Rectangle((0, 0), 1, 1, color=_COLORS[i % len(_COLORS)]) for i in range(len(modes))]
+    fig.legend(handles, modes, fontsize=7, loc="outside lower center", ncols=min(5, len(modes)), frameon=False)
+    fig.suptitle("Execution modes: each case's headline step (train where there is one)", fontsize=10)
+    return fig
+
+
 def _run_labels(run_ids: Sequence[str], commits: Sequence[str | None]) -> list[str]:
     """Short, distinct x labels: date and time of the run id (time only when all share a day), + commit."""
     stamps = [r.split("-")[0] for r in run_ids]

@@ -13,6 +13,7 @@ from typing import Any
 from milestones.harness.errors import RecordError
 
 SCHEMA_VERSION = 1
+DEFAULT_MODE = "cast"  # measure/modes.py's default mode: the pure --dtype cast of every run before modes
 STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupted")
 # Statuses that do not make `milestones run` exit non-zero.
 SUCCESS_STATUSES = ("ok", "skipped")
@@ -190,7 +191,10 @@ def _with_nonfinite_note(info: dict[str, Any], notes: list[str]) -> dict[str, An
 
 @dataclass(frozen=True)
 class Case:
-    """One (suite, config, kind, scale, device, dtype, batch size) to run; it yields one record."""
+    """One (suite, config, kind, scale, device, dtype, batch size, execution mode) to run; it yields one record.
+
+    mode: the execution mode's canonical text (harness/measure/modes.py); the default, the pure --dtype
+    cast, leaves the slug as it was before modes existed, and a record without a mode reads as it."""
 
     suite: str
     config: str
@@ -199,11 +203,13 @@ class Case:
     device: str
     dtype: str
     batch_size: int | None
+    mode: str = DEFAULT_MODE
 
     @property
     def slug(self) -> str:
         bs = "" if self.batch_size is None else f"-b{self.batch_size}"
-        return f"{self.suite}.{self.config}.{self.kind}.{self.scale}.{self.device}.{self.dtype}{bs}"
+        mode = "" if self.mode == DEFAULT_MODE else f".{self.mode}"
+        return f"{self.suite}.{self.config}.{self.kind}.{self.scale}.{self.device}.{self.dtype}{bs}{mode}"
 
 
 @dataclass(frozen=True)
@@ -270,10 +276,11 @@ class RunRecord:
         if not isinstance(c, dict):
             raise RecordError(f"{source}: field 'case' must be an object")
         try:
-            case = Case(**{k: c[k] for k in ("suite", "config", "kind", "scale", "device", "dtype", "batch_size")})
+            case = Case(**{k: c[k] for k in ("suite", "config", "kind", "scale", "device", "dtype", "batch_size")},
+                        mode=c.get("mode", DEFAULT_MODE))
         except KeyError as e:
             raise RecordError(f"{source}: case lacks field {e.args[0]!r}") from None
-        for k in ("suite", "config", "kind", "scale", "device", "dtype"):
+        for k in ("suite", "config", "kind", "scale", "device", "dtype", "mode"):
             if not isinstance(getattr(case, k), str):
                 raise RecordError(f"{source}: case.{k} must be a string")
         if case.batch_size is not None and (not isinstance(case.batch_size, int) or isinstance(case.batch_size, bool)):

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from milestones.harness.records import SUCCESS_STATUSES, RunRecord
+from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, RunRecord
 
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "oom": "magenta",
                 "diverged": "red", "interrupted": "yellow"}
@@ -158,7 +158,8 @@ def case_line(rec: RunRecord) -> str:
         from rich.markup import escape
 
         claim = "".join(f"\n{'':>12}[bold]{escape(claim_headline(cl))}[/]" for cl in claims_of(rec))
-    return f"[{STATUS_STYLE.get(rec.status, 'white')}]{rec.status:>11}[/] {c.suite}/{c.config} {c.kind} " \
+    mode = "" if c.mode == DEFAULT_MODE else f" [{c.mode}]"
+    return f"[{STATUS_STYLE.get(rec.status, 'white')}]{rec.status:>11}[/] {c.suite}/{c.config} {c.kind}{mode} " \
            f"({rec.duration_s:.1f} s){err}{claim}"
 
 
@@ -304,14 +305,16 @@ def claim_cells(cl: Claim) -> list[str]:
 
 def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
     rows = []
+    with_modes = any(r.case.mode != DEFAULT_MODE for r in records)  # a mode column only where modes ran
     for r in records:
         c = r.case
         style = STATUS_STYLE.get(r.status, "white")
-        rows.append((c.suite, c.config, c.kind, c.device, c.dtype, c.batch_size if c.batch_size is not None else "-",
-                     f"[{style}]{r.status}[/]", f"{r.duration_s:.1f}",
-                     headline(r) if r.status == "ok" else (r.error or "")[:120]))
-    print_table("Run summary", ["suite", "config", "kind", "device", "dtype", "batch", "status", "s",
-                                "headline / error"], rows, file)
+        rows.append((c.suite, c.config, c.kind, c.device, c.dtype) + ((c.mode,) if with_modes else ())
+                    + (c.batch_size if c.batch_size is not None else "-",
+                       f"[{style}]{r.status}[/]", f"{r.duration_s:.1f}",
+                       headline(r) if r.status == "ok" else (r.error or "")[:120]))
+    print_table("Run summary", ["suite", "config", "kind", "device", "dtype"] + (["mode"] if with_modes else [])
+                + ["batch", "status", "s", "headline / error"], rows, file)
     bad = [r for r in records if r.status not in SUCCESS_STATUSES]
     con = _console(file)
     counts: dict[str, int] = {}

@@ -75,17 +75,25 @@ def plan_specs(entries: Iterable[ConfigEntry], opts: RunOptions, device: str) ->
             if k not in e.kinds:
                 continue
             bs, source = resolve_batch(e, k, device, opts)
-            case = Case(suite=e.suite, config=e.name, kind=k, scale=opts.scale, device=device, dtype=opts.dtype,
-                        batch_size=bs)
-            for r in range(opts.repeat):
-                # A repeat is the same case again, same seed: it measures run-to-run spread (--seeds varies seeds).
-                specs.append(CaseSpec(
-                    case=case, batch_size_source=source, seed=opts.seed, seeds=opts.seeds,
-                    repeat_index=r, threads=opts.threads, deterministic=opts.deterministic, profile=opts.profile,
-                    peak_tflops=opts.peak_tflops, timing=None, options=opts.options,
-                    data={k: str(Path(v).resolve()) for k, v in opts.data.items()},  # cases run in their workdir
-                    timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args,
-                    requested_device=opts.device.split(":")[0]))
+            # An execution mode changes how a speed step runs; other kinds run once, as they always did.
+            for mode in (opts.modes if k == "speed" else ("cast",)):
+                case = Case(suite=e.suite, config=e.name, kind=k, scale=opts.scale, device=device,
+                            dtype=opts.dtype, batch_size=bs, mode=mode)
+                specs += _repeats(case, source, opts)
+    return specs
+
+
+def _repeats(case: Case, source: str, opts: RunOptions) -> list[CaseSpec]:
+    specs = []
+    for r in range(opts.repeat):
+        # A repeat is the same case again, same seed: it measures run-to-run spread (--seeds varies seeds).
+        specs.append(CaseSpec(
+            case=case, batch_size_source=source, seed=opts.seed, seeds=opts.seeds,
+            repeat_index=r, threads=opts.threads, deterministic=opts.deterministic, profile=opts.profile,
+            peak_tflops=opts.peak_tflops, timing=None, options=opts.options,
+            data={k: str(Path(v).resolve()) for k, v in opts.data.items()},  # cases run in their workdir
+            timeout=opts.timeout_for(), nproc=opts.nproc, torchrun_args=opts.torchrun_args,
+            requested_device=opts.device.split(":")[0]))
     return specs
 
 
@@ -102,8 +110,8 @@ def specs_for_cases(cases: Iterable[Case], opts: RunOptions, registry: Registry)
         bs, source = resolve_batch(e, c.kind, c.device, opts)
         if bs != c.batch_size:
             source = "none" if c.batch_size is None else "--batch-size"
-        for s in plan_specs([e], dataclasses.replace(opts, kinds=(c.kind,), scale=c.scale, dtype=c.dtype),
-                            c.device):
+        for s in plan_specs([e], dataclasses.replace(opts, kinds=(c.kind,), scale=c.scale, dtype=c.dtype,
+                                                     modes=(c.mode,)), c.device):
             out.append(dataclasses.replace(s, case=c, batch_size_source=source))
     return out
 

@@ -195,7 +195,7 @@ def load_records(*paths: str | os.PathLike) -> list[RunRecord]:
 
 
 FRAME_COLUMNS = [
-    "run_id", "record_id", "suite", "config", "kind", "scale", "device", "dtype", "batch_size", "status", "error",
+    "run_id", "record_id", "suite", "config", "kind", "scale", "device", "dtype", "batch_size", "mode", "status", "error",
     "suite_version", "started_at", "machine_id", "hostname", "gpu", "cpu_model", "threads", "torch", "cuda", "cudnn",
     "driver", "commit", "dirty", "metric", "unit", "higher_is_better", "n", "median", "mean", "std", "iqr",
     "p10", "p90", "cv", "samples", "note", "path",
@@ -208,7 +208,7 @@ def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]
     base = {
         "run_id": rec.run_id, "record_id": rec.record_id, "suite": rec.case.suite, "config": rec.case.config,
         "kind": rec.case.kind, "scale": rec.case.scale, "device": rec.case.device, "dtype": rec.case.dtype,
-        "batch_size": rec.case.batch_size, "status": rec.status, "error": rec.error,
+        "batch_size": rec.case.batch_size, "mode": rec.case.mode, "status": rec.status, "error": rec.error,
         "suite_version": rec.suite_version, "started_at": rec.started_at, "machine_id": env.get("machine_id"),
         "hostname": env.get("hostname"), "gpu": env.get("gpu") if rec.case.device.startswith("cuda") else None,
         "cpu_model": env.get("cpu_model"), "threads": env.get("threads"), "torch": env.get("torch"),

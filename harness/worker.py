@@ -77,7 +77,7 @@ def measured(res: Any, ctx: Any) -> Any:
     if not isinstance(res, SpeedPlan):
         return res
     ms = MeasureSettings(device=ctx.device, dtype=ctx.case.dtype, timing=ctx.timing, profile=ctx.profile,
-                         peak_tflops=ctx.peak_tflops)
+                         peak_tflops=ctx.peak_tflops, mode=ctx.case.mode)
     metrics, artifacts, info = measure_plan(res, ms)
     return CaseOutput(metrics=metrics, info=info, artifacts=artifacts)
 
@@ -114,6 +114,7 @@ def run_spec(spec: Any) -> Any:
     from milestones.harness.context import Diverged, SkipCase
     from milestones.harness.launch.spec import CaseResult, CaseSpec
     from milestones.harness.measure.memory import peak_rss_bytes
+    from milestones.harness.measure.modes import ModeUnsupported
     from milestones.harness.registry import load_suite
 
     if isinstance(spec, dict):
@@ -143,7 +144,7 @@ def run_spec(spec: Any) -> Any:
             if k.startswith("hparam.") and not m.note:
                 metrics[k] = dataclasses.replace(m, note="echoes the config: a configuration check, not a measurement")
         info.update(res.info)
-    except SkipCase as e:
+    except (SkipCase, ModeUnsupported) as e:
         status, error = "skipped", str(e)
     except Diverged as e:
         status, error = "diverged", str(e)

@@ -202,6 +202,11 @@ for d in (18, 50):
     SUITE.config(f"resnet{d}-v1.5", ResNetConfig("imagenet", d, v15=True), scales=_scales(f"resnet{d}-v1.5"),
                  kinds=("fidelity",),
                  description=f"ResNet-{d} v1.5 (stride on the 3x3), as torchvision's weights")
+# The v1.5 model the field's published throughput is measured on (NVIDIA DeepLearningExamples, torchvision):
+# baselines/published/ stands beside this case.
+SUITE.config("resnet50-v1.5-speed", ResNetConfig("imagenet", 50, v15=True, **IMAGENET_BATCH), scales=("paper",),
+             kinds=("speed",), description="ResNet-50 v1.5 train/inference step at 224x224, batch 256 on a GPU "
+             "(the published throughput anchors' model)")
 for d in (18, 34):
     # The paper states plain nets have the same FLOPs as their residual counterparts (Sec. 3.3).
     SUITE.config(f"plain{d}", ResNetConfig("imagenet", d, residual=False, paper_macs=PAPER_MACS[d]),

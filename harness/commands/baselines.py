@@ -37,6 +37,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     files, errors = baselines.check(paths, load_suites(), metrics, warnings)
     for w in warnings:
         print(f"milestones: warning: {w} (not measurable until it does)", file=sys.stderr)
+    n_published = 0
+    if not args.files:  # the folder's published throughput figures too (baselines/published/)
+        from milestones.harness import published
+        from milestones.harness.errors import BaselineError
+
+        try:
+            items = published.load(args.dir)
+            errors += published.check_configs(items, load_suites())
+            n_published = len(items)
+        except BaselineError as e:
+            errors.append(str(e))
     for e in errors:
         print(f"milestones: error: {e}", file=sys.stderr)
     n = sum(len(f.baselines) for f in files)
@@ -45,7 +56,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if errors:
         print(f"{len(errors)} problem(s) in {len(paths)} file(s); {scope}", file=sys.stderr)
         return 2
-    print(f"ok: {n} baselines in {len(files)} file(s); {scope}")
+    print(f"ok: {n} baselines in {len(files)} file(s), {n_published} published throughput figure(s); {scope}")
     return 0
 
 

@@ -23,6 +23,11 @@ class Step:
     setup: called once before this step is measured (e.g. model.train() / model.eval()).
     bytes_per_step: the memory traffic of one call by the suite's own model of it (e.g. an optimizer's
     reads and writes), for a `<label>.bytes_per_s` rate; None: no rate.
+    inputs: the tensors `fn` reads, which an execution mode may convert in place (channels-last for 4-D).
+    loss / optimizer: a training step in structured form: `loss()` runs one forward pass and returns the
+    loss; `fn` must equal zero_grad + loss().backward() + optimizer.step(). With them the harness builds
+    the step itself under mixed precision (autocast around the forward only, a GradScaler for float16);
+    without them an execution mode wraps `fn` whole (harness/measure/modes.py).
     """
 
     label: str
@@ -35,8 +40,14 @@ class Step:
     setup: Callable[[], Any] | None = None
     note: str | None = None
     bytes_per_step: float | None = None
+    inputs: tuple[Any, ...] = ()
+    loss: Callable[[], Any] | None = None
+    optimizer: Any = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        if (self.loss is None) != (self.optimizer is None):
+            raise ValueError(f"step {self.label!r}: a structured training step declares both loss and optimizer")
         if not self.label or any(c in self.label for c in " /"):
             raise ValueError(f"step label {self.label!r} must be a non-empty name without spaces or slashes")
         if not self.items_per_step > 0:

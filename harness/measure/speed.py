@@ -6,10 +6,11 @@ Imports only measure/ modules and the record types below it; never the context, 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from milestones.harness.measure import canary, memory, peaks
+from milestones.harness.measure import canary, memory, modes, peaks
 from milestones.harness.measure.energy import measure_energy
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.measure.kernels import kernel_table
@@ -27,6 +28,7 @@ class MeasureSettings:
     timing: TimingSettings = TimingSettings()
     profile: bool = False
     peak_tflops: float | None = None
+    mode: str = modes.DEFAULT  # an execution mode's canonical text (measure/modes.py)
 
     @property
     def on_gpu(self) -> bool:
@@ -62,7 +64,11 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         artifacts[f"{label}.flops_by_op"] = per_op
     if on_gpu:
         memory.reset_cuda_peaks(torch.device(device))
-    t = time_fn(step.fn, device, ms.timing)
+    mode = modes.Mode.parse(ms.mode)
+    timing, compile_cost = ms.timing, None
+    if mode.compiled:
+        compile_cost, timing = _compile_warmup(step, device, ms.timing)
+    t = time_fn(step.fn, device, timing)
     # Its own loop after timing: the timed loop of a small step is shorter than the counter's update period.
     energy = measure_energy(step.fn, device, _device_index(device) if on_gpu else 0)
     samples = t.samples_s
@@ -71,6 +77,9 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         metrics[f"{label}.{name}"] = Metric.from_values(f"{label}.{name}", unit, hib, values, note=note)
 
     add("step_time", "s", False, samples, step.note)
+    if compile_cost is not None:
+        metrics.update(_compile_metrics(label, compile_cost, samples))
+        artifacts[f"{label}.compile"] = compile_cost
     metrics.update(contention_metrics(label, t))
     add("throughput", f"{step.item_unit}/s", True, [step.items_per_step / s for s in samples if s > 0])
     if step.bytes_per_step:
@@ -80,7 +89,7 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
         metrics[f"{label}.flops"] = Metric.single(f"{label}.flops", "FLOP", False, flops)
         achieved = [flops / s for s in samples if s > 0]
         add("flops_per_s", "FLOP/s", True, achieved)
-        peak, src = peaks.peak_flops(device_name(device), ms.dtype, ms.peak_tflops)
+        peak, src = peaks.peak_flops(device_name(device), mode.peak_dtype(ms.dtype), ms.peak_tflops)
         if peak:
             add("mfu", "fraction", True, [a / peak for a in achieved], note=src)
         else:
@@ -103,23 +112,96 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
     else:
         metrics[f"{label}.energy_per_item"] = Metric.missing(f"{label}.energy_per_item", "J", False,
                                                              energy.why or "not measured")
-    artifacts[f"{label}.timing"] = {"warmup_iters": t.warmup_iters, "timer": t.timer, "n": len(samples)}
+    warm = t.warmup_iters + (compile_cost["warmup_iters"] if compile_cost else 0)
+    artifacts[f"{label}.timing"] = {"warmup_iters": warm, "timer": t.timer, "n": len(samples)}
     if ms.profile:
         artifacts[f"{label}.kernels"] = kernel_table(step.fn, device)
     return metrics, artifacts
 
 
+def _compile_warmup(step: Step, device: str, s: TimingSettings) -> tuple[dict[str, Any], TimingSettings]:
+    """A compiled step's first call (tracing, compiling, one step) and its warm-up, timed apart from the
+    steady state; dynamo's counters before, after the first call, and after the warm-up. Returns that and
+    the timing settings for the steady-state loop (its warm-up already done here)."""
+    import torch
+
+    sync = (lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None)
+    c0 = modes.dynamo_counts()
+    first = modes.first_call(step.fn, sync)
+    c1 = modes.dynamo_counts()
+    n = max(1, s.warmup_iters)
+    for _ in range(n):
+        step.fn()
+    sync()
+    cost = {"first_step_s": first, "before": c0, "after_first": c1, "after_warmup": modes.dynamo_counts(),
+            "warmup_iters": 1 + n}
+    return cost, dataclasses.replace(s, warmup_iters=0, warmup_time=0.0)
+
+
+def _compile_metrics(label: str, cost: dict[str, Any], samples: tuple[float, ...]) -> dict[str, Metric]:
+    """Compile cost on its own, never mixed into step_time: seconds, first-step latency, graphs, graph
+    breaks, and graphs compiled after the first call (recompiles, during warm-up or timing)."""
+    import statistics
+
+    from milestones.harness.measure.modes import dynamo_counts
+
+    c0, c1, c2 = cost["before"], cost["after_first"], cost["after_warmup"]
+    c3 = cost["after_timing"] = dynamo_counts()
+    med = statistics.median(samples) if samples else 0.0
+    first = cost["first_step_s"]
+    out = {
+        f"{label}.first_step_s": Metric.single(f"{label}.first_step_s", "s", False, first,
+                                               note="first call of the compiled step: tracing, compiling, one step"),
+        f"{label}.compile_s": Metric.single(f"{label}.compile_s", "s", False, max(0.0, first - med),
+                                            note="first call minus the steady-state median step"),
+        f"{label}.graphs": Metric.single(f"{label}.graphs", "count", False, c3["graphs"] - c0["graphs"],
+                                         note="unique graphs torch._dynamo compiled for this step"),
+        f"{label}.graph_breaks": Metric.single(f"{label}.graph_breaks", "count", False,
+                                               c3["graph_breaks"] - c0["graph_breaks"]),
+        f"{label}.recompiles": Metric.single(
+            f"{label}.recompiles", "count", False, c3["graphs"] - c1["graphs"],
+            note=f"graphs compiled after the first call; {c3['graphs'] - c2['graphs']} during the timed loop"),
+    }
+    if c3["frames"] == c0["frames"]:
+        out[f"{label}.graphs"] = Metric.single(
+            f"{label}.graphs", "count", False, 0,
+            note="torch._dynamo compiled no frame for this step: its timings are eager")
+    return out
+
+
 def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric], dict[str, Any], dict[str, Any]]:
-    """Measure every step of a plan in order; add the model's parameter count and the suite's own figures.
-    Returns (metrics, artifacts, info)."""
+    """Measure every step of a plan in order, in the settings' execution mode; add the model's parameter
+    count and the suite's own figures. Returns (metrics, artifacts, info).
+
+    Raises modes.ModeUnsupported when the mode cannot run this plan on this device (a skipped case)."""
+    mode = modes.Mode.parse(ms.mode)
     metrics: dict[str, Metric] = {}
     artifacts: dict[str, Any] = dict(plan.artifacts)
     info = dict(plan.info)
+    if mode != modes.Mode():
+        why = modes.unsupported_reason(mode, ms.device, plan)
+        if why:
+            raise modes.ModeUnsupported(why)
     before = [] if ms.on_gpu else canary.sample()
-    for step in plan.steps:
-        m, a = measure_step(step, ms)
-        metrics.update(m)
-        artifacts.update(a)
+    with modes.precision_flags(mode):
+        steps = plan.steps
+        if mode != modes.Mode():
+            plan, info["execution_mode"] = modes.apply_eager(plan, mode, ms.device)
+            steps = plan.steps
+        if mode.compiled:
+            # FLOPs are counted on the eager step: FlopCounterMode cannot see inside a compiled graph.
+            steps = tuple(_with_eager_flops(s, artifacts) for s in plan.steps)
+            plan, how = modes.apply_compile(dataclasses.replace(plan, steps=steps), mode)
+            info["execution_mode"].update(how)
+            steps = plan.steps
+        for step in steps:
+            m, a = measure_step(step, ms)
+            metrics.update(m)
+            artifacts.update(a)
+        recompiled = [s.label for s in steps if (c := artifacts.get(f"{s.label}.compile"))
+                      and c["after_timing"]["graphs"] > c["after_warmup"]["graphs"]]
+        if recompiled:  # the timed loop paid for compiling: its samples are not a steady state
+            info["execution_mode"]["recompiled_during_timing"] = recompiled
     if not ms.on_gpu:
         info["canary"] = canary.record(before, canary.sample())
     if plan.model is not None and "params" not in plan.metrics:
@@ -130,21 +212,35 @@ def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric
     return metrics, artifacts, info
 
 
+def _with_eager_flops(step: Step, artifacts: dict[str, Any]) -> Step:
+    if step.flops is not None or not step.count_flops:
+        return step
+    if step.setup is not None:
+        step.setup()
+    flops, per_op = count_flops(step.fn)
+    artifacts[f"{step.label}.flops_by_op"] = per_op
+    return dataclasses.replace(step, flops=flops, count_flops=False)
+
+
 def classifier_plan(model: Any, opt: Any, x: Any, y: Any, batch_size: int, *, item_unit: str = "images",
                     info: dict[str, Any] | None = None) -> SpeedPlan:
     """The image classifiers' speed case: a cross-entropy training step, then inference, on one batch."""
     import torch
     import torch.nn.functional as F
 
+    def loss() -> Any:
+        return F.cross_entropy(model(x), y)
+
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        loss().backward()
         opt.step()
 
     @torch.no_grad()
     def infer_step() -> None:
         model(x)
 
-    return SpeedPlan(steps=(Step("train", train_step, batch_size, item_unit, setup=model.train),
-                            Step("infer", infer_step, batch_size, item_unit, setup=model.eval)),
+    return SpeedPlan(steps=(Step("train", train_step, batch_size, item_unit, setup=model.train, inputs=(x,),
+                                 loss=loss, optimizer=opt),
+                            Step("infer", infer_step, batch_size, item_unit, setup=model.eval, inputs=(x,))),
                      model=model, info=info or {})
