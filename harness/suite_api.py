@@ -179,6 +179,7 @@ class ClaimText:
     strength: str
     tests: str | None = None
     quoted: bool = True
+    variant: str = ""  # a second wording of the same claim id (e.g. a config that asks less): its registry key
 
     def make(self, held: Iterable[float | bool | None] | None, seeds: Iterable[int], scale: str,
              **fields: Any) -> dict[str, Any]:
@@ -197,11 +198,11 @@ CLAIM_TEXTS: dict[str, ClaimText] = {}
 
 
 def claim_text(suite: str, id: str, statement: str, source: str, rule: str, *, strength: str,
-               tests: str | None = None, quoted: bool = True) -> ClaimText:
+               tests: str | None = None, quoted: bool = True, variant: str = "") -> ClaimText:
     """Declare (and register) one claim of `suite`; see `ClaimText`."""
-    ct = ClaimText(suite, id, statement, source, rule, strength, tests, quoted)
+    ct = ClaimText(suite, id, statement, source, rule, strength, tests, quoted, variant)
     Claim(id, statement, source, rule, None, (), "", strength, tests, quoted)  # validates strength and tests
-    key = f"{suite}/{id}"
+    key = f"{suite}/{id}" + (f" [{variant}]" if variant else "")
     if CLAIM_TEXTS.get(key, ct) != ct:
         raise ValueError(f"claim {key} declared twice with different texts")
     CLAIM_TEXTS[key] = ct

@@ -379,7 +379,7 @@ DEGRADATION = claim_text(
     "He et al. 2015, Fig. 6 (left), Sec. 4.2",
     "per seed: {pd} ends with higher training error than {ps}, and is above it at every evaluation of the "
     "second half of training",
-    strength=WEAKER, tests="the same comparison at proxy scale: 8x8 digits, {ps} vs {pd}, a short budget")
+    strength=AS_STATED)
 RESIDUAL_FIXES = claim_text(
     "resnet", "residual_fixes",
     "[...] our ResNets manage to overcome the optimization difficulty and demonstrate accuracy gains when the "
