@@ -671,6 +671,8 @@ def is_config_echo(metric: str) -> bool:
 def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
     c = rec.case
     common = dict(baseline=b, config=c.config, scale=c.scale, record_id=rec.record_id)
+    if getattr(b, "cited", False):  # a comparison row of the paper's table: no case measures it
+        return PaperRow(verdict="not measured", reason="cited, not measured: a comparison row of the paper", **common)
     if rec.status != "ok":
         return PaperRow(verdict="not comparable", reason=f"record status {rec.status}", **common)
     m = rec.metrics.get(b.metric)

@@ -67,6 +67,8 @@ class Suite:
     year: int
     source_file: str
     kind_table: dict[str, dict[type, KindFn]] = field(default_factory=dict)
+    # (kind, params type) -> the metric names (fnmatch patterns) its function declares it produces
+    kind_metrics: dict[tuple[str, type], tuple[str, ...]] = field(default_factory=dict)
     configs: dict[str, ConfigEntry] = field(default_factory=dict)
     registry: Registry | None = field(default=None, repr=False)
 
@@ -75,12 +77,14 @@ class Suite:
         """A hash of the suite's source: records of different versions are never compared."""
         return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest()[:12]
 
-    def kind(self, name: str, params: type | None = None) -> Callable[[KindFn], KindFn]:
+    def kind(self, name: str, params: type | None = None,
+             metrics: Iterable[str] | None = None) -> Callable[[KindFn], KindFn]:
         """Decorator registering the function that runs cases of one kind for one params type.
 
         `params=DegradationConfig` registers it for configs whose params are of that type (or a subclass);
         without `params` it serves every params type of the suite that has no function of its own.
-        Two functions for one (kind, params type) raise.
+        `metrics`: the metric names it produces (fnmatch patterns, "top1_error*"), which `baselines check`
+        holds every paper figure of its configs to. Two functions for one (kind, params type) raise.
         """
         if name not in KINDS:
             raise ValueError(f"unknown kind {name!r}{did_you_mean(name, KINDS)}")
@@ -92,6 +96,8 @@ class Suite:
                 what = "" if key is object else f" for {key.__name__}"
                 raise DuplicateNameError(f"suite {self.name!r} already has a {name!r} function{what}")
             table[key] = fn
+            if metrics is not None:
+                self.kind_metrics[(name, key)] = tuple(metrics)
             return fn
 
         return deco
@@ -111,6 +117,14 @@ class Suite:
                 return table[t]
         raise UnknownNameError(f"suite {self.name!r} has no {kind!r} function for {type(params).__name__} "
                                f"(registered for: {', '.join(t.__name__ for t in table)})")
+
+    def declared_metrics(self, kind: str, params: Any) -> tuple[str, ...] | None:
+        """The metric patterns the function for (`kind`, type of `params`) declares; None: it declares none."""
+        table = self.kind_table.get(kind) or {}
+        for t in type(params).__mro__:
+            if t in table:
+                return self.kind_metrics.get((kind, t))
+        return None
 
     def config(self, name: str, params: Any, *, scales: Iterable[str], kinds: Iterable[str] | None = None,
                description: str = "") -> ConfigEntry:

@@ -178,6 +178,9 @@ class Claim:
     config: str
     record_id: str
     summary: str | None = None
+    strength: str | None = None  # "as stated" | "weaker analogue"; None: an older record that does not say
+    tests: str | None = None     # what a weaker analogue tests, in a few words
+    quoted: bool = True          # False: the statement is our wording of a table figure, never in quotes
 
     @property
     def decided(self) -> int:
@@ -188,22 +191,39 @@ class Claim:
         return sum(1 for h in self.held if h)
 
     @property
+    def as_stated(self) -> bool:
+        return self.strength == "as stated"
+
+    @property
+    def strength_text(self) -> str:
+        if self.as_stated:
+            return "as stated"
+        if self.strength == "weaker analogue":
+            return "weaker analogue" + (f" (tests {self.tests})" if self.tests else "")
+        return "strength not recorded (an older record): read as a weaker analogue"
+
+    @property
     def outcome(self) -> str:
         if not self.held or not self.decided:
             return "undecided"
         n = len(self.held)
         und = f", {n - self.decided} undecided" if self.decided < n else ""
-        word = "held" if self.k == self.decided else ("did not hold" if self.k == 0 else "held")
-        if word == "did not hold":
-            return f"did not hold on any of {self.decided} seed{'s' if self.decided != 1 else ''}{und}"
-        return f"held {self.k}/{self.decided} seed{'s' if self.decided != 1 else ''}{und}"
+        seeds = f"seed{'s' if self.decided != 1 else ''}"
+        # A weaker analogue never reads as a plain "held" under the paper's sentence.
+        lead = "" if self.as_stated else "weaker analogue "
+        if self.k == 0:
+            return f"{lead}did not hold on any of {self.decided} {seeds}{und}"
+        return f"{lead}held {self.k}/{self.decided} {seeds}{und}" + (" (as stated)" if self.as_stated else "")
 
     @property
     def status(self) -> str:
-        """held | mixed | not held | undecided: for colouring and counting."""
+        """held | analogue held | mixed | not held | undecided: for colouring and counting. Only a claim
+        tested as stated can be plainly "held"."""
         if not self.decided:
             return "undecided"
-        return "held" if self.k == self.decided else ("not held" if self.k == 0 else "mixed")
+        if self.k == self.decided:
+            return "held" if self.as_stated else "analogue held"
+        return "not held" if self.k == 0 else "mixed"
 
     @property
     def where(self) -> str:
@@ -223,7 +243,8 @@ class Claim:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
                 "held": list(self.held), "seeds": list(self.seeds), "scale": self.scale, "suite": self.suite,
-                "config": self.config, "record_id": self.record_id, "outcome": self.outcome}
+                "config": self.config, "record_id": self.record_id, "outcome": self.outcome,
+                "strength": self.strength, "tests": self.tests, "quoted": self.quoted}
 
 
 _FIG_RE = re.compile(r"\b(Fig(?:ure)?\.?|Table|Tab\.|Sec(?:tion)?\.?|Eq\.)\s*[A-Za-z]?\d+(?:\.\d+)*[a-z]?")
@@ -265,6 +286,8 @@ def claims_of(rec: RunRecord) -> list[Claim]:
                 source=str(d.get("source") or ""), rule=str(d.get("rule") or ""),
                 held=held if held is not None else (), seeds=tuple(int(s) for s in seeds if isinstance(s, int)),
                 scale=str(d.get("scale") or c.scale), summary=str(d["summary"]) if d.get("summary") else None,
+                strength=str(d["strength"]) if d.get("strength") else None,
+                tests=str(d["tests"]) if d.get("tests") else None, quoted=d.get("quoted") is not False,
                 **common))
         if out:
             return out
@@ -289,17 +312,46 @@ def all_claims(records: Iterable[RunRecord]) -> list[Claim]:
     return [cl for r in records if r.status == "ok" and r.case.kind == "quality" for cl in claims_of(r)]
 
 
-CLAIM_COLUMNS = ["paper", "claim", "scale", "held", "per seed", "rule", "command"]
+CLAIM_COLUMNS = ["paper", "claim", "strength", "scale", "held", "per seed", "rule", "command"]
+
+
+def claim_statement(cl: Claim) -> str:
+    """The paper's sentence in quotes; our wording of a table figure (quoted=False) without."""
+    if not cl.statement:
+        return cl.short
+    return f"\u201c{cl.statement}\u201d" if cl.quoted else cl.statement
 
 
 def claim_cells(cl: Claim) -> list[str]:
     seeds = cl.seeds if len(cl.seeds) == len(cl.held) else tuple(range(len(cl.held)))
     per = " ".join(f"{s}:{'-' if h is None else ('yes' if h else 'no')}" for s, h in zip(seeds, cl.held,
                                                                                         strict=False)) or "-"
-    held = f"{cl.k}/{cl.decided}" if cl.decided else "undecided"
-    statement = f"\u201c{cl.statement}\u201d" if cl.statement else cl.short
-    return [cl.source or f"{cl.suite} (no source in the record)", statement, cl.scale, held, per, cl.rule or "-",
-            cl.command]
+    held = (f"{cl.k}/{cl.decided}" + ("" if cl.as_stated else " (analogue)")) if cl.decided else "undecided"
+    return [cl.source or f"{cl.suite} (no source in the record)", claim_statement(cl), cl.strength_text, cl.scale,
+            held, per, cl.rule or "-", cl.command]
+
+
+_COUNT_WORDS = (("held", "held as stated", "held as stated"), ("analogue held", "weaker analogue held",
+                                                                 "weaker analogues held"),
+                ("mixed", "held on some seeds", "held on some seeds"), ("not held", "held on no seed",
+                                                                         "held on no seed"),
+                ("undecided", "undecided", "undecided"))
+
+
+def claim_counts_line(claims: Sequence[Claim]) -> str:
+    """'3 claims held as stated, 4 weaker analogues held, 1 held on some seeds' (of n checked)."""
+    if not claims:
+        return "no paper claim checked"
+    by: dict[str, int] = {}
+    for c in claims:
+        by[c.status] = by.get(c.status, 0) + 1
+    parts = []
+    for key, one, many in _COUNT_WORDS:
+        n = by.get(key, 0)
+        if n:
+            noun = "" if key == "analogue held" else (" claim" if n == 1 else " claims")
+            parts.append(f"{n}{noun if not parts else ''} {one if n == 1 else many}")
+    return f"{', '.join(parts)} ({len(claims)} checked)"
 
 
 def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
@@ -318,6 +370,9 @@ def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
     for r in records:
         counts[r.status] = counts.get(r.status, 0) + 1
     con.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; records in {folder}")
+    claims = all_claims(records)
+    if claims:
+        con.print("Paper claims: " + claim_counts_line(claims), markup=False, highlight=False)
     if bad:
         con.print("[red]Not successful:[/] " + ", ".join(f"{r.case.suite}/{r.case.config} {r.case.kind} "
                                                          f"({r.status})" for r in bad))

@@ -187,7 +187,7 @@ SUITE.config("adam-digits-smoke", AdamConfig(logreg_steps=60, mlp_steps=20, mlp_
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("default.*", "defaults_match_paper", "adam.*", "max_abs_diff*",))
 def fidelity(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
     m = Metrics()
     ours = {"lr": cfg.lr, "beta1": cfg.beta1, "beta2": cfg.beta2, "eps": cfg.eps}
@@ -237,7 +237,7 @@ def _adam_state(shapes, impl: str, cfg: AdamConfig, ctx: CaseContext, seed: int)
     return params, opt
 
 
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("param_elements", "train.*", "infer.*",))
 def speed(cfg: AdamConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 Adam on the CPU is not a supported torch path; use bfloat16 or float32")

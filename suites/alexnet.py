@@ -238,7 +238,7 @@ def _rel_check(m: Metrics, info: dict, name: str, unit: str, value: float, paper
     info[f"paper_{name}"], info[f"{name}_tolerance"] = paper, tol
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "neurons", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     params, neurons, macs = architecture_figures(cfg)
     m = Metrics()
@@ -253,7 +253,7 @@ def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("params", "macs", "train.*", "infer.*",))
 def speed(cfg: AlexNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -414,7 +414,8 @@ def dropout_decision(gap_dropout: list[float], gap_none: list[float], substantia
     return [float(b >= substantial and a < b) for a, b in zip(gap_dropout, gap_none)]
 
 
-@SUITE.kind("quality", params=ReluVsTanhConfig)
+@SUITE.kind("quality", params=ReluVsTanhConfig,
+            metrics=("steps_to_target.*", "seconds_to_target.*", "speedup.relu_over_tanh", "claim_held",))
 def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
 
@@ -457,7 +458,8 @@ def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=DropoutConfig)
+@SUITE.kind("quality", params=DropoutConfig,
+            metrics=("train_accuracy.*", "test_accuracy.*", "generalization_gap.*", "loss_gap.*", "claim_held",))
 def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
 
@@ -520,7 +522,7 @@ def curve_of(model: str, seed: int, c: dict[str, list]) -> dict:
 
 
 # ------------------------------------------------------------------------------- quality (paper scale)
-@SUITE.kind("quality", params=AlexNetConfig)
+@SUITE.kind("quality", params=AlexNetConfig, metrics=("top1_accuracy", "top5_accuracy", "top1_error", "top5_error",))
 def pretrained_quality(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     """torchvision-format AlexNet weights on the user's ImageNet validation set.
 
@@ -606,7 +608,8 @@ def _alexnet_splits(cfg: AlexNetTrainConfig, ctx: CaseContext):
     return train, test, classes
 
 
-@SUITE.kind("quality", params=AlexNetTrainConfig)
+@SUITE.kind("quality", params=AlexNetTrainConfig,
+            metrics=("top1_error", "top5_error", "top1_error.one_patch", "top5_error.one_patch",))
 @_paper.paper_case
 def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate

@@ -189,7 +189,7 @@ SUITE.config("attention-length", LengthProxyConfig(**PROXY_WIDTH, batch_size=32,
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "*params*",))
 def fidelity(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build(cfg)
@@ -207,7 +207,7 @@ def fidelity(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: AttentionConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -341,7 +341,7 @@ def length_proxy(cfg: LengthProxyConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves, "bleu_by_length": by_len})
 
 
-@SUITE.kind("quality", params=AttentionConfig)
+@SUITE.kind("quality", params=AttentionConfig, metrics=("bleu",))
 def paper_quality(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
     # Adadelta at lr 1.0 as in the paper; Adam-style fields of TrainSettings are unused by it.
     return T.paper_quality(ctx, cfg, key=cfg.data_key, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,

@@ -220,7 +220,8 @@ def architecture_figures(a: BertArch, seq_len: int = 128) -> dict[str, int]:
             "forward_flops": f0 + a.layers * (f1 - f0), "encoder_flops": e0 + a.layers * (e1 - e0)}
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity",
+            metrics=("params", "encoder_params", "forward_flops", "encoder_flops_per_token", "params_rel_error", "params_within_tolerance",))
 def fidelity(cfg: BertConfig, ctx: CaseContext) -> CaseOutput:
     f = architecture_figures(cfg.arch, cfg.seq_len)
     m = Metrics()
@@ -250,7 +251,7 @@ def synthetic_pretraining_batch(a: BertArch, batch: int, seq_len: int, mask_prob
     return [t.to(device) for t in (ids, tt, labels, nsp)]
 
 
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: BertConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -537,7 +538,7 @@ def _maybe(m: Metrics, name: str, unit: str, values: list, target: float) -> Non
     m.add(name, unit, got, note=None if len(got) == len(values) else f"{len(values) - len(got)} seed(s) never reached {target}")
 
 
-@SUITE.kind("quality", params=GlueConfig)
+@SUITE.kind("quality", params=GlueConfig, metrics=("dev.*",))
 def glue_quality(cfg: GlueConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._text import glue_metrics, glue_task, glue_task_dir, read_glue_tsv
 

@@ -182,7 +182,7 @@ def expected_params(cfg: DCGANConfig) -> tuple[int, int]:
     return g, d
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("hparam.*", "params*", "*params",))
 def fidelity(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         g, d = build(cfg)
@@ -253,7 +253,7 @@ class DCGANTrainer:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: DCGANConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} DCGAN training is measured on a GPU only; use float32 on the CPU")
@@ -560,7 +560,8 @@ TABLE2_CLAIM = claim_text(
     strength=AS_STATED, quoted=False)
 
 
-@SUITE.kind("quality", params=DCGANFeaturesConfig)
+@SUITE.kind("quality", params=DCGANFeaturesConfig,
+            metrics=("probe_accuracy", "probe_accuracy.*", "svhn_test_error", "svm_c",))
 @_paper.paper_case
 def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = _paper.apply_overrides(cfg, ctx)

@@ -478,7 +478,7 @@ def layer_shapes(model: nn.Module, history: int = 4) -> dict[str, list[int]]:
     return shapes
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "*params*",))
 def fidelity(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
     n_actions = BREAKOUT_ACTIONS if cfg.network == "2013" else FULL_ACTIONS
     with torch.device("meta"):
@@ -597,7 +597,7 @@ def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | No
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*", "act.*",))
 def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
     env = AtariEnv(cfg.env, cfg.frame_skip, cfg.noop_max, cfg.history, seed=ctx.seed)
     learner = Learner(cfg, env.n_actions, ctx.torch_device, ctx.seed)
@@ -709,7 +709,8 @@ def beats_random(agent: list[float], rand: list[float]) -> bool:
     return (ma - mr) > max(2.0 * se, 1.0)
 
 
-@SUITE.kind("quality")
+@SUITE.kind("quality",
+            metrics=("agent_score", "best_episode_score", "random_score", "human_normalised_score", "claim_held", "train_seconds", "train_steps",))
 def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
     seeds = ctx.quality_seeds(cfg.n_seeds)
     agent_means, random_means, claims, seconds, curves = [], [], [], [], {}

@@ -492,7 +492,7 @@ def train_gan_paper(cfg: GANPaperConfig, ctx: CaseContext, seed: int, fold: int,
     return {"pz": pz, "res": res}
 
 
-@SUITE.kind("quality", params=GANPaperConfig)
+@SUITE.kind("quality", params=GANPaperConfig, metrics=("parzen_ll", "parzen_ll.*", "parzen_ll_se", "parzen_sigma",))
 @_paper.paper_case
 def gan_paper_quality(cfg: GANPaperConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = _paper.apply_overrides(cfg, ctx)

@@ -249,7 +249,7 @@ def count_params_meta(a: GPTArch) -> int:
         return count_params(GPT(a))
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "non_embedding_params", "train_compute.*",))
 def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
     a = cfg.arch
     c = training_compute(a, cfg.train_tokens)
@@ -282,7 +282,7 @@ def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: GPTConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -606,7 +606,7 @@ def last_word_accuracy(model: GPT, passages: list[tuple[str, str]]) -> tuple[flo
     return sum(hits) / len(hits), hits
 
 
-@SUITE.kind("quality", params=LMEvalConfig)
+@SUITE.kind("quality", params=LMEvalConfig, metrics=("byte_perplexity", "bits_per_byte", "lambada.zero_shot.accuracy",))
 def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
     from pathlib import Path
 
@@ -633,6 +633,6 @@ def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
         m.single("bits_per_byte", "bit", math.log2(ppl), higher_is_better=False)
     if "lambada" in ctx.data:
         acc, hits = last_word_accuracy(model, read_last_word_file(ctx.data["lambada"]))
-        m.single("lambada.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+        m.single("lambada.zero_shot.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
     ctx.seed_done(ctx.seed, {k: v.value for k, v in m.items()})
     return CaseOutput(metrics=m, info=info)

@@ -229,7 +229,7 @@ for _name, (_l, _d, _h) in {"gpt3-6.7b": (32, 4096, 32), "gpt3-13b": (40, 5120, 
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity", params=ParallelConfig)
+@SUITE.kind("fidelity", params=ParallelConfig, metrics=("params", "params_match_torchvision",))
 def fidelity(cfg: ParallelConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build_alexnet(cfg)
@@ -258,7 +258,7 @@ def lr_rule_decision(sqrt_ratios: list[float], tolerance: float) -> bool:
     return all(abs(r - 1) <= tolerance for r in sqrt_ratios)
 
 
-@SUITE.kind("fidelity", params=LrRuleConfig)
+@SUITE.kind("fidelity", params=LrRuleConfig, metrics=("lr_rule.*", "claim_held",))
 def lr_rule_check(cfg: LrRuleConfig, ctx: CaseContext) -> CaseOutput:
     """Measure the std of SGD steps lr * mean-gradient over random mini-batches on real data.
 
@@ -356,7 +356,7 @@ def _step_time_ratio(metrics) -> dict:
     return m
 
 
-@SUITE.kind("speed", params=ParallelConfig)
+@SUITE.kind("speed", params=ParallelConfig, metrics=("params", "hybrid.*", "dp.*", "hybrid_over_dp.*", "train.*",))
 def speed(cfg: ParallelConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -416,7 +416,7 @@ def build_gpt(cfg: FsdpGptConfig) -> tuple[nn.Module, type]:
     return GPT(GPTArch(cfg.layers, cfg.d_model, cfg.heads, vocab_size=cfg.vocab, n_ctx=cfg.seq_len)), Block
 
 
-@SUITE.kind("speed", params=FsdpGptConfig)
+@SUITE.kind("speed", params=FsdpGptConfig, metrics=("params", "params_per_rank", "train.*",))
 def fsdp_gpt_speed(cfg: FsdpGptConfig, ctx: CaseContext) -> SpeedPlan:
     n_params = 12 * cfg.layers * cfg.d_model**2
     if n_params > 1e9 and not ctx.on_gpu:

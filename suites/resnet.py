@@ -247,7 +247,7 @@ def architecture_figures(cfg: ResNetConfig) -> tuple[int, int]:
     return count_params(model), flops // 2  # FlopCounterMode counts 2 FLOPs per multiply-add
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     params, macs = architecture_figures(cfg)
     m = Metrics()
@@ -273,7 +273,7 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
     return x, y
 
 
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: ResNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -463,7 +463,7 @@ def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=ResNetEvalConfig)
+@SUITE.kind("quality", params=ResNetEvalConfig, metrics=("top1_accuracy", "top5_accuracy", "top1_error", "top5_error",))
 def pretrained_quality(cfg: ResNetEvalConfig, ctx: CaseContext) -> CaseOutput:
     model = ImageNetResNet(cfg.depth, residual=True, v15=cfg.v15)
     protocol = "center" if cfg.protocol == "center" else "ten_crop_resnet"
@@ -589,7 +589,8 @@ def load_cifar_for(cfg, ctx: CaseContext) -> tuple[torch.Tensor, ...]:
     return _paper.cifar_normalise(xtr), ytr, _paper.cifar_normalise(xte), yte
 
 
-@SUITE.kind("quality", params=CifarTrainConfig)
+@SUITE.kind("quality", params=CifarTrainConfig,
+            metrics=("test_error", "test_error.*", "train_error.*", "degradation_observed", "claim_held",))
 @_paper.paper_case
 def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = apply_overrides(cfg, ctx)
@@ -689,7 +690,8 @@ class ImageNetTrainConfig(Params):
     eval_crop: int = 224
 
 
-@SUITE.kind("quality", params=ImageNetTrainConfig)
+@SUITE.kind("quality", params=ImageNetTrainConfig,
+            metrics=("top1_error", "top5_error", "top1_error.*", "top5_error.*",))
 @_paper.paper_case
 def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate

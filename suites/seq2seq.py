@@ -125,7 +125,8 @@ SUITE.config("seq2seq-reverse", PROXY, scales=("proxy",), kinds=("quality",),
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity",
+            metrics=("params", "recurrent_params", "encoder_recurrent_params", "decoder_recurrent_params", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build(cfg)
@@ -148,7 +149,7 @@ def fidelity(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: Seq2SeqConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -176,7 +177,8 @@ def reversal_decision(bleu_forward: list[float], bleu_reversed: list[float]) -> 
     return [float(b > a) for a, b in zip(bleu_forward, bleu_reversed, strict=True)]
 
 
-@SUITE.kind("quality", params=ReverseProxyConfig)
+@SUITE.kind("quality", params=ReverseProxyConfig,
+            metrics=("bleu.forward", "bleu.reversed", "bleu.gain_from_reversal", "steps_to_target.*", "seconds_to_target.*", "claim_held",))
 def reverse_proxy(cfg: ReverseProxyConfig, ctx: CaseContext) -> CaseOutput:
     seeds = ctx.quality_seeds(cfg.n_seeds)
     splits = T.make_splits(cfg.task)
@@ -233,7 +235,7 @@ def reverse_proxy(cfg: ReverseProxyConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=Seq2SeqConfig)
+@SUITE.kind("quality", params=Seq2SeqConfig, metrics=("bleu",))
 def paper_quality(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
     return T.paper_quality(ctx, cfg, key=cfg.data_key, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
                            build=lambda vs, vt: build(cfg, vs, vt), shared_vocab=False,

@@ -304,7 +304,7 @@ SUITE.config("simclr-digits", SimCLRConfig(encoder="small", image_size=16, head_
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params.*", "representation_dim", "projection_dim", "hparam.*",))
 def fidelity(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build(cfg)
@@ -324,7 +324,7 @@ def fidelity(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: SimCLRConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} contrastive training is measured on a GPU only; use float32 on the CPU")
@@ -700,7 +700,8 @@ SIMCLR_PAPER = {("linear", 1): 69.3, ("linear", 2): 74.2, ("linear", 4): 76.5, (
                 ("semi", 0.1): 65.6, ("transfer", 4): 95.3}
 
 
-@SUITE.kind("quality", params=SimCLREvalConfig)
+@SUITE.kind("quality", params=SimCLREvalConfig,
+            metrics=("linear_eval_accuracy", "semi_supervised_*pct_accuracy", "cifar10_linear_transfer_accuracy",))
 @_paper.paper_case
 def simclr_eval_quality(cfg: SimCLREvalConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = _paper.apply_overrides(cfg, ctx)

@@ -229,7 +229,7 @@ SUITE.config("transformer-vs-rnn", PROXY, scales=("proxy",), kinds=("quality",),
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "embedding_params", "params_rel_error", "params_within_tolerance",))
 def fidelity(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         model = build(cfg)
@@ -247,7 +247,7 @@ def fidelity(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: TransformerConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -361,7 +361,7 @@ def vs_rnn(cfg: VsRnnConfig, ctx: CaseContext) -> CaseOutput:
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=TransformerConfig)
+@SUITE.kind("quality", params=TransformerConfig, metrics=("bleu",))
 def paper_quality(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     return T.paper_quality(ctx, cfg, key=cfg.data_key, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
                            build=lambda vs, vt: build(cfg, vs, vt), shared_vocab=True, vocab=(cfg.vocab, cfg.vocab),

@@ -138,7 +138,7 @@ def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
         out = _quality(gpt.LMEvalConfig(), ctx)
         assert out.metrics["byte_perplexity"].value == pytest.approx(256.0, rel=1e-5)
         assert out.metrics["bits_per_byte"].value == pytest.approx(8.0, rel=1e-5)
-        assert out.metrics["lambada.accuracy"].value == 0.0  # argmax of a uniform row is byte 0
+        assert out.metrics["lambada.zero_shot.accuracy"].value == 0.0  # argmax of a uniform row is byte 0
     with pytest.raises(SkipCase, match="--data gpt=CHECKPOINT"):
         _quality(gpt.LMEvalConfig(), _ctx("gpt-lm-eval", "quality", "paper"))
     (tmp_path / "bad.pt").write_bytes(b"junk")
