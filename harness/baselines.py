@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from milestones.harness.errors import BaselineError
+from milestones.harness.errors import BaselineError, MilestonesError
 from milestones.harness.registry import did_you_mean as _did_you_mean
 
 try:
@@ -312,8 +312,9 @@ def check(paths: Iterable[str | Path], registry: Any = None,
 def _metric_declared(suite: Any, entry: Any, b: Baseline) -> list[str]:
     """[] when the kind function of `entry` declares that it produces `b.metric`; else one error."""
     try:
+        suite.kind_fn(b.kind, entry.params)
         pats = suite.declared_metrics(b.kind, entry.params)
-    except AttributeError:  # a registry without metric declarations (an older plug-in): nothing to hold it to
+    except (AttributeError, MilestonesError):  # no function for the kind yet, or an older plug-in: nothing to hold
         return []
     if pats is None:
         return [f"the {b.kind} function of config {entry.name!r} declares no metrics, so no case is known to "

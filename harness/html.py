@@ -224,7 +224,8 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         summary.blocks.append(Block("p", text=f"SYNTHETIC: {len(synth)} of {len(records)} records are marked synthetic "
                                               "(made up for tests, info.synthetic); no figure from them is a "
                                               "measurement."))
-    summary.blocks.append(Block("p", text=f"{len(records)} records from {len(runs)} run(s) on "
+    summary.blocks.append(Block("p", text=f"{len(records)} record{'' if len(records) == 1 else 's'} from "
+                                          f"{len(runs)} run(s) on "
                                           f"{len({r.env.get('machine_id') for r in records})} machine(s); statuses: "
                                           + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "."))
     if claims:

@@ -12,6 +12,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,18 @@ class ConfigEntry:
         if dataclasses.is_dataclass(self.params):
             return dataclasses.asdict(self.params)
         return dict(self.params)
+
+
+_SIZE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9}
+
+
+def natural_key(name: str) -> list:
+    """Sort key that reads numbers as numbers, with a model-size suffix: gpt3-125m before gpt3-2.7b before
+    gpt3-13b before gpt3-175b, plain8 before plain20 (a plain string sort puts 13b, 175b, 2.7b)."""
+    out: list = []
+    for num, suffix, text in re.findall(r"(\d+(?:\.\d+)?)([kmb]?)(?![a-z])|([^\d]+|\d+)", name):
+        out.append((0, float(num) * _SIZE[suffix], "") if num else (1, 0.0, text))
+    return out
 
 
 # A kind function takes the config's params and the case context and returns a CaseOutput.
@@ -149,7 +162,7 @@ class Suite:
     def summary(self) -> dict[str, Any]:
         return {
             "suite": self.name, "title": self.title, "arxiv": self.arxiv, "year": self.year,
-            "configs": sorted(self.configs), "kinds": [k for k in KINDS if k in self.kinds],
+            "configs": sorted(self.configs, key=natural_key), "kinds": [k for k in KINDS if k in self.kinds],
             "scales": [s for s in SCALES if any(s in c.scales for c in self.configs.values())],
             "version": self.version,
         }

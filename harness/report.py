@@ -38,6 +38,10 @@ def fmt_value(v: float | None, unit: str = "") -> str:
         return f"{int(v):,}"
     if unit in ("fraction", "ratio"):
         return f"{v:.4g}"
+    if unit in ("1", "value"):  # dimensionless: no unit written ("0.001", not "0.001 1")
+        return f"{v:.4g}"
+    if abs(v) >= 1e15:  # past tera, SI prefixes read badly ("3.14e+11 TFLOP"): scientific notation
+        return f"{v:.3g} {unit}".rstrip()
     for scale, p in _PREFIXES:
         if abs(v) >= scale:
             return f"{v / scale:.4g} {p}{unit}".rstrip()
@@ -704,6 +708,16 @@ def markdown_groups(rows, groups, by: str) -> str:
 _SILENT_UNITS = ("count", "value", "1", "")
 
 
+def fmt_percent(x: float, signed: bool = False) -> str:
+    """A fraction as a percentage with the digits it needs: 0.1 -> 10%, 0.0005 -> 0.05%, 7.4e-5 -> 0.0074%
+    (a fixed .0% or .1% shows a MAC count off by 188,480 as "0%")."""
+    pct = 100 * x
+    if pct == 0:
+        return "0%"
+    body = f"{pct:+.2g}" if signed else f"{pct:.2g}"
+    return (body if "e" not in body else f"{pct:{'+' if signed else ''}.2e}") + "%"
+
+
 def fmt_num(v: float | None, unit: str = "") -> str:
     """A number for people, without its unit: 61,100,840; 3.86 G; 0.0002; 6.43. Null says so."""
     if v is None:
@@ -803,8 +817,9 @@ class PaperFigure:
             if self.exact:
                 return "identical"
             d = self.ours - b.value
-            rel = f" ({d / b.value:+.1%})" if b.value else ""
-            tol = f"±{b.tolerance:.0%}" if b.tolerance_kind == "relative" else f"±{fmt_with_unit(b.tolerance, b.unit)}"
+            rel = f" ({fmt_percent(d / b.value, signed=True)})" if b.value else ""
+            tol = f"±{fmt_percent(b.tolerance)}" if b.tolerance_kind == "relative" else \
+                f"±{fmt_with_unit(b.tolerance, b.unit)}"
             if self.verdict == "reproduced":
                 return f"ours − paper = {fmt_num(d, b.unit) if d else '0'}{rel}, within {tol}"
             better = (d > 0) == b.higher_is_better
@@ -942,9 +957,31 @@ def appendix_env(env: dict[str, Any]) -> str:
     return ", ".join(b for b in bits if b)
 
 
-def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -> str:
+def appendix_verdict(r: Any) -> str:
+    """A PaperRow's verdict as the appendix prints it: a check (architecture, configuration) "matches" or
+    "differs"; only a result is "reproduced"."""
+    return r.verdict if r.baseline.category == "result" else _CHECK_WORDS.get(r.verdict, r.verdict)
+
+
+def markdown_claims(claims: Sequence[Claim]) -> str:
+    """The claims table of the appendix: every claim of the records, at every scale, with its strength."""
+    out = ["## Paper claims\n", claim_counts_line(claims) + ". \"As stated\": the rule tests what the sentence "
+           "says; \"weaker analogue\": it tests less (the strength column says what). A proxy-scale claim is "
+           "not the paper's result.\n", md_table(CLAIM_COLUMNS, [claim_cells(c) for c in claims])]
+    return "\n".join(out) + "\n"
+
+
+NO_APPENDIX = ("No record matches a paper baseline and no record states a paper claim. The appendix needs "
+               "paper-scale records of configs named in baselines/*.toml (`milestones baselines list`; proxy and "
+               "smoke records are listed with --all-scales) for the figures, or quality records "
+               "(`--kind quality`, any scale) for the claims.\n")
+
+
+def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]],
+                      claims: Sequence[Claim] = ()) -> str:
     """A reproduction appendix: per paper, each figure with the paper's value, ours (mean ± std over seeds),
-    the verdict and its tolerance, the paper's claims as decided per seed, the command and the environment.
+    the verdict and its tolerance, the paper's claims as decided per seed, the command and the environment;
+    then the claims table of every quality record given in `claims` (every scale).
     `items`: (PaperRow, its RunRecord, its run's manifest options or None)."""
     out: list[str] = []
     by_paper: dict[str, list] = {}
@@ -957,8 +994,9 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
         for r, _, _ in rows:
             b = r.baseline
             ours = "not measured" if r.ours is None else f"{fmt_with_unit(r.ours, b.unit, r.ours_std)} (n={r.n})"
+            why = r.reason if b.category == "result" else f"a {b.category} check, not a reproduction: {r.reason}"
             cells.append([f"{b.source}: {b.metric} ({b.dataset} {b.split}; {r.config})",
-                          fmt_with_unit(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason])
+                          fmt_with_unit(b.value, b.unit, b.plus_minus), ours, appendix_verdict(r), why])
         out.append(md_table(cols, cells) + "\n")
         seen: set[str] = set()
         for _, rec, opts in rows:
@@ -966,16 +1004,17 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
                 continue
             seen.add(rec.record_id)
             out.append(f"**{md_escape(rec.case.config)}** ({rec.case.scale}, {rec.status})  ")
-            for c in rec.info.get("claims") or []:
-                held = c.get("held")
-                verdict = "not decided" if held is None else f"held in {sum(held)} of {len(held)} seed(s)"
-                out.append(f"- {md_escape(c.get('source'))}: \"{md_escape(c.get('statement'))}\" — rule: "
-                           f"{md_escape(c.get('rule'))}; {verdict}")
+            for c in claims_of(rec) if rec.case.kind == "quality" else ():
+                verdict = "not decided" if not c.decided else c.outcome
+                out.append(f"- {md_escape(c.source)}: {md_escape(claim_statement(c))} — rule: "
+                           f"{md_escape(c.rule)}; {md_escape(c.strength_text)}; {verdict}")
             if rec.info.get("overrides"):
                 out.append(f"- shortened on purpose: {md_escape(rec.info['overrides'])}")
             out.append(f"- command: `{appendix_command(rec.case, rec.info, opts)}`")
             out.append(f"- environment: {md_escape(appendix_env(rec.env))}\n")
-    return "\n".join(out) if out else "No record matches a paper baseline.\n"
+    if claims:
+        out.append(markdown_claims(claims))
+    return "\n".join(out) if out else NO_APPENDIX
 
 
 # ------------------------------------------------------------------------------- interleaved A/B

@@ -32,6 +32,10 @@ def gpu_metrics(mfu=0.3, energy=0.5, thr=100.0, peak=2**30) -> dict:
             "train.peak_mem_allocated": Metric.single("train.peak_mem_allocated", "B", False, peak)}
 
 
+DECIDED = {"id": "degradation", "statement": "S.", "source": "src", "rule": "r", "strength": "as stated",
+           "held": [1, 0], "seeds": [0, 1], "scale": "proxy"}
+
+
 def passing() -> tuple[list[RunRecord], list[dict]]:
     rs = []
     for s in SUITES:
@@ -42,7 +46,7 @@ def passing() -> tuple[list[RunRecord], list[dict]]:
                       artifacts={"train.kernels": [{"name": "sgemm", "self_time_us": 5.0}]}))
     rs.append(rec("parallel", "parallel-alexnet-smoke", metrics=gpu_metrics(),
                   info={"backend": "nccl", "world_size": 1}))
-    rs.append(rec("resnet", "resnet-degradation", kind="quality", metrics={}))
+    rs.append(rec("resnet", "resnet-degradation", kind="quality", metrics={}, info={"claims": [DECIDED]}))
     cc = [{"dtype": "float32", "ratio": 1.02}, {"dtype": "bfloat16", "ratio": 0.97}]
     return rs, cc
 
@@ -70,8 +74,12 @@ def test_all_conditions_pass_and_the_table_says_so():
      ("NVML energy per item not null", "power not null")),
     (lambda rs, cc: rs.append(rec("gan", "g4", metrics=gpu_metrics(peak=0))), "CUDA memory peaks"),
     (lambda rs, cc: [r.artifacts.clear() for r in rs], "--profile kernel table"),
-    (lambda rs, cc: [r.info.clear() for r in rs], "NCCL torchrun case"),
+    (lambda rs, cc: [r.info.clear() for r in rs if r.case.kind == "speed"], "NCCL torchrun case"),
     (lambda rs, cc: rs.pop(), "proxy quality case on the GPU"),
+    # an ok quality record whose claim no seed decided proves nothing
+    (lambda rs, cc: rs[-1].info["claims"].__setitem__(0, {**DECIDED, "held": [None, None]}),
+     "proxy quality case on the GPU"),
+    (lambda rs, cc: rs[-1].info.__setitem__("claims", []), "proxy quality case on the GPU"),
 ])
 def test_each_condition_can_fail(breaks, name):
     rs, cc = passing()
