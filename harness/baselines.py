@@ -6,13 +6,14 @@ missing fields are errors) so that a typo never silently drops a tolerance or a 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from milestones.harness.errors import BaselineError
+from milestones.harness.errors import BaselineError, MilestonesError
 from milestones.harness.registry import did_you_mean as _did_you_mean
 
 try:
@@ -29,7 +30,7 @@ REQUIRED = {"id": str, "metric": str, "configs": list, "kind": str, "value": (in
             "dataset": str, "split": str, "protocol": str, "source": str, "confirmed": bool,
             "higher_is_better": bool, "tolerance": (int, float), "tolerance_kind": str}
 OPTIONAL = {"plus_minus": (int, float), "scale": (str, list), "note": str, "record_factor": (int, float),
-            "protocol_ours": str, "category": str}
+            "protocol_ours": str, "category": str, "cited": bool}
 # What a figure is evidence of. Only a `result` can be reproduced; an `architecture` figure (parameters,
 # MACs) and a `configuration` echo (a hyperparameter the suite sets) are checks that the suite builds
 # what the paper describes, and the report counts them apart.
@@ -81,6 +82,8 @@ class Baseline:
     protocol_ours: str | None = None
     file: str = ""
     category_override: str | None = None
+    # A comparison row of the paper's table (another method, the human score): cited, never measured here.
+    cited: bool = False
 
     @property
     def category(self) -> str:
@@ -204,7 +207,7 @@ def parse_file(path: str | Path) -> tuple[BaselineFile | None, list[str]]:
             plus_minus=None if b.get("plus_minus") is None else float(b["plus_minus"]),
             scales=(scale,) if isinstance(scale, str) else tuple(scale), note=b.get("note"),
             record_factor=float(b.get("record_factor", 1.0)), protocol_ours=b.get("protocol_ours"),
-            file=str(path), category_override=b.get("category")))
+            file=str(path), category_override=b.get("category"), cited=bool(b.get("cited", False))))
     return BaselineFile(str(path), paper, tuple(out)), errors
 
 
@@ -292,15 +295,35 @@ def check(paths: Iterable[str | Path], registry: Any = None,
                     if entry is None:
                         errors.append(f"{where}: unknown config {c!r} of suite {b.suite!r}"
                                       f"{_did_you_mean(c, suite.configs)}")
-                    elif b.kind not in entry.kinds and warnings is not None:
-                        warnings.append(f"{where}: config {c!r} does not register kind {b.kind!r} "
-                                      f"(it has {', '.join(entry.kinds)})")
+                    elif b.kind not in entry.kinds:
+                        if warnings is not None:
+                            warnings.append(f"{where}: config {c!r} does not register kind {b.kind!r} "
+                                            f"(it has {', '.join(entry.kinds)})")
+                    elif not b.cited:
+                        errors.extend(f"{where}: {e}" for e in _metric_declared(suite, entry, b))
             if record_metrics is not None:
                 known = set().union(*[record_metrics.get((b.suite, c, b.kind), set()) for c in b.configs])
                 if known and b.metric not in known:
                     errors.append(f"{where}: metric {b.metric!r} is not in the records of "
                                   f"{', '.join(b.configs)} ({b.kind}){_did_you_mean(b.metric, known)}")
     return files, errors
+
+
+def _metric_declared(suite: Any, entry: Any, b: Baseline) -> list[str]:
+    """[] when the kind function of `entry` declares that it produces `b.metric`; else one error."""
+    try:
+        suite.kind_fn(b.kind, entry.params)
+        pats = suite.declared_metrics(b.kind, entry.params)
+    except (AttributeError, MilestonesError):  # no function for the kind yet, or an older plug-in: nothing to hold
+        return []
+    if pats is None:
+        return [f"the {b.kind} function of config {entry.name!r} declares no metrics, so no case is known to "
+                f"measure {b.metric!r} (declare them: SUITE.kind(..., metrics=[...]), or mark the figure "
+                "cited = true)"]
+    if not any(fnmatch.fnmatchcase(b.metric, p) for p in pats):
+        return [f"metric {b.metric!r} is not among those the {b.kind} function of config {entry.name!r} produces "
+                f"({', '.join(pats)}); a figure no case measures is marked cited = true"]
+    return []
 
 
 def load(folder: str | Path | None = None, suites: Iterable[str] | None = None) -> list[Baseline]:

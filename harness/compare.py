@@ -678,6 +678,8 @@ def is_config_echo(metric: str) -> bool:
 def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
     c = rec.case
     common = dict(baseline=b, config=c.config, scale=c.scale, record_id=rec.record_id)
+    if getattr(b, "cited", False):  # a comparison row of the paper's table: no case measures it
+        return PaperRow(verdict="not measured", reason="cited, not measured: a comparison row of the paper", **common)
     if rec.status != "ok":
         return PaperRow(verdict="not comparable", reason=f"record status {rec.status}", **common)
     m = rec.metrics.get(b.metric)
@@ -718,7 +720,9 @@ def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
 
 
 def _tol(b: Baseline) -> str:
-    return f"+-{b.tolerance:.0%}" if b.tolerance_kind == "relative" else f"+-{b.tolerance:g} {b.unit}"
+    # .2g, not .0%: a 0.1% tolerance must not read "+-0%"
+    unit = "" if b.unit in ("1", "value", "") else f" {b.unit}"  # dimensionless: "+-0", not "+-0 1"
+    return f"+-{100 * b.tolerance:.2g}%" if b.tolerance_kind == "relative" else f"+-{b.tolerance:g}{unit}"
 
 
 def compare_with_paper(records: Sequence[RunRecord], baselines: Sequence[Baseline]) -> list[PaperRow]:

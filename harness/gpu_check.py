@@ -118,18 +118,22 @@ def _crosscheck(cc: list[dict[str, Any]] | None) -> Check:
 
 
 def _quality_check(records: Sequence[Any]) -> Check:
+    """An ok quality record on the GPU whose claim was decided: an ok record whose every seed was
+    undecided proves nothing about the GPU run."""
+    from milestones.harness.report import claims_of
+
+    name = "proxy quality case on the GPU, claim decided"
     quality = _cuda_ok(records, "quality")
     if not quality:
-        return Check("proxy quality case on the GPU, claim decided", False, "no ok quality record on cuda")
+        return Check(name, False, "no ok quality record on cuda")
     words = []
     for r in quality:
-        held = [v for _, v in _metric_values(r, "claim_held")]
-        if not held or any(v is None for v in held):
-            return Check("proxy quality case on the GPU, claim decided", False,
-                         f"{r.case.config}: claim undecided")
-        words.append(f"{r.case.config}: claim {'held' if all(v >= 0.5 for v in held) else 'did not hold'}"
-                     f" ({len(held)} claim metric(s))")
-    return Check("proxy quality case on the GPU, claim decided", True, "; ".join(words))
+        claims = claims_of(r)
+        if not claims or not all(c.decided for c in claims):
+            return Check(name, False, f"{r.case.config}: claim undecided")
+        held = all(c.k == c.decided for c in claims)
+        words.append(f"{r.case.config}: claim {'held' if held else 'did not hold'} ({len(claims)} claim(s))")
+    return Check(name, True, "; ".join(words))
 
 
 def summarize(records: Sequence[Any], crosscheck: list[dict[str, Any]] | None,

@@ -119,9 +119,11 @@ def claims_section(records: Sequence[RunRecord], plots: bool, baselines: Sequenc
                                           "claims."))
         return sec, claims
     sec.blocks.append(Block("p", text="Each row quotes the paper's sentence, the rule our run applies to decide it "
-                                      "at the given scale, and on how many seeds it held. A proxy-scale claim "
-                                      "checks the paper's qualitative finding on a smaller problem, not its "
-                                      "numbers."))
+                                      "at the given scale, the rule's strength and on how many seeds it held. "
+                                      "\"As stated\": the rule tests what the sentence says (on the scale's data); "
+                                      "\"weaker analogue\": it tests less, and says what (blue rows, never the "
+                                      "green of a claim held as stated). A proxy-scale claim checks the paper's "
+                                      "qualitative finding on a smaller problem, not its numbers."))
     sec.blocks.append(Block("table", columns=report.CLAIM_COLUMNS, rows=[report.claim_cells(c) for c in claims],
                             classes=[_cls(c.status) for c in claims]))
     if plots:
@@ -222,17 +224,13 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         summary.blocks.append(Block("p", text=f"SYNTHETIC: {len(synth)} of {len(records)} records are marked synthetic "
                                               "(made up for tests, info.synthetic); no figure from them is a "
                                               "measurement."))
-    summary.blocks.append(Block("p", text=f"{len(records)} records from {len(runs)} run(s) on "
+    summary.blocks.append(Block("p", text=f"{len(records)} record{'' if len(records) == 1 else 's'} from "
+                                          f"{len(runs)} run(s) on "
                                           f"{len({r.env.get('machine_id') for r in records})} machine(s); statuses: "
                                           + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) + "."))
     if claims:
-        by: dict[str, int] = {}
-        for c in claims:
-            by[c.status] = by.get(c.status, 0) + 1
-        words = {"held": "held on every seed", "mixed": "held on some seeds", "not held": "held on no seed",
-                 "undecided": "undecided"}
-        summary.blocks.append(Block("p", text=f"Paper claims: {len(claims)} checked: "
-                                    + ", ".join(f"{by[k]} {w}" for k, w in words.items() if k in by) + "."))
+        summary.blocks.append(Block("p", text=f"Paper claims: {report.claim_counts_line(claims)}. A weaker "
+                                    "analogue tests less than the paper's sentence (its strength column says what)."))
     secs.append(claims_sec)
     if claims_only:
         return secs
@@ -475,6 +473,7 @@ tr.v-improved td,tr.v-reproduced td{background:#e2f5e2}
 tr.v-inconclusive td,tr.v-not-measured td{background:#fff6d6}
 tr.v-not-comparable td{background:#efe6f7}
 tr.v-held td{background:#e2f5e2}
+tr.v-analogue-held td{background:#e4eef9}
 tr.v-mixed td,tr.v-undecided td{background:#fff6d6}
 tr.v-not-held td{background:#fde2e2}
 h3{margin:1.2em 0 .3em;font-size:1.05em}

@@ -12,6 +12,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,18 @@ class ConfigEntry:
         return dict(self.params)
 
 
+_SIZE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9}
+
+
+def natural_key(name: str) -> list:
+    """Sort key that reads numbers as numbers, with a model-size suffix: gpt3-125m before gpt3-2.7b before
+    gpt3-13b before gpt3-175b, plain8 before plain20 (a plain string sort puts 13b, 175b, 2.7b)."""
+    out: list = []
+    for num, suffix, text in re.findall(r"(\d+(?:\.\d+)?)([kmb]?)(?![a-z])|([^\d]+|\d+)", name):
+        out.append((0, float(num) * _SIZE[suffix], "") if num else (1, 0.0, text))
+    return out
+
+
 # A kind function takes the config's params and the case context and returns a CaseOutput.
 KindFn = Callable[[Any, Any], Any]
 
@@ -67,6 +80,8 @@ class Suite:
     year: int
     source_file: str
     kind_table: dict[str, dict[type, KindFn]] = field(default_factory=dict)
+    # (kind, params type) -> the metric names (fnmatch patterns) its function declares it produces
+    kind_metrics: dict[tuple[str, type], tuple[str, ...]] = field(default_factory=dict)
     configs: dict[str, ConfigEntry] = field(default_factory=dict)
     registry: Registry | None = field(default=None, repr=False)
 
@@ -75,12 +90,14 @@ class Suite:
         """A hash of the suite's source: records of different versions are never compared."""
         return hashlib.sha256(Path(self.source_file).read_bytes()).hexdigest()[:12]
 
-    def kind(self, name: str, params: type | None = None) -> Callable[[KindFn], KindFn]:
+    def kind(self, name: str, params: type | None = None,
+             metrics: Iterable[str] | None = None) -> Callable[[KindFn], KindFn]:
         """Decorator registering the function that runs cases of one kind for one params type.
 
         `params=DegradationConfig` registers it for configs whose params are of that type (or a subclass);
         without `params` it serves every params type of the suite that has no function of its own.
-        Two functions for one (kind, params type) raise.
+        `metrics`: the metric names it produces (fnmatch patterns, "top1_error*"), which `baselines check`
+        holds every paper figure of its configs to. Two functions for one (kind, params type) raise.
         """
         if name not in KINDS:
             raise ValueError(f"unknown kind {name!r}{did_you_mean(name, KINDS)}")
@@ -92,6 +109,8 @@ class Suite:
                 what = "" if key is object else f" for {key.__name__}"
                 raise DuplicateNameError(f"suite {self.name!r} already has a {name!r} function{what}")
             table[key] = fn
+            if metrics is not None:
+                self.kind_metrics[(name, key)] = tuple(metrics)
             return fn
 
         return deco
@@ -111,6 +130,14 @@ class Suite:
                 return table[t]
         raise UnknownNameError(f"suite {self.name!r} has no {kind!r} function for {type(params).__name__} "
                                f"(registered for: {', '.join(t.__name__ for t in table)})")
+
+    def declared_metrics(self, kind: str, params: Any) -> tuple[str, ...] | None:
+        """The metric patterns the function for (`kind`, type of `params`) declares; None: it declares none."""
+        table = self.kind_table.get(kind) or {}
+        for t in type(params).__mro__:
+            if t in table:
+                return self.kind_metrics.get((kind, t))
+        return None
 
     def config(self, name: str, params: Any, *, scales: Iterable[str], kinds: Iterable[str] | None = None,
                description: str = "") -> ConfigEntry:
@@ -135,7 +162,7 @@ class Suite:
     def summary(self) -> dict[str, Any]:
         return {
             "suite": self.name, "title": self.title, "arxiv": self.arxiv, "year": self.year,
-            "configs": sorted(self.configs), "kinds": [k for k in KINDS if k in self.kinds],
+            "configs": sorted(self.configs, key=natural_key), "kinds": [k for k in KINDS if k in self.kinds],
             "scales": [s for s in SCALES if any(s in c.scales for c in self.configs.values())],
             "version": self.version,
         }

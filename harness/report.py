@@ -38,6 +38,10 @@ def fmt_value(v: float | None, unit: str = "") -> str:
         return f"{int(v):,}"
     if unit in ("fraction", "ratio"):
         return f"{v:.4g}"
+    if unit in ("1", "value"):  # dimensionless: no unit written ("0.001", not "0.001 1")
+        return f"{v:.4g}"
+    if abs(v) >= 1e15:  # past tera, SI prefixes read badly ("3.14e+11 TFLOP"): scientific notation
+        return f"{v:.3g} {unit}".rstrip()
     for scale, p in _PREFIXES:
         if abs(v) >= scale:
             return f"{v / scale:.4g} {p}{unit}".rstrip()
@@ -179,6 +183,9 @@ class Claim:
     config: str
     record_id: str
     summary: str | None = None
+    strength: str | None = None  # "as stated" | "weaker analogue"; None: an older record that does not say
+    tests: str | None = None     # what a weaker analogue tests, in a few words
+    quoted: bool = True          # False: the statement is our wording of a table figure, never in quotes
 
     @property
     def decided(self) -> int:
@@ -189,22 +196,39 @@ class Claim:
         return sum(1 for h in self.held if h)
 
     @property
+    def as_stated(self) -> bool:
+        return self.strength == "as stated"
+
+    @property
+    def strength_text(self) -> str:
+        if self.as_stated:
+            return "as stated"
+        if self.strength == "weaker analogue":
+            return "weaker analogue" + (f" (tests {self.tests})" if self.tests else "")
+        return "strength not recorded (an older record): read as a weaker analogue"
+
+    @property
     def outcome(self) -> str:
         if not self.held or not self.decided:
             return "undecided"
         n = len(self.held)
         und = f", {n - self.decided} undecided" if self.decided < n else ""
-        word = "held" if self.k == self.decided else ("did not hold" if self.k == 0 else "held")
-        if word == "did not hold":
-            return f"did not hold on any of {self.decided} seed{'s' if self.decided != 1 else ''}{und}"
-        return f"held {self.k}/{self.decided} seed{'s' if self.decided != 1 else ''}{und}"
+        seeds = f"seed{'s' if self.decided != 1 else ''}"
+        # A weaker analogue never reads as a plain "held" under the paper's sentence.
+        lead = "" if self.as_stated else "weaker analogue "
+        if self.k == 0:
+            return f"{lead}did not hold on any of {self.decided} {seeds}{und}"
+        return f"{lead}held {self.k}/{self.decided} {seeds}{und}" + (" (as stated)" if self.as_stated else "")
 
     @property
     def status(self) -> str:
-        """held | mixed | not held | undecided: for colouring and counting."""
+        """held | analogue held | mixed | not held | undecided: for colouring and counting. Only a claim
+        tested as stated can be plainly "held"."""
         if not self.decided:
             return "undecided"
-        return "held" if self.k == self.decided else ("not held" if self.k == 0 else "mixed")
+        if self.k == self.decided:
+            return "held" if self.as_stated else "analogue held"
+        return "not held" if self.k == 0 else "mixed"
 
     @property
     def where(self) -> str:
@@ -224,7 +248,8 @@ class Claim:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
                 "held": list(self.held), "seeds": list(self.seeds), "scale": self.scale, "suite": self.suite,
-                "config": self.config, "record_id": self.record_id, "outcome": self.outcome}
+                "config": self.config, "record_id": self.record_id, "outcome": self.outcome,
+                "strength": self.strength, "tests": self.tests, "quoted": self.quoted}
 
 
 _FIG_RE = re.compile(r"\b(Fig(?:ure)?\.?|Table|Tab\.|Sec(?:tion)?\.?|Eq\.)\s*[A-Za-z]?\d+(?:\.\d+)*[a-z]?")
@@ -266,6 +291,8 @@ def claims_of(rec: RunRecord) -> list[Claim]:
                 source=str(d.get("source") or ""), rule=str(d.get("rule") or ""),
                 held=held if held is not None else (), seeds=tuple(int(s) for s in seeds if isinstance(s, int)),
                 scale=str(d.get("scale") or c.scale), summary=str(d["summary"]) if d.get("summary") else None,
+                strength=str(d["strength"]) if d.get("strength") else None,
+                tests=str(d["tests"]) if d.get("tests") else None, quoted=d.get("quoted") is not False,
                 **common))
         if out:
             return out
@@ -290,17 +317,46 @@ def all_claims(records: Iterable[RunRecord]) -> list[Claim]:
     return [cl for r in records if r.status == "ok" and r.case.kind == "quality" for cl in claims_of(r)]
 
 
-CLAIM_COLUMNS = ["paper", "claim", "scale", "held", "per seed", "rule", "command"]
+CLAIM_COLUMNS = ["paper", "claim", "strength", "scale", "held", "per seed", "rule", "command"]
+
+
+def claim_statement(cl: Claim) -> str:
+    """The paper's sentence in quotes; our wording of a table figure (quoted=False) without."""
+    if not cl.statement:
+        return cl.short
+    return f"\u201c{cl.statement}\u201d" if cl.quoted else cl.statement
 
 
 def claim_cells(cl: Claim) -> list[str]:
     seeds = cl.seeds if len(cl.seeds) == len(cl.held) else tuple(range(len(cl.held)))
     per = " ".join(f"{s}:{'-' if h is None else ('yes' if h else 'no')}" for s, h in zip(seeds, cl.held,
                                                                                         strict=False)) or "-"
-    held = f"{cl.k}/{cl.decided}" if cl.decided else "undecided"
-    statement = f"\u201c{cl.statement}\u201d" if cl.statement else cl.short
-    return [cl.source or f"{cl.suite} (no source in the record)", statement, cl.scale, held, per, cl.rule or "-",
-            cl.command]
+    held = (f"{cl.k}/{cl.decided}" + ("" if cl.as_stated else " (analogue)")) if cl.decided else "undecided"
+    return [cl.source or f"{cl.suite} (no source in the record)", claim_statement(cl), cl.strength_text, cl.scale,
+            held, per, cl.rule or "-", cl.command]
+
+
+_COUNT_WORDS = (("held", "held as stated", "held as stated"), ("analogue held", "weaker analogue held",
+                                                                 "weaker analogues held"),
+                ("mixed", "held on some seeds", "held on some seeds"), ("not held", "held on no seed",
+                                                                         "held on no seed"),
+                ("undecided", "undecided", "undecided"))
+
+
+def claim_counts_line(claims: Sequence[Claim]) -> str:
+    """'3 claims held as stated, 4 weaker analogues held, 1 held on some seeds' (of n checked)."""
+    if not claims:
+        return "no paper claim checked"
+    by: dict[str, int] = {}
+    for c in claims:
+        by[c.status] = by.get(c.status, 0) + 1
+    parts = []
+    for key, one, many in _COUNT_WORDS:
+        n = by.get(key, 0)
+        if n:
+            noun = "" if key == "analogue held" else (" claim" if n == 1 else " claims")
+            parts.append(f"{n}{noun if not parts else ''} {one if n == 1 else many}")
+    return f"{', '.join(parts)} ({len(claims)} checked)"
 
 
 def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
@@ -321,6 +377,9 @@ def print_run_summary(records: list[RunRecord], folder: str, file=None) -> None:
     for r in records:
         counts[r.status] = counts.get(r.status, 0) + 1
     con.print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + f"; records in {folder}")
+    claims = all_claims(records)
+    if claims:
+        con.print("Paper claims: " + claim_counts_line(claims), markup=False, highlight=False)
     if bad:
         con.print("[red]Not successful:[/] " + ", ".join(f"{r.case.suite}/{r.case.config} {r.case.kind} "
                                                          f"({r.status})" for r in bad))
@@ -652,6 +711,16 @@ def markdown_groups(rows, groups, by: str) -> str:
 _SILENT_UNITS = ("count", "value", "1", "")
 
 
+def fmt_percent(x: float, signed: bool = False) -> str:
+    """A fraction as a percentage with the digits it needs: 0.1 -> 10%, 0.0005 -> 0.05%, 7.4e-5 -> 0.0074%
+    (a fixed .0% or .1% shows a MAC count off by 188,480 as "0%")."""
+    pct = 100 * x
+    if pct == 0:
+        return "0%"
+    body = f"{pct:+.2g}" if signed else f"{pct:.2g}"
+    return (body if "e" not in body else f"{pct:{'+' if signed else ''}.2e}") + "%"
+
+
 def fmt_num(v: float | None, unit: str = "") -> str:
     """A number for people, without its unit: 61,100,840; 3.86 G; 0.0002; 6.43. Null says so."""
     if v is None:
@@ -751,8 +820,9 @@ class PaperFigure:
             if self.exact:
                 return "identical"
             d = self.ours - b.value
-            rel = f" ({d / b.value:+.1%})" if b.value else ""
-            tol = f"±{b.tolerance:.0%}" if b.tolerance_kind == "relative" else f"±{fmt_with_unit(b.tolerance, b.unit)}"
+            rel = f" ({fmt_percent(d / b.value, signed=True)})" if b.value else ""
+            tol = f"±{fmt_percent(b.tolerance)}" if b.tolerance_kind == "relative" else \
+                f"±{fmt_with_unit(b.tolerance, b.unit)}"
             if self.verdict == "reproduced":
                 return f"ours − paper = {fmt_num(d, b.unit) if d else '0'}{rel}, within {tol}"
             better = (d > 0) == b.higher_is_better
@@ -890,9 +960,31 @@ def appendix_env(env: dict[str, Any]) -> str:
     return ", ".join(b for b in bits if b)
 
 
-def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -> str:
+def appendix_verdict(r: Any) -> str:
+    """A PaperRow's verdict as the appendix prints it: a check (architecture, configuration) "matches" or
+    "differs"; only a result is "reproduced"."""
+    return r.verdict if r.baseline.category == "result" else _CHECK_WORDS.get(r.verdict, r.verdict)
+
+
+def markdown_claims(claims: Sequence[Claim]) -> str:
+    """The claims table of the appendix: every claim of the records, at every scale, with its strength."""
+    out = ["## Paper claims\n", claim_counts_line(claims) + ". \"As stated\": the rule tests what the sentence "
+           "says; \"weaker analogue\": it tests less (the strength column says what). A proxy-scale claim is "
+           "not the paper's result.\n", md_table(CLAIM_COLUMNS, [claim_cells(c) for c in claims])]
+    return "\n".join(out) + "\n"
+
+
+NO_APPENDIX = ("No record matches a paper baseline and no record states a paper claim. The appendix needs "
+               "paper-scale records of configs named in baselines/*.toml (`milestones baselines list`; proxy and "
+               "smoke records are listed with --all-scales) for the figures, or quality records "
+               "(`--kind quality`, any scale) for the claims.\n")
+
+
+def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]],
+                      claims: Sequence[Claim] = ()) -> str:
     """A reproduction appendix: per paper, each figure with the paper's value, ours (mean ± std over seeds),
-    the verdict and its tolerance, the paper's claims as decided per seed, the command and the environment.
+    the verdict and its tolerance, the paper's claims as decided per seed, the command and the environment;
+    then the claims table of every quality record given in `claims` (every scale).
     `items`: (PaperRow, its RunRecord, its run's manifest options or None)."""
     out: list[str] = []
     by_paper: dict[str, list] = {}
@@ -905,8 +997,9 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
         for r, _, _ in rows:
             b = r.baseline
             ours = "not measured" if r.ours is None else f"{fmt_with_unit(r.ours, b.unit, r.ours_std)} (n={r.n})"
+            why = r.reason if b.category == "result" else f"a {b.category} check, not a reproduction: {r.reason}"
             cells.append([f"{b.source}: {b.metric} ({b.dataset} {b.split}; {r.config})",
-                          fmt_with_unit(b.value, b.unit, b.plus_minus), ours, r.verdict, r.reason])
+                          fmt_with_unit(b.value, b.unit, b.plus_minus), ours, appendix_verdict(r), why])
         out.append(md_table(cols, cells) + "\n")
         seen: set[str] = set()
         for _, rec, opts in rows:
@@ -914,16 +1007,17 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]]) -
                 continue
             seen.add(rec.record_id)
             out.append(f"**{md_escape(rec.case.config)}** ({rec.case.scale}, {rec.status})  ")
-            for c in rec.info.get("claims") or []:
-                held = c.get("held")
-                verdict = "not decided" if held is None else f"held in {sum(held)} of {len(held)} seed(s)"
-                out.append(f"- {md_escape(c.get('source'))}: \"{md_escape(c.get('statement'))}\" — rule: "
-                           f"{md_escape(c.get('rule'))}; {verdict}")
+            for c in claims_of(rec) if rec.case.kind == "quality" else ():
+                verdict = "not decided" if not c.decided else c.outcome
+                out.append(f"- {md_escape(c.source)}: {md_escape(claim_statement(c))} — rule: "
+                           f"{md_escape(c.rule)}; {md_escape(c.strength_text)}; {verdict}")
             if rec.info.get("overrides"):
                 out.append(f"- shortened on purpose: {md_escape(rec.info['overrides'])}")
             out.append(f"- command: `{appendix_command(rec.case, rec.info, opts)}`")
             out.append(f"- environment: {md_escape(appendix_env(rec.env))}\n")
-    return "\n".join(out) if out else "No record matches a paper baseline.\n"
+    if claims:
+        out.append(markdown_claims(claims))
+    return "\n".join(out) if out else NO_APPENDIX
 
 
 # ------------------------------------------------------------------------------- interleaved A/B

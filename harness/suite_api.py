@@ -20,7 +20,7 @@ from milestones.harness.measure.speed import classifier_plan
 from milestones.harness.records import Metric
 
 __all__ = ["Params", "Metrics", "curve", "direction", "SpeedPlan", "Step", "classifier_plan", "Claim", "claim",
-           "curve_table"]
+           "curve_table", "ClaimText", "claim_text", "CLAIM_TEXTS", "AS_STATED", "WEAKER"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,14 +112,23 @@ def curve(model: str, seed: int | None, steps: Sequence[float], *, x: str = "ste
             "series": {k: [float(y) for y in v] for k, v in series.items()}}
 
 
+AS_STATED = "as stated"
+WEAKER = "weaker analogue"
+STRENGTHS = (AS_STATED, WEAKER)
+
+
 @dataclass(frozen=True)
 class Claim:
     """A paper's claim as a quality case tests it, recorded in `info["claims"]`.
 
-    id: a short slug (the `claim_held.<id>` metric); statement: the paper's sentence, quoted; source: where
-    it is (authors, year, figure/table, section); rule: how our proxy decides it, in words with thresholds;
-    held: 0/1 per seed (None where a seed's outcome is undecided, or None for the whole claim when it was
-    not decided); seeds: the seeds run; scale: the scale of the case (a proxy's verdict is not the paper's).
+    What the paper says and what we decided are separate fields. id: a short slug (the `claim_held.<id>`
+    metric); statement: the paper's sentence, verbatim (a sentence cut from a longer one says so with
+    "[...]"), or, when `quoted` is False, our wording of a table's figure (never shown in quotes); source:
+    where it is (authors, year, figure/table, section); rule: how our run decides it, in words with
+    thresholds; strength: "as stated" when the rule tests what the sentence says, "weaker analogue" when
+    it tests less, and then `tests` says what, in a few words; held: 0/1 per seed (None where a seed's
+    outcome is undecided, or None for the whole claim when it was not decided); seeds: the seeds run;
+    scale: the scale of the case (a proxy's verdict is not the paper's).
     """
 
     id: str
@@ -129,18 +138,75 @@ class Claim:
     held: tuple[int | None, ...] | None
     seeds: tuple[int, ...]
     scale: str
+    strength: str = AS_STATED
+    tests: str | None = None
+    quoted: bool = True
+
+    def __post_init__(self) -> None:
+        if self.strength not in STRENGTHS:
+            raise ValueError(f"claim {self.id!r}: strength must be one of {STRENGTHS}, not {self.strength!r}")
+        if self.strength == WEAKER and not self.tests:
+            raise ValueError(f"claim {self.id!r}: a weaker analogue says what it tests (tests=...)")
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "statement": self.statement, "source": self.source, "rule": self.rule,
+                "strength": self.strength, "tests": self.tests, "quoted": self.quoted,
                 "held": None if self.held is None else list(self.held), "seeds": list(self.seeds),
                 "scale": self.scale}
 
 
 def claim(id: str, statement: str, source: str, rule: str, held: Iterable[float | bool | None] | None,
-          seeds: Iterable[int], scale: str) -> dict[str, Any]:
+          seeds: Iterable[int], scale: str, *, strength: str, tests: str | None = None,
+          quoted: bool = True) -> dict[str, Any]:
     """The dict stored in `info["claims"]` for one claim (see `Claim`); per-seed outcomes become 0/1."""
     h = None if held is None else tuple(None if v is None else int(bool(v)) for v in held)
-    return Claim(id, statement, source, rule, h, tuple(int(s) for s in seeds), scale).to_dict()
+    return Claim(id, statement, source, rule, h, tuple(int(s) for s in seeds), scale, strength, tests,
+                 quoted).to_dict()
+
+
+@dataclass(frozen=True)
+class ClaimText:
+    """A claim as a suite declares it once, at import: the paper's words, the source, the rule (a
+    `str.format` template filled from the run's settings), the strength and what a weaker analogue
+    tests (the last three may hold {fields} too). Every one is registered in `CLAIM_TEXTS` and pinned by tests/fixtures/claims.json, so a changed
+    quotation or rule is a visible diff. `id` and an unquoted `statement` may hold {fields} too."""
+
+    suite: str
+    id: str
+    statement: str
+    source: str
+    rule: str
+    strength: str
+    tests: str | None = None
+    quoted: bool = True
+    variant: str = ""  # a second wording of the same claim id (e.g. a config that asks less): its registry key
+
+    def make(self, held: Iterable[float | bool | None] | None, seeds: Iterable[int], scale: str,
+             **fields: Any) -> dict[str, Any]:
+        """The `info["claims"]` entry of one run: the templates filled from `fields`, the per-seed outcome."""
+        statement = self.statement if self.quoted else self.statement.format(**fields)
+        return claim(self.id.format(**fields), statement, self.source.format(**fields), self.rule.format(**fields),
+                     held, seeds, scale, strength=self.strength,
+                     tests=None if self.tests is None else self.tests.format(**fields), quoted=self.quoted)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statement": self.statement, "source": self.source, "rule": self.rule, "strength": self.strength,
+                "tests": self.tests, "quoted": self.quoted}
+
+
+CLAIM_TEXTS: dict[str, ClaimText] = {}
+
+
+def claim_text(suite: str, id: str, statement: str, source: str, rule: str, *, strength: str,
+               tests: str | None = None, quoted: bool = True, variant: str = "") -> ClaimText:
+    """Declare (and register) one claim of `suite`; see `ClaimText`."""
+    ct = ClaimText(suite, id, statement, source, rule, strength, tests, quoted, variant)
+    Claim(id, statement, source, rule, None, (), "", strength, tests, quoted)  # validates strength and tests
+    key = f"{suite}/{id}" + (f" [{variant}]" if variant else "")
+    if CLAIM_TEXTS.get(key, ct) != ct:
+        raise ValueError(f"claim {key} declared twice with different texts")
+    CLAIM_TEXTS[key] = ct
+    return ct
 
 
 def curve_table(model: str, seed: int | None, table: Mapping[str, Sequence[Any]], *, x: str = "step") -> dict[str, Any]:

@@ -67,13 +67,6 @@ def option_int(ctx: CaseContext, name: str, default: int) -> int:
         raise UsageError(f"--option {name}={raw}: expected an integer") from None
 
 
-def claim(id: str, statement: str, source: str, rule: str, held: Sequence[float | bool] | None,
-          seeds: Sequence[int], scale: str) -> dict[str, Any]:
-    """One paper claim as the record keeps it (info["claims"])."""
-    return {"id": id, "statement": statement, "source": source, "rule": rule,
-            "held": None if held is None else [int(bool(h)) for h in held], "seeds": list(seeds), "scale": scale}
-
-
 # Options a user (or a test on tiny data) may set per run; each one used is recorded in info["overrides"].
 PAPER_OVERRIDES = ("steps", "eval_every", "ckpt_every", "n_train", "n_test", "epochs", "workers", "n_seeds")
 

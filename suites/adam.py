@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,7 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.errors import UsageError
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve_table
+from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, Step, claim_text, curve_table
 
 SUITE = register_suite("adam", title="Adam: A Method for Stochastic Optimization", arxiv="1412.6980", year=2014)
 
@@ -186,7 +187,7 @@ SUITE.config("adam-digits-smoke", AdamConfig(logreg_steps=60, mlp_steps=20, mlp_
 
 
 # ------------------------------------------------------------------------------------------ fidelity
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("default.*", "defaults_match_paper", "adam.*", "max_abs_diff*",))
 def fidelity(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
     m = Metrics()
     ours = {"lr": cfg.lr, "beta1": cfg.beta1, "beta2": cfg.beta2, "eps": cfg.eps}
@@ -236,7 +237,7 @@ def _adam_state(shapes, impl: str, cfg: AdamConfig, ctx: CaseContext, seed: int)
     return params, opt
 
 
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("param_elements", "train.*", "infer.*",))
 def speed(cfg: AdamConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 Adam on the CPU is not a supported torch path; use bfloat16 or float32")
@@ -373,28 +374,57 @@ def adam_claim(final: dict[str, list[float]], within: float) -> tuple[bool, floa
     return ratio <= 1 + within, ratio
 
 
-def adam_claim_per_seed(final: dict[str, list[float]], within: float) -> list[float]:
-    """Per seed: held when Adam's final training loss is the lowest, or at most `within` (relative) above
-    the lowest of the other optimizers on that seed."""
+def seed_spread(*per_seed: Sequence[float]) -> float:
+    """The noise between seeds: the largest sample standard deviation across seeds of any of the given
+    per-seed series (0 with one seed: then nothing is forgiven)."""
+    out = 0.0
+    for xs in per_seed:
+        if len(xs) > 1:
+            m = sum(xs) / len(xs)
+            out = max(out, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)))
+    return out
+
+
+def adam_claim_per_seed(final: dict[str, list[float]], margin: float | None = None) -> list[float]:
+    """Per seed: held when Adam's final training loss is at most the lowest of the other optimizers' on
+    that seed plus `margin` (absolute; default: the seeds' spread, `seed_spread` of every optimizer)."""
     others = [v for k, v in final.items() if k != "adam"]
-    return [float(a <= (1 + within) * min(o[i] for o in others)) for i, a in enumerate(final["adam"])]
+    if margin is None:
+        margin = seed_spread(*final.values())
+    return [float(a <= min(o[i] for o in others) + margin) for i, a in enumerate(final["adam"])]
 
 
 def ablation_decision(early_bc: list[list[float]], early_nobc: list[list[float]]) -> list[float]:
     """Per seed, over the (beta2, lr) settings checked (one list of per-seed losses each): held when the
-    loss after the first steps is higher without bias correction than with it in every setting."""
+    loss after the first steps is higher without bias correction than with it in every setting, by more
+    than that setting's spread between seeds (`seed_spread` of both series; 0 with one seed)."""
     if not early_bc:
         return []
     n = len(early_bc[0])
-    return [float(all(nb[i] > b[i] for b, nb in zip(early_bc, early_nobc, strict=True))) for i in range(n)]
+    margins = [seed_spread(b, nb) for b, nb in zip(early_bc, early_nobc, strict=True)]
+    return [float(all(nb[i] > b[i] + mg for b, nb, mg in zip(early_bc, early_nobc, margins, strict=True)))
+            for i in range(n)]
 
 
-ABSTRACT = ("Kingma & Ba 2014, Abstract (Figs. 1-2, Secs. 6.1-6.2)",
-            "Empirical results demonstrate that Adam works well in practice and compares favorably to other "
-            "stochastic optimization methods.")
-SEC64 = ("Kingma & Ba 2014, Sec. 6.4, Fig. 4",
-         "Therefore we expect the bias correction term is important in such cases of slow decay, preventing an "
-         "adverse effect on optimization.")
+FAVOURABLY = claim_text(
+    "adam", "{task}",
+    "Empirical results demonstrate that Adam works well in practice and compares favorably to other "
+    "stochastic optimization methods.",
+    "Kingma & Ba 2014, Abstract (Figs. 1-2, Secs. 6.1-6.2)",
+    "per seed: after {steps} steps ({model} on digits), Adam's training loss is at most the lowest of "
+    "SGD-Nesterov, AdaGrad and RMSProp (each at its best learning rate of a grid, picked on the first seed) "
+    "plus the seeds' spread (the largest standard deviation across seeds of any optimizer's final loss: "
+    "{margin:.3g} nats)",
+    strength=WEAKER, tests="final training loss of a {model} on 8x8 digits, not the paper's models and data")
+BIAS_CORRECTION = claim_text(
+    "adam", "ablation",
+    "Therefore we expect the bias correction term is important in such cases of slow decay, preventing an "
+    "adverse effect on optimization.",
+    "Kingma & Ba 2014, Sec. 6.4, Fig. 4",
+    "per seed: for every beta2 >= 0.999 and every learning rate of the grid ({lrs}), the dropout MLP's "
+    "training loss after {early} steps is higher without bias correction than with it, by more than the "
+    "seeds' spread in that setting",
+    strength=WEAKER, tests="early training loss of a dropout MLP on 8x8 digits (Fig. 4 uses a VAE)")
 
 
 @SUITE.kind("quality")
@@ -407,6 +437,7 @@ def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
     m = Metrics()
     held: dict[str, list[float]] = {}
     rules: dict[str, str] = {}
+    fields: dict[str, dict] = {}
     bs = ctx.batch_size
     curves: dict[str, dict] = {}
     info: dict = {"seeds": list(seeds), "chosen_lr": {}}
@@ -429,12 +460,12 @@ def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
             m.add(f"{task}.{opt_name}.final_loss", "nats", final[opt_name],
                   note=f"training loss after {steps} steps, lr={lr}, one sample per seed")
             ctx.progress(f"{task} {opt_name} done", lr=lr, final_loss=final[opt_name][-1])
-        held[task] = adam_claim_per_seed(final, cfg.comparable_within)
+        margin = seed_spread(*final.values())
+        held[task] = adam_claim_per_seed(final, margin)
         _, ratio = adam_claim(final, cfg.comparable_within)
-        rules[task] = (f"per seed: after {steps} steps ({'logistic regression' if task == 'logreg' else 'dropout MLP'}"
-                       f" on digits), Adam's training loss is at most {1 + cfg.comparable_within:g} x the lowest of "
-                       "SGD-Nesterov, AdaGrad and RMSProp (each at its best learning rate of a grid, picked on the "
-                       "first seed)")
+        fields[task] = dict(task=task, steps=steps, margin=margin,
+                            model="logistic regression" if task == "logreg" else "dropout MLP")
+        rules[task] = FAVOURABLY.rule.format(**fields[task])
         m.add(f"claim_held.{task}", "bool", held[task], note=rules[task])
         m.single(f"{task}.adam_vs_best_other", "ratio", ratio, higher_is_better=False,
                  note="Adam's mean final loss / the best other optimizer's")
@@ -457,12 +488,11 @@ def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
                 m.add(f"{tag}.early_loss", "nats", vals, note=f"after {cfg.ablation_early} steps")
                 m.add(f"{tag}.final_loss", "nats", finals, note=f"after {cfg.ablation_steps} steps")
                 early[bc] = vals
-            if b2 >= 0.999 and lr == max(cfg.ablation_lrs):
+            if b2 >= 0.999:
                 abl_bc.append(early[True])
                 abl_nobc.append(early[False])
-    rules["ablation"] = (f"per seed: for beta2 >= 0.999 at the largest lr of the grid ({max(cfg.ablation_lrs):g}), "
-                         f"the dropout MLP's training loss after {cfg.ablation_early} steps is higher without bias "
-                         "correction than with it")
+    fields["ablation"] = dict(lrs=", ".join(f"{lr:g}" for lr in cfg.ablation_lrs), early=cfg.ablation_early)
+    rules["ablation"] = BIAS_CORRECTION.rule.format(**fields["ablation"])
     held["ablation"] = ablation_decision(abl_bc, abl_nobc) if abl_bc else [None] * len(seeds)
     if abl_bc:
         m.add("claim_held.ablation", "bool", held["ablation"], note=rules["ablation"])
@@ -472,9 +502,9 @@ def quality(cfg: AdamConfig, ctx: CaseContext) -> CaseOutput:
     m.add("claim_held", "bool", overall, note="per seed: logreg, MLP and ablation claims all held")
     for i, s in enumerate(seeds):
         ctx.seed_done(s, {f"claim_held.{k}": held[k][i] for k in ("logreg", "mlp", "ablation")})
-    info["claims"] = [claim(k, (SEC64 if k == "ablation" else ABSTRACT)[1], (SEC64 if k == "ablation" else ABSTRACT)[0],
-                            rules[k], held[k] if k != "ablation" or abl_bc else None, seeds, ctx.case.scale)
-                      for k in ("logreg", "mlp", "ablation")]
+    info["claims"] = [FAVOURABLY.make(held[k], seeds, ctx.case.scale, **fields[k]) for k in ("logreg", "mlp")]
+    info["claims"].append(BIAS_CORRECTION.make(held["ablation"] if abl_bc else None, seeds, ctx.case.scale,
+                                               **fields["ablation"]))
     m.single("wall_seconds", "s", time.perf_counter() - t0)
     return CaseOutput(metrics=m, artifacts={"curves": curves}, info=info)
 
@@ -634,13 +664,24 @@ def adam_paper_run(cfg: AdamPaperConfig, ctx: CaseContext, opt_name: str, lr: fl
 PAPER_OPTIMIZERS = {"logreg": ("adam", "sgd_nesterov", "adagrad"),
                     "mlp": ("adam", "sgd_nesterov", "adagrad", "rmsprop", "adadelta"),
                     "cnn": ("adam", "sgd_nesterov", "adagrad")}
-ADAM_CLAIMS = {  # paraphrases of Sec. 6 (the paper's figures carry no numbers)
-    "logreg": ("adam-6.1-logreg", "(paraphrase) on MNIST logistic regression Adam converges as fast as SGD with "
-               "Nesterov momentum and faster than AdaGrad", "Kingma & Ba 2014, Sec. 6.1, Fig. 1 (left)"),
-    "mlp": ("adam-6.2-mlp", "(paraphrase) on the MNIST multilayer net with dropout Adam converges faster than "
-            "the other first-order methods", "Kingma & Ba 2014, Sec. 6.2, Fig. 2 (left)"),
-    "cnn": ("adam-6.3-cnn", "(paraphrase) on the CIFAR-10 CNN Adam and SGD with Nesterov momentum converge "
-            "faster than AdaGrad", "Kingma & Ba 2014, Sec. 6.3, Fig. 3"),
+# Sec. 6's figures carry no numbers and its sentences are about convergence speed: our words, not quoted.
+ADAM_CLAIMS = {
+    "logreg": claim_text(
+        "adam", "adam-6.1-logreg", "On MNIST logistic regression Adam converges as fast as SGD with Nesterov "
+        "momentum and faster than AdaGrad.", "Kingma & Ba 2014, Sec. 6.1, Fig. 1 (left)",
+        "per seed: Adam's final training cost <= (1+{within}) x SGD-Nesterov's and < AdaGrad's",
+        strength=WEAKER, tests="final training cost, not the speed of convergence", quoted=False),
+    "mlp": claim_text(
+        "adam", "adam-6.2-mlp", "On the MNIST multilayer net with dropout Adam converges faster than the other "
+        "first-order methods.", "Kingma & Ba 2014, Sec. 6.2, Fig. 2 (left)",
+        "per seed: Adam's final training cost is the lowest of the compared optimizers",
+        strength=WEAKER, tests="final training cost, not the speed of convergence", quoted=False),
+    "cnn": claim_text(
+        "adam", "adam-6.3-cnn", "On the CIFAR-10 CNN Adam and SGD with Nesterov momentum converge faster than "
+        "AdaGrad.", "Kingma & Ba 2014, Sec. 6.3, Fig. 3",
+        "per seed: Adam's final training cost <= (1+{within}) x SGD-Nesterov's and < AdaGrad's and "
+        "SGD-Nesterov's < AdaGrad's",
+        strength=WEAKER, tests="final training cost, not the speed of convergence", quoted=False),
 }
 
 
@@ -674,18 +715,16 @@ def adam_paper_quality(cfg: AdamPaperConfig, ctx: CaseContext) -> CaseOutput:
                 and final["adam"][i] < final["adagrad"][i] for i in range(len(seeds))]
         if cfg.task == "cnn":
             held = [h and final["sgd_nesterov"][i] < final["adagrad"][i] for i, h in enumerate(held)]
-        rule = (f"per seed: Adam's final training cost <= (1+{cfg.comparable_within}) x SGD-Nesterov's and "
-                "< AdaGrad's" + (" and SGD-Nesterov's < AdaGrad's" if cfg.task == "cnn" else ""))
     else:
         held = [final["adam"][i] <= min(v[i] for k, v in final.items() if k != "adam") for i in range(len(seeds))]
-        rule = "per seed: Adam's final training cost is the lowest of the compared optimizers"
-    cid, statement, source = ADAM_CLAIMS[cfg.task]
+    text = ADAM_CLAIMS[cfg.task]
+    rule = text.rule.format(within=cfg.comparable_within)
     m.add("claim_held", "bool", [float(h) for h in held], note=rule)
     m.single("adam_vs_best_other_ratio", "ratio", mean["adam"] / min(v for k, v in mean.items() if k != "adam"),
              higher_is_better=False)
     info = {"seeds": list(seeds), "chosen_lr": chosen, "grid": {k: list(v) for k, v in grid.items()},
             "train_images": len(data[0]), "batch": ctx.batch_size, "overrides": over,
-            "claims": [_paper.claim(cid, statement, source, rule, held, seeds, ctx.case.scale)],
+            "claims": [text.make(held, seeds, ctx.case.scale, within=cfg.comparable_within)],
             "deviations": ["Sec. 6.2's SFO comparison is not run (no torch implementation)"] if cfg.task == "mlp" else []}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 

@@ -30,7 +30,16 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, classifier_plan, curve
+from milestones.harness.suite_api import (
+    AS_STATED,
+    WEAKER,
+    Metrics,
+    Params,
+    SpeedPlan,
+    claim_text,
+    classifier_plan,
+    curve,
+)
 from milestones.suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -229,7 +238,7 @@ def _rel_check(m: Metrics, info: dict, name: str, unit: str, value: float, paper
     info[f"paper_{name}"], info[f"{name}_tolerance"] = paper, tol
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "neurons", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     params, neurons, macs = architecture_figures(cfg)
     m = Metrics()
@@ -244,7 +253,7 @@ def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("params", "macs", "train.*", "infer.*",))
 def speed(cfg: AlexNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -298,7 +307,7 @@ class ReluVsTanhConfig(AlexNetProxyConfig):
     max_steps: int = 150  # a network that has not reached the target by then counts as max_steps
     eval_every: int = 2
     eval_subset: int = 256  # training error measured on a fixed subset of the training images
-    claim_ratio: float = 2.0  # "several times faster": our threshold for the proxy claim
+    claim_ratio: float = 6.0  # Fig. 1: "six times faster"; a config asking less is labelled a weaker analogue
 
 
 @dataclass(frozen=True)
@@ -311,6 +320,8 @@ class DropoutConfig(AlexNetProxyConfig):
     steps: int = 500
     train_subset: int = 300  # few training images, so that the net without dropout overfits visibly
     curve_every: int = 10
+    # "substantial overfitting": our threshold, a test-minus-train error gap of at least 5 points without dropout
+    substantial_gap: float = 0.05
 
 
 PROXY = dict(batch_size=32, cpu_batch_size=32, n_seeds=3)
@@ -363,11 +374,22 @@ def steps_to_error(cfg: ReluVsTanhConfig, ctx: CaseContext, activation: str, lr:
     return None, time.perf_counter() - t0, curve
 
 
-FIG1 = ("Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
-        "A four-layer convolutional neural network with ReLUs (solid line) reaches a 25% training error rate "
-        "on CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line).")
-DROPOUT = ("Krizhevsky et al. 2012, Sec. 4.2 (dropout: Hinton et al. 2012)",
-           "Without dropout, our network exhibits substantial overfitting.")
+_FIG1_SENTENCE = ("A four-layer convolutional neural network with ReLUs (solid line) reaches a 25% training error "
+                  "rate on CIFAR-10 six times faster than an equivalent network with tanh neurons (dashed line).")
+_FIG1_RULE = ("per seed: ReLU reaches {target:.0%} training error at least {ratio:g}x sooner (in steps, each net "
+              "at its fastest learning rate of {grid}) than tanh; a ReLU net that never reaches it in {max_steps} "
+              "steps fails")
+FIG1 = claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1", _FIG1_RULE,
+                  strength=AS_STATED)
+FIG1_WEAKER = claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
+                         _FIG1_RULE, strength=WEAKER, tests="ReLU {ratio:g}x faster, not six times",
+                         variant="a config asking less than six times")
+DROPOUT = claim_text(
+    "alexnet", "dropout_less_overfitting", "Without dropout, our network exhibits substantial overfitting.",
+    "Krizhevsky et al. 2012, Sec. 4.2 (dropout: Hinton et al. 2012)",
+    "per seed: after {steps} steps on {n} training images, the test-minus-train error gap without dropout is "
+    "substantial (at least {substantial:.0%}) and smaller with dropout {p:g} in the FC layers",
+    strength=AS_STATED)
 
 
 def relu_tanh_decision(relu_steps: list[int | None], tanh_steps: list[int | None], max_steps: int,
@@ -386,12 +408,14 @@ def relu_tanh_decision(relu_steps: list[int | None], tanh_steps: list[int | None
     return ratios, held
 
 
-def dropout_decision(gap_dropout: list[float], gap_none: list[float]) -> list[float]:
-    """Per seed: held when the test-minus-train error gap is smaller with dropout than without."""
-    return [float(a < b) for a, b in zip(gap_dropout, gap_none)]
+def dropout_decision(gap_dropout: list[float], gap_none: list[float], substantial: float = 0.0) -> list[float]:
+    """Per seed: held when the test-minus-train error gap without dropout is at least `substantial` (the
+    overfitting the sentence calls substantial) and the gap is smaller with dropout than without."""
+    return [float(b >= substantial and a < b) for a, b in zip(gap_dropout, gap_none)]
 
 
-@SUITE.kind("quality", params=ReluVsTanhConfig)
+@SUITE.kind("quality", params=ReluVsTanhConfig,
+            metrics=("steps_to_target.*", "seconds_to_target.*", "speedup.relu_over_tanh", "claim_held",))
 def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
 
@@ -422,18 +446,20 @@ def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
         m.add(f"seconds_to_target.{act}", "s",
               [s for s, st in zip(per[act]["seconds"], per[act]["steps"]) if st is not None], note=note)
     m.add("speedup.relu_over_tanh", "ratio", ratios)
-    rule = (f"per seed: ReLU reaches {cfg.target_train_error:.0%} training error at least {cfg.claim_ratio:g}x "
-            f"sooner (in steps, each net at its fastest learning rate of {list(cfg.lr_grid)}) than tanh; a ReLU "
-            f"net that never reaches it in {cfg.max_steps} steps fails")
+    fields = dict(target=cfg.target_train_error, ratio=cfg.claim_ratio, grid=list(cfg.lr_grid),
+                  max_steps=cfg.max_steps)
+    text = FIG1 if cfg.claim_ratio >= 6 else FIG1_WEAKER
+    rule = text.rule.format(**fields)
     m.add("claim_held", "bool", held, note=rule)
     info = {"seeds": list(seeds), "lr_chosen": {a: per[a]["lr"] for a in per}, "target_train_error":
             cfg.target_train_error, "lr_grid": list(cfg.lr_grid), "max_steps": cfg.max_steps,
-            "claims": [claim("relu_faster", FIG1[1], FIG1[0], rule, held, seeds, ctx.case.scale)],
+            "claims": [text.make(held, seeds, ctx.case.scale, **fields)],
             "paper": "Fig. 1: 6x faster to 25% training error (four-layer CNN, CIFAR-10)"}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=DropoutConfig)
+@SUITE.kind("quality", params=DropoutConfig,
+            metrics=("train_accuracy.*", "test_accuracy.*", "generalization_gap.*", "loss_gap.*", "claim_held",))
 def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._data import digits
 
@@ -480,12 +506,12 @@ def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
         m.add(f"generalization_gap.{name}", "fraction", r["gap"], note="test error minus training error")
         m.add(f"loss_gap.{name}", "nats", r["loss_gap"], note="test minus training cross-entropy")
     d, n = res["dropout"], res["no_dropout"]
-    held = dropout_decision(d["gap"], n["gap"])
-    rule = (f"per seed: after {cfg.steps} steps on {cfg.train_subset} training images, the test-minus-train "
-            f"error gap is smaller with dropout {cfg.dropout:g} in the FC layers than without")
+    held = dropout_decision(d["gap"], n["gap"], cfg.substantial_gap)
+    fields = dict(steps=cfg.steps, n=cfg.train_subset, substantial=cfg.substantial_gap, p=cfg.dropout)
+    rule = DROPOUT.rule.format(**fields)
     m.add("claim_held", "bool", held, note=rule)
     info = {"seeds": list(seeds), "train_images": cfg.train_subset, "steps": cfg.steps, "dropout": cfg.dropout,
-            "claims": [claim("dropout_less_overfitting", DROPOUT[1], DROPOUT[0], rule, held, seeds, ctx.case.scale)],
+            "claims": [DROPOUT.make(held, seeds, ctx.case.scale, **fields)],
             "claim_held_on_mean_gap": sum(d["gap"]) / len(seeds) < sum(n["gap"]) / len(seeds)}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
@@ -496,7 +522,7 @@ def curve_of(model: str, seed: int, c: dict[str, list]) -> dict:
 
 
 # ------------------------------------------------------------------------------- quality (paper scale)
-@SUITE.kind("quality", params=AlexNetConfig)
+@SUITE.kind("quality", params=AlexNetConfig, metrics=("top1_accuracy", "top5_accuracy", "top1_error", "top5_error",))
 def pretrained_quality(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     """torchvision-format AlexNet weights on the user's ImageNet validation set.
 
@@ -519,6 +545,10 @@ from milestones.suites import _paper  # noqa: E402
 
 # (top-1, top-5) error %, 10 patches and 1 patch: Table 1 (ILSVRC-2010 test; the 1-patch pair from Sec. 6's
 # footnote) and Table 2 (ILSVRC-2012 val, 1 CNN).
+TABLE_ERROR = claim_text(
+    "alexnet", "alexnet-{year}-{proto}-patch", "{net}: {p1}% top-1 and {p5}% top-5 error (ILSVRC-{year} {split}, "
+    "{patches})", "{src}", "top-1 error <= {p1} + 1.0", strength=WEAKER, tests="top-1 only, within 1 point",
+    quoted=False)
 ALEXNET_PAPER = {"2010": {"ten": (37.5, 17.0), "one": (39.0, 18.3)}, "2012": {"ten": (40.7, 18.2)}}
 
 
@@ -543,6 +573,9 @@ class AlexNetTrainConfig(Params):
     crop: int = 227
     resize: int = 256
     eval_limit: int = 10_000  # per-epoch validation subset for the plateau test (the final test uses all)
+    # With eval_split="test" (ILSVRC-2010, whose labelled val set we do not assume), the plateau test must not
+    # see the split we report: this many training images are held out of training and judge the plateaus.
+    holdout: int = 10_000
     workers: int = 8
     ckpt_every: int = 2000
     steps: int = 0
@@ -575,7 +608,8 @@ def _alexnet_splits(cfg: AlexNetTrainConfig, ctx: CaseContext):
     return train, test, classes
 
 
-@SUITE.kind("quality", params=AlexNetTrainConfig)
+@SUITE.kind("quality", params=AlexNetTrainConfig,
+            metrics=("top1_error", "top5_error", "top1_error.one_patch", "top5_error.one_patch",))
 @_paper.paper_case
 def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
@@ -593,7 +627,17 @@ def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutp
     batches = _paper.ImageNetBatches(train_s, "alexnet", cfg.crop, b, seed, cfg.workers, (cfg.resize, cfg.resize))
     center = _paper.sized_protocol("center", cfg.resize, cfg.crop)
     ten = _paper.sized_protocol("ten_patches_alexnet", cfg.resize, cfg.crop)
-    sub = test_s[:cfg.eval_limit] if cfg.eval_limit else test_s
+    plateau_on = cfg.eval_split
+    if cfg.eval_split == "test":
+        keep, held_out = _paper.split_validation(len(train_s), min(cfg.holdout, len(train_s) // 10), seed)
+        sub, train_s = [train_s[int(i)] for i in held_out], [train_s[int(i)] for i in keep]
+        plateau_on = f"{len(sub)} training images held out of training"
+        per_epoch = max(1, len(train_s) // b)
+        steps = cfg.steps or cfg.epochs * per_epoch
+        batches = _paper.ImageNetBatches(train_s, "alexnet", cfg.crop, b, seed, cfg.workers, (cfg.resize, cfg.resize))
+    else:
+        sub = test_s
+    sub = sub[:cfg.eval_limit] if cfg.eval_limit else sub
 
     def lr_fn(step: int, evals: list) -> float:
         return _paper.plateau_lr(cfg.lr, evals, "top1_error", patience=cfg.patience)
@@ -628,12 +672,13 @@ def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutp
         tag = "" if proto == "ten" else ".one_patch"
         err = m[f"top1_error{tag}"].value
         src = "Krizhevsky et al. 2012, " + ("Table 1, Sec. 6" if year == "2010" else "Table 2, Sec. 6")
-        claims.append(_paper.claim(f"alexnet-{year}-{proto}-patch", f"{'1 CNN' if year == '2012' else 'CNN'}: "
-                                   f"{p1}% top-1 and {p5}% top-5 error (ILSVRC-{year} "
-                                   f"{'test' if year == '2010' else 'val'}, {'10 patches' if proto == 'ten' else '1 patch'})",
-                                   src, f"top-1 error <= {p1} + 1.0", [err <= p1 + 1.0], [seed], ctx.case.scale))
+        claims.append(TABLE_ERROR.make([err <= p1 + 1.0], [seed], ctx.case.scale, year=year, proto=proto, p1=p1,
+                                        p5=p5, net="1 CNN" if year == "2012" else "CNN", src=src,
+                                        split="test" if year == "2010" else "val",
+                                        patches="10 patches" if proto == "ten" else "1 patch"))
     info = {"seed": seed, "steps": steps, "epochs": steps / per_epoch, "batch": b, "classes": len(classes),
             "train_images": len(train_s), "test_images": len(test_s), "overrides": over, "claims": claims,
+            "lr_plateaus_judged_on": plateau_on,
             "lr_drops": sum(1 for a, c in zip(res.evals, res.evals[1:]) if c["lr"] < a["lr"]),
             "resumed_from": res.resumed_from, "train_seconds": res.seconds}
     arts = {"curves": {f"{name}.seed{seed}": curve(name, seed, [e["step"] for e in res.evals],
@@ -649,6 +694,7 @@ SUITE.config("alexnet2012-train", AlexNetTrainConfig("2012", **_AT), scales=("pa
 SUITE.config("alexnet2012-train-2010", AlexNetTrainConfig("2012", data_key="imagenet2010", eval_split="test", **_AT),
              scales=("paper",), kinds=("quality",),
              description="2012 AlexNet trained on ILSVRC-2010, test error with 10 patches and 1 (Table 1); "
-             "--data imagenet2010=ROOT (train/ and test/)")
+             "learning-rate plateaus judged on 10,000 training images held out of training, never on the test "
+             "split; --data imagenet2010=ROOT (train/ and test/)")
 SUITE.config("alexnet-owt-train", AlexNetTrainConfig("owt", crop=224, **_AT), scales=("paper",), kinds=("quality",),
              description="single-column 'one weird trick' AlexNet trained on ILSVRC-2012 with Sec. 5's recipe")

@@ -34,7 +34,16 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
+from milestones.harness.suite_api import (
+    AS_STATED,
+    WEAKER,
+    Metrics,
+    Params,
+    SpeedPlan,
+    Step,
+    claim_text,
+    curve,
+)
 from milestones.suites import _generative_eval as ev
 
 SUITE = register_suite("dcgan", title="Unsupervised Representation Learning with Deep Convolutional Generative "
@@ -171,7 +180,7 @@ def expected_params(cfg: DCGANConfig) -> tuple[int, int]:
     return g, d
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("hparam.*", "params*", "*params",))
 def fidelity(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     with torch.device("meta"):
         g, d = build(cfg)
@@ -242,7 +251,7 @@ class DCGANTrainer:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: DCGANConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} DCGAN training is measured on a GPU only; use float32 on the CPU")
@@ -268,12 +277,22 @@ def to_gan_pixels(x01: torch.Tensor, size: int) -> torch.Tensor:
     return x.clamp(0, 1) * 2 - 1
 
 
-ABSTRACT = ("Radford et al. 2015, Abstract (probe: Sec. 5.1; generator: Sec. 7)",
-            "Additionally, we use the learned features for novel tasks - demonstrating their applicability as "
-            "general image representations.",
-            "We propose a more stable set of architectures for training generative adversarial networks and we give "
-            "evidence that adversarial networks learn good representations of images for supervised learning and "
-            "as generative models.")
+PROBE = claim_text(
+    "dcgan", "probe",
+    "Additionally, we use the learned features for novel tasks - demonstrating their applicability as "
+    "general image representations.",
+    "Radford et al. 2015, Abstract (probe: Sec. 5.1)",
+    "per seed: logistic regression on the trained D's conv features (each layer max-pooled to 4x4, "
+    "concatenated) scores a higher test accuracy than on the same D before training",
+    strength=WEAKER, tests="only that trained features beat untrained ones under a linear probe, on 8x8 digits")
+GENERATOR = claim_text(
+    "dcgan", "generator",
+    "We propose a more stable set of architectures for training generative adversarial networks and we give "
+    "evidence that adversarial networks learn good representations of images for supervised learning and "
+    "generative modeling.",
+    "Radford et al. 2015, Sec. 7 (Conclusion)",
+    ev.GENERATOR_RULE,
+    strength=WEAKER, tests="only that training improves the generator over its untrained self (Parzen LL and FD)")
 
 
 def probe_beats_random(probe: list[float], probe_random: list[float]) -> list[float]:
@@ -340,15 +359,11 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     held = {"probe": probe_beats_random(out["probe_accuracy"], out["probe_accuracy.random_d"]),
             "generator": ev.generator_improves(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"],
                                                out["fd.untrained"])}
-    rules = {"probe": "per seed: logistic regression on the trained D's conv features (each layer max-pooled to "
-                      "4x4, concatenated) scores a higher test accuracy than on the same D before training",
-             "generator": ev.GENERATOR_RULE.format(steps=cfg.steps)}
-    for cid in ("probe", "generator"):
-        m.add(f"claim_held.{cid}", "bool", held[cid], note=rules[cid])
+    texts = {"probe": PROBE, "generator": GENERATOR}
+    for cid, ct in texts.items():
+        m.add(f"claim_held.{cid}", "bool", held[cid], note=ct.rule.format(steps=cfg.steps))
     m.add("claim_held", "bool", [a * b for a, b in zip(held["probe"], held["generator"])], note="per seed: both")
-    claims = [claim("probe", ABSTRACT[1], ABSTRACT[0], rules["probe"], held["probe"], seeds, ctx.case.scale),
-              claim("generator", ABSTRACT[2], ABSTRACT[0], rules["generator"], held["generator"], seeds,
-                    ctx.case.scale)]
+    claims = [ct.make(held[cid], seeds, ctx.case.scale, steps=cfg.steps) for cid, ct in texts.items()]
     for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
         if out[k]:
             note = f"{missing_ttq} of {len(seeds)} seeds did not reach the target" if missing_ttq else None
@@ -523,7 +538,18 @@ def svm_eval(data: dict, feats, cs: Sequence[float], device) -> tuple[float, flo
     return float((pred == data["y_test"]).float().mean()), best, by_c
 
 
-@SUITE.kind("quality", params=DCGANFeaturesConfig)
+TABLE1_CLAIM = claim_text(
+    "dcgan", "dcgan-table1-cifar10", "DCGAN (ours) + L2-SVM: 82.8% accuracy on CIFAR-10",
+    "Radford et al. 2015, Table 1, Sec. 5.1", "test accuracy >= {rule_v:.1f}% (the paper's figure less 1 point)",
+    strength=AS_STATED, quoted=False)
+TABLE2_CLAIM = claim_text(
+    "dcgan", "dcgan-table2-svhn", "DCGAN (ours) + L2-SVM: 22.48% test error on SVHN with 1000 labels",
+    "Radford et al. 2015, Table 2, Sec. 5.2", "test error <= {limit:.2f}% (the paper's figure plus 1 point)",
+    strength=AS_STATED, quoted=False)
+
+
+@SUITE.kind("quality", params=DCGANFeaturesConfig,
+            metrics=("probe_accuracy", "probe_accuracy.*", "svhn_test_error", "svm_c",))
 @_paper.paper_case
 def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = _paper.apply_overrides(cfg, ctx)
@@ -547,17 +573,13 @@ def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOu
             m.missing(f"probe_accuracy.{k}", "fraction", f"{name}: a comparison row of Table 1, cited from the paper")
         paper, rule_v = 82.8, 82.8 - 1.0
         held = [100 * a >= rule_v for a in accs]
-        cl = _paper.claim("dcgan-table1-cifar10", "DCGAN (ours) + L2-SVM: 82.8% accuracy on CIFAR-10",
-                          "Radford et al. 2015, Table 1, Sec. 5.1", f"test accuracy >= {rule_v:.1f}%", held, seeds,
-                          ctx.case.scale)
+        cl = TABLE1_CLAIM.make(held, seeds, ctx.case.scale, rule_v=rule_v)
     else:
         errs = [100 * (1 - a) for a in accs]
         m.add("svhn_test_error", "%", errs, note=f"{cfg.n_labels} labels, L2-SVM on D's features, SVHN test")
         paper = 22.48
         held = [e <= paper + 1.0 for e in errs]
-        cl = _paper.claim("dcgan-table2-svhn", "DCGAN (ours) + L2-SVM: 22.48% test error on SVHN with 1000 labels",
-                          "Radford et al. 2015, Table 2, Sec. 5.2", f"test error <= {paper + 1.0:.2f}%", held, seeds,
-                          ctx.case.scale)
+        cl = TABLE2_CLAIM.make(held, seeds, ctx.case.scale, limit=paper + 1.0)
     m.add("svm_c", "value", cs, higher_is_better=False)
     feat_dim = 16 * sum(cfg.dcgan.ndf * 2 ** i for i in range(_n_up(cfg.dcgan.image_size)))
     info = {"seeds": list(seeds), "feature_dim": feat_dim, "overrides": over, "claims": [cl], "paper": paper,

@@ -36,7 +36,16 @@ from milestones.harness.extras import require
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
+from milestones.harness.suite_api import (
+    AS_STATED,
+    WEAKER,
+    Metrics,
+    Params,
+    SpeedPlan,
+    Step,
+    claim_text,
+    curve,
+)
 
 SUITE = register_suite("dqn", title="Playing Atari with Deep Reinforcement Learning", arxiv="1312.5602", year=2013)
 
@@ -469,7 +478,7 @@ def layer_shapes(model: nn.Module, history: int = 4) -> dict[str, list[int]]:
     return shapes
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "*params*",))
 def fidelity(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
     n_actions = BREAKOUT_ACTIONS if cfg.network == "2013" else FULL_ACTIONS
     with torch.device("meta"):
@@ -588,7 +597,7 @@ def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | No
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*", "act.*",))
 def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
     env = AtariEnv(cfg.env, cfg.frame_skip, cfg.noop_max, cfg.history, seed=ctx.seed)
     learner = Learner(cfg, env.n_actions, ctx.torch_device, ctx.seed)
@@ -646,9 +655,49 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
     return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
 
 
-ABSTRACT_2013 = ("Mnih et al. 2013, Abstract and Table 1 (the Random row)",
-                 "We find that it outperforms all previous approaches on six of the games and surpasses a human "
-                 "expert on three of them.")
+_ABSTRACT_SENTENCE = ("We find that it outperforms all previous approaches on six of the games and surpasses a "
+                      "human expert on three of them.")
+BEATS_RANDOM_ATARI = claim_text(
+    "dqn", "beats_random", _ABSTRACT_SENTENCE, "Mnih et al. 2013, Abstract and Table 1 (the Random row)",
+    "per seed: over {episodes} evaluation episodes (eps {eps}, capped at {cap} agent steps), the trained agent's "
+    "mean score exceeds the uniform random policy's by more than max(2 standard errors of the difference, 1 "
+    "point), after {frames} agent steps of training on {env}",
+    strength=WEAKER, tests="only that the trained agent beats a random policy on {env}")
+BEATS_RANDOM_CARTPOLE = claim_text(
+    "dqn", "beats_random",
+    "The model is a convolutional neural network, trained with a variant of Q-learning, whose input is raw "
+    "pixels and whose output is a value function estimating future rewards.",
+    "Mnih et al. 2013, Abstract (the learning method; CartPole is not one of the paper's games)",
+    BEATS_RANDOM_ATARI.rule, strength=WEAKER, tests="only that the learning method beats a random policy on "
+    "CartPole's state vector, not pixels", variant="CartPole")
+# Table 1 of the 2013 paper, per game: (DQN average, DQN best episode, Human, Random); the same figures as
+# baselines/dqn.toml and docs/paper-figures.md (4a).
+TABLE1_2013 = {"BeamRider": (4092, 5184, 7456, 354), "Breakout": (168, 225, 31, 1.2), "Enduro": (470, 661, 368, 0),
+               "Pong": (20, 21, -3, -20.4), "Qbert": (1952, 4500, 18900, 157), "Seaquest": (1705, 1740, 28010, 110),
+               "SpaceInvaders": (581, 1075, 3690, 179)}
+TABLE1_CLAIM = claim_text(
+    "dqn", "dqn2013-table1-{env}",
+    "DQN: {paper:g} average total reward on {env}, a human-normalised score of {paper_norm:.0f}% (Table 1: human "
+    "{human:g}, random {random:g})",
+    "Mnih et al. 2013, Table 1",
+    "per seed: our human-normalised score 100 x (agent - random) / (human - random), with the random policy "
+    "measured in the same run and the human score from Table 1, is at least the paper's DQN's less {tol:g} "
+    "points",
+    strength=AS_STATED, quoted=False)
+
+
+def human_normalised(score: float, random: float, human: float) -> float | None:
+    """100 x (score - random) / (human - random); None where human and random coincide."""
+    return None if human == random else 100.0 * (score - random) / (human - random)
+
+
+def table1_decision(agent_means: list[float], random_means: list[float], game: str, tol: float = 10.0) -> list[float]:
+    """Per seed: held when our human-normalised score (our random policy, Table 1's human) is at least the
+    paper's DQN's (Table 1's own random and human) less `tol` points."""
+    paper, _, human, rand = TABLE1_2013[game]
+    want = human_normalised(paper, rand, human)
+    return [float((h := human_normalised(a, r, human)) is not None and h >= want - tol)
+            for a, r in zip(agent_means, random_means, strict=True)]
 
 
 def beats_random(agent: list[float], rand: list[float]) -> bool:
@@ -660,10 +709,12 @@ def beats_random(agent: list[float], rand: list[float]) -> bool:
     return (ma - mr) > max(2.0 * se, 1.0)
 
 
-@SUITE.kind("quality")
+@SUITE.kind("quality",
+            metrics=("agent_score", "best_episode_score", "random_score", "human_normalised_score", "claim_held", "train_seconds", "train_steps",))
 def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
     seeds = ctx.quality_seeds(cfg.n_seeds)
     agent_means, random_means, claims, seconds, curves = [], [], [], [], {}
+    best_episodes: list[float] = []
     per_seed = {}
     for seed in seeds:
         learner, c, secs = train(cfg, seed, ctx.torch_device, ctx, ctx.batch_size)
@@ -676,6 +727,7 @@ def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
                         cfg.eval_max_steps)
         eval_env.close()
         agent_means.append(float(np.mean(agent)))
+        best_episodes.append(float(np.max(agent)))
         random_means.append(float(np.mean(rand)))
         claims.append(float(beats_random(agent, rand)))
         seconds.append(secs)
@@ -684,24 +736,30 @@ def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         curves[f"dqn.seed{seed}"] = curve("dqn", seed, c["returns"]["step"], **{"return": c["returns"]["return"]})
         ctx.seed_done(seed, {"agent_score": agent_means[-1], "random_score": random_means[-1], "claim_held": claims[-1]})
     unit = "score/episode"
-    rule = (f"per seed: over {cfg.eval_episodes} evaluation episodes (eps {cfg.eval_eps}, capped at "
-            f"{cfg.eval_max_steps} agent steps), the trained agent's mean score exceeds the uniform random "
-            f"policy's by more than max(2 standard errors of the difference, 1 point), after {cfg.train_frames} "
-            f"agent steps of training on {cfg.env}")
+    fields = dict(episodes=cfg.eval_episodes, eps=cfg.eval_eps, cap=cfg.eval_max_steps, frames=cfg.train_frames,
+                  env=cfg.env)
+    text = BEATS_RANDOM_CARTPOLE if cfg.env == "CartPole" else BEATS_RANDOM_ATARI
+    rule = text.rule.format(**fields)
     m = Metrics()
     m.add("agent_score", unit, agent_means, note=f"mean over {cfg.eval_episodes} episodes per seed, eps={cfg.eval_eps}")
+    m.add("best_episode_score", unit, best_episodes,
+          note=f"the best of {cfg.eval_episodes} evaluation episodes per seed (Table 1's 'Best' rows)")
     m.add("random_score", unit, random_means, note="uniform random policy, same env and episode cap, same run")
     m.add("claim_held", "bool", claims, note=rule)
     m.add("train_seconds", "s", seconds, note=f"{cfg.train_frames} agent steps per seed, incl. acting")
     m.single("train_steps", "agent steps", cfg.train_frames, note=f"x {cfg.frame_skip} emulator frames",
              higher_is_better=False)
-    statement = ABSTRACT_2013 if cfg.env != "CartPole" else (
-        "Mnih et al. 2013, Abstract (the learning method; CartPole is not one of the paper's games)",
-        "The model is a convolutional neural network, trained with a variant of Q-learning, whose input is raw "
-        "pixels and whose output is a value function estimating future rewards.")
+    claim_list = [text.make(claims, seeds, ctx.case.scale, **fields)]
+    if ctx.case.scale == "paper" and cfg.network == "2013" and cfg.env in TABLE1_2013:
+        paper, _, human, rand = TABLE1_2013[cfg.env]
+        norm = [human_normalised(a, r, human) for a, r in zip(agent_means, random_means, strict=True)]
+        m.add("human_normalised_score", "%", [x for x in norm if x is not None],
+              note="100 x (agent - random) / (human - random): random measured here, human from Table 1")
+        claim_list.append(TABLE1_CLAIM.make(table1_decision(agent_means, random_means, cfg.env), seeds,
+                                            ctx.case.scale, env=cfg.env, paper=paper, human=human, random=rand,
+                                            paper_norm=human_normalised(paper, rand, human), tol=10))
     return CaseOutput(metrics=m, artifacts={"curves": curves, "per_seed": per_seed},
-                      info={"claims": [claim("beats_random", statement[1], statement[0], rule, claims, seeds,
-                                             ctx.case.scale)],
+                      info={"claims": claim_list,
                             "game": cfg.env, "network": cfg.network, "seeds": list(seeds),
                             "eval_protocol": f"eps-greedy eps={cfg.eval_eps}, {cfg.eval_episodes} episodes "
                                              f"capped at {cfg.eval_max_steps} agent steps"})

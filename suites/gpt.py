@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -33,7 +34,7 @@ from milestones.harness.extras import require
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, Step, claim, curve
+from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, Step, claim_text, curve
 
 SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
 
@@ -248,7 +249,7 @@ def count_params_meta(a: GPTArch) -> int:
         return count_params(GPT(a))
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "non_embedding_params", "train_compute.*",))
 def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
     a = cfg.arch
     c = training_compute(a, cfg.train_tokens)
@@ -281,7 +282,7 @@ def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
 
 
 # --------------------------------------------------------------------------------------------- speed
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: GPTConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -357,6 +358,7 @@ class ScalingConfig(Params):
     eval_windows: int = 128  # held-out windows of n_ctx bytes, the same for every model
     eval_every: int = 25
     target_loss: float = 2.8  # our own time-to-quality target (nats/byte), never the paper's
+    min_r2: float = 0.9  # "follows a power-law trend": our threshold on the log-log fit
 
 
 @dataclass(frozen=True)
@@ -446,15 +448,43 @@ def train_lm(a: GPTArch, train: torch.Tensor, evals: torch.Tensor, cfg: ScalingC
     return run
 
 
-FIG31 = ("Brown et al. 2020, Fig. 3.1, Sec. 3 (after Kaplan et al. 2020)",
-         "Performance (measured in terms of cross-entropy validation loss) follows a power-law trend with the "
-         "amount of compute used for training.")
+FIG31 = claim_text(
+    "gpt", "loss_falls_with_size",
+    "Performance (measured in terms of cross-entropy validation loss) follows a power-law trend with the "
+    "amount of compute used for training.",
+    "Brown et al. 2020, Fig. 3.1, Sec. 3 (after Kaplan et al. 2020)",
+    "per seed: at a fixed budget of {tokens} training bytes per model (so compute grows with size), the held-out "
+    "loss (nats/byte) strictly decreases with every increase in size over {n} sizes ({p0} to {p1} parameters), "
+    "and a power law L = k N^-alpha fitted in log-log space explains it: alpha > 0 and R^2 >= {r2:g}",
+    strength=WEAKER, tests="compute varied only through model size, over {n} small sizes")
 
 
-def scaling_decision(loss_by_seed: list[list[float]]) -> list[float]:
+def power_law_fit(params: Sequence[float], losses: Sequence[float]) -> tuple[float, float]:
+    """(alpha, R^2) of the least-squares line log L = log k - alpha log N; R^2 is 0 for a flat or
+    undefined fit (fewer than two distinct sizes, or a loss that does not vary)."""
+    xs, ys = [math.log(p) for p in params], [math.log(v) for v in losses]
+    xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - xm) ** 2 for x in xs)
+    syy = sum((y - ym) ** 2 for y in ys)
+    if sxx == 0 or syy == 0:
+        return 0.0, 0.0
+    slope = sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sxx
+    return -slope, slope * slope * sxx / syy
+
+
+def scaling_decision(loss_by_seed: list[list[float]], params: Sequence[float] | None = None,
+                     min_r2: float = 0.9) -> list[float]:
     """Per seed (a list of held-out losses, smallest model first): held when the loss strictly decreases
-    with every increase in model size, at the fixed token budget (so with the training compute)."""
-    return [float(all(b < a for a, b in zip(losses, losses[1:], strict=False))) for losses in loss_by_seed]
+    with every increase in model size, at the fixed token budget (so with the training compute), and,
+    given the sizes' parameter counts, a power law fits it: alpha > 0 and R^2 >= `min_r2`."""
+    out = []
+    for losses in loss_by_seed:
+        ok = all(b < a for a, b in zip(losses, losses[1:], strict=False))
+        if params is not None:
+            alpha, r2 = power_law_fit(params, losses)
+            ok = ok and alpha > 0 and r2 >= min_r2
+        out.append(float(ok))
+    return out
 
 
 @SUITE.kind("quality", params=ScalingConfig)
@@ -485,16 +515,14 @@ def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
         ctx.progress(f"size {i} done", params=runs[0].params, mean_heldout_loss=mean_loss[-1])
         largest = runs
     # Power law L = k N^-alpha fitted to the per-size mean losses (least squares in log-log)
-    xs, ys = [math.log(p) for p in params], [math.log(v) for v in mean_loss]
-    xm, ym = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True)) / sum((x - xm) ** 2 for x in xs)
+    alpha, r2 = power_law_fit(params, mean_loss)
     # A steeper fall of loss with size: the larger exponent is the stronger scaling.
-    m.single("power_law_alpha", "1", -slope, note="L ~ N^-alpha, fitted to the mean held-out loss of each size",
+    m.single("power_law_alpha", "1", alpha, note="L ~ N^-alpha, fitted to the mean held-out loss of each size",
              higher_is_better=True)
-    held = scaling_decision([by_seed[s] for s in seeds])
-    rule = (f"per seed: at a fixed budget of {cfg.tokens} training bytes per model, the held-out loss (nats/byte) "
-            f"strictly decreases with every increase in size over {len(cfg.sizes)} sizes ({params[0]} to "
-            f"{params[-1]} parameters)")
+    m.single("power_law_r2", "1", r2, note="R^2 of that fit in log-log space", higher_is_better=True)
+    held = scaling_decision([by_seed[s] for s in seeds], params, cfg.min_r2)
+    fields = dict(tokens=cfg.tokens, n=len(cfg.sizes), p0=params[0], p1=params[-1], r2=cfg.min_r2)
+    rule = FIG31.rule.format(**fields)
     m.add("claim_held", "bool", held, note=rule)
     hits = [r for r in largest if r.step_to_target is not None]
     if hits:
@@ -507,8 +535,7 @@ def scaling(cfg: ScalingConfig, ctx: CaseContext) -> CaseOutput:
     for s in seeds:
         ctx.seed_done(s, {f"heldout_loss.size{i}": v for i, v in enumerate(by_seed[s])})
     return CaseOutput(metrics=m, artifacts={"curves": curves, "scaling": {"params": params, "loss": mean_loss}},
-                      info={"claims": [claim("loss_falls_with_size", FIG31[1], FIG31[0], rule, held, seeds,
-                                             ctx.case.scale)],
+                      info={"claims": [FIG31.make(held, seeds, ctx.case.scale, **fields)],
                             "mean_loss_strictly_decreasing": all(b < a for a, b in zip(mean_loss, mean_loss[1:])),
                             "seeds": list(seeds), "sizes": [list(s) for s in cfg.sizes], "tokens": cfg.tokens,
                             "train_bytes": len(train_b), "heldout_bytes": len(held_b), "tokenizer": "bytes"})
@@ -579,7 +606,7 @@ def last_word_accuracy(model: GPT, passages: list[tuple[str, str]]) -> tuple[flo
     return sum(hits) / len(hits), hits
 
 
-@SUITE.kind("quality", params=LMEvalConfig)
+@SUITE.kind("quality", params=LMEvalConfig, metrics=("byte_perplexity", "bits_per_byte", "lambada.zero_shot.accuracy",))
 def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
     from pathlib import Path
 
@@ -606,6 +633,6 @@ def lm_eval(cfg: LMEvalConfig, ctx: CaseContext) -> CaseOutput:
         m.single("bits_per_byte", "bit", math.log2(ppl), higher_is_better=False)
     if "lambada" in ctx.data:
         acc, hits = last_word_accuracy(model, read_last_word_file(ctx.data["lambada"]))
-        m.single("lambada.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
+        m.single("lambada.zero_shot.accuracy", "%", 100 * acc, note=f"greedy last-word accuracy over {len(hits)} passages, zero-shot")
     ctx.seed_done(ctx.seed, {k: v.value for k, v in m.items()})
     return CaseOutput(metrics=m, info=info)

@@ -13,6 +13,8 @@ deviation is commented where it is made.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +26,16 @@ from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.ranks import data_parallel
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import Metrics, Params, SpeedPlan, claim, classifier_plan, curve
+from milestones.harness.suite_api import (
+    AS_STATED,
+    WEAKER,
+    Metrics,
+    Params,
+    SpeedPlan,
+    claim_text,
+    classifier_plan,
+    curve,
+)
 
 SUITE = register_suite("resnet", title="Deep Residual Learning for Image Recognition", arxiv="1512.03385", year=2015)
 
@@ -241,7 +252,7 @@ def architecture_figures(cfg: ResNetConfig) -> tuple[int, int]:
     return count_params(model), flops // 2  # FlopCounterMode counts 2 FLOPs per multiply-add
 
 
-@SUITE.kind("fidelity")
+@SUITE.kind("fidelity", metrics=("params", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     params, macs = architecture_figures(cfg)
     m = Metrics()
@@ -267,7 +278,7 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
     return x, y
 
 
-@SUITE.kind("speed")
+@SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: ResNetConfig, ctx: CaseContext) -> SpeedPlan:
     if ctx.case.dtype == "float16" and not ctx.on_gpu:
         raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
@@ -367,19 +378,47 @@ def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual:
             "seconds_to_target": log.seconds_to_target, "losses": losses, "log": log}
 
 
-FIG6 = ("He et al. 2015, Fig. 6 (left, middle), Sec. 4.2",
-        "The deep plain nets suffer from increased depth, and exhibit higher training error when going deeper.",
-        "our ResNets manage to overcome the optimization difficulty and demonstrate accuracy gains when the "
-        "depth increases.")
+DEGRADATION = claim_text(
+    "resnet", "degradation",
+    "The deep plain nets suffer from increased depth, and exhibit higher training error when going deeper.",
+    "He et al. 2015, Fig. 6 (left), Sec. 4.2",
+    "per seed: {pd} ends with higher training error than {ps}, and is above it at every evaluation of the "
+    "second half of training",
+    strength=AS_STATED)
+RESIDUAL_FIXES = claim_text(
+    "resnet", "residual_fixes",
+    "[...] our ResNets manage to overcome the optimization difficulty and demonstrate accuracy gains when the "
+    "depth increases.",
+    "He et al. 2015, Fig. 6 (middle), Sec. 4.2",
+    "per seed: {rd} ends with lower training error than {pd}, at most {tol} above {ps} (matches or beats "
+    "it) and lower than the shallow {rs} (a gain from depth)",
+    strength=WEAKER, tests="training error, not test accuracy, at proxy scale (8x8 digits)")
+
+
+def above_throughout(lower: Sequence[float], higher: Sequence[float], from_frac: float = 0.0) -> bool:
+    """`higher` is strictly above `lower` at every evaluation from `from_frac` of the way through (0: all of
+    them). An empty or mismatched pair of curves is not evidence: False."""
+    if not lower or len(lower) != len(higher):
+        return False
+    start = int(len(lower) * from_frac)
+    return all(h > lo for lo, h in zip(lower[start:], higher[start:]))
 
 
 def degradation_decision(plain_shallow: list[float], plain_deep: list[float], res_deep: list[float],
-                         tol: float) -> dict[str, list[float]]:
+                         tol: float, res_shallow: list[float] | None = None,
+                         curves: tuple[Sequence[Sequence[float]], Sequence[Sequence[float]]] | None = None,
+                         ) -> dict[str, list[float]]:
     """Per seed, from final training errors: `degradation` when the deep plain net ends worse than the
-    shallow one; `residual_fixes` when the deep residual net ends better than the deep plain net AND within
-    `tol` of (or below) the shallow plain net, as Fig. 6 shows; `claim_held` when both hold."""
+    shallow one (and, given the two plain nets' error curves per seed, stays above it over the second
+    half of training); `residual_fixes` when the deep residual net ends better than the deep plain net,
+    within `tol` of (or below) the shallow plain net, as Fig. 6 shows, and (given `res_shallow`) below
+    the shallow residual net: the accuracy gain from depth; `claim_held` when both hold."""
     deg = [float(pd > ps) for ps, pd in zip(plain_shallow, plain_deep)]
-    fix = [float(rd < pd and rd <= ps + tol) for ps, pd, rd in zip(plain_shallow, plain_deep, res_deep)]
+    if curves is not None:
+        deg = [d * float(above_throughout(cs, cd, 0.5)) for d, cs, cd in zip(deg, curves[0], curves[1])]
+    rs = res_shallow if res_shallow is not None else [math.inf] * len(res_deep)
+    fix = [float(rd < pd and rd <= ps + tol and rd < rsh)
+           for ps, pd, rd, rsh in zip(plain_shallow, plain_deep, res_deep, rs)]
     return {"degradation": deg, "residual_fixes": fix, "claim_held": [a * b for a, b in zip(deg, fix)]}
 
 
@@ -391,6 +430,7 @@ def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
     nets = [(f"plain{cfg.shallow}", cfg.shallow, False), (f"plain{cfg.deep}", cfg.deep, False),
             (f"resnet{cfg.shallow}", cfg.shallow, True), (f"resnet{cfg.deep}", cfg.deep, True)]
     err: dict[str, list[float]] = {n: [] for n, _, _ in nets}
+    evals: dict[str, list[list[float]]] = {n: [] for n, _, _ in nets}
     to_target: dict[str, list] = {n: [] for n, _, _ in nets}
     secs: dict[str, list] = {n: [] for n, _, _ in nets}
     curves: dict[str, dict] = {}
@@ -399,6 +439,7 @@ def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
         for name, depth, residual in nets:
             r = train_digits(cfg, ctx, depth, residual, seed, data)
             err[name].append(r["final_train_error"])
+            evals[name].append(list(r["log"].values))
             to_target[name].append(r["step_to_target"])
             secs[name].append(r["seconds_to_target"])
             curves[f"{name}.seed{seed}"] = curve(name, seed, r["log"].steps, train_error=r["log"].values)
@@ -413,24 +454,21 @@ def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
             f"{len(seeds) - len(reached)} seed(s) did not reach {cfg.target_train_error:.0%} in {cfg.steps} steps")
         m.add(f"steps_to_target.{name}", "steps", reached, note=note)
         m.add(f"seconds_to_target.{name}", "s", [s for s in secs[name] if s is not None], note=note)
-    held = degradation_decision(err[ps], err[pd], err[rd], cfg.match_tolerance)
-    tol = f"{cfg.match_tolerance:g}"
-    rules = {"degradation": f"per seed: {pd} ends with higher training error than {ps}",
-             "residual_fixes": f"per seed: {rd} ends with lower training error than {pd} and at most {tol} "
-                               f"above {ps} (matches or beats it)"}
-    for cid, rule in rules.items():
-        m.add(f"claim_held.{cid}", "bool", held[cid], note=rule)
+    held = degradation_decision(err[ps], err[pd], err[rd], cfg.match_tolerance, err[rs],
+                                curves=(evals[ps], evals[pd]))
+    fields = dict(ps=ps, pd=pd, rs=rs, rd=rd, tol=f"{cfg.match_tolerance:g}")
+    texts = {"degradation": DEGRADATION, "residual_fixes": RESIDUAL_FIXES}
+    for cid, ct in texts.items():
+        m.add(f"claim_held.{cid}", "bool", held[cid], note=ct.rule.format(**fields))
     m.add("claim_held", "bool", held["claim_held"], note="per seed: both claims")
-    claims = [claim("degradation", FIG6[1], FIG6[0], rules["degradation"], held["degradation"], seeds, ctx.case.scale),
-              claim("residual_fixes", FIG6[2], FIG6[0], rules["residual_fixes"], held["residual_fixes"], seeds,
-                    ctx.case.scale)]
+    claims = [ct.make(held[cid], seeds, ctx.case.scale, **fields) for cid, ct in texts.items()]
     info = {"seeds": list(seeds), "steps": cfg.steps, "image_size": cfg.image_size, "lr": cfg.lr,
             "match_tolerance": cfg.match_tolerance, "claims": claims,
             "paper": "Fig. 6 (CIFAR-10): plain-56 higher training error than plain-20; ResNet-56 lower than both"}
     return CaseOutput(metrics=m, info=info, artifacts={"curves": curves})
 
 
-@SUITE.kind("quality", params=ResNetEvalConfig)
+@SUITE.kind("quality", params=ResNetEvalConfig, metrics=("top1_accuracy", "top5_accuracy", "top1_error", "top5_error",))
 def pretrained_quality(cfg: ResNetEvalConfig, ctx: CaseContext) -> CaseOutput:
     model = ImageNetResNet(cfg.depth, residual=True, v15=cfg.v15)
     protocol = "center" if cfg.protocol == "center" else "ten_crop_resnet"
@@ -444,6 +482,30 @@ def pretrained_quality(cfg: ResNetEvalConfig, ctx: CaseContext) -> CaseOutput:
 
 from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
+
+TABLE6 = claim_text(
+    "resnet", "resnet-cifar10-{depth}-table6", "ResNet-{depth}: {paper}% test error on CIFAR-10 (Table 6).",
+    "He et al. 2015, Table 6, Sec. 4.2", "test error <= {paper} + 0.5 points, per seed", strength=AS_STATED,
+    quoted=False)
+TABLE3 = claim_text(
+    "resnet", "resnet{depth}-imagenet-table3",
+    "ResNet-{depth}: {top1}% top-1, {top5}% top-5 error (10-crop testing, ImageNet val)",
+    "He et al. 2015, Table 3, Sec. 4.1", "10-crop top-1 error <= {top1} + 1.0", strength=WEAKER,
+    tests="top-1 only, within 1 point", quoted=False)
+FIG4_THROUGHOUT = claim_text(
+    "resnet", "resnet-fig6-degradation",
+    "[...] the 34-layer plain net has higher training error throughout the whole training procedure [...]",
+    "He et al. 2015, Sec. 4.1, Fig. 4 (left) (ImageNet)",
+    "per seed: plain-{pd}'s training error is above plain-{ps}'s at every evaluation and at the end",
+    strength=WEAKER, tests="the same comparison on CIFAR-10 (Fig. 6, left): plain-{pd} vs plain-{ps}, not "
+    "ImageNet's 34 vs 18 layers")
+DEPTH_GAINS = claim_text(
+    "resnet", "resnet-fig6-residual",
+    "We do not observe the degradation problem and thus enjoy significant accuracy gains from considerably "
+    "increased depth.",
+    "He et al. 2015, Sec. 4.1, Table 3 (ResNet-50/101/152, ImageNet)",
+    "per seed: ResNet-{rd}'s CIFAR-10 test error < ResNet-{rs}'s",
+    strength=WEAKER, tests="on CIFAR-10 (Fig. 6, middle): ResNet-{rd} beats ResNet-{rs}, any margin")
 
 CIFAR_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}  # test error %, Table 6
 apply_overrides = _paper.apply_overrides
@@ -532,7 +594,8 @@ def load_cifar_for(cfg, ctx: CaseContext) -> tuple[torch.Tensor, ...]:
     return _paper.cifar_normalise(xtr), ytr, _paper.cifar_normalise(xte), yte
 
 
-@SUITE.kind("quality", params=CifarTrainConfig)
+@SUITE.kind("quality", params=CifarTrainConfig,
+            metrics=("test_error", "test_error.*", "train_error.*", "degradation_observed", "claim_held",))
 @_paper.paper_case
 def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
     cfg, over = apply_overrides(cfg, ctx)
@@ -546,9 +609,10 @@ def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
         for depth, residual in cfg.nets:
             r = train_cifar_net(cfg, ctx, depth, residual, seed, data)
             n, res = r["name"], r["res"]
-            d = per.setdefault(n, {"test": [], "train": [], "resumed": []})
+            d = per.setdefault(n, {"test": [], "train": [], "resumed": [], "train_curve": []})
             d["test"].append(r["test_error"])
             d["train"].append(r["train_error"])
+            d["train_curve"].append([e["train_error"] for e in res.evals])
             d["resumed"].append(res.resumed_from)
             done[f"test_error.{n}"] = r["test_error"]
             curves[f"{n}.seed{seed}"] = curve(n, seed, [e["step"] for e in res.evals],
@@ -571,22 +635,15 @@ def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
         paper = CIFAR_TABLE6.get(depth)
         if paper is not None and cfg.nets[0][1]:
             held = [e <= paper + 0.5 for e in per[f"resnet{depth}"]["test"]]
-            claims.append(_paper.claim(
-                f"resnet-cifar10-{depth}-table6", f"ResNet-{depth}: {paper}% test error on CIFAR-10 (Table 6).",
-                "He et al. 2015, Table 6, Sec. 4.2", f"test error <= {paper} + 0.5 points, per seed", held, seeds,
-                ctx.case.scale))
+            claims.append(TABLE6.make(held, seeds, ctx.case.scale, depth=depth, paper=paper))
     if cfg.claim == "fig6":
         (ps, pd), (rs, rd) = [sorted(d for d, r in cfg.nets if r is res_) for res_ in (False, True)]
-        deg = [b > a for a, b in zip(per[f"plain{ps}"]["train"], per[f"plain{pd}"]["train"])]
+        deg = [b > a and above_throughout(ca, cb) for a, b, ca, cb in
+               zip(per[f"plain{ps}"]["train"], per[f"plain{pd}"]["train"], per[f"plain{ps}"]["train_curve"],
+                   per[f"plain{pd}"]["train_curve"])]
         fix = [b < a for a, b in zip(per[f"resnet{rs}"]["test"], per[f"resnet{rd}"]["test"])]
-        claims.append(_paper.claim(
-            "resnet-fig6-degradation", "the deeper plain net has higher training error throughout the whole "
-            "training procedure", "He et al. 2015, Fig. 6 (left), Sec. 4.2",
-            f"final training error of plain-{pd} > plain-{ps}, per seed", deg, seeds, ctx.case.scale))
-        claims.append(_paper.claim(
-            "resnet-fig6-residual", "the deeper ResNets ... enjoy accuracy gains from considerably increased depth",
-            "He et al. 2015, Fig. 6 (middle), Sec. 4.2", f"test error of ResNet-{rd} < ResNet-{rs}, per seed", fix,
-            seeds, ctx.case.scale))
+        claims.append(FIG4_THROUGHOUT.make(deg, seeds, ctx.case.scale, ps=ps, pd=pd))
+        claims.append(DEPTH_GAINS.make(fix, seeds, ctx.case.scale, rs=rs, rd=rd))
         m.add("degradation_observed", "bool", [float(x) for x in deg])
         m.add("claim_held", "bool", [float(a and b) for a, b in zip(deg, fix)], note="per seed: both Fig. 6 claims")
     info = {"seeds": list(seeds), "steps": cfg.steps, "milestones": list(cfg.milestones), "batch": ctx.batch_size,
@@ -638,7 +695,8 @@ class ImageNetTrainConfig(Params):
     eval_crop: int = 224
 
 
-@SUITE.kind("quality", params=ImageNetTrainConfig)
+@SUITE.kind("quality", params=ImageNetTrainConfig,
+            metrics=("top1_error", "top5_error", "top1_error.*", "top5_error.*",))
 @_paper.paper_case
 def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
@@ -692,10 +750,8 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     claims = []
     if paper:
         err = 100 - final["top1_accuracy"]
-        claims.append(_paper.claim(f"resnet{cfg.depth}-imagenet-table3", f"ResNet-{cfg.depth}: {paper[0]}% top-1, "
-                                   f"{paper[1]}% top-5 error (10-crop testing, ImageNet val)",
-                                   "He et al. 2015, Table 3, Sec. 4.1", f"10-crop top-1 error <= {paper[0]} + 1.0",
-                                   [err <= paper[0] + 1.0], [seed], ctx.case.scale))
+        claims.append(TABLE3.make([err <= paper[0] + 1.0], [seed], ctx.case.scale, depth=cfg.depth,
+                                  top1=paper[0], top5=paper[1]))
     info = {"seed": seed, "steps": steps, "epochs": steps / per_epoch, "batch": b, "train_images": len(train_s),
             "val_images": len(val_s), "classes": len(classes), "overrides": over, "claims": claims,
             "resumed_from": res.resumed_from, "train_seconds": res.seconds}

@@ -154,3 +154,16 @@ def test_relu_tanh_decision(relu, tanh, held):
 
 def test_dropout_decision():
     assert A.dropout_decision([0.05, 0.10, 0.08], [0.10, 0.05, 0.08]) == [1.0, 0.0, 0.0]
+
+
+def test_dropout_decision_needs_substantial_overfitting_without_dropout():
+    # dropout narrows the gap on both seeds, but on the second the net without it barely overfits (2 points)
+    assert A.dropout_decision([0.01, 0.01], [0.10, 0.02], substantial=0.05) == [1.0, 0.0]
+
+
+def test_relu_tanh_rule_asks_six_times_and_labels_a_smaller_ratio_weaker():
+    cfg = A.SUITE.configs["alexnet-relu-vs-tanh"].params
+    assert cfg.claim_ratio == 6.0
+    assert A.relu_tanh_decision([10], [50], 150, cfg.claim_ratio)[1] == [0.0]  # 5x: not six times
+    assert A.relu_tanh_decision([10], [60], 150, cfg.claim_ratio)[1] == [1.0]
+    assert A.FIG1.strength == "as stated" and A.FIG1_WEAKER.strength == "weaker analogue"

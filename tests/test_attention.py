@@ -87,8 +87,11 @@ def test_proxy_claim_plumbing_on_a_tiny_task():
     assert series["rnnsearch"]["bucket"] == ["1-5", "6-10", "11-15", "16+"]
     assert len(series["rnnencdec"]["bleu"]) == 4 and sum(series["rnnencdec"]["count"]) == 30
     m = out.metrics
+    enc = out.artifacts["bleu_by_length"]["rnnencdec"]["per_seed"]
+    filled = [i for i, c in enumerate(series["rnnencdec"]["count"]) if c and all(b[i] is not None for b in enc)]
     want = A.length_decision(list(m["bleu.gap"].samples), list(m["bleu.gap.shortest"].samples),
-                             list(m["bleu.gap.longest"].samples))
+                             list(m["bleu.gap.longest"].samples), [b[filled[0]] for b in enc],
+                             [b[filled[-1]] for b in enc], cfg.dramatic_drop)
     for k in ("claim_held", "claim_held.search_beats_encdec", "claim_held.gap_grows_with_length"):
         assert m[k].samples == tuple(want[k.removeprefix("claim_held.")])
     assert [c["id"] for c in out.info["claims"]] == ["search_beats_encdec", "gap_grows_with_length"]
@@ -105,3 +108,20 @@ def test_length_decision_holds_and_fails(overall, short, long_, beats, grows):
     d = A.length_decision([overall], [short], [long_])
     assert d == {"search_beats_encdec": [float(beats)], "gap_grows_with_length": [float(grows)],
                  "claim_held": [float(beats * grows)]}
+
+
+@pytest.mark.parametrize("enc_short,enc_long,grows", [
+    (40.0, 10.0, 1),  # RNNencdec falls by 75%: a dramatic drop, and the gap grows
+    (40.0, 35.0, 0),  # the gap grows but RNNencdec falls by only 12.5%: not "dramatically"
+    (40.0, 30.0, 1),  # exactly the 25% threshold
+    (0.0, 0.0, 0),    # no BLEU on short sentences: nothing to drop from
+])
+def test_length_rule_needs_rnnencdec_to_drop_dramatically(enc_short, enc_long, grows):
+    d = A.length_decision([5.0], [2.0], [30.0], [enc_short], [enc_long], 0.25)
+    assert d["gap_grows_with_length"] == [float(grows)]
+
+
+def test_length_rule_needs_rnnsearch_more_robust():
+    # RNNencdec drops dramatically (40 -> 10) but RNNsearch drops more (gap 20 -> 5): not more robust
+    d = A.length_decision([5.0], [20.0], [5.0], [40.0], [10.0], 0.25)
+    assert d["gap_grows_with_length"] == [0.0]

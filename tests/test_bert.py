@@ -134,5 +134,13 @@ def test_quality_dispatches_on_the_params_type():
     assert bert.SUITE.kind_fn("quality", bert.GlueConfig(task="rte")) is bert.glue_quality
 
 
+def test_scratch_lr_is_chosen_on_held_out_training_sentences():
+    fit, val = bert.split_for_lr_choice(30, 0.2, seed=0)
+    assert len(val) == 6 and sorted(fit + val) == list(range(30)) and not set(fit) & set(val)
+    assert bert.split_for_lr_choice(30, 0.2, seed=0) == (fit, val)  # seeded: the same split again
+    assert bert.split_for_lr_choice(2, 0.9, seed=0)[0]  # never the whole set
+    assert "held out for validation" in bert.ABSTRACT.rule and "test split is used once" in bert.ABSTRACT.rule
+
+
 def test_pretraining_claim_rule_holds_and_fails():
     assert bert.pretraining_decision([0.80, 0.50, 0.60], [0.40, 0.55, 0.60]) == [1.0, 0.0, 0.0]  # a tie fails

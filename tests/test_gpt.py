@@ -94,7 +94,8 @@ def test_scaling_pipeline_at_toy_size():
     # held-out loss per byte of a barely trained model sits near the uniform log(256) = 5.55 nats
     assert all(0 < x < 6.5 for x in sc["loss"])
     per_size = [out.metrics[f"heldout_loss.size{i}"].samples[0] for i in range(2)]
-    assert out.metrics["claim_held"].samples == tuple(gpt.scaling_decision([per_size]))
+    params = [out.metrics[f"params.size{i}"].value for i in range(2)]
+    assert out.metrics["claim_held"].samples == tuple(gpt.scaling_decision([per_size], params, cfg.min_r2))
     assert out.metrics["steps_to_target"].value == 4
     assert out.info["claims"][0]["held"] == [int(v) for v in out.metrics["claim_held"].samples]
     assert out.artifacts["curves"]["L1.d32.seed0.loss"]["step"] == [float(x) for x in range(1, 13)]
@@ -107,6 +108,18 @@ def _quality(cfg, ctx):
 
 def test_scaling_claim_rule_holds_and_fails():
     assert gpt.scaling_decision([[3.0, 2.8, 2.5], [3.0, 2.5, 2.6], [3.0, 3.0, 2.5]]) == [1.0, 0.0, 0.0]
+
+
+def test_scaling_rule_tests_the_power_law_not_only_a_decrease():
+    params = [1e4, 1e5, 1e6, 1e7]
+    power = [10 * p ** -0.1 for p in params]  # an exact power law: R^2 = 1
+    assert gpt.power_law_fit(params, power) == pytest.approx((0.1, 1.0))
+    # falls at every size, but in one cliff and a flat tail: monotone, not a power law (R^2 about 0.6)
+    cliff = [5.0, 2.0, 1.99, 1.98]
+    assert gpt.power_law_fit(params, cliff)[1] < 0.9
+    assert gpt.scaling_decision([power, cliff], params, 0.9) == [1.0, 0.0]
+    assert gpt.scaling_decision([cliff]) == [1.0]  # without the sizes only monotonicity is tested
+    assert gpt.power_law_fit([1e4, 1e4], [2.0, 2.0]) == (0.0, 0.0)
 
 
 def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
@@ -125,7 +138,7 @@ def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
         out = _quality(gpt.LMEvalConfig(), ctx)
         assert out.metrics["byte_perplexity"].value == pytest.approx(256.0, rel=1e-5)
         assert out.metrics["bits_per_byte"].value == pytest.approx(8.0, rel=1e-5)
-        assert out.metrics["lambada.accuracy"].value == 0.0  # argmax of a uniform row is byte 0
+        assert out.metrics["lambada.zero_shot.accuracy"].value == 0.0  # argmax of a uniform row is byte 0
     with pytest.raises(SkipCase, match="--data gpt=CHECKPOINT"):
         _quality(gpt.LMEvalConfig(), _ctx("gpt-lm-eval", "quality", "paper"))
     (tmp_path / "bad.pt").write_bytes(b"junk")

@@ -38,6 +38,10 @@ def gpu_metrics(mfu=0.3, energy=0.5, thr=100.0, peak=2**30, compile_s=None) -> d
     return m
 
 
+DECIDED = {"id": "degradation", "statement": "S.", "source": "src", "rule": "r", "strength": "as stated",
+           "held": [1, 0], "seeds": [0, 1], "scale": "proxy"}
+
+
 def passing() -> tuple[list[RunRecord], list[dict]]:
     rs = [rec("resnet", "resnet50-v1.5-speed", mode="fp32", metrics=gpu_metrics(thr=1000.0)),
           rec("resnet", "resnet50-v1.5-speed", mode="amp-bf16+channels-last", metrics=gpu_metrics(thr=3000.0)),
@@ -98,6 +102,9 @@ def test_all_conditions_pass_and_the_table_says_so():
     (lambda rs, cc: rs.pop(), QUALITY),
     (lambda rs, cc: rs.__setitem__(-1, rec("resnet", "resnet-degradation", kind="quality", scale="proxy", metrics={
         "degradation.claim_held": Metric.missing("degradation.claim_held", "bool", True, "undecided")})), QUALITY),
+    # a claim stated in info["claims"] that no seed decided proves nothing either
+    (lambda rs, cc: rs.__setitem__(-1, rec("resnet", "resnet-degradation", kind="quality", scale="proxy",
+                                           info={"claims": [{**DECIDED, "held": [None, None]}]})), QUALITY),
 ])
 def test_each_condition_can_fail(breaks, name):
     rs, cc = passing()

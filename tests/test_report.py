@@ -126,16 +126,21 @@ def test_claims_table_and_headline(report_html):
     assert t["head"] == report.CLAIM_COLUMNS
     by = {r[-1]: r for r in t["rows"]}
     deg = by["milestones run resnet-degradation --kind quality --scale proxy"]
-    assert deg[0] == "He et al. 2015, Fig. 6, Sec. 4.2" and deg[3] == "3/3" and "degradation problem" in deg[1]
+    col = {name: i for i, name in enumerate(report.CLAIM_COLUMNS)}
+    assert deg[0] == "He et al. 2015, Fig. 6, Sec. 4.2" and deg[col["held"]] == "3/3" and "degradation problem" in deg[1]
+    assert deg[col["strength"]] == "as stated"
     relu = by["milestones run alexnet-relu-vs-tanh --kind quality --scale proxy"]
-    assert relu[3] == "2/3" and relu[4] == "0:yes 1:no 2:yes"
-    # A record with only the claim_held metric still counts, cited with its suite's paper.
+    assert relu[col["held"]] == "2/3 (analogue)" and relu[col["per seed"]] == "0:yes 1:no 2:yes"
+    assert relu[col["strength"]] == "weaker analogue (tests ReLU 2x faster on digits, not six times)"
+    # A record with only the claim_held metric still counts, cited with its suite's paper; it does not say how
+    # strong its rule is, so it never reads as held as stated.
     gan = by["milestones run gan-digits --kind quality --scale proxy"]
-    assert gan[3] == "2/2" and gan[0].startswith("Generative Adversarial Nets")
+    assert gan[col["held"]] == "2/2 (analogue)" and gan[0].startswith("Generative Adversarial Nets")
+    assert gan[col["strength"]].startswith("strength not recorded")
     body = "".join(p.text)
-    assert "Paper claims: 4 checked: 3 held on every seed, 1 held on some seeds." in body
+    assert "Paper claims: 1 claim held as stated, 2 weaker analogues held, 1 held on some seeds (4 checked)." in body
     # Each claim figure is captioned with the claim and its outcome.
-    assert any(c.startswith("Fig. 6: deeper plain net trains worse, residual fixes it: held 3/3 seeds")
+    assert any(c.startswith("Fig. 6: deeper plain net trains worse, residual fixes it: held 3/3 seeds (as stated)")
                for c in p.captions)
 
 
@@ -268,7 +273,8 @@ def test_report_renders_in_headless_chromium(report_html, tmp_path):
     # The claims table, as the browser laid it out.
     claims = p.table("paper")
     assert claims["head"] == report.CLAIM_COLUMNS and len(claims["rows"]) == 4
-    assert sorted(r[3] for r in claims["rows"]) == ["2/2", "2/3", "3/3", "3/3"]
+    held = report.CLAIM_COLUMNS.index("held")
+    assert sorted(r[held] for r in claims["rows"]) == ["2/2 (analogue)", "2/3 (analogue)", "3/3", "3/3 (analogue)"]
     # The aggregated paper table: one row per (figure, config), pooled runs counted.
     paper = [r for t in p.tables if t["head"][:2] == ["suite", "figure"] for r in t["rows"]]
     keys = [(r[1], r[2]) for r in paper]

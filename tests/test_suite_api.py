@@ -138,10 +138,12 @@ def test_claim_builds_the_recorded_dict():
     from milestones.harness.suite_api import claim, curve_table
 
     c = claim("degradation", "The deep plain nets ...", "He et al. 2015, Fig. 6", "per seed: ...",
-              [1.0, 0.0, True], (0, 1, 2), "proxy")
+              [1.0, 0.0, True], (0, 1, 2), "proxy", strength="as stated")
     assert c == {"id": "degradation", "statement": "The deep plain nets ...", "source": "He et al. 2015, Fig. 6",
-                 "rule": "per seed: ...", "held": [1, 0, 1], "seeds": [0, 1, 2], "scale": "proxy"}
-    assert claim("x", "s", "src", "r", None, [3], "paper")["held"] is None  # undecided
-    assert claim("x", "s", "src", "r", [None, 1.0], [3, 4], "proxy")["held"] == [None, 1]
+                 "rule": "per seed: ...", "strength": "as stated", "tests": None, "quoted": True,
+                 "held": [1, 0, 1], "seeds": [0, 1, 2], "scale": "proxy"}
+    assert claim("x", "s", "src", "r", None, [3], "paper", strength="as stated")["held"] is None  # undecided
+    assert claim("x", "s", "src", "r", [None, 1.0], [3, 4], "proxy", strength="weaker analogue",
+                 tests="less")["held"] == [None, 1]
     t = curve_table("m", 0, {"step": [1, 2], "loss": [3.0, 2.0], "valid_bleu": [None, None]})
     assert t["series"] == {"loss": [3.0, 2.0]}  # a column with no value at all is left out

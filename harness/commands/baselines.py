@@ -80,7 +80,10 @@ def cmd_appendix(args: argparse.Namespace) -> int:
     by_id = {r.record_id: r for r in recs}
     rows = compare.compare_with_paper(recs, baselines.load(args.dir, args.suites or None))
     rows = [r for r in rows if r.scale == "paper" or args.all_scales]
-    text = report.markdown_appendix([(r, by_id[r.record_id], manifests.get(r.record_id)) for r in rows])
+    claims = report.all_claims(recs)
+    if args.suites:
+        claims = [c for c in claims if c.suite in args.suites]
+    text = report.markdown_appendix([(r, by_id[r.record_id], manifests.get(r.record_id)) for r in rows], claims)
     if args.out:
         Path(args.out).write_text(text)
     else:
@@ -107,7 +110,8 @@ def register(sub) -> None:
     sp.add_argument("results", nargs="+", metavar="RESULTS", help="results folders or record files")
     sp.add_argument("--suite", dest="suites", action="append", metavar="SUITE", help="only this suite (repeatable)")
     sp.add_argument("--baselines-dir", "--dir", dest="dir", help="baselines folder (default: the project's baselines/)")
-    sp.add_argument("--all-scales", action="store_true", help="also list proxy/smoke records (not comparable)")
+    sp.add_argument("--all-scales", action="store_true", help="also list proxy/smoke records against the paper's "
+                    "figures (not comparable); the claims table lists every scale either way")
     sp.add_argument("-o", "--output", "--out", dest="out", help="write the Markdown to this file instead of stdout")
     sp.set_defaults(func=cmd_appendix)
 

@@ -89,7 +89,8 @@ def _compare_history(args: argparse.Namespace) -> int:
     rows, env_notes = compare.compare_history(hist, new, _thresholds(args), metrics=args.metric or None,
                                                canary=not args.ignore_canary)
     counts = compare.verdict_counts(rows)
-    title = f"history ({len({r.run_id for r in hist})} runs) -> {args.inputs[0]}"
+    n_runs = len({r.run_id for r in hist})
+    title = f"history ({n_runs} run{'' if n_runs == 1 else 's'}) -> {args.inputs[0]}"
     if args.format == "json":
         print(report.compare_json(rows, env_notes, counts))
     elif args.format == "markdown":
