@@ -658,7 +658,7 @@ def compare_rows(records: Sequence[RunRecord]):
 
 
 def rows_from_tracks(tracks: Sequence[Track]):
-    from milestones.harness.compare import CompareRow
+    from milestones.harness.compare import CompareRow, case_key
 
     rows = []
     for t in tracks:
@@ -668,5 +668,6 @@ def rows_from_tracks(tracks: Sequence[Track]):
         else:
             res = t.result.comparison
         rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, t.metric,
-                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res))
+                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res,
+                               key=case_key(c)))
     return rows

@@ -31,6 +31,24 @@ MIN_BLOCK = 3
 N_BOOT = 2000
 
 
+# Ratios of 1e-300 or 1e300 are no measurements, but they must give a verdict, never an OverflowError.
+def _safe_exp(x: float) -> float:
+    return math.exp(max(-700.0, min(700.0, x))) if x == x else x
+
+
+def _safe_expm1(x: float) -> float:
+    return math.expm1(max(-700.0, min(700.0, x))) if x == x else x
+
+
+def _safe_log(x: float) -> float:
+    x = float(x)
+    if x != x:
+        return x
+    if x <= 0:
+        return -745.0
+    return math.log(x) if math.isfinite(x) else 710.0
+
+
 @dataclass(frozen=True)
 class Comparison:
     """One metric, base vs new. `ratio` is new/base (of medians, or of means over seeds)."""
@@ -188,7 +206,7 @@ def decide(change: float, ci_bad: tuple[float, float], p: float, alpha: float, t
     t = math.log1p(threshold)
     lo, hi = ci_bad
     sig = p < alpha and (lo > 0 or hi < 0)
-    pct = f"{math.expm1(abs(change)) * 100:.1f}%"
+    pct = f"{_safe_expm1(abs(change)) * 100:.1f}%"
     if sig and change > 0 and change >= min_effect * t and hi >= t:
         return "regressed", f"{pct} worse (p={p:.2g})"
     if sig and change < 0 and -change >= min_effect * t and lo <= -t:
@@ -223,19 +241,19 @@ def compare_timeseries(a: Sequence[float], b: Sequence[float], *, higher_is_bett
     if ma <= 0 or mb <= 0:
         return Comparison("not comparable", "medians must be positive for a ratio", base=ma, new=mb, **common)
     ratio = mb / ma
-    change = _bad(math.log(ratio), higher_is_better)
+    change = _bad(_safe_log(ratio), higher_is_better)
     if len(a) < 2 or len(b) < 2:
         if a == b:
             return Comparison("unchanged", "identical values", ratio=ratio, change=0.0, base=ma, new=mb, **common)
         return Comparison("inconclusive", f"{min(len(a), len(b))} sample(s): no test possible", ratio=ratio,
-                          change=math.expm1(change), base=ma, new=mb, **common)
+                          change=_safe_expm1(change), base=ma, new=mb, **common)
     ba, bb = block_medians(a), block_medians(b)
     p = mann_whitney(ba, bb)
     lo, hi = block_bootstrap_ratio(a, b, level=level, n_boot=n_boot, seed=seed)
-    ci_bad = sorted((_bad(math.log(lo), higher_is_better), _bad(math.log(hi), higher_is_better)))
+    ci_bad = sorted((_bad(_safe_log(lo), higher_is_better), _bad(_safe_log(hi), higher_is_better)))
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; {len(ba)} vs {len(bb)} blocks"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=_safe_expm1(change),
                       base=ma, new=mb, **common)
 
 
@@ -268,7 +286,7 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; Welch over {len(a)} vs {len(b)} seeds"
     return Comparison(verdict, reason, ratio=ratio, ci_low=(ma + lo) / ma, ci_high=(ma + hi) / ma, p_value=p,
-                      change=math.expm1(change), base=ma, new=mb, **common)
+                      change=_safe_expm1(change), base=ma, new=mb, **common)
 
 
 def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
@@ -286,14 +304,14 @@ def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
     ratio = vb / va
     if ratio <= 0:
         return Comparison("inconclusive", "sign changed: no ratio", base=va, new=vb, ratio=ratio, **common)
-    change = _bad(math.log(ratio), higher_is_better)
-    pct = f"{math.expm1(abs(change)) * 100:.2f}%"
+    change = _bad(_safe_log(ratio), higher_is_better)
+    pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
     if abs(change) < math.log1p(threshold):
         verdict, reason = "unchanged", f"deterministic value changed by {pct}, within {threshold:.0%}"
     else:
         verdict = "regressed" if change > 0 else "improved"
         reason = f"deterministic value {pct} {'worse' if change > 0 else 'better'}"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
                       base=va, new=vb, **common)
 
 
@@ -313,21 +331,23 @@ def compare_repeated_runs(runs_a: Sequence[Sequence[float]], runs_b: Sequence[Se
     a = [x for r in ra for x in r]
     b = [x for r in rb for x in r]
     common = dict(method="runs", n_base=len(a), n_new=len(b), threshold=threshold)
+    if not ra or not rb:
+        return Comparison("not comparable", "no run on the " + ("base" if not ra else "new") + " side", **common)
     if not (_finite(a) and _finite(b)) or min(a + b, default=0) <= 0:
         return Comparison("not comparable", "non-finite or non-positive samples", **common)
     ma, mb = float(np.median(a)), float(np.median(b))
     ratio = mb / ma
-    la = [math.log(float(np.median(r))) for r in ra]
-    lb = [math.log(float(np.median(r))) for r in rb]
+    la = [_safe_log(float(np.median(r))) for r in ra]
+    lb = [_safe_log(float(np.median(r))) for r in rb]
     p, _, _ = welch(la, lb)
     m = min(min(len(r) for r in ra), min(len(r) for r in rb))
     lo, hi = _bootstrap([np.array([r[:m] for r in ra]), np.array([r[:m] for r in rb])], level=level, n_boot=n_boot,
                         seed=seed)
-    change = _bad(math.log(ratio), higher_is_better)
-    ci_bad = sorted((_bad(math.log(lo), higher_is_better), _bad(math.log(hi), higher_is_better)))
+    change = _bad(_safe_log(ratio), higher_is_better)
+    ci_bad = sorted((_bad(_safe_log(lo), higher_is_better), _bad(_safe_log(hi), higher_is_better)))
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; {len(ra)} vs {len(rb)} runs"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=_safe_expm1(change),
                       base=ma, new=mb, **common)
 
 
@@ -346,7 +366,7 @@ def gross_change(a: Sequence[float], b: Sequence[float], *, higher_is_better: bo
     if not a or not b or not (_finite(a) and _finite(b)) or min(a + b) <= 0:
         return None
     ma, mb = float(np.median(a)), float(np.median(b))
-    change = _bad(math.log(mb / ma), higher_is_better)
+    change = _bad(_safe_log(mb / ma), higher_is_better)
     if abs(change) < math.log1p(gross):
         return None
     worse_side = b if change > 0 else a
@@ -356,10 +376,10 @@ def gross_change(a: Sequence[float], b: Sequence[float], *, higher_is_better: bo
     if not separated:
         return None
     verdict = "regressed" if change > 0 else "improved"
-    return Comparison(verdict, f"large change: {math.expm1(abs(change)):.0%} {'worse' if change > 0 else 'better'}, "
+    return Comparison(verdict, f"large change: {_safe_expm1(abs(change)):.0%} {'worse' if change > 0 else 'better'}, "
                                f"beyond the {gross:.0%} gross threshold with no overlap",
                       method="gross", ratio=mb / ma, ci_low=min(b) / max(a), ci_high=max(b) / min(a), p_value=None,
-                      change=math.expm1(change), base=ma, new=mb, n_base=len(a), n_new=len(b))
+                      change=_safe_expm1(change), base=ma, new=mb, n_base=len(a), n_new=len(b))
 
 
 # ------------------------------------------------------------------------------- near-deterministic
@@ -379,14 +399,14 @@ def compare_tolerance(a: Sequence[float], b: Sequence[float], *, higher_is_bette
             return Comparison("unchanged", "identical", ratio=1.0, change=0.0, base=va, new=vb, **common)
         return Comparison("inconclusive", "non-positive value: no ratio", base=va, new=vb, **common)
     ratio = vb / va
-    change = _bad(math.log(ratio), higher_is_better)
-    pct = f"{math.expm1(abs(change)) * 100:.2f}%"
+    change = _bad(_safe_log(ratio), higher_is_better)
+    pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
     if abs(change) <= math.log1p(tolerance):
         verdict, reason = "unchanged", f"changed by {pct}, within the {tolerance:.2%} tolerance"
     else:
         verdict = "regressed" if change > 0 else "improved"
         reason = f"{pct} {'worse' if change > 0 else 'better'}, beyond the {tolerance:.2%} tolerance"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
                       base=va, new=vb, **common)
 
 
@@ -473,14 +493,6 @@ class Spending:
         self.spent += lvl
         self.looks.append((n, lvl))
         return lvl
-
-
-def _safe_exp(x: float) -> float:
-    return math.exp(max(-700.0, min(700.0, x)))
-
-
-def _safe_expm1(x: float) -> float:
-    return math.expm1(max(-700.0, min(700.0, x)))
 
 
 @dataclass(frozen=True)
