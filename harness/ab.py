@@ -260,24 +260,42 @@ class Track:
     ratios: list[float] = field(default_factory=list)
     result: stats.PairedResult | None = None
     failed: str | None = None        # a side failed: the verdict says so
+    spending: stats.Spending | None = None
+    logged: int = 0                  # looks already written to the run's look log
 
     @property
     def done(self) -> bool:
         return self.failed is not None or (self.result is not None and self.result.decided)
 
 
-def verdicts(tracks: Sequence[Track], settings: Settings, *, final: bool) -> None:
-    """Look at every open track. The error rate is split over the tracks (Bonferroni) and the looks."""
+def verdicts(tracks: Sequence[Track], settings: Settings, *, final: bool, planned: int | None = None) -> None:
+    """Look at every open track. The error rate is split over the tracks (Bonferroni) and spent over the
+    looks (O'Brien-Fleming-type, `stats.Spending`); `planned`: the rounds the budget is expected to allow
+    (default max_rounds; a time budget estimates it from the rounds so far)."""
     n_tests = max(1, len(tracks))
     looks = stats.looks_until(settings.max_rounds)
+    planned = settings.max_rounds if planned is None else max(2, min(planned, settings.max_rounds))
     for t in tracks:
         if t.done:
             continue
         n = len(t.ratios)
         if not final and n not in looks:
             continue
+        if t.spending is None:
+            t.spending = stats.Spending(settings.alpha / n_tests)
+        level = t.spending.level(n, planned, final=final) if n >= 2 else None
         t.result = stats.paired_verdict(t.ratios, higher_is_better=t.higher_is_better, threshold=settings.threshold,
-                                        alpha=settings.alpha / n_tests, n_looks=len(looks), final=final)
+                                        alpha=settings.alpha / n_tests, n_looks=len(looks), final=final, level=level)
+
+
+def replay_verdicts(tracks: Sequence[Track], settings: Settings) -> None:
+    """Decide finished tracks as a live run would have, look by look, with the rounds known (read back)."""
+    n_tests = max(1, len(tracks))
+    for t in tracks:
+        if t.failed is not None or not t.ratios:
+            continue
+        t.result = stats.sequential_verdict(t.ratios, planned=len(t.ratios), higher_is_better=t.higher_is_better,
+                                            alpha=settings.alpha / n_tests, threshold=settings.threshold)
 
 
 def summary_rows(tracks: Sequence[Track]) -> list[dict[str, Any]]:
@@ -333,79 +351,245 @@ def _record(side: Side, case: Case, run: Any, *, run_id: str, entry: Any, opts: 
     return dataclasses.replace(rec, record_id=f"{run_id}/{side.name}/{case.slug}/r{i}")
 
 
+# Options a resumed run must reuse (what it measures); stored in the run's manifest.
+RESUME_OPTIONS = ("kinds", "scale", "device", "dtype", "threads", "timeout", "seed")
+
+
+def _estimate_next(durations: Sequence[float]) -> float:
+    """What the next round may take: the slowest of the recent rounds (a round's cost drifts with load)."""
+    return max(durations[-8:]) if durations else 0.0
+
+
+def _planned_rounds(settings: Settings, done: int, elapsed: float, durations: Sequence[float]) -> int:
+    """The rounds the budget is expected to allow, estimated from the rounds so far."""
+    if not durations:
+        return settings.max_rounds
+    pace = statistics.fmean(durations[-8:])
+    more = int(max(0.0, settings.max_time - elapsed) // pace) if pace > 0 else settings.max_rounds
+    return max(done, min(settings.max_rounds, done + more))
+
+
+def _finish(result: AbResult, tracks: list[Track], settings: Settings, folder: Path, run_id: str, elapsed: float) -> AbResult:
+    from milestones.harness import store
+
+    result.tracks = tracks
+    verdicts(result.tracks, settings, final=True)
+    result.elapsed_s = elapsed
+    # JSON Lines, not *.json: record loaders read every *.json of a run folder. A resumed run writes
+    # a new summary beside the old (never overwritten): the newest one is the run's.
+    head = {"run_id": run_id, "rounds": result.rounds, "stop": result.stop, "elapsed_s": result.elapsed_s}
+    name = AB_SUMMARY
+    k = 1
+    while (folder / name).exists():
+        name = f"_ab_summary.{k}.jsonl"
+        k += 1
+    store.atomic_write_new(folder / name, "\n".join(json.dumps(x, default=str)
+                                                    for x in [head, *summary_rows(result.tracks)]) + "\n")
+    return result
+
+
 def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Side], settings: Settings, *,
             on_record: Callable[[RunRecord, Path], None] | None = None,
             on_round: Callable[[int, list[Track]], None] | None = None,
-            clock: Callable[[], float] = time.monotonic) -> AbResult:
-    """Rounds of fresh case processes, sides alternating, until every track is conclusive or the budget ends."""
+            clock: Callable[[], float] = time.monotonic, started: float | None = None,
+            work: Path | None = None, resume: Path | None = None) -> AbResult:
+    """Rounds of fresh case processes, sides alternating, until every track is conclusive or the budget ends.
+
+    The time budget counts from `started` (default: now): no round starts that the slowest of the
+    recent rounds says would end past `max_time`. Ctrl-C stops it with the verdicts of the finished
+    rounds. `resume`: the folder of a killed run, continued from its last complete round. Case workdirs
+    live under `work` (a folder owned by this run, see `claim_workdir`), or a temporary one.
+    """
     from milestones.harness import store
 
     check_cases(cases, sides)
     by_name = {s.name: s for s in sides}
-    run_id = store.new_run_id()
-    machine = sides[0].env.get("machine_id") or "unknown-machine"
-    folder = store.run_dir(opts.out, machine, run_id)
-    store.ensure_writable(folder)
-    store.write_manifest(folder, {"run_id": run_id, "machine_id": machine, "ab": True,
-                                  "cases": [dataclasses.asdict(c) for c in cases],
-                                  "sides": [{"name": s.name, "label": s.label, "python": s.python, "rev": s.rev}
-                                            for s in sides],
-                                  "settings": dataclasses.asdict(settings)})
+    t0 = clock() if started is None else started
     tracks: dict[str, list[Track]] = {c.slug: [] for c in cases}
-    result = AbResult(run_id, folder, [], 0, "max rounds", 0.0)
-    t0 = clock()
-    last_round = 0.0
-    for i in range(settings.max_rounds):
-        open_cases = [c for c in cases if not tracks[c.slug] or not all(t.done for t in tracks[c.slug])]
-        if not open_cases:
-            result.stop = "conclusive"
-            break
-        if i > 0 and (clock() - t0) + last_round > settings.max_time:
-            result.stop = "max time"
-            break
-        r0 = clock()
-        # Fresh fork servers each round: forks share their server's address-space layout (ASLR happens at
-        # exec, not fork), which moved one side's step by 16% in every round of an A/A pair (DQN's
-        # learner). New servers draw a new layout per round, as fresh interpreters do.
-        from milestones.harness.launch import forkserver
-
-        forkserver.close_all()
-        for case in open_cases:
-            entry = registry.config(case.config)
-            recs: dict[str, RunRecord] = {}
-            for name in round_order(i):
-                with tempfile.TemporaryDirectory(prefix="milestones-ab-") as tmp:
-                    run = run_case(by_name[name], case, opts, seed=opts.seed, workdir=Path(tmp))
-                rec = _record(by_name[name], case, run, run_id=run_id, entry=entry, opts=opts, i=i, seed=opts.seed,
-                              settings=settings)
-                path = store.write_record(folder / f"r{i:04d}-{name}", rec)
-                result.paths.append(path)
-                recs[name] = rec
-                if on_record:
-                    on_record(rec, path)
-                if run.status == "interrupted":
-                    result.stop = "interrupted"
-                    result.tracks = [t for ts in tracks.values() for t in ts]
-                    result.rounds, result.elapsed_s = i, clock() - t0
-                    return result
-            _add_round(tracks[case.slug], case, recs, settings)
-        last_round = clock() - r0
-        result.rounds = i + 1
-        all_tracks = [t for ts in tracks.values() for t in ts]
-        verdicts(all_tracks, settings, final=False)
-        if on_round:
-            on_round(i, all_tracks)
+    first = 0
+    if resume is not None:
+        folder = Path(resume)
+        manifest = json.loads((folder / store.RUN_MANIFEST).read_text())
+        run_id = manifest["run_id"]
+        old = [rec for f in store.iter_record_files([folder]) for rec in [store.read_record(f)]]
+        old = [r for r in old if r.run_id == run_id]
+        done, _ = tracks_from_records(old) if old else ([], settings)
+        _restore_looks(done, settings, folder)
+        for t in done:
+            if t.case.slug in tracks:
+                tracks[t.case.slug].append(t)
+        first = 1 + max((int(r.info["ab"]["round"]) for r in old), default=-1)
     else:
-        if all(t.done for ts in tracks.values() for t in ts if ts):
-            result.stop = "conclusive"
-    result.tracks = [t for ts in tracks.values() for t in ts]
-    verdicts(result.tracks, settings, final=True)
-    result.elapsed_s = clock() - t0
-    # JSON Lines, not *.json: record loaders read every *.json of a run folder.
-    head = {"run_id": run_id, "rounds": result.rounds, "stop": result.stop, "elapsed_s": result.elapsed_s}
-    store.atomic_write_new(folder / AB_SUMMARY, "\n".join(json.dumps(x, default=str)
-                                                          for x in [head, *summary_rows(result.tracks)]) + "\n")
-    return result
+        run_id = store.new_run_id()
+        machine = sides[0].env.get("machine_id") or "unknown-machine"
+        folder = store.run_dir(opts.out, machine, run_id)
+        store.ensure_writable(folder)
+        store.write_manifest(folder, {"run_id": run_id, "machine_id": machine, "ab": True,
+                                      "cases": [dataclasses.asdict(c) for c in cases],
+                                      "sides": [{"name": s.name, "label": s.label, "python": s.python, "rev": s.rev,
+                                                 "current": s.current} for s in sides],
+                                      "options": {k: getattr(opts, k, None) for k in RESUME_OPTIONS},
+                                      "settings": dataclasses.asdict(settings)})
+    result = AbResult(run_id, folder, [], first, "max rounds", 0.0)
+    own_work = None
+    if work is None:
+        own_work = tempfile.TemporaryDirectory(prefix=WORK_PREFIX)
+        work = claim_workdir(Path(own_work.name))
+    durations: list[float] = []
+    try:
+        for i in range(first, settings.max_rounds):
+            open_cases = [c for c in cases if not tracks[c.slug] or not all(t.done for t in tracks[c.slug])]
+            if not open_cases:
+                result.stop = "conclusive"
+                break
+            if durations and (clock() - t0) + _estimate_next(durations) > settings.max_time:
+                result.stop = "max time"
+                break
+            r0 = clock()
+            # Fresh fork servers each round: forks share their server's address-space layout (ASLR happens at
+            # exec, not fork), which moved one side's step by 16% in every round of an A/A pair (DQN's
+            # learner). New servers draw a new layout per round, as fresh interpreters do.
+            from milestones.harness.launch import forkserver
+
+            forkserver.close_all()
+            for case in open_cases:
+                entry = registry.config(case.config)
+                recs: dict[str, RunRecord] = {}
+                for name in round_order(i):
+                    with tempfile.TemporaryDirectory(prefix="case-", dir=work) as tmp:
+                        run = run_case(by_name[name], case, opts, seed=opts.seed, workdir=Path(tmp))
+                    rec = _record(by_name[name], case, run, run_id=run_id, entry=entry, opts=opts, i=i,
+                                  seed=opts.seed, settings=settings)
+                    path = store.write_record(folder / f"r{i:04d}-{name}", rec)
+                    result.paths.append(path)
+                    recs[name] = rec
+                    if on_record:
+                        on_record(rec, path)
+                    if run.status == "interrupted":
+                        raise KeyboardInterrupt
+                _add_round(tracks[case.slug], case, recs, settings)
+            durations.append(clock() - r0)
+            result.rounds = i + 1
+            all_tracks = [t for ts in tracks.values() for t in ts]
+            verdicts(all_tracks, settings, final=False,
+                     planned=_planned_rounds(settings, i + 1, clock() - t0, durations))
+            _log_looks(folder, all_tracks)
+            if on_round:
+                on_round(i, all_tracks)
+        else:
+            if all(t.done for ts in tracks.values() for t in ts if ts):
+                result.stop = "conclusive"
+    except KeyboardInterrupt:
+        # The verdict so far: the finished rounds are decided as at the budget's end.
+        result.stop = "interrupted"
+    finally:
+        if own_work is not None:
+            own_work.cleanup()
+    return _finish(result, [t for ts in tracks.values() for t in ts], settings, folder, run_id, clock() - t0)
+
+
+AB_LOOKS = "_ab_looks.jsonl"
+
+
+def _log_looks(folder: Path, tracks: Sequence[Track]) -> None:
+    """Append each new look's level: a resumed run continues the same error spending."""
+    lines = []
+    for t in tracks:
+        looks = t.spending.looks if t.spending else []
+        for n, lvl in looks[t.logged:]:
+            lines.append(json.dumps({"case": t.case.slug, "metric": t.metric, "rounds": n, "level": lvl}))
+        t.logged = len(looks)
+    if lines:
+        with open(folder / AB_LOOKS, "a", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+
+
+def _restore_looks(tracks: Sequence[Track], settings: Settings, folder: Path) -> None:
+    """Rebuild each resumed track's looks from the run's look log, as the killed run made them."""
+    logged: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    try:
+        text = (folder / AB_LOOKS).read_text(encoding="utf-8")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        try:
+            d = json.loads(line)
+            logged.setdefault((d["case"], d["metric"]), []).append((int(d["rounds"]), float(d["level"])))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by the kill
+    n_tests = max(1, len(tracks))
+    for t in tracks:
+        t.result = None
+        t.spending = stats.Spending(settings.alpha / n_tests)
+        for n, lvl in logged.get((t.case.slug, t.metric), []):
+            t.spending.spent += lvl
+            t.spending.looks.append((n, lvl))
+            if t.failed is None and n <= len(t.ratios):
+                r = stats.paired_verdict(t.ratios[:n], higher_is_better=t.higher_is_better,
+                                         threshold=settings.threshold, alpha=settings.alpha / n_tests, level=lvl)
+                t.result = r
+                if r.decided:
+                    break
+        t.logged = len(t.spending.looks)
+
+
+# ------------------------------------------------------------------------------ leftovers of killed runs
+WORK_PREFIX = "milestones-ab-"
+OWNER = ".owner-pid"
+# A work folder of an older milestones has no owner file: removed once it is this old.
+UNOWNED_AGE_S = 6 * 3600
+
+
+def claim_workdir(work: Path) -> Path:
+    """Mark `work` as this process's (its pid), so that the next `ab` can tell a leftover from a live run."""
+    (work / OWNER).write_text(str(os.getpid()))
+    return work
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _leftover(work: Path, now: float) -> bool:
+    try:
+        pid = int((work / OWNER).read_text().strip())
+    except (OSError, ValueError):
+        try:
+            return now - work.stat().st_mtime > UNOWNED_AGE_S
+        except OSError:
+            return False
+    return pid != os.getpid() and not _alive(pid)
+
+
+def clean_leftovers(repo: Path | None, tmp: Path | None = None) -> list[str]:
+    """Remove what killed `ab` runs left: their work folders in $TMPDIR (case workdirs, checkouts) and
+    the git worktrees registered for them in `repo`. Folders of live runs are kept. Returns what went."""
+    tmp = Path(tmp or tempfile.gettempdir())
+    now = time.time()
+    gone: list[str] = []
+    dead = [w for w in tmp.glob(WORK_PREFIX + "*") if w.is_dir() and _leftover(w, now)]
+    if repo is not None and (repo / ".git").exists():
+        r = _git(repo, "worktree", "list", "--porcelain")
+        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+            if not line.startswith("worktree "):
+                continue
+            wt = Path(line[len("worktree "):])
+            owner = next((w for w in dead if wt.is_relative_to(w)), None)
+            if owner is not None or (wt.name.startswith("rev-") and wt.parent.name.startswith(WORK_PREFIX)
+                                     and wt.parent.parent == tmp and not wt.parent.exists()):
+                _git(repo, "worktree", "remove", "--force", str(wt))
+                gone.append(f"worktree {wt}")
+        _git(repo, "worktree", "prune")
+    for w in dead:
+        shutil.rmtree(w, ignore_errors=True)
+        gone.append(str(w))
+    return gone
 
 
 def _add_round(tracks: list[Track], case: Case, recs: dict[str, RunRecord], settings: Settings) -> None:
@@ -463,15 +647,19 @@ def tracks_from_records(records: Sequence[RunRecord]) -> tuple[list[Track], Sett
             continue  # an interrupted round: one side only
         _add_round(tracks[slug], cases[slug], recs, settings)
     out = [t for ts in tracks.values() for t in ts]
-    verdicts(out, settings, final=True)
+    replay_verdicts(out, settings)
     return out, settings
 
 
 def compare_rows(records: Sequence[RunRecord]):
     """CompareRows (method `paired`) for an A/B run, plus its tracks (per-round ratios)."""
-    from milestones.harness.compare import CompareRow
-
     tracks, _ = tracks_from_records(records)
+    return rows_from_tracks(tracks), tracks
+
+
+def rows_from_tracks(tracks: Sequence[Track]):
+    from milestones.harness.compare import CompareRow, case_key
+
     rows = []
     for t in tracks:
         c = t.case
@@ -480,5 +668,6 @@ def compare_rows(records: Sequence[RunRecord]):
         else:
             res = t.result.comparison
         rows.append(CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, t.metric,
-                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res, mode=c.mode))
-    return rows, tracks
+                               "s" if t.metric.endswith("_time") else "", t.higher_is_better, res,
+                               mode=c.mode, key=case_key(c)))
+    return rows

@@ -16,7 +16,9 @@ from typing import Any
 
 from milestones.harness.errors import MilestonesError, UsageError
 
-EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# compare and ab: 0 pass, 1 regression, 2 bad input, 3 the tool failed (a bug, never a regression); run: 1 a
+# case failed. 130: interrupted.
+EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE, EXIT_TOOL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -285,6 +287,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         os._exit(0)
+    except Exception as e:  # noqa: BLE001 - a bug must not read as a regression (exit 1)
+        import traceback
+
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        print(f"milestones: internal error: {type(e).__name__}: {str(e)[:300]} (at {Path(where.filename).name}:"
+              f"{where.lineno}); exit 3: the tool failed, not the benchmark. MILESTONES_TRACEBACK=1 shows the traceback",
+              file=sys.stderr)
+        if os.environ.get("MILESTONES_TRACEBACK"):
+            traceback.print_exc()
+        return EXIT_TOOL_FAILED
 
 
 if __name__ == "__main__":

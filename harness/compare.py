@@ -125,6 +125,7 @@ class CompareRow:
     result: stats.Comparison
     env_note: str = ""
     mode: str = DEFAULT_MODE
+    key: tuple = ()           # case_key of the row's case (rows and records are matched on it)
 
     @property
     def verdict(self) -> str:
@@ -170,15 +171,24 @@ def parse_percent(s: str) -> float:
     return v
 
 
-def _case_key(r: RunRecord, full: bool = True) -> tuple:
-    # The execution mode is in the reduced key too: records of two modes are never paired, not even as
-    # "not comparable" (a compiled amp-bf16 case is a different workload, not a change of the eager one).
-    c = r.case
-    k = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0], c.mode)
-    return k + (c.dtype, c.batch_size) if full else k
+def case_key(case: Any) -> tuple:
+    """THE key of a case: records, compare rows and histories are matched on it (and nowhere else is
+    one built), so a new field of the case is one line here. The device's index is left out: cuda:0
+    and cuda:1 of one machine are the same case."""
+    return (case.suite, case.config, case.kind, case.scale, case.device.split(":")[0],
+            getattr(case, "mode", DEFAULT_MODE), case.dtype, case.batch_size)
 
 
-REDUCED_KEY = 6  # the length of _case_key(r, full=False)
+# The fields of the key an unmatched case is paired on, so that a dtype or batch-size change is said,
+# not hidden (the key's first six: suite, config, kind, scale, device, mode). The execution mode is in
+# it: records of two modes are never paired, not even as "not comparable" (a compiled amp-bf16 case is
+# a different workload, not a change of the eager one).
+LOOSE_KEY = 6
+
+
+def _case_key(r: RunRecord) -> tuple:
+    return case_key(r.case)
+
 
 
 def _samples(recs: Sequence[RunRecord], metric: str) -> list[float]:
@@ -261,7 +271,7 @@ def _nc(case_recs: Sequence[RunRecord], metric: str, unit: str, hib: bool | None
         note: str) -> CompareRow:
     c = case_recs[0].case
     return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, metric, unit, hib,
-                      stats.Comparison("not comparable", why, method="-"), note, mode=c.mode)
+                      stats.Comparison("not comparable", why, method="-"), note, mode=c.mode, key=case_key(c))
 
 
 def _not_comparable_reason(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> str | None:
@@ -297,7 +307,7 @@ def _pair_cases(base: Sequence[RunRecord], new: Sequence[RunRecord]
     left_b = {k: v for k, v in group_b.items() if k not in group_a}
     used_b: set[tuple] = set()
     for ka, va in left_a.items():
-        match = next((kb for kb in left_b if kb[:REDUCED_KEY] == ka[:REDUCED_KEY] and kb not in used_b), None)
+        match = next((kb for kb in left_b if kb[:LOOSE_KEY] == ka[:LOOSE_KEY] and kb not in used_b), None)
         if match is not None:
             used_b.add(match)
             pairs.append((va, left_b[match]))
@@ -375,7 +385,7 @@ def _metric_row(ra: list[RunRecord], rb: list[RunRecord], name: str, thresholds:
                                               "descheduled (kept: no clean sample; the machine was busy)")
     c = ra[0].case
     return CompareRow(c.suite, c.config, c.kind, c.scale, c.device, c.dtype, c.batch_size, name, m.unit,
-                      m.higher_is_better, res, note, mode=c.mode)
+                      m.higher_is_better, res, note, mode=c.mode, key=case_key(c))
 
 
 def compare_runs(base: Sequence[RunRecord], new: Sequence[RunRecord], thresholds: Thresholds = Thresholds(),
@@ -444,8 +454,8 @@ def _by_case(recs: Sequence[RunRecord]) -> dict[tuple, list[RunRecord]]:
 
 
 def _row_case_key(row: CompareRow) -> tuple:
-    return (row.suite, row.config, row.kind, row.scale, row.device.split(":")[0], row.mode, row.dtype,
-            row.batch_size)
+    # Set from `case_key` where the row is made; () for a row built by hand matches no case.
+    return row.key
 
 
 def _excuse_slow_machine(rows: list[CompareRow], checks: dict[tuple, slow_machine.CanaryCheck]) -> list[CompareRow]:
@@ -502,7 +512,9 @@ def compare_history(history: Sequence[RunRecord], new: Sequence[RunRecord], thre
         # runs of the same code, and only the history knows whether this metric does.
         if row.result.method not in ("blocks", "runs", "gross") or row.metric.endswith(DERIVED_FROM_STEP):
             continue
-        recs_new = next(v for k, v in new_by_case.items() if k[:REDUCED_KEY] == _row_case_key(row)[:REDUCED_KEY])
+        recs_new = new_by_case.get(_row_case_key(row))
+        if not recs_new:
+            continue
         version = recs_new[0].suite_version
         series = []
         for rs in runs:

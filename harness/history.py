@@ -158,6 +158,8 @@ def histories(records: Iterable[RunRecord], metrics: Sequence[str] | None = None
     """A History for every (case, metric) seen in at least `min_runs` different runs."""
     import fnmatch
 
+    from milestones.harness.compare import case_key
+
     by: dict[tuple, dict[str, tuple[RunRecord, list[float]]]] = {}
     for r in records:
         if r.status != "ok":
@@ -168,15 +170,14 @@ def histories(records: Iterable[RunRecord], metrics: Sequence[str] | None = None
                 continue
             if not all(math.isfinite(x) for x in m.samples):
                 continue
-            key = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0], c.dtype, c.batch_size,
-                   r.suite_version, name)
+            key = (*case_key(c), r.suite_version, name)
             slot = by.setdefault(key, {})
             prev = slot.get(r.run_id)
             slot[r.run_id] = (r, (prev[1] if prev else []) + list(m.samples))
     out = []
     for key, runs in sorted(by.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         if len(runs) >= min_runs:
-            out.append(build(key[0], key[1], key[2], key[8], list(runs.values()), **kw))
+            out.append(build(key[0], key[1], key[2], key[-1], list(runs.values()), **kw))
     return out
 
 
@@ -238,8 +239,10 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
 
     from milestones.harness import stats
 
-    h = np.log(np.asarray([v for v in history if v > 0], float))
-    if len(h) < MIN_HISTORY or latest <= 0:
+    # Only finite positive medians are runs (a NaN or inf median is no measurement); logs are clipped
+    # so that a run of 1e-300 s cannot overflow what is derived from it.
+    h = np.clip(np.log(np.asarray([v for v in history if 0 < v < math.inf], float)), -700, 700)
+    if len(h) < MIN_HISTORY or not 0 < latest < math.inf:
         return Judgement("too few runs", float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
                          len(h), False)
     # min_size 2: one odd run does not make a new level (it is what persistence is judged on).
@@ -269,7 +272,7 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
     # estimate is worth (a MAD keeps ~37% of the information of an SD). A short history whose noise came
     # out small by chance then cannot fail a night on its own (the whole-run A/A failed early nights so).
     df = max(1.0, MAD_EFFICIENCY * (len(h) - 2))
-    y = math.log(latest)
+    y = float(np.clip(math.log(latest), -700, 700))
     d, z = z_of(y, seg)
     p = float(2 * student_t.sf(abs(z), df))
     # Persistence: was the last history run itself off the level of the runs before it?
@@ -300,5 +303,5 @@ def judge_latest(history: Sequence[float], latest: float, *, higher_is_better: b
     else:
         state = "ok"
     dev = (seg - np.median(seg)) if not higher_is_better else (np.median(seg) - seg)
-    return Judgement(state, math.expm1(d), z, p, math.exp(float(np.median(seg))), sigma, len(seg), persisted,
-                     math.expm1(max(float(dev.max()), 0.0)), share_as_far(y, seg, worse))
+    return Judgement(state, stats._safe_expm1(d), z, p, stats._safe_exp(float(np.median(seg))), sigma, len(seg),
+                     persisted, stats._safe_expm1(max(float(dev.max()), 0.0)), share_as_far(y, seg, worse))

@@ -59,8 +59,8 @@ def case_canary(recs: Sequence[RunRecord]) -> float | None:
 
 def check(reference: Sequence[float], new: float | None) -> CanaryCheck | None:
     """The new canary against reference canaries of the same case on the same machine (oldest first)."""
-    ref = [x for x in reference if x > 0][-REFERENCE_RUNS:]
-    if new is None or not ref:
+    ref = [x for x in reference if 0 < x < math.inf][-REFERENCE_RUNS:]
+    if new is None or not 0 < new < math.inf or not ref:
         return None
     logs = [math.log(x) for x in ref]
     mid = statistics.median(logs)
@@ -77,7 +77,11 @@ def slowdown(result: stats.Comparison, higher_is_better: bool | None) -> float |
 
 
 def excuse(row_result: stats.Comparison, higher_is_better: bool | None, c: CanaryCheck) -> stats.Comparison:
-    """A timing regression measured on a slow machine -> a suspect for `ab`, unless gross beyond it."""
+    """A timing regression measured on a slow machine -> a suspect for `ab`, unless gross beyond it.
+    A result already excused (compare --history judges the latest run, then the history) is kept as is:
+    the canary's note is said once."""
+    if row_result.canary_ratio is not None:
+        return row_result
     f = slowdown(row_result, higher_is_better)
     if f is not None and f / c.ratio - 1 >= stats.DEFAULT_GROSS:
         return dataclasses.replace(row_result, canary_ratio=c.ratio,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,24 @@ DEFAULT_MIN_EFFECT = 0.5      # a verdict needs a point estimate of at least thi
 MAX_BLOCKS = 10
 MIN_BLOCK = 3
 N_BOOT = 2000
+
+
+# Ratios of 1e-300 or 1e300 are no measurements, but they must give a verdict, never an OverflowError.
+def _safe_exp(x: float) -> float:
+    return math.exp(max(-700.0, min(700.0, x))) if x == x else x
+
+
+def _safe_expm1(x: float) -> float:
+    return math.expm1(max(-700.0, min(700.0, x))) if x == x else x
+
+
+def _safe_log(x: float) -> float:
+    x = float(x)
+    if x != x:
+        return x
+    if x <= 0:
+        return -745.0
+    return math.log(x) if math.isfinite(x) else 710.0
 
 
 @dataclass(frozen=True)
@@ -129,13 +147,43 @@ def block_bootstrap_ratio(a: Sequence[float], b: Sequence[float], *, level: floa
                       level=level, n_boot=n_boot, seed=seed)
 
 
+# The bootstrap resamples whole blocks; with millions of samples a block is large, and indexing
+# (n_boot, k, m) at once took 49 GiB for a 3.3 M-sample record. Each block is therefore summarised by at
+# most SKETCH evenly spaced order statistics (blocks have equal sizes, so the union of the sketches
+# has the union's quantiles to within 1/SKETCH of a block's spread), and replicates are drawn in
+# chunks of at most BOOT_CHUNK_ELEMS values: memory is bounded whatever the sample count.
+SKETCH = 512
+BOOT_CHUNK_ELEMS = 1 << 21
+
+
+def block_sketch(blk: np.ndarray, size: int = SKETCH) -> np.ndarray:
+    """k x min(m, size): each block (row) cut down to evenly spaced order statistics of itself."""
+    k, m = blk.shape
+    if m <= size:
+        return blk
+    srt = np.sort(blk, axis=1)
+    idx = np.round(np.linspace(0, m - 1, size)).astype(int)
+    return srt[:, idx]
+
+
 def _bootstrap(sides: list[np.ndarray], *, level: float, n_boot: int, seed: int) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     out = []
     for blk in sides:
-        idx = rng.integers(0, blk.shape[0], size=(n_boot, blk.shape[0]))
-        out.append(np.median(blk[idx].reshape(n_boot, -1), axis=1))
-    ratios = out[1] / out[0]
+        blk = block_sketch(blk)
+        k, m = blk.shape
+        meds = np.empty(n_boot)
+        chunk = max(1, BOOT_CHUNK_ELEMS // max(1, k * m))
+        for s0 in range(0, n_boot, chunk):
+            n = min(chunk, n_boot - s0)
+            idx = rng.integers(0, k, size=(n, k))
+            meds[s0:s0 + n] = np.median(blk[idx].reshape(n, -1), axis=1)
+        out.append(meds)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = out[1] / out[0]
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return float("nan"), float("nan")
     lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -158,7 +206,7 @@ def decide(change: float, ci_bad: tuple[float, float], p: float, alpha: float, t
     t = math.log1p(threshold)
     lo, hi = ci_bad
     sig = p < alpha and (lo > 0 or hi < 0)
-    pct = f"{math.expm1(abs(change)) * 100:.1f}%"
+    pct = f"{_safe_expm1(abs(change)) * 100:.1f}%"
     if sig and change > 0 and change >= min_effect * t and hi >= t:
         return "regressed", f"{pct} worse (p={p:.2g})"
     if sig and change < 0 and -change >= min_effect * t and lo <= -t:
@@ -193,19 +241,19 @@ def compare_timeseries(a: Sequence[float], b: Sequence[float], *, higher_is_bett
     if ma <= 0 or mb <= 0:
         return Comparison("not comparable", "medians must be positive for a ratio", base=ma, new=mb, **common)
     ratio = mb / ma
-    change = _bad(math.log(ratio), higher_is_better)
+    change = _bad(_safe_log(ratio), higher_is_better)
     if len(a) < 2 or len(b) < 2:
         if a == b:
             return Comparison("unchanged", "identical values", ratio=ratio, change=0.0, base=ma, new=mb, **common)
         return Comparison("inconclusive", f"{min(len(a), len(b))} sample(s): no test possible", ratio=ratio,
-                          change=math.expm1(change), base=ma, new=mb, **common)
+                          change=_safe_expm1(change), base=ma, new=mb, **common)
     ba, bb = block_medians(a), block_medians(b)
     p = mann_whitney(ba, bb)
     lo, hi = block_bootstrap_ratio(a, b, level=level, n_boot=n_boot, seed=seed)
-    ci_bad = sorted((_bad(math.log(lo), higher_is_better), _bad(math.log(hi), higher_is_better)))
+    ci_bad = sorted((_bad(_safe_log(lo), higher_is_better), _bad(_safe_log(hi), higher_is_better)))
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; {len(ba)} vs {len(bb)} blocks"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=_safe_expm1(change),
                       base=ma, new=mb, **common)
 
 
@@ -238,7 +286,7 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; Welch over {len(a)} vs {len(b)} seeds"
     return Comparison(verdict, reason, ratio=ratio, ci_low=(ma + lo) / ma, ci_high=(ma + hi) / ma, p_value=p,
-                      change=math.expm1(change), base=ma, new=mb, **common)
+                      change=_safe_expm1(change), base=ma, new=mb, **common)
 
 
 def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
@@ -256,14 +304,14 @@ def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
     ratio = vb / va
     if ratio <= 0:
         return Comparison("inconclusive", "sign changed: no ratio", base=va, new=vb, ratio=ratio, **common)
-    change = _bad(math.log(ratio), higher_is_better)
-    pct = f"{math.expm1(abs(change)) * 100:.2f}%"
+    change = _bad(_safe_log(ratio), higher_is_better)
+    pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
     if abs(change) < math.log1p(threshold):
         verdict, reason = "unchanged", f"deterministic value changed by {pct}, within {threshold:.0%}"
     else:
         verdict = "regressed" if change > 0 else "improved"
         reason = f"deterministic value {pct} {'worse' if change > 0 else 'better'}"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
                       base=va, new=vb, **common)
 
 
@@ -283,21 +331,23 @@ def compare_repeated_runs(runs_a: Sequence[Sequence[float]], runs_b: Sequence[Se
     a = [x for r in ra for x in r]
     b = [x for r in rb for x in r]
     common = dict(method="runs", n_base=len(a), n_new=len(b), threshold=threshold)
+    if not ra or not rb:
+        return Comparison("not comparable", "no run on the " + ("base" if not ra else "new") + " side", **common)
     if not (_finite(a) and _finite(b)) or min(a + b, default=0) <= 0:
         return Comparison("not comparable", "non-finite or non-positive samples", **common)
     ma, mb = float(np.median(a)), float(np.median(b))
     ratio = mb / ma
-    la = [math.log(float(np.median(r))) for r in ra]
-    lb = [math.log(float(np.median(r))) for r in rb]
+    la = [_safe_log(float(np.median(r))) for r in ra]
+    lb = [_safe_log(float(np.median(r))) for r in rb]
     p, _, _ = welch(la, lb)
     m = min(min(len(r) for r in ra), min(len(r) for r in rb))
     lo, hi = _bootstrap([np.array([r[:m] for r in ra]), np.array([r[:m] for r in rb])], level=level, n_boot=n_boot,
                         seed=seed)
-    change = _bad(math.log(ratio), higher_is_better)
-    ci_bad = sorted((_bad(math.log(lo), higher_is_better), _bad(math.log(hi), higher_is_better)))
+    change = _bad(_safe_log(ratio), higher_is_better)
+    ci_bad = sorted((_bad(_safe_log(lo), higher_is_better), _bad(_safe_log(hi), higher_is_better)))
     verdict, reason = decide(change, (ci_bad[0], ci_bad[1]), p, alpha, threshold, min_effect)
     reason += f"; {len(ra)} vs {len(rb)} runs"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, change=_safe_expm1(change),
                       base=ma, new=mb, **common)
 
 
@@ -316,7 +366,7 @@ def gross_change(a: Sequence[float], b: Sequence[float], *, higher_is_better: bo
     if not a or not b or not (_finite(a) and _finite(b)) or min(a + b) <= 0:
         return None
     ma, mb = float(np.median(a)), float(np.median(b))
-    change = _bad(math.log(mb / ma), higher_is_better)
+    change = _bad(_safe_log(mb / ma), higher_is_better)
     if abs(change) < math.log1p(gross):
         return None
     worse_side = b if change > 0 else a
@@ -326,10 +376,10 @@ def gross_change(a: Sequence[float], b: Sequence[float], *, higher_is_better: bo
     if not separated:
         return None
     verdict = "regressed" if change > 0 else "improved"
-    return Comparison(verdict, f"large change: {math.expm1(abs(change)):.0%} {'worse' if change > 0 else 'better'}, "
+    return Comparison(verdict, f"large change: {_safe_expm1(abs(change)):.0%} {'worse' if change > 0 else 'better'}, "
                                f"beyond the {gross:.0%} gross threshold with no overlap",
                       method="gross", ratio=mb / ma, ci_low=min(b) / max(a), ci_high=max(b) / min(a), p_value=None,
-                      change=math.expm1(change), base=ma, new=mb, n_base=len(a), n_new=len(b))
+                      change=_safe_expm1(change), base=ma, new=mb, n_base=len(a), n_new=len(b))
 
 
 # ------------------------------------------------------------------------------- near-deterministic
@@ -349,14 +399,14 @@ def compare_tolerance(a: Sequence[float], b: Sequence[float], *, higher_is_bette
             return Comparison("unchanged", "identical", ratio=1.0, change=0.0, base=va, new=vb, **common)
         return Comparison("inconclusive", "non-positive value: no ratio", base=va, new=vb, **common)
     ratio = vb / va
-    change = _bad(math.log(ratio), higher_is_better)
-    pct = f"{math.expm1(abs(change)) * 100:.2f}%"
+    change = _bad(_safe_log(ratio), higher_is_better)
+    pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
     if abs(change) <= math.log1p(tolerance):
         verdict, reason = "unchanged", f"changed by {pct}, within the {tolerance:.2%} tolerance"
     else:
         verdict = "regressed" if change > 0 else "improved"
         reason = f"{pct} {'worse' if change > 0 else 'better'}, beyond the {tolerance:.2%} tolerance"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=math.expm1(change),
+    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
                       base=va, new=vb, **common)
 
 
@@ -394,9 +444,15 @@ def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
 
 
 # ------------------------------------------------------------------------- paired sequential (A/B)
-# Looks at these round counts (then every 64); the error rate is split evenly over the looks that the
-# budget allows (Bonferroni over looks), so stopping at the first clear look keeps the stated rates.
+# Looks at these round counts (then every 64), and at the budget's last round. The error rate is spent
+# over the looks by a Lan-DeMets O'Brien-Fleming-type spending function (`obf_spent`): almost nothing at
+# the early looks, most of it at the last ones, where Bonferroni over looks (the older rule, still
+# available through `n_looks`) left a 99.94% interval at round 17. Each look's level is the increment
+# of the spending function, so the levels of all looks sum to at most alpha (a union bound: no
+# assumption on the correlation between looks), and stopping at the first clear look keeps the rates.
 LOOKS = (6, 8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256)
+# A log ratio beyond this (a factor e^50) is no measurement: clipped so that no arithmetic overflows.
+MAX_LOG_RATIO = 50.0
 
 
 def looks_until(max_rounds: int) -> tuple[int, ...]:
@@ -407,6 +463,36 @@ def looks_until(max_rounds: int) -> tuple[int, ...]:
         out.append(extra)
         extra += 64
     return tuple(out) + (max_rounds,)
+
+
+def obf_spent(frac: float, alpha: float) -> float:
+    """Two-sided error spent by information fraction `frac` (Lan-DeMets, O'Brien-Fleming type):
+    2 (1 - Phi(z_{1-alpha/2} / sqrt(frac))); 0 at frac 0, alpha at frac 1."""
+    from scipy.stats import norm
+
+    if not frac > 0:
+        return 0.0
+    frac = min(1.0, float(frac))
+    return float(min(alpha, 2 * norm.sf(norm.isf(alpha / 2) / math.sqrt(frac))))
+
+
+@dataclass
+class Spending:
+    """The error spent so far by one sequential test. `level(n, planned)` is the next look's level:
+    the spending function at n / planned rounds (or all of alpha at the final look) less what earlier
+    looks spent. `planned` may change between looks (a time budget's rounds are estimated as they
+    go): the levels still sum to at most alpha."""
+
+    alpha: float
+    spent: float = 0.0
+    looks: list[tuple[int, float]] = field(default_factory=list)
+
+    def level(self, n: int, planned: int, final: bool = False) -> float:
+        target = self.alpha if final else obf_spent(n / max(planned, n, 1), self.alpha)
+        lvl = max(0.0, target - self.spent)
+        self.spent += lvl
+        self.looks.append((n, lvl))
+        return lvl
 
 
 @dataclass(frozen=True)
@@ -443,38 +529,49 @@ def trimmed_location(x: Sequence[float], trim: float = PAIRED_TRIM) -> tuple[flo
 
 def paired_verdict(log_ratios: Sequence[float], *, higher_is_better: bool, threshold: float = DEFAULT_THRESHOLD,
                    alpha: float = DEFAULT_ALPHA, min_effect: float = DEFAULT_MIN_EFFECT,
-                   n_looks: int = 1, final: bool = False, trim: float = PAIRED_TRIM) -> PairedResult:
+                   n_looks: int = 1, final: bool = False, trim: float = PAIRED_TRIM,
+                   level: float | None = None) -> PairedResult:
     """The paired, sequential rule of `milestones ab` at one look.
 
-    `log_ratios`: one per round, log(median new / median base) of that round's two fresh processes.
-    A two-sided t interval at level 1 - alpha/n_looks on their trimmed mean (`trim`; 0: the mean):
+    `log_ratios`: one per round, log(median new / median base) of that round's two fresh processes
+    (non-finite ones are left out, the rest clipped to +-MAX_LOG_RATIO).
+    A two-sided t interval at level 1 - a on their trimmed mean (`trim`; 0: the mean), where a is
+    `level` (this look's share of the error, from a `Spending`) or else alpha/n_looks (Bonferroni):
     - regressed / improved: the interval excludes 0 and the estimate is >= min_effect x threshold;
     - unchanged: the whole interval lies within +-threshold (equivalence, as two one-sided tests);
     - otherwise undecided: add rounds; at the budget's end (`final`) it is inconclusive.
-    Each error (a false change on A/A, a false "unchanged" on a change >= threshold) is <= alpha/n_looks
-    per look, so <= alpha over all the looks together.
+    Each error (a false change on A/A, a false "unchanged" on a change >= threshold) is <= a at this
+    look, so <= alpha over all the looks whose levels sum to alpha. Never raises.
     """
     from scipy.stats import t as tdist
 
-    x = np.asarray([v for v in log_ratios if math.isfinite(v)], float)
+    x = np.asarray([v for v in (float(v) for v in log_ratios) if math.isfinite(v)], float)
+    x = np.clip(x, -MAX_LOG_RATIO, MAX_LOG_RATIO)
     n = len(x)
-    a_look = alpha / max(1, n_looks)
+    a_look = float(level) if level is not None else alpha / max(1, n_looks)
+    a_look = min(max(a_look, 0.0), 1.0)
     common = dict(method="paired", n_base=n, n_new=n, threshold=threshold)
     if n < 2:
         return PairedResult(Comparison("inconclusive", f"{n} usable round(s): a paired test needs 2+", **common),
                             False, n, a_look)
     mean, se, df = trimmed_location(x, trim)
-    q = float(tdist.ppf(1 - a_look / 2, df))
-    lo, hi = (mean - q * se, mean + q * se) if se > 0 else (mean, mean)
+    if not math.isfinite(se):
+        se = math.inf
+    # isf, not ppf(1 - a/2): the early looks' levels (1e-10 and below) vanish next to 1.0.
+    q = float(tdist.isf(a_look / 2, df)) if a_look > 0 else math.inf
     if se > 0:
+        lo, hi = mean - q * se, mean + q * se
         p = float(2 * tdist.sf(abs(mean) / se, df))
     else:
+        lo, hi = mean, mean
         p = 1.0 if mean == 0 else 0.0
+    if not (lo <= hi):  # nan from inf - inf: nothing is known
+        lo, hi = -math.inf, math.inf
     change = _bad(mean, higher_is_better)
     ci_bad = sorted((_bad(lo, higher_is_better), _bad(hi, higher_is_better)))
     t = math.log1p(threshold)
     sig = ci_bad[0] > 0 or ci_bad[1] < 0
-    pct = f"{math.expm1(abs(change)) * 100:.1f}%"
+    pct = f"{_safe_expm1(abs(change)) * 100:.1f}%"
     where = f"{n} rounds, interval at {1 - a_look:.4%}"
     if sig and abs(change) >= min_effect * t:
         verdict = "regressed" if change > 0 else "improved"
@@ -485,9 +582,33 @@ def paired_verdict(log_ratios: Sequence[float], *, higher_is_better: bool, thres
         verdict, decided = "inconclusive", False
         reason = (f"budget spent before a clear answer: {pct} {'worse' if change > 0 else 'better'}, interval "
                   f"reaches {'0' if not sig else 'the threshold'}; {where}") if final else f"undecided; {where}"
-    ratio = math.exp(mean)
-    return PairedResult(Comparison(verdict, reason, ratio=ratio, ci_low=math.exp(lo), ci_high=math.exp(hi),
-                                   p_value=p, change=math.expm1(change), **common), decided, n, a_look)
+    return PairedResult(Comparison(verdict, reason, ratio=_safe_exp(mean), ci_low=_safe_exp(lo),
+                                   ci_high=_safe_exp(hi), p_value=p, change=_safe_expm1(change), **common),
+                        decided, n, a_look)
+
+
+def sequential_verdict(log_ratios: Sequence[float], *, planned: int, higher_is_better: bool,
+                       alpha: float = DEFAULT_ALPHA, spending: bool = True, **kw: Any) -> PairedResult:
+    """The whole sequential rule on a finished series of rounds: look at the scheduled looks up to
+    `planned` rounds (the budget), stop at the first decided look; the last round is the final look.
+    `spending`: O'Brien-Fleming-type error spending; False: Bonferroni over the looks (the older rule)."""
+    n_all = len(log_ratios)
+    planned = max(planned, 2)
+    looks = [k for k in looks_until(planned) if k <= n_all]
+    if not looks or looks[-1] != n_all:
+        looks.append(n_all)
+    spend = Spending(alpha)
+    n_looks = len(looks_until(planned))
+    r: PairedResult | None = None
+    for k in looks:
+        final = k == looks[-1]
+        lvl = spend.level(k, planned, final=final) if spending else None
+        r = paired_verdict(log_ratios[:k], higher_is_better=higher_is_better, alpha=alpha, n_looks=n_looks,
+                           final=final, level=lvl, **kw)
+        if r.decided:
+            return r
+    assert r is not None
+    return r
 
 
 # --------------------------------------------------------------------------- change points (history)

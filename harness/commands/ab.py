@@ -7,9 +7,37 @@ import tempfile
 from pathlib import Path
 
 EXIT_REGRESSION = 1
+EXIT_INTERRUPTED = 130
+
+
+def _resume_setup(args: argparse.Namespace):
+    """Cases, sides, options and settings of the killed run in `args.resume` (its manifest)."""
+    import json
+
+    from milestones.harness import ab, store
+    from milestones.harness.errors import UsageError
+    from milestones.harness.records import Case
+
+    folder = Path(args.resume)
+    try:
+        manifest = json.loads((folder / store.RUN_MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--resume {args.resume}: not the folder of a `milestones ab` run ({e})") from None
+    if not manifest.get("ab"):
+        raise UsageError(f"--resume {args.resume}: not the folder of a `milestones ab` run")
+    try:
+        cases = [Case(**c) for c in manifest["cases"]]
+        sides = {s["name"]: s for s in manifest["sides"]}
+        settings = ab.Settings(**{k: (tuple(v) if isinstance(v, list) else v)
+                                  for k, v in manifest["settings"].items()})
+    except (KeyError, TypeError) as e:
+        raise UsageError(f"--resume {args.resume}: its manifest lacks {e}") from None
+    return folder, manifest, cases, sides, settings
 
 
 def cmd_ab(args: argparse.Namespace) -> int:
+    import time
+
     from rich.console import Console
 
     from milestones.harness import ab, report, runner
@@ -17,54 +45,81 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from milestones.harness.errors import UsageError
     from milestones.harness.registry import load_suites
 
-    settings = ab.Settings(metrics=tuple(args.metric or ab.DEFAULT_METRICS), threshold=parse_percent(args.threshold),
-                           alpha=args.alpha, max_rounds=args.max_rounds, max_time=args.max_time)
-    from milestones.harness.measure.timing import free_cores
-
-    # Like `milestones run`: the cores idle now, unless --threads says otherwise (both sides alike).
-    threads = args.threads or free_cores()[0]
-    opts = runner.RunOptions(kinds=tuple(args.kind.split(",")), scale=args.scale, device=args.device,
-                             dtype=args.dtype, out=Path(args.out), timeout=args.timeout, threads=threads,
-                             seed=args.seed)
-    if not args.names:
-        raise UsageError("ab needs the cases to run: suite or config names (e.g. resnet20-smoke)")
-    reg = load_suites()
-    entries = reg.resolve(args.names)
-    device = runner.resolve_device(opts.device)
-    cases = runner.plan(entries, opts, device)
-    if not cases:
-        raise UsageError(f"no cases to run: nothing matches kind {args.kind} at scale {args.scale!r}")
-    repo = Path(args.repo).resolve()
+    started = time.monotonic()
     err = Console(stderr=True)
-    with tempfile.TemporaryDirectory(prefix="milestones-ab-") as tmp:
-        work = Path(tmp)
-        sides = ab.make_sides(base_python=args.base_python, new_python=args.new_python, base_rev=args.base_rev,
-                              new_rev=args.new_rev, repo=repo, work=work)
+    repo = Path(args.repo).resolve()
+    # What killed runs left behind: their worktrees and case workdirs (never a live run's).
+    for gone in ab.clean_leftovers(repo):
+        err.print(f"removed a leftover of a killed ab run: {gone}", markup=False, highlight=False)
+    reg = load_suites()
+    resume = None
+    if args.resume:
+        resume, manifest, cases, saved, settings = _resume_setup(args)
+        o = manifest.get("options") or {}
+        opts = runner.RunOptions(kinds=tuple(o.get("kinds") or ("speed",)), scale=o.get("scale", "smoke"),
+                                 device=o.get("device", "auto"), dtype=o.get("dtype", "float32"),
+                                 out=resume.parent.parent, timeout=o.get("timeout") or args.timeout,
+                                 threads=o.get("threads") or 1, seed=o.get("seed") or 0)
+        side_args = {f"{n}_{k}": (saved[n].get(k) if not (k == "python" and saved[n].get("current")) else None)
+                     for n in ("base", "new") for k in ("python", "rev")}
+    else:
+        settings = ab.Settings(metrics=tuple(args.metric or ab.DEFAULT_METRICS),
+                               threshold=parse_percent(args.threshold), alpha=args.alpha,
+                               max_rounds=args.max_rounds, max_time=args.max_time)
+        device = runner.resolve_device(args.device)
+        # One thread per case on a CPU: a 2-thread step's CPU time is not contention-proof (OpenMP threads
+        # spin while a sibling is descheduled: 32 ms became 550 ms of CPU time when a neighbour started).
+        threads = args.threads or (1 if device == "cpu" else _free_cores())
+        opts = runner.RunOptions(kinds=tuple(args.kind.split(",")), scale=args.scale, device=args.device,
+                                 dtype=args.dtype, out=Path(args.out), timeout=args.timeout, threads=threads,
+                                 seed=args.seed)
+        if not args.names:
+            raise UsageError("ab needs the cases to run: suite or config names (e.g. resnet20-smoke)")
+        cases = runner.plan(reg.resolve(args.names), opts, device)
+        if not cases:
+            raise UsageError(f"no cases to run: nothing matches kind {args.kind} at scale {args.scale!r}")
+        side_args = {"base_python": args.base_python, "new_python": args.new_python,
+                     "base_rev": args.base_rev, "new_rev": args.new_rev}
+    with tempfile.TemporaryDirectory(prefix=ab.WORK_PREFIX) as tmp:
+        work = ab.claim_workdir(Path(tmp))
+        sides = ab.make_sides(**side_args, repo=repo, work=work)
         try:
             sides = [ab.probe(s) for s in sides]
             err.print(f"milestones ab: {len(cases)} case(s), base = {sides[0].label}, new = {sides[1].label}; "
-                      f"up to {settings.max_rounds} rounds / {settings.max_time:g} s")
+                      f"{opts.threads} thread(s); up to {settings.max_rounds} rounds / {settings.max_time:g} s"
+                      + (f"; resuming {resume}" if resume else ""))
 
             def on_round(i, tracks) -> None:
                 open_ = sum(not t.done for t in tracks)
                 err.print(f"round {i + 1}: {len(tracks) - open_} of {len(tracks)} metric(s) decided")
 
-            res = ab.execute(cases, opts, reg, sides, settings, on_round=on_round)
+            res = ab.execute(cases, opts, reg, sides, settings, on_round=on_round, started=started, work=work,
+                             resume=resume)
         finally:
             for s in sides:
                 if s.rev:
                     ab.remove_worktree(repo, work / f"rev-{s.name}")
-    rows, tracks = ab.compare_rows([r for r in _records(res.paths)])
-    err.print(f"stopped: {res.stop} after {res.rounds} round(s), {res.elapsed_s:.0f} s; records in {res.folder}")
+    rows = ab.rows_from_tracks(res.tracks)
+    err.print(f"stopped: {res.stop} after {res.rounds} round(s), {res.elapsed_s:.0f} s; records in {res.folder}"
+              + (f" (continue with: milestones ab --resume {res.folder})" if res.stop == "interrupted" else ""))
+    summary = ab.summary_rows(res.tracks)
     if args.format == "json":
         print(report.to_json({"run_id": res.run_id, "folder": str(res.folder), "rounds": res.rounds,
-                              "stop": res.stop, "elapsed_s": res.elapsed_s, "rows": ab.summary_rows(tracks)}))
+                              "stop": res.stop, "elapsed_s": res.elapsed_s, "rows": summary}))
     else:
-        print(report.markdown_ab(ab.summary_rows(tracks), res.stop, res.rounds) if args.format == "markdown"
-              else report.text_ab(ab.summary_rows(tracks), res.stop, res.rounds))
+        print(report.markdown_ab(summary, res.stop, res.rounds) if args.format == "markdown"
+              else report.text_ab(summary, res.stop, res.rounds))
+    if res.stop == "interrupted":
+        return EXIT_INTERRUPTED
     if args.fail_on == "regression" and any(r.verdict == "regressed" for r in rows):
         return EXIT_REGRESSION
     return 0
+
+
+def _free_cores() -> int:
+    from milestones.harness.measure.timing import free_cores
+
+    return free_cores()[0]
 
 
 def _records(paths):
@@ -103,6 +158,8 @@ def register(sub) -> None:
                                    "and round, order alternating) and adds rounds until a paired, sequential test "
                                    "is conclusive or the budget is spent.")
     p.add_argument("names", nargs="*", metavar="NAME", help="suites or configs")
+    p.add_argument("--resume", metavar="DIR", help="continue a killed ab run (its folder): same cases, sides and "
+                                                   "budget, from its last complete round")
     p.add_argument("--base-python", help="interpreter of the base side (e.g. venv-a/bin/python)")
     p.add_argument("--new-python", help="interpreter of the new side")
     p.add_argument("--base-rev", help="git revision of the base side (checked out as a worktree)")
@@ -112,7 +169,8 @@ def register(sub) -> None:
     p.add_argument("--scale", default="smoke")
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="float32")
-    p.add_argument("--threads", type=_positive_int, help="torch threads in each case process")
+    p.add_argument("--threads", type=_positive_int,
+                   help="torch threads in each case process (default 1 on a CPU, the free cores on a GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=_positive_float, default=900.0, help="seconds per case process")
     p.add_argument("--metric", action="append", metavar="GLOB",
@@ -126,5 +184,6 @@ def register(sub) -> None:
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--fail-on", choices=("regression", "never"), default="never",
-                   help="exit 1 when a metric is called regressed (default never)")
+                   help="exit 1 when a metric is called regressed (default never). Exit codes: 0 pass, 1 regression, "
+                        "2 bad input, 3 the tool failed, 130 interrupted")
     p.set_defaults(func=cmd_ab)
