@@ -20,7 +20,7 @@ from typing import Any
 
 from milestones.harness.errors import RecordError, UsageError
 from milestones.harness.privacy import scrub_manifest, scrub_record
-from milestones.harness.records import RunRecord, failed_for_unserialisable, minimal_failed
+from milestones.harness.records import RunRecord, env_part, failed_for_unserialisable, minimal_failed
 
 RUN_MANIFEST = "_run.json"
 
@@ -204,7 +204,7 @@ FRAME_COLUMNS = [
 
 def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]:
     env = rec.env
-    git = env.get("git") or {}
+    git, nvidia = env_part(env, "git"), env_part(env, "nvidia")
     base = {
         "run_id": rec.run_id, "record_id": rec.record_id, "suite": rec.case.suite, "config": rec.case.config,
         "kind": rec.case.kind, "scale": rec.case.scale, "device": rec.case.device, "dtype": rec.case.dtype,
@@ -212,7 +212,7 @@ def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]
         "suite_version": rec.suite_version, "started_at": rec.started_at, "machine_id": env.get("machine_id"),
         "hostname": env.get("hostname"), "gpu": env.get("gpu") if rec.case.device.startswith("cuda") else None,
         "cpu_model": env.get("cpu_model"), "threads": env.get("threads"), "torch": env.get("torch"),
-        "cuda": env.get("cuda"), "cudnn": env.get("cudnn"), "driver": (env.get("nvidia") or {}).get("driver"),
+        "cuda": env.get("cuda"), "cudnn": env.get("cudnn"), "driver": nvidia.get("driver"),
         "commit": git.get("commit"), "dirty": git.get("dirty"), "path": path,
     }
     if not rec.metrics:
