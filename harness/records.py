@@ -14,6 +14,9 @@ from milestones.harness.errors import RecordError
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupted")
+# info key of a case that failed because a write found no space (disk, quota, file-size limit): the
+# run stops with its resume command, and --resume runs the case again.
+DISK_FULL_KEY = "disk_full"
 # Statuses that do not make `milestones run` exit non-zero.
 SUCCESS_STATUSES = ("ok", "skipped")
 
