@@ -161,13 +161,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from milestones.harness import env as envmod
-    from milestones.harness import report, runner
+    from milestones.harness import report, runner, store
     from milestones.harness.measure.timing import free_cores, usable_cores
     from milestones.harness.records import SUCCESS_STATUSES
     from milestones.harness.registry import load_suites
 
     reg = load_suites()
     opts, specs, device, run_id, folder = _plan_run(args, reg)
+    store.ensure_writable(folder or Path(opts.out))  # before the busy warning and the plan: one line, exit 2
     err = Console(stderr=True)
     free, busy = free_cores()
     cores = usable_cores()
@@ -180,11 +181,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     warn = _busy_warning(e, idle, threads)
     if warn:
         err.print(f"[yellow]{warn}[/]")
-    err.print(f"milestones run: {len(specs)} case(s) on {device} ({opts.dtype}), scale {opts.scale}, "
-              f"{threads} thread(s), timeout {opts.timeout_for():g} s each")
+    left = len(specs) - len(store.finished_keys(folder) & {s.key for s in specs}) if folder else len(specs)
+    count = f"{left} of {len(specs)} case(s) left to run" if folder else f"{len(specs)} case(s)"
+    err.print(f"milestones run{' --resume ' + run_id if folder else ''}: {count} on {device} ({opts.dtype}), "
+              f"scale {opts.scale}, {threads} thread(s), timeout {opts.timeout_for():g} s each")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
-        task = progress.add_task("starting", total=len(specs))
+        task = progress.add_task("starting", total=left)
 
         def on_start(case) -> None:
             progress.update(task, description=f"{case.suite}/{case.config} {case.kind}")
@@ -202,6 +205,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         report.print_run_summary(result.records, str(result.folder))
     if result.interrupted:
+        print(f"milestones run: interrupted; {result.not_started} case(s) never started. "
+              f"`{runner.resume_command(result, opts)}` runs them and the interrupted one", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if all(r.status in SUCCESS_STATUSES for r in result.records) else EXIT_CASES_FAILED
 

@@ -85,10 +85,10 @@ def env_value(rec: RunRecord, key: str) -> Any:
     env = rec.env
     if key == "gpu":
         return env.get("gpu") if rec.case.device.startswith("cuda") else None
-    if key == "driver":
-        return (env.get("nvidia") or {}).get("driver")
-    if key == "commit":
-        return (env.get("git") or {}).get("commit")
+    if key in ("driver", "commit"):
+        # A hand-edited or foreign record may hold anything here (a list, a string): not a driver then.
+        part = env.get("nvidia" if key == "driver" else "git")
+        return part.get(key) if isinstance(part, dict) else None
     if key == "machine":
         return env.get("machine_id")
     return env.get(key)

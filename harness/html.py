@@ -18,7 +18,7 @@ from typing import Any
 
 from milestones.harness import compare, report
 from milestones.harness.errors import MilestonesError, UsageError
-from milestones.harness.records import RunRecord
+from milestones.harness.records import RunRecord, env_part
 
 MAX_CLAIM_PLOTS = 12
 MAX_HISTORY_PLOTS = 8
@@ -448,10 +448,10 @@ def _environment_sections(runs: list) -> list[Section]:
     env_rows = []
     for rid, recs in runs:
         e = recs[0].env
-        git = e.get("git") or {}
+        git = env_part(e, "git")
         syn = " (synthetic)" if any(is_synthetic(r) for r in recs) else ""
         env_rows.append((rid + syn, e.get("machine_id"), e.get("gpu") or "none",
-                         (e.get("nvidia") or {}).get("driver") or "-", e.get("torch_full") or e.get("torch"),
+                         env_part(e, "nvidia").get("driver") or "-", e.get("torch_full") or e.get("torch"),
                          e.get("cuda") or "none", e.get("cpu_model"), _threads(recs), e.get("python"),
                          f"{(git.get('commit') or '-')[:10]}{' dirty' if git.get('dirty') else ''}", len(recs)))
     sec.blocks.append(Block("table", columns=cols, rows=env_rows))

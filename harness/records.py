@@ -15,6 +15,9 @@ from milestones.harness.errors import RecordError
 SCHEMA_VERSION = 1
 DEFAULT_MODE = "cast"  # measure/modes.py's default mode: the pure --dtype cast of every run before modes
 STATUSES = ("ok", "failed", "timeout", "oom", "skipped", "diverged", "interrupted")
+# info key of a case that failed because a write found no space (disk, quota, file-size limit): the
+# run stops with its resume command, and --resume runs the case again.
+DISK_FULL_KEY = "disk_full"
 # Statuses that do not make `milestones run` exit non-zero.
 SUCCESS_STATUSES = ("ok", "skipped")
 
@@ -25,6 +28,25 @@ _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
          20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
          29: 2.045, 30: 2.042}
+
+
+def _fsum(xs: list[float]) -> float:
+    """math.fsum, except where it raises: +inf with -inf (nan, as IEEE says) or finite samples whose sum
+    leaves the float range (the plain sum's inf). Records store such samples (diverged runs, overflowed
+    counters), so their stats must not crash a reader."""
+    try:
+        return math.fsum(xs)
+    except ValueError:
+        return math.nan
+    except OverflowError:
+        return sum(xs)
+
+
+def _mean(xs: list[float]) -> float:
+    m = _fsum(xs) / len(xs)
+    if not math.isfinite(m) and all(math.isfinite(x) for x in xs):  # 1e308 + 1e308: scale first
+        m = _fsum([x / len(xs) for x in xs])
+    return m
 
 
 def _quantile(sorted_xs: list[float], q: float) -> float:
@@ -59,16 +81,18 @@ class Stats:
         xs = sorted(float(x) for x in samples)
         if not xs:
             return None
-        mean = math.fsum(xs) / len(xs)
+        n = len(xs)
+        mean = _mean(xs)
         # Plain formula (statistics.stdev rejects NaN): a diverged sample makes the std NaN, honestly.
-        std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+        # d * d, not d ** 2: float ** raises OverflowError where * gives inf.
+        std = math.sqrt(_fsum([(x - mean) * (x - mean) for x in xs]) / (n - 1)) if n > 1 else 0.0
         half = _T975.get(len(xs) - 1, 1.96) * std / math.sqrt(len(xs)) if len(xs) > 1 else None
         return cls(
-            n=len(xs), median=_quantile(xs, 0.5), mean=mean, std=std,
+            n=n, median=_quantile(xs, 0.5), mean=mean, std=std,
             iqr=_quantile(xs, 0.75) - _quantile(xs, 0.25), p10=_quantile(xs, 0.1), p90=_quantile(xs, 0.9),
             cv=(std / abs(mean)) if mean else None, min=xs[0], max=xs[-1],
             ci95_low=None if half is None else mean - half, ci95_high=None if half is None else mean + half,
-            olympic_mean=math.fsum(xs[1:-1]) / (len(xs) - 2) if len(xs) >= 3 else None,
+            olympic_mean=_mean(xs[1:-1]) if n >= 3 else None,
         )
 
 
@@ -187,6 +211,13 @@ def _with_nonfinite_note(info: dict[str, Any], notes: list[str]) -> dict[str, An
     where = list(prev["where"]) if isinstance(prev, dict) and isinstance(prev.get("where"), list) else []
     where += [n for n in notes if n not in where]
     return {**info, NONFINITE_KEY: {"note": NONFINITE_NOTE, "where": where}}
+
+
+def env_part(env: Any, key: str) -> dict[str, Any]:
+    """env[key] when it is an object (env.nvidia, env.git), else {}: a hand-edited or foreign record may
+    hold a list or a string there, and a reader must not crash on it."""
+    part = env.get(key) if isinstance(env, dict) else None
+    return part if isinstance(part, dict) else {}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, RunRecord
+from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, RunRecord, env_part
 
 STATUS_STYLE = {"ok": "green", "skipped": "yellow", "failed": "red", "timeout": "red", "oom": "magenta",
                 "diverged": "red", "interrupted": "yellow"}
@@ -950,12 +950,12 @@ def appendix_command(case: Any, info: dict[str, Any], options: dict[str, Any] | 
 
 
 def appendix_env(env: dict[str, Any]) -> str:
-    nv = env.get("nvidia") or {}
+    nv, git = env_part(env, "nvidia"), env_part(env, "git")
     dev = env.get("gpu") or env.get("cpu_model") or "unknown device"
     bits = [dev, f"driver {nv['driver']}" if nv.get("driver") else None,
             f"torch {env.get('torch_full') or env.get('torch')}", f"CUDA {env['cuda']}" if env.get("cuda") else None,
             f"cuDNN {env['cudnn']}" if env.get("cudnn") else None, f"Python {env.get('python')}", env.get("os"),
-            f"commit {(env.get('git') or {}).get('commit', '')[:10]}" if (env.get("git") or {}).get("commit") else None,
+            f"commit {git['commit'][:10]}" if isinstance(git.get("commit"), str) else None,
             f"machine {env.get('machine_id')}"]
     return ", ".join(b for b in bits if b)
 

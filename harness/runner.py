@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import fcntl
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -25,7 +26,7 @@ from milestones.harness.errors import MilestonesError, UsageError
 from milestones.harness.launch.process import CaseProcess, now
 from milestones.harness.launch.spec import CaseResult, CaseSpec
 from milestones.harness.options import RunOptions
-from milestones.harness.records import SCHEMA_VERSION, Case, RunRecord
+from milestones.harness.records import DISK_FULL_KEY, SCHEMA_VERSION, Case, RunRecord
 from milestones.harness.registry import ConfigEntry, Registry
 
 __all__ = ["RunOptions", "plan", "plan_specs", "execute", "resolve_device", "RunResult"]
@@ -146,24 +147,41 @@ class RunLock:
         self.fd: int | None = None
 
     def __enter__(self) -> RunLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
+        while True:
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(self.fd)
+                self.fd = None
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UsageError(f"run folder {self.path.parent} is being run or resumed by another process; "
+                                     "wait for it to finish") from None
+                raise
+            # The holder before us removes the file as it lets go: a lock on that unlinked file guards
+            # nothing, so take the one now at the path.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(self.fd)
-            self.fd = None
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UsageError(f"run folder {self.path.parent} is being run or resumed by another process; "
-                                 "wait for it to finish") from None
-            raise
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, str(os.getpid()).encode())
+        try:
+            os.ftruncate(self.fd, 0)
+            os.write(self.fd, str(os.getpid()).encode())
+        except OSError:  # a full disk: the flock is what counts, not the pid written for people
+            pass
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.fd is not None:
+            try:  # a finished run folder keeps records, not the lock file
+                self.path.unlink()
+            except OSError:
+                pass
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
+            self.fd = None
 
 
 def clean_work(folder: Path) -> None:
@@ -176,17 +194,16 @@ def _slug_path(key: str) -> str:
 
 
 def interrupted_records(folder: Path) -> dict[str, Path]:
-    """key -> file of each record in the folder whose case was interrupted (a resume runs it again)."""
+    """key -> file of each record in the folder that a resume replaces: its case was interrupted, or
+    failed for want of disk space (store.rerun_on_resume)."""
     out = {}
-    for f in folder.glob("*.json"):
-        if f.name == store.RUN_MANIFEST:
-            continue
+    for f in store.run_record_files(folder):
         try:
             rec = store.read_record(f)
         except MilestonesError:
             continue
-        if rec.status == "interrupted":
-            out[rec.record_id.split("/", 1)[1] if "/" in rec.record_id else rec.record_id] = f
+        if store.rerun_on_resume(rec):
+            out[store.record_key(rec)] = f
     return out
 
 
@@ -205,6 +222,11 @@ class RunResult:
     paths: list[Path] = field(default_factory=list)
     interrupted: bool = False
     unwritten: list[RunRecord] = field(default_factory=list)
+    to_run: int = 0  # the cases this invocation set out to run (a resume: those without a finished record)
+
+    @property
+    def not_started(self) -> int:
+        return max(0, self.to_run - len(self.records))
 
 
 def find_max_batch(spec: CaseSpec, launch: Callable[[CaseSpec], CaseResult], cap: int
@@ -270,49 +292,100 @@ def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Regi
         else specs_for_cases(cases, opts, registry)  # type: ignore[arg-type]
     run_id = run_id or store.new_run_id()
     folder = folder or store.run_dir(opts.out, env["machine_id"], run_id)
+    new_folder = not folder.exists()
     store.ensure_writable(folder)
     launch = (launcher or CaseProcess()).run
     with RunLock(folder):
         clean_work(folder)
-        _write_manifest_once(folder, run_id, env, opts, specs)
+        store.remove_temp_files(folder)  # a writer killed between write and link; under the lock, no one else's
+        try:
+            _write_manifest_once(folder, run_id, env, opts, specs)
+        except OSError as e:
+            if new_folder:  # a full disk at the start leaves no empty run folder
+                shutil.rmtree(folder, ignore_errors=True)
+            raise UsageError(f"cannot write results to {folder}: {e.strerror or e}") from None
         skip = store.finished_keys(folder) if resume else set()
         stale = interrupted_records(folder) if resume else {}
-        result = RunResult(run_id=run_id, folder=folder)
-        for spec in specs:
-            if spec.key in skip:
-                continue
-            entry = registry.config(spec.case.config)
-            version = registry.suite(spec.case.suite).version
-            workdir = folder / WORK_DIR / _slug_path(spec.key)
-            spec = dataclasses.replace(spec, workdir=str(workdir),
-                                       checkpoint_dir=str(folder / CHECKPOINT_DIR / _slug_path(spec.key)))
-            if on_start:
-                on_start(spec.case)
-            spec, res, search = (find_max_batch(spec, launch, int(opts.find_max_batch))
-                                 if opts.find_max_batch and spec.case.kind == "speed" else (spec, launch(spec), None))
-            shutil.rmtree(workdir, ignore_errors=True)
-            rec = build_record(spec, res, run_id=run_id, entry=entry, suite_version=version, env=env)
-            if search is not None:
-                rec.info.update(batch_search=search)
-            try:
-                rec, path = _write(folder, rec, bool(opts.record_host))
-            except (OSError, MilestonesError) as e:
-                result.unwritten.append(rec)
-                result.records.append(rec)
-                raise_unwritten(result, e, opts)
-            if spec.key in stale:
-                supersede(folder, stale.pop(spec.key))
-            if res.status == "ok":
-                shutil.rmtree(folder / CHECKPOINT_DIR / _slug_path(spec.key), ignore_errors=True)
-            result.records.append(rec)
-            result.paths.append(path)
-            if on_record:
-                on_record(rec, path)
-            if res.status == "interrupted":
-                result.interrupted = True
-                break
+        result = RunResult(run_id=run_id, folder=folder, to_run=sum(1 for s in specs if s.key not in skip))
+        try:
+            _run_specs(specs, skip, stale, result, opts, registry, env, launch, on_start, on_record)
+        except KeyboardInterrupt:
+            # Between cases, or while a record was written (a case's own Ctrl-C is its `interrupted`
+            # record): what was written stays; what was not runs again on --resume.
+            result.interrupted = True
         shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
     return result
+
+
+def _run_specs(specs: list[CaseSpec], skip: set[str], stale: dict[str, Path], result: RunResult, opts: RunOptions,
+               registry: Registry, env: dict[str, Any], launch: Callable[[CaseSpec], CaseResult],
+               on_start: Callable[[Case], None] | None, on_record: Callable[[RunRecord, Path], None] | None) -> None:
+    folder, run_id = result.folder, result.run_id
+    for spec in specs:
+        if spec.key in skip:
+            continue
+        entry = registry.config(spec.case.config)
+        version = registry.suite(spec.case.suite).version
+        workdir = folder / WORK_DIR / _slug_path(spec.key)
+        spec = dataclasses.replace(spec, workdir=str(workdir),
+                                   checkpoint_dir=str(folder / CHECKPOINT_DIR / _slug_path(spec.key)))
+        if on_start:
+            on_start(spec.case)
+        spec, res, search = _launch(spec, launch, opts, result)
+        shutil.rmtree(workdir, ignore_errors=True)
+        rec = build_record(spec, res, run_id=run_id, entry=entry, suite_version=version, env=env)
+        if search is not None:
+            rec.info.update(batch_search=search)
+        try:
+            rec, path = _write(folder, rec, bool(opts.record_host))
+        except (OSError, MilestonesError) as e:
+            result.unwritten.append(rec)
+            result.records.append(rec)
+            raise_unwritten(result, e, opts)
+        if spec.key in stale:
+            supersede(folder, stale.pop(spec.key))
+        if res.status == "ok":
+            shutil.rmtree(folder / CHECKPOINT_DIR / _slug_path(spec.key), ignore_errors=True)
+        result.records.append(rec)
+        result.paths.append(path)
+        if on_record:
+            on_record(rec, path)
+        if res.status == "interrupted":
+            result.interrupted = True
+            break
+        if rec.info.get(DISK_FULL_KEY) is True:
+            # The next case would find the same full disk: stop, and say how to go on.
+            raise UnwrittenRecords(
+                f"the case {spec.case.slug} could not write its files to {folder} (no space left on the disk); "
+                f"the run stopped there and the finished records are intact. Free space, then "
+                f"`{resume_command(result, opts)}` runs that case and the rest")
+
+
+def _launch(spec: CaseSpec, launch: Callable[[CaseSpec], CaseResult], opts: RunOptions, result: RunResult
+            ) -> tuple[CaseSpec, CaseResult, list[dict[str, Any]] | None]:
+    """The case through its launcher (or the batch-size search); a failure to write its files (the
+    spec, its folder: a full disk) is retried, then stops the run with the resume command."""
+    for attempt in range(WRITE_RETRIES):
+        try:
+            if opts.find_max_batch and spec.case.kind == "speed":
+                return find_max_batch(spec, launch, int(opts.find_max_batch))
+            return spec, launch(spec), None
+        except OSError as e:
+            if attempt < WRITE_RETRIES - 1:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            if spec.workdir:
+                shutil.rmtree(spec.workdir, ignore_errors=True)
+            raise UnwrittenRecords(
+                f"could not write the files of case {spec.case.slug} to {result.folder} ({e.strerror or e}); "
+                f"the run stopped there and the finished records are intact. Free space, then "
+                f"`{resume_command(result, opts)}` runs that case and the rest") from None
+    raise AssertionError("unreachable")
+
+
+def resume_command(result: RunResult, opts: RunOptions) -> str:
+    """The exact command that finishes this run (its folder holds the options it was started with)."""
+    return f"milestones run --resume {shlex.quote(result.run_id)} --out {shlex.quote(str(opts.out))}"
 
 
 def raise_unwritten(result: RunResult, err: Exception, opts: RunOptions) -> None:
@@ -321,7 +394,7 @@ def raise_unwritten(result: RunResult, err: Exception, opts: RunOptions) -> None
     raise UnwrittenRecords(
         f"could not write the record of {rec.case.slug} to {result.folder} ({why}); the run "
         f"stopped there and the finished records are intact. Free space, then "
-        f"`milestones run --resume {result.run_id} --out {opts.out}` re-runs the cases without a record")
+        f"`{resume_command(result, opts)}` re-runs the cases without a record")
 
 
 def run_case_process(case: Case, opts: RunOptions, *, seed: int, workdir: Path, registry: Registry | None = None,

@@ -20,7 +20,13 @@ from typing import Any
 
 from milestones.harness.errors import RecordError, UsageError
 from milestones.harness.privacy import scrub_manifest, scrub_record
-from milestones.harness.records import RunRecord, failed_for_unserialisable, minimal_failed
+from milestones.harness.records import (
+    DISK_FULL_KEY,
+    RunRecord,
+    env_part,
+    failed_for_unserialisable,
+    minimal_failed,
+)
 
 RUN_MANIFEST = "_run.json"
 
@@ -33,6 +39,7 @@ def new_run_id(now: _dt.datetime | None = None) -> str:
 def ensure_writable(folder: Path) -> None:
     """Fail early, with one line, when results cannot be written there; leaves nothing behind."""
     probe = folder / f".probe-{secrets.token_hex(4)}"
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with open(probe, "wb") as f:
@@ -40,12 +47,38 @@ def ensure_writable(folder: Path) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as e:
+        _remove_probe(probe)
+        for d in created:  # a full disk at the start leaves no empty run folder behind
+            try:
+                d.rmdir()
+            except OSError:
+                break
         raise UsageError(f"cannot write results to {folder}: {e.strerror or e}") from None
-    finally:
-        try:  # a full disk fails the write after the file exists: never leave the probe behind
-            probe.unlink()
-        except OSError:
-            pass
+    _remove_probe(probe)
+
+
+def _remove_probe(probe: Path) -> None:
+    try:  # a full disk fails the write after the file exists: never leave the probe behind
+        probe.unlink()
+    except OSError:
+        pass
+
+
+TEMP_PREFIXES = (".tmp-", ".probe-")
+
+
+def remove_temp_files(folder: Path) -> list[Path]:
+    """What a writer killed between its write and its link left in `folder` (never a record: a record
+    exists only once linked to its name). Only for a folder whose writer holds its lock."""
+    gone = []
+    for f in folder.iterdir() if folder.is_dir() else ():
+        if f.name.startswith(TEMP_PREFIXES) and f.is_file():
+            try:
+                f.unlink()
+                gone.append(f)
+            except OSError:
+                pass
+    return gone
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -204,7 +237,7 @@ FRAME_COLUMNS = [
 
 def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]:
     env = rec.env
-    git = env.get("git") or {}
+    git, nvidia = env_part(env, "git"), env_part(env, "nvidia")
     base = {
         "run_id": rec.run_id, "record_id": rec.record_id, "suite": rec.case.suite, "config": rec.case.config,
         "kind": rec.case.kind, "scale": rec.case.scale, "device": rec.case.device, "dtype": rec.case.dtype,
@@ -212,7 +245,7 @@ def record_rows(rec: RunRecord, path: str | None = None) -> list[dict[str, Any]]
         "suite_version": rec.suite_version, "started_at": rec.started_at, "machine_id": env.get("machine_id"),
         "hostname": env.get("hostname"), "gpu": env.get("gpu") if rec.case.device.startswith("cuda") else None,
         "cpu_model": env.get("cpu_model"), "threads": env.get("threads"), "torch": env.get("torch"),
-        "cuda": env.get("cuda"), "cudnn": env.get("cudnn"), "driver": (env.get("nvidia") or {}).get("driver"),
+        "cuda": env.get("cuda"), "cudnn": env.get("cudnn"), "driver": nvidia.get("driver"),
         "commit": git.get("commit"), "dirty": git.get("dirty"), "path": path,
     }
     if not rec.metrics:
@@ -268,18 +301,30 @@ def find_run(out: str | os.PathLike, run: str) -> tuple[Path, dict[str, Any]]:
     return folder, manifest
 
 
+def rerun_on_resume(rec: RunRecord) -> bool:
+    """A record that --resume replaces: its case was interrupted, or failed for want of disk space."""
+    return rec.status == "interrupted" or (rec.status == "failed" and rec.info.get(DISK_FULL_KEY) is True)
+
+
+def run_record_files(folder: Path) -> list[Path]:
+    """The record files of one run folder, as compare and report see them: dot-files (a temporary file a
+    killed writer left, `.tmp-*-<case>.json`) and the manifest are not records."""
+    return [f for f in sorted(folder.glob("*.json")) if f.name != RUN_MANIFEST and not f.name.startswith(".")]
+
+
+def record_key(rec: RunRecord) -> str:
+    return rec.record_id.split("/", 1)[1] if "/" in rec.record_id else rec.record_id
+
+
 def finished_keys(folder: Path) -> set[str]:
     """Case keys (slug, plus /rN for repeats) whose records exist and are valid: resume skips them."""
     keys = set()
-    for f in sorted(folder.glob("*.json")):
-        if f.name == RUN_MANIFEST:
-            continue
+    for f in run_record_files(folder):
         try:
             rec = read_record(f)
         except RecordError:
             continue  # a corrupt record is re-run, not trusted
-        if rec.status == "interrupted":
+        if rerun_on_resume(rec):
             continue
-        rid = rec.record_id.split("/", 1)[1] if "/" in rec.record_id else rec.record_id
-        keys.add(rid)
+        keys.add(record_key(rec))
     return keys

@@ -15,13 +15,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+# How the CPU allocators say it: torch's "DefaultCPUAllocator: can't allocate memory: you tried to
+# allocate N bytes", glibc's ENOMEM text; Python's own is a MemoryError.
+OOM_TEXTS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
 
 def _is_oom(e: BaseException) -> bool:
     import torch
 
     oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
                                   getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
-    return isinstance(e, oom_types) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    if isinstance(e, (MemoryError, *oom_types)):
+        return True
+    return isinstance(e, RuntimeError) and any(t in str(e).lower() for t in OOM_TEXTS)
 
 
 def seed_everything(seed: int, deterministic: bool) -> dict[str, Any]:
@@ -152,9 +158,14 @@ def run_spec(spec: Any) -> Any:
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted (SIGINT)"
     except Exception as e:
+        from milestones.harness.launch.spec import disk_full
+        from milestones.harness.records import DISK_FULL_KEY
+
         status = "oom" if _is_oom(e) else "failed"
         error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
         info["traceback"] = traceback.format_exc()[-4000:]
+        if disk_full(e):
+            info[DISK_FULL_KEY] = True
     info["peak_rss_bytes"] = peak_rss_bytes()
     return CaseResult(status=status, error=error, metrics=metrics, info=info, artifacts=artifacts)
 
@@ -192,11 +203,21 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str]) -> int:
-    from milestones.harness.launch.spec import CaseSpec
+    from milestones.harness.launch.spec import DISK_FULL_EXIT, CaseSpec, disk_full
 
     die_with_parent()
     spec_path, result_path = Path(argv[0]), Path(argv[1])
-    run_spec(CaseSpec.read(spec_path)).write(result_path)
+    result = run_spec(CaseSpec.read(spec_path))
+    try:
+        result.write(result_path)
+    except OSError as e:
+        if not disk_full(e):
+            raise
+        try:  # the log is on the same full disk: the exit code is what surely reaches the runner
+            print(f"cannot write the case result: {e}", file=sys.stderr)
+        except OSError:
+            pass
+        return DISK_FULL_EXIT
     return 0
 
 

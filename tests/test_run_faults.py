@@ -156,8 +156,9 @@ def test_the_write_probe_is_removed_even_when_the_disk_is_full(tmp_path, monkeyp
 
     monkeypatch.setattr(store.os, "fsync", no_space)
     with pytest.raises(Exception, match="No space left"):
-        store.ensure_writable(tmp_path / "r")
-    assert list((tmp_path / "r").iterdir()) == []
+        store.ensure_writable(tmp_path / "r" / "machine" / "run")
+    # Neither the probe nor an empty run folder (nor the folders made for it) is left behind.
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_single_seed_and_the_batch_size_reach_the_suite_as_given(cli, tmp_path):

@@ -28,7 +28,8 @@ from typing import Any
 ENV_SWITCH = "MILESTONES_FORK_SERVER"
 
 # Runs in the server's interpreter. Protocol, one JSON line per request on stdin:
-#   {"module", "argv", "cwd", "log"}  ->  "PID <pid>"  ...  "EXIT <pid> <wait status>"
+#   {"module", "argv", "cwd", "log", "env"}  ->  "PID <pid>"  ...  "EXIT <pid> <wait status>"
+# ("env": variables for this case only, on top of the server's own environment)
 # One case at a time: the launcher waits for a case before it starts the next. A case gets the
 # environment the server's interpreter started with: one server per launcher environment.
 SERVER = r"""
@@ -62,7 +63,7 @@ for line in sys.stdin:
             os.dup2(fd, 1); os.dup2(fd, 2)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
             os.chdir(req["cwd"])
-            os.environ.clear(); os.environ.update(base_env)
+            os.environ.clear(); os.environ.update(base_env); os.environ.update(req.get("env") or {})
             os.environ["MILESTONES_PARENT_PID"] = str(os.getppid())
             sys.stdin = open(os.devnull)
             sys.stdout = os.fdopen(1, "w", buffering=1); sys.stderr = os.fdopen(2, "w", buffering=1)
@@ -115,6 +116,7 @@ class ForkServer:
         self.proc = subprocess.Popen([python, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, env=env, cwd="/")
         self._buf = b""
+        self._dead = False
         self._lock = threading.Lock()
         if self._line(timeout=600.0) != "READY":
             self.close()
@@ -131,20 +133,26 @@ class ForkServer:
                 return None
             chunk = os.read(fd, 4096)
             if not chunk:
+                self._dead = True  # even before the kernel lets poll() see it: server_for starts another
                 raise ServerDied("the fork server exited")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode()
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._dead and self.proc.poll() is None
 
-    def start(self, module: str, argv: list[str], *, cwd: str, log: str) -> ForkedCase:
+    def start(self, module: str, argv: list[str], *, cwd: str, log: str,
+              env: dict[str, str] | None = None) -> ForkedCase:
         self._lock.acquire()
         try:
-            req = {"module": module, "argv": argv, "cwd": cwd, "log": log}
-            self.proc.stdin.write((json.dumps(req) + "\n").encode())
-            self.proc.stdin.flush()
+            req = {"module": module, "argv": argv, "cwd": cwd, "log": log, "env": dict(env or {})}
+            try:
+                self.proc.stdin.write((json.dumps(req) + "\n").encode())
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError):  # killed since its last case
+                self._dead = True
+                raise ServerDied("the fork server exited") from None
             line = self._line(timeout=60.0)
             if not line or not line.startswith("PID "):
                 raise ServerDied(f"the fork server did not start the case ({line!r})")

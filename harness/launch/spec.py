@@ -8,6 +8,7 @@ returns a CaseResult, which the runner turns into a record.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,18 @@ from typing import Any
 from milestones.harness.errors import RecordError
 from milestones.harness.measure.timing import TimingSettings
 from milestones.harness.records import STATUSES, Case, Metric
+
+# A write that failed for want of space (a full disk, a quota, a file-size limit): the record says it was
+# the disk, the run stops with its resume command, and --resume runs the case again.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The case process's exit code when it could not write its result for that reason (its log may be
+# empty too: the exit code is all that reaches the runner). EX_IOERR from sysexits.h.
+DISK_FULL_EXIT = 74
+
+
+def disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_ERRNOS
+
 
 # Where a case's batch size came from: decided once, when the case is planned.
 BATCH_SOURCES = ("config default", "--batch-size", "--find-max-batch", "none")
@@ -134,8 +147,12 @@ class CaseResult:
         import os
 
         tmp = path.with_suffix(".partial")
-        tmp.write_text(json.dumps(self.to_dict(), default=repr), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), default=repr), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def read(cls, path: Path) -> CaseResult:
