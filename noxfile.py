@@ -74,7 +74,7 @@ def gpu(session: nox.Session) -> None:
 
 # ------------------------------------------------------------------------------------ mutation testing
 # Each core module with the tests that exercise it: a mutant is run against those only (a full suite
-# per mutant would take hours on a 2-core machine). harness/runner.py is left out while it is rewritten.
+# per mutant would take hours on a 2-core machine). docs/mutation-testing.md holds the last run's figures.
 MUTATION_TARGETS = {
     "stats": ("harness/stats.py", "tests/test_stats.py tests/test_mutation_kills.py"),
     "compare": ("harness/compare.py", "tests/test_compare.py tests/test_unreadable_records.py "
@@ -88,6 +88,9 @@ MUTATION_TARGETS = {
                                       "-k 'not a_run_with'"),
     "timing": ("harness/measure/timing.py", "tests/test_mutation_kills_timing.py"),
     "slow_machine": ("harness/slow_machine.py", "tests/test_slow_machine.py -k 'not every_cpu_speed_record'"),
+    "runner": ("harness/runner.py", "tests/test_mutation_kills_runner.py"),
+    "ab": ("harness/ab.py", "tests/test_mutation_kills_ab.py"),
+    "history": ("harness/history.py", "tests/test_mutation_kills_history.py"),
 }
 # One representative replacement per operator instead of cosmic-ray's every-to-every table (which
 # gives ~1400 mutants for stats.py alone): + -> -, * -> /, < -> <=, == -> !=, `not x` -> x, ...
@@ -112,30 +115,48 @@ with use_db(db, WorkDB.Mode.open) as wdb:
             wdb.set_result(item.job_id, WorkResult(output="not sampled", worker_outcome=WorkerOutcome.SKIPPED))
 """
 
+_SAME_CHECKOUT = """
+import os, sys
+import milestones.harness as h
+here = os.path.realpath(sys.argv[1])
+if not os.path.realpath(h.__file__).startswith(here + os.sep):
+    sys.exit(f"this interpreter imports milestones from {os.path.dirname(h.__file__)}, not from {here}: "
+             "activate this checkout's environment (pip install -e .) and run nox again")
+"""
+
 
 @nox.session(python=False)
 def mutation(session: nox.Session) -> None:
-    """cosmic-ray over the core modules (posargs: some of stats compare store records timing slow_machine).
+    """cosmic-ray over the core modules (posargs: some of MUTATION_TARGETS' names).
 
     It mutates the files IN PLACE, one mutant at a time, and restores each: do not edit the tree while
     it runs. Prints killed / survived per module; the session database stays in the session's tmp dir.
-    MUTATION_EVERY=N runs every N-th mutant only (a sample, for a busy machine).
+    MUTATION_EVERY=N runs every N-th mutant only (a sample, for a busy machine); MUTATION_TIMEOUT=S
+    kills a mutant's test run after S seconds (default 120).
     """
     names = session.posargs or list(MUTATION_TARGETS)
     unknown = [n for n in names if n not in MUTATION_TARGETS]
     if unknown:
         session.error(f"unknown module {unknown[0]!r}; choose from {', '.join(MUTATION_TARGETS)}")
     tmp = session.create_tmp()
-    # A mutant that loops forever is killed after 120 s (a normal test run takes seconds); it counts as killed.
+    # A mutant that loops forever is killed after MUTATION_TIMEOUT s (default 120; a normal test run takes
+    # seconds); it counts as killed.
+    timeout = float(os.environ.get("MUTATION_TIMEOUT", "120"))
     # cosmic-ray runs the test command through its own PATH (a pyenv shim puts its interpreter first):
-    # name this environment's interpreter, the one that has milestones installed.
-    python = shutil.which("python") or sys.executable
-    cr = ["python", "-m", "cosmic_ray.cli"]
+    # name this environment's interpreter, the one that has milestones installed. Under a pyenv `nox`
+    # shim PATH starts with pyenv's own bin, so the activated virtualenv is asked first.
+    venv = os.environ.get("VIRTUAL_ENV")
+    venv_python = os.path.join(venv, "bin", "python") if venv else ""
+    python = venv_python if os.path.isfile(venv_python) else shutil.which("python") or sys.executable
+    # Mutants of this checkout must be what the tests import: another checkout's install (an editable
+    # install of a sibling worktree) would let every mutant survive.
+    session.run(python, "-c", _SAME_CHECKOUT, os.getcwd(), silent=True)
+    cr = [python, "-m", "cosmic_ray.cli"]
     for name in names:
         module, tests = MUTATION_TARGETS[name]
         conf, db = os.path.join(tmp, f"{name}.toml"), os.path.join(tmp, f"{name}.sqlite")
         with open(conf, "w", encoding="utf-8") as f:
-            f.write(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 120.0\nexcluded-modules = []\n'
+            f.write(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout}\nexcluded-modules = []\n'
                     f'test-command = "env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {python} -m pytest -x -q -p no:cacheprovider '
                     f'{tests}"\n'
                     '[cosmic-ray.distributor]\nname = "local"\n'
@@ -144,11 +165,11 @@ def mutation(session: nox.Session) -> None:
         if os.path.exists(db):
             os.remove(db)
         session.run(*cr, "init", conf, db)
-        session.run("python", "-m", "cosmic_ray.tools.filters.operators_filter", db, conf)
+        session.run(python, "-m", "cosmic_ray.tools.filters.operators_filter", db, conf)
         every = int(os.environ.get("MUTATION_EVERY", "1"))
         if every > 1:
-            session.run("python", "-c", _SAMPLE, db, str(every))
+            session.run(python, "-c", _SAMPLE, db, str(every))
         session.run(*cr, "baseline", conf)
         session.run(*cr, "exec", conf, db)
-        session.run("python", "-m", "cosmic_ray.tools.report", "--show-pending", db)
-        session.run("python", "-m", "cosmic_ray.tools.survival_rate", db)
+        session.run(python, "-m", "cosmic_ray.tools.report", "--show-pending", db)
+        session.run(python, "-m", "cosmic_ray.tools.survival_rate", db)

@@ -18,9 +18,10 @@ def _noxfile():
     return mod
 
 
-def test_targets_exist_and_skip_the_runner_for_now():
+def test_targets_exist_and_cover_the_runner_ab_and_history():
     nf = _noxfile()
-    assert set(nf.MUTATION_TARGETS) == {"stats", "compare", "store", "records", "timing", "slow_machine"}
+    assert set(nf.MUTATION_TARGETS) == {"stats", "compare", "store", "records", "timing", "slow_machine", "runner",
+                                        "ab", "history"}
     for module, tests in nf.MUTATION_TARGETS.values():
         assert (ROOT / module).is_file(), module
         paths = [a.split("::")[0] for a in shlex.split(tests) if a.startswith("tests/")]
@@ -40,3 +41,16 @@ def test_operator_filter_keeps_one_replacement_per_operator():
                     "core/ReplaceComparisonOperator_Lt_Gt", "core/ReplaceComparisonOperator_Eq_Is",
                     "core/ReplaceUnaryOperator_USub_Invert", "core/ReplaceBinaryOperator_Add_SubX"):
         assert excluded(dropped), dropped
+
+
+def test_the_session_refuses_an_interpreter_that_imports_another_checkout(tmp_path):
+    """Every mutant survives when the tests import another checkout's milestones (a pyenv `nox` shim found
+    the interpreter of a sibling worktree's install): the session checks the import before it starts."""
+    import subprocess
+    import sys
+
+    nf = _noxfile()
+    same = subprocess.run([sys.executable, "-c", nf._SAME_CHECKOUT, str(ROOT)], capture_output=True, text=True)
+    assert same.returncode == 0, same.stderr
+    other = subprocess.run([sys.executable, "-c", nf._SAME_CHECKOUT, str(tmp_path)], capture_output=True, text=True)
+    assert other.returncode == 1 and f"not from {tmp_path}" in other.stderr
