@@ -109,6 +109,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
         print(json.dumps([{"job_id": s.job_id, "state": s.state, "reason": s.reason, "report": s.report}
                           for s in final], indent=1))
+    if args.cancel and not args.wait:
+        return EXIT_OK
     return _outcome(sub, final) if all(s.final or s.blocked for s in final) else EXIT_OK
 
 

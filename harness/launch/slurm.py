@@ -18,6 +18,7 @@ At the time-limit warning, a job with interrupted cases left is requeued through
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,8 +26,10 @@ import re
 import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,9 @@ BLOCKED_REASONS = ("PartitionDown", "PartitionInactive", "PartitionConfig", "Par
                    "PartitionTimeLimit", "BadConstraints", "InvalidAccount", "InvalidQOS", "JobHeldAdmin",
                    "JobHeldUser", "DependencyNeverSatisfied", "ReqNodeNotAvail", "AccountNotAllowed",
                    "QOSMaxWallDurationPerJobLimit", "AssocMaxWallDurationPerJobLimit")
+# Seconds to wait, after Slurm says a job ended, for the job's own final report (Slurm's KillWait is 30 s
+# by default; a job SIGKILLed before it wrote one is reported as Slurm saw it).
+SETTLE_S = 60.0
 _TYPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -350,12 +356,28 @@ def _save(sub: Submission) -> None:
     os.replace(tmp, sub.folder / SUBMISSION_FILE)
 
 
-def _sbatch_message(err: BaseException) -> str:
-    text = str(getattr(err, "output", b"") or getattr(err, "stderr", b"") or err)
-    if isinstance(getattr(err, "output", None), bytes):
-        text = err.output.decode(errors="replace")  # type: ignore[attr-defined]
-    lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower()] or [text.strip()]
-    return lines[-1][:300]
+def _sbatch_message(err: BaseException, stderr: str) -> str:
+    out = getattr(err, "output", None)
+    text = stderr + "\n" + (out.decode(errors="replace") if isinstance(out, bytes) else str(out or err))
+    lines = [ln.strip().removeprefix("sbatch: error: ") for ln in text.splitlines() if "error" in ln.lower()]
+    return "; ".join(dict.fromkeys(lines))[:400] if lines else str(err)[:400]
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[list[str]]:
+    """sbatch writes its refusal to the stderr it inherits from submitit: keep it for one line of ours."""
+    got: list[str] = []
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield got
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            got.append(tmp.read().decode(errors="replace"))
 
 
 def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
@@ -390,7 +412,7 @@ def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
         ex.update_parameters(**params)
         batch: list[tuple[Any, str, list[CaseRef]]] = []
         try:
-            with ex.batch():
+            with _stderr_captured() as stderr, ex.batch():
                 for i, g in enumerate(groups):
                     run_id = f"{sub_id}-{m.name}-{i}"
                     job = GroupJob(str(folder), m, tuple(g), opts, run_id, settings["time_min"])
@@ -398,7 +420,8 @@ def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
         except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError, OSError) as err:
             where = ", ".join(x for x in (m.partition and f"partition {m.partition}",
                                           m.constraint and f"constraint {m.constraint}") if x)
-            raise SubmitError(f"sbatch refused the jobs of machine type {m.name} ({where}): {_sbatch_message(err)}"
+            raise SubmitError(f"sbatch refused the jobs of machine type {m.name} ({where}): "
+                              f"{_sbatch_message(err, ''.join(stderr))}"
                               + (f"; {len(sub.jobs)} job(s) already queued: milestones jobs {folder}"
                                  if sub.jobs else "")) from None
         for job, run_id, g in batch:
@@ -490,6 +513,7 @@ def watch(sub: Submission, *, poll_s: float = 5.0, on_change: Callable[[JobEntry
           timeout_s: float | None = None) -> list[JobState]:
     """Poll until every job has ended or is blocked (pending for a reason waiting cannot resolve)."""
     last: dict[str, tuple] = {}
+    ended: dict[str, float] = {}
     t_end = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         now_states = states(sub)
@@ -499,8 +523,17 @@ def watch(sub: Submission, *, poll_s: float = 5.0, on_change: Callable[[JobEntry
                 last[j.job_id] = key
                 if on_change:
                     on_change(j, s)
-        if all(s.final or s.blocked for s in now_states):
-            return now_states
+            if s.final:
+                ended.setdefault(j.job_id, time.monotonic())
+
+        def settled(s: JobState) -> bool:
+            # A cancelled job writes its cases' records in the seconds Slurm gives it after SIGTERM
+            # (KillWait): wait for its report, unless it was killed before it could write one.
+            running = (s.report or {}).get("state") == "running"
+            return s.blocked or (s.final and (not running or time.monotonic() - ended[s.job_id] > SETTLE_S))
+
+        if all(settled(s) for s in now_states):
+            return states(sub)
         if t_end is not None and time.monotonic() > t_end:
             return now_states
         time.sleep(poll_s)
