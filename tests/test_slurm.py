@@ -194,15 +194,17 @@ def _submission(out: Path) -> Path:
 
 
 def _records(out: Path) -> list[dict]:
-    return [json.loads(f.read_text()) for f in sorted(out.glob("test-*/*/*.json")) if f.name != "_run.json"]
+    return [json.loads(f.read_text()) for f in sorted(out.glob("*/*/*.json"))
+            if f.name != "_run.json" and not f.relative_to(out).parts[0].startswith(".")]
 
 
 @pytest.mark.slow
 def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path, cluster):
     out = tmp_path / "results"
     cases = ["adam-reference", "gan-mnist", "fake-ok", "fake-crash"]
-    # 4 min per job leaves room for two cases of ~60 s (no earlier records): two jobs per machine type.
-    r = submit("submit", *cases, "--out", str(out), "--wait", "--poll", "1", time_min=4)
+    # 5 min per job, less the 120 s warning and 60 s start, fits two cases of ~60 s (no earlier records):
+    # two jobs per machine type.
+    r = submit("submit", *cases, "--out", str(out), "--wait", "--poll", "1", time_min=5)
     assert r.returncode == 1, r.stdout + r.stderr  # fake-crash fails, by design
     sub = json.loads((_submission(out) / "submission.json").read_text())
     assert sorted(j["machine_type"] for j in sub["jobs"]) == ["a100", "a100", "h100", "h100"]
@@ -241,6 +243,7 @@ def test_a_cancelled_job_leaves_interrupted_records(submit, tmp_path, cluster):
     assert by["fake-slow"]["status"] == "interrupted"
     assert "cancelled or preempted (SIGTERM) while the case ran" in by["fake-slow"]["error"]
     assert by["fake-ok"]["status"] == "interrupted" and by["fake-ok"]["error"].startswith("not started:")
+    assert "[2 interrupted]; stopped by SIGTERM" in c.stdout, c.stdout
 
 
 def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path, cluster):

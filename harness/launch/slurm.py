@@ -202,9 +202,13 @@ class StoppableLauncher:
         self.stop.in_case = True
         try:
             res = self.inner.run(spec)
-        except JobStop:
-            res = CaseResult(status="interrupted", error="stopped", started_at=t0, ended_at=_now(),
-                             duration_s=time.time() - (self.stop.at or time.time()))
+        except (JobStop, Exception) as err:
+            # Slurm signals every process of the job, the fork server included, so stopping the case can
+            # fail in ways a Ctrl-C does not; once told to stop, any such end is the stop.
+            if self.stop.signum is None:
+                raise
+            res = CaseResult(status="interrupted", error=f"stopped ({type(err).__name__}: {err})", started_at=t0,
+                             ended_at=_now(), duration_s=0.0)
         finally:
             self.stop.in_case = False
         if self.stop.signum is None or res.status in ("ok", "skipped"):
