@@ -265,3 +265,28 @@ def test_sbatch_refusing_a_partition_is_one_line(submit, tmp_path):
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("milestones: error: sbatch refused the jobs of machine type a100 "
                            "(partition no-such-partition):") and "invalid partition" in line.lower()
+
+
+@pytest.mark.slow
+def test_a_time_limit_warning_records_a_timeout_and_requeues_the_rest(submit, tmp_path, cluster):
+    """Slurm's warning before the time limit is SIGUSR2 (submitit's --signal); sent here by scancel, as
+    the scheduler would. The case in flight kept no checkpoint: `timeout`; the case after it is left
+    interrupted, so the job is requeued through submitit and the requeued job runs it."""
+    out, started = tmp_path / "results", tmp_path / "slow-started"
+    r = submit("submit", "fake-slow", "fake-ok", "--kind", "speed", "--option", "sleep=300", "--out", str(out),
+               "--slurm-partition", "a100=a100", env={"FAKE_SLOW_STARTED": str(started)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    sub = _submission(out)
+    (job,) = json.loads((sub / "submission.json").read_text())["jobs"]
+    t_end = time.monotonic() + 240
+    while not started.exists() and time.monotonic() < t_end:
+        time.sleep(0.5)
+    assert started.exists(), submit("jobs", str(sub)).stdout + cluster.logs()
+    assert cluster.run("scancel", "--signal=USR2", job["job_id"]).returncode == 0
+    w = submit("jobs", str(sub), "--wait", "--poll", "1")
+    assert "COMPLETED" in w.stdout, w.stdout + w.stderr
+    by = {rec["case"]["config"]: rec for rec in _records(out)}
+    assert by["fake-slow"]["status"] == "timeout" and "time-limit warning" in by["fake-slow"]["error"]
+    assert by["fake-ok"]["status"] == "ok" and by["fake-ok"]["env"]["slurm"]["restarts"] == 1
+    (superseded,) = (out).glob("*/*/.superseded/*.json")
+    assert json.loads(superseded.read_text())["error"].startswith("not started: Slurm job")

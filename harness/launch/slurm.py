@@ -188,7 +188,8 @@ class StoppableLauncher:
     def _why(self) -> str:
         if self.stop.signum == signal.SIGUSR2:
             return f"Slurm job {self.job_id} reached its time-limit warning ({self.time_min} min limit)"
-        if self.stop.at is not None and self.stop.at - self.started >= self.time_min * 60 - 5:
+        # `started` is when the job's function began, a few seconds after Slurm started the job.
+        if self.stop.at is not None and self.stop.at - self.started >= self.time_min * 60 - 30:
             return f"Slurm job {self.job_id} reached its time limit ({self.time_min} min)"
         return f"Slurm job {self.job_id} was cancelled or preempted (SIGTERM)"
 
@@ -260,6 +261,7 @@ class GroupJob:
         from milestones.harness.measure.timing import free_cores
         from milestones.harness.registry import load_suites
 
+        began = time.time()
         os.environ.update(dict(self.machine.env))  # before the environment (and machine id) is captured
         stop = StopSignal()
         requeue = signal.getsignal(signal.SIGUSR2)  # submitit's checkpoint-and-requeue handler
@@ -280,7 +282,7 @@ class GroupJob:
         report = {"job_id": job_id, "machine_type": self.machine.name, "run_id": self.run_id,
                   "folder": str(folder), "state": "running", "started_at": _now()}
         _write_report(self.submission, job_id, report)
-        launcher = StoppableLauncher(CaseProcess(), stop, job_id, self.time_min)
+        launcher = StoppableLauncher(CaseProcess(), stop, job_id, self.time_min, started=began)
         # A requeued job resumes its folder: finished cases stay, interrupted ones run again.
         runner.execute(specs, self.opts, reg, e, run_id=self.run_id, folder=folder, resume=True, launcher=launcher)
         while stop.signum is not None:  # the runner stops at an interrupted case: record the rest as not started
@@ -388,9 +390,10 @@ def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
            on_job: Callable[[JobEntry], None] | None = None) -> Submission:
     """Submit one job per (machine type, case group); returns the submission (saved as it grows, so a
     failure after some jobs were queued still leaves them re-attachable)."""
-    import submitit
-
     from milestones.harness import store
+    from milestones.harness.extras import require
+
+    submitit = require("submitit")
 
     out = Path(opts.out).resolve()
     opts = dataclasses.replace(opts, out=out)
