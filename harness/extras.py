@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "safetensors": ("text", "safetensors"),
     "asv": ("bench", "asv"),
     "pytest_benchmark": ("bench", "pytest-benchmark"),
+    "submitit": ("slurm", "submitit"),
 }
 
 

