@@ -33,6 +33,16 @@ def cli(tmp_path):
     return run
 
 
+def pytest_configure(config):
+    # Under pytest-xdist every worker is a process of its own: two workers with torch's default two
+    # OpenMP threads each would put four spinning threads on a 2-core machine (30x slower when busy).
+    # The case processes the tests start choose their threads themselves, so only this process is pinned.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 def pytest_report_header(config):
     import torch
 
