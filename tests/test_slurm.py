@@ -87,6 +87,21 @@ def test_cli_flags_and_run_file(tmp_path, cli):
     assert typo.returncode == 2 and "unknown key 'partitoin' in [slurm]" in typo.stderr
 
 
+def test_sbatch_parameters_per_machine_type():
+    m = slurm.MachineType("h100", partition="gpu", constraint="h100")
+    settings = _settings(time_min=90, signal_s=120, cpus=16, account=None, qos="high")
+    assert slurm.sbatch_parameters(m, settings, gpus=8) == {
+        "job_name": "milestones-h100", "time": 90, "signal_delay_s": 120, "stderr_to_stdout": True,
+        "partition": "gpu", "constraint": "h100", "cpus_per_task": 16, "qos": "high", "gpus_per_node": 8}
+
+    class Opts:
+        device, nproc = "auto", 4
+    assert slurm.gpus_per_job(_settings(), Opts) == 4
+    Opts.device = "cpu"
+    assert slurm.gpus_per_job(_settings(), Opts) == 0
+    assert slurm.gpus_per_job(_settings(gpus=2), Opts) == 2
+
+
 class _Inner:
     """A case launcher whose case 'runs' until a signal handler fires inside it."""
 
@@ -122,6 +137,21 @@ def test_a_stop_signal_records_the_case_in_flight_and_the_rest(tmp_path, signum,
     after = launcher.run(_spec(tmp_path))
     assert after.status == "interrupted" and after.error.startswith("not started: Slurm job 77")
     assert launcher.inner.calls == 1  # the case after the signal never started
+
+
+def test_a_stop_that_breaks_the_case_launcher_is_still_recorded(tmp_path):
+    stop = slurm.StopSignal()
+
+    class Broken:
+        def run(self, spec):
+            stop.signum = signal.SIGTERM  # Slurm signalled the fork server too: waiting on it fails
+            raise RuntimeError("the fork server exited")
+
+    res = slurm.StoppableLauncher(Broken(), stop, "3", time_min=60).run(_spec(tmp_path))
+    assert res.status == "interrupted" and "cancelled or preempted" in res.error
+    assert "the fork server exited" in res.info["slurm_stop"]["case_error"]
+    with pytest.raises(RuntimeError):  # without a stop, a broken launcher is a bug, not a record
+        slurm.StoppableLauncher(Broken(), slurm.StopSignal(), "3", time_min=60).run(_spec(tmp_path))
 
 
 def test_a_case_that_finished_before_the_signal_keeps_its_result(tmp_path):
@@ -209,7 +239,11 @@ def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path,
     sub = json.loads((_submission(out) / "submission.json").read_text())
     assert sorted(j["machine_type"] for j in sub["jobs"]) == ["a100", "a100", "h100", "h100"]
     assert "records to " in r.stdout and "re-attach: milestones jobs" in r.stdout
-    assert r.stdout.count("COMPLETED") == 4, r.stdout
+    done = {ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("  job ") and "COMPLETED" in ln}
+    assert done == {j["job_id"] for j in sub["jobs"]}, r.stdout
+    script = (_submission(out) / "logs" / sub["jobs"][0]["job_id"]).glob("*_submission.sh")
+    text = next(script).read_text()
+    assert "#SBATCH --partition=a100" in text and "#SBATCH --time=5" in text and "--signal=USR2@120" in text
     recs = _records(out)
     got = {(rec["env"]["machine_id"], rec["case"]["config"]): rec["status"] for rec in recs}
     assert got == {(m, c): ("failed" if c == "fake-crash" else "ok") for m in ("test-a100", "test-h100")
