@@ -324,3 +324,14 @@ def test_a_time_limit_warning_records_a_timeout_and_requeues_the_rest(submit, tm
     assert by["fake-ok"]["status"] == "ok" and by["fake-ok"]["env"]["slurm"]["restarts"] == 1
     (superseded,) = (out).glob("*/*/.superseded/*.json")
     assert json.loads(superseded.read_text())["error"].startswith("not started: Slurm job")
+
+
+@pytest.mark.slow
+def test_nproc_runs_torchrun_inside_the_allocation(submit, tmp_path):
+    out = tmp_path / "results"
+    r = submit("submit", "parallel-alexnet-smoke", "--kind", "speed", "--nproc", "2", "--slurm-cpus", "2",
+               "--timeout", "400", "--out", str(out), "--slurm-partition", "h100=h100", "--wait", "--poll", "1")
+    (rec,) = _records(out)
+    assert r.returncode == 0 and rec["status"] == "ok", r.stdout + r.stderr + str(rec.get("error"))
+    assert rec["info"]["world_size"] == 2 and rec["env"]["slurm"]["machine_type"] == "h100"
+    assert "dp.train.scaling_efficiency" in rec["metrics"]
