@@ -241,9 +241,10 @@ def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path,
     assert "records to " in r.stdout and "re-attach: milestones jobs" in r.stdout
     done = {ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("  job ") and "COMPLETED" in ln}
     assert done == {j["job_id"] for j in sub["jobs"]}, r.stdout
-    script = (_submission(out) / "logs" / sub["jobs"][0]["job_id"]).glob("*_submission.sh")
-    text = next(script).read_text()
-    assert "#SBATCH --partition=a100" in text and "#SBATCH --time=5" in text and "--signal=USR2@120" in text
+    scripts = [f.read_text() for f in (_submission(out) / "logs").rglob("*_submission.sh")]
+    assert len(scripts) == 2  # one job array per machine type
+    assert sorted(t for part in ("a100", "h100") for t in scripts if f"#SBATCH --partition={part}\n" in t) == sorted(scripts)
+    assert all("#SBATCH --time=5\n" in t and "--signal=USR2@120" in t and "#SBATCH --array=0-1" in t for t in scripts)
     recs = _records(out)
     got = {(rec["env"]["machine_id"], rec["case"]["config"]): rec["status"] for rec in recs}
     assert got == {(m, c): ("failed" if c == "fake-crash" else "ok") for m in ("test-a100", "test-h100")
