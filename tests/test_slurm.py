@@ -82,6 +82,8 @@ def test_cli_flags_and_run_file(tmp_path, cli):
                                                "e.g. a100=gpu-a100,h100=gpu-h100, not 'a100'"]
     none = cli("submit", "fake-ok")
     assert none.returncode == 2 and "needs a machine type" in none.stderr
+    nodes = cli("submit", "fake-ok", "--slurm-partition", "a=b", "--nproc", "8", "--nnodes", "2")
+    assert nodes.returncode == 2 and "runs each job on one node" in nodes.stderr
     f.write_text('[slurm]\npartitoin = "a=b"\n')
     typo = cli("submit", "fake-ok", "--config", str(f))
     assert typo.returncode == 2 and "unknown key 'partitoin' in [slurm]" in typo.stderr
