@@ -283,6 +283,7 @@ def test_a_cancelled_job_leaves_interrupted_records(submit, tmp_path, cluster):
     assert "[2 interrupted]; stopped by SIGTERM" in c.stdout, c.stdout
 
 
+@pytest.mark.slow
 def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path, cluster):
     out = tmp_path / "results"
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(out), "--slurm-partition",
@@ -294,6 +295,7 @@ def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path
     assert c.returncode == 0 and "cancelled 1 job(s)" in c.stdout
 
 
+@pytest.mark.slow
 def test_sbatch_refusing_a_partition_is_one_line(submit, tmp_path):
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(tmp_path / "results"),
                "--slurm-partition", "a100=no-such-partition")
