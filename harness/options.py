@@ -387,7 +387,7 @@ SLURM_OPTIONS: tuple[Option, ...] = (
            "e.g. a100=a100,h100=h100", "TYPE=FEATURE,...", "constraint"),
     Option("time_min", "--slurm-time", positive_int, 60, "time limit of each job in minutes; cases are grouped to "
            "fit it (default 60)", "MIN", "time"),
-    Option("gpus", "--slurm-gpus", non_negative_int, None, "GPUs per job (default: --nproc on a GPU device, 0 with "
+    Option("gpus", "--slurm-gpus", non_negative_int, None, "GPUs per job (default: --nproc, at least 1; 0 with "
            "--device cpu)", "N", "gpus"),
     Option("cpus", "--slurm-cpus", positive_int, None, "CPUs per job (default: the cluster's default)", "N", "cpus"),
     Option("account", "--slurm-account", text, None, "the Slurm account to charge", "NAME", "account"),

@@ -1,5 +1,7 @@
 """A single-node Slurm cluster for the tests: munged, slurmctld and slurmd of Debian's slurm-wlm, with
-every state, spool, socket, log and key file under one folder and every address on the loopback.
+every state, spool, socket, log and key file under one folder. Every configured address is 127.0.0.1
+and slurmd binds to it; slurmctld 22.05 binds its (random, free) port on every interface, having no
+setting for one address, and accepts only messages signed with this cluster's own munge key.
 
 The node has a few CPUs and sits in two partitions that stand for two machine types (`a100`, `h100`),
 plus a partition that is down (a machine type whose jobs never start). Client commands (sbatch, squeue,
@@ -67,6 +69,8 @@ ClusterName=milestones-test
 # slurmctld accepts "localhost" as its own name whatever the host is called
 SlurmctldHost=localhost(127.0.0.1)
 MailProg=/bin/true
+# bind each daemon to the address its name resolves to (127.0.0.1), not to every interface
+CommunicationParameters=NoInAddrAny
 SlurmctldPort={ctld_port}
 SlurmdPort={d_port}
 SlurmUser=root

@@ -82,9 +82,26 @@ def test_cli_flags_and_run_file(tmp_path, cli):
                                                "e.g. a100=gpu-a100,h100=gpu-h100, not 'a100'"]
     none = cli("submit", "fake-ok")
     assert none.returncode == 2 and "needs a machine type" in none.stderr
+    nodes = cli("submit", "fake-ok", "--slurm-partition", "a=b", "--nproc", "8", "--nnodes", "2")
+    assert nodes.returncode == 2 and "runs each job on one node" in nodes.stderr
     f.write_text('[slurm]\npartitoin = "a=b"\n')
     typo = cli("submit", "fake-ok", "--config", str(f))
     assert typo.returncode == 2 and "unknown key 'partitoin' in [slurm]" in typo.stderr
+
+
+def test_sbatch_parameters_per_machine_type():
+    m = slurm.MachineType("h100", partition="gpu", constraint="h100")
+    settings = _settings(time_min=90, signal_s=120, cpus=16, account=None, qos="high")
+    assert slurm.sbatch_parameters(m, settings, gpus=8) == {
+        "job_name": "milestones-h100", "time": 90, "signal_delay_s": 120, "stderr_to_stdout": True,
+        "partition": "gpu", "constraint": "h100", "cpus_per_task": 16, "qos": "high", "gpus_per_node": 8}
+
+    class Opts:
+        device, nproc = "auto", 4
+    assert slurm.gpus_per_job(_settings(), Opts) == 4
+    Opts.device = "cpu"
+    assert slurm.gpus_per_job(_settings(), Opts) == 0
+    assert slurm.gpus_per_job(_settings(gpus=2), Opts) == 2
 
 
 class _Inner:
@@ -122,6 +139,21 @@ def test_a_stop_signal_records_the_case_in_flight_and_the_rest(tmp_path, signum,
     after = launcher.run(_spec(tmp_path))
     assert after.status == "interrupted" and after.error.startswith("not started: Slurm job 77")
     assert launcher.inner.calls == 1  # the case after the signal never started
+
+
+def test_a_stop_that_breaks_the_case_launcher_is_still_recorded(tmp_path):
+    stop = slurm.StopSignal()
+
+    class Broken:
+        def run(self, spec):
+            stop.signum = signal.SIGTERM  # Slurm signalled the fork server too: waiting on it fails
+            raise RuntimeError("the fork server exited")
+
+    res = slurm.StoppableLauncher(Broken(), stop, "3", time_min=60).run(_spec(tmp_path))
+    assert res.status == "interrupted" and "cancelled or preempted" in res.error
+    assert "the fork server exited" in res.info["slurm_stop"]["case_error"]
+    with pytest.raises(RuntimeError):  # without a stop, a broken launcher is a bug, not a record
+        slurm.StoppableLauncher(Broken(), slurm.StopSignal(), "3", time_min=60).run(_spec(tmp_path))
 
 
 def test_a_case_that_finished_before_the_signal_keeps_its_result(tmp_path):
@@ -209,7 +241,12 @@ def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path,
     sub = json.loads((_submission(out) / "submission.json").read_text())
     assert sorted(j["machine_type"] for j in sub["jobs"]) == ["a100", "a100", "h100", "h100"]
     assert "records to " in r.stdout and "re-attach: milestones jobs" in r.stdout
-    assert r.stdout.count("COMPLETED") == 4, r.stdout
+    done = {ln.split()[1] for ln in r.stdout.splitlines() if ln.startswith("  job ") and "COMPLETED" in ln}
+    assert done == {j["job_id"] for j in sub["jobs"]}, r.stdout
+    scripts = [f.read_text() for f in (_submission(out) / "logs").rglob("*_submission.sh")]
+    assert len(scripts) == 2  # one job array per machine type
+    assert sorted(t for part in ("a100", "h100") for t in scripts if f"#SBATCH --partition={part}\n" in t) == sorted(scripts)
+    assert all("#SBATCH --time=5\n" in t and "--signal=USR2@120" in t and "#SBATCH --array=0-1" in t for t in scripts)
     recs = _records(out)
     got = {(rec["env"]["machine_id"], rec["case"]["config"]): rec["status"] for rec in recs}
     assert got == {(m, c): ("failed" if c == "fake-crash" else "ok") for m in ("test-a100", "test-h100")
@@ -246,6 +283,7 @@ def test_a_cancelled_job_leaves_interrupted_records(submit, tmp_path, cluster):
     assert "[2 interrupted]; stopped by SIGTERM" in c.stdout, c.stdout
 
 
+@pytest.mark.slow
 def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path, cluster):
     out = tmp_path / "results"
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(out), "--slurm-partition",
@@ -257,6 +295,7 @@ def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path
     assert c.returncode == 0 and "cancelled 1 job(s)" in c.stdout
 
 
+@pytest.mark.slow
 def test_sbatch_refusing_a_partition_is_one_line(submit, tmp_path):
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(tmp_path / "results"),
                "--slurm-partition", "a100=no-such-partition")
@@ -290,3 +329,14 @@ def test_a_time_limit_warning_records_a_timeout_and_requeues_the_rest(submit, tm
     assert by["fake-ok"]["status"] == "ok" and by["fake-ok"]["env"]["slurm"]["restarts"] == 1
     (superseded,) = (out).glob("*/*/.superseded/*.json")
     assert json.loads(superseded.read_text())["error"].startswith("not started: Slurm job")
+
+
+@pytest.mark.slow
+def test_nproc_runs_torchrun_inside_the_allocation(submit, tmp_path):
+    out = tmp_path / "results"
+    r = submit("submit", "parallel-alexnet-smoke", "--kind", "speed", "--nproc", "2", "--slurm-cpus", "2",
+               "--timeout", "400", "--out", str(out), "--slurm-partition", "h100=h100", "--wait", "--poll", "1")
+    (rec,) = _records(out)
+    assert r.returncode == 0 and rec["status"] == "ok", r.stdout + r.stderr + str(rec.get("error"))
+    assert rec["info"]["world_size"] == 2 and rec["env"]["slurm"]["machine_type"] == "h100"
+    assert "dp.train.scaling_efficiency" in rec["metrics"]

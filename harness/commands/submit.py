@@ -66,6 +66,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if not Path(p).exists():
             raise UsageError(f"--data {name}={p}: no such file or folder (jobs read it from the shared file system)")
     slurm.machine_types(settings)  # bad machine types: one line before anything is planned
+    if opts.torchrun_args:
+        raise UsageError("milestones submit runs each job on one node (--nproc ranks there); several nodes per job "
+                         f"({' '.join(opts.torchrun_args)}) need the sbatch script in docs/scale-out.md")
     reg = load_suites()
     # The login node may have no GPU: the device is resolved in each job; here it only picks batch sizes
     # for planning, which the job plans again on its node.

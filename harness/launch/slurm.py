@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -386,6 +387,25 @@ def _stderr_captured() -> Iterator[list[str]]:
             got.append(tmp.read().decode(errors="replace"))
 
 
+def sbatch_parameters(m: MachineType, settings: dict[str, Any], gpus: int) -> dict[str, Any]:
+    """submitit's SlurmExecutor parameters of one machine type's jobs."""
+    params: dict[str, Any] = {"job_name": f"milestones-{m.name}", "time": settings["time_min"],
+                              "signal_delay_s": settings["signal_s"], "stderr_to_stdout": True}
+    for key, value in (("partition", m.partition), ("constraint", m.constraint), ("cpus_per_task", settings["cpus"]),
+                       ("account", settings["account"]), ("qos", settings["qos"])):
+        if value is not None:
+            params[key] = value
+    if gpus:
+        params["gpus_per_node"] = gpus
+    return params
+
+
+def _need(command: str) -> None:
+    if not shutil.which(command):
+        raise UsageError(f"{command} not found: milestones submit and jobs run where Slurm's client commands "
+                         "(sbatch, squeue, scancel) are on PATH, e.g. a login node")
+
+
 def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
            on_job: Callable[[JobEntry], None] | None = None) -> Submission:
     """Submit one job per (machine type, case group); returns the submission (saved as it grows, so a
@@ -394,6 +414,7 @@ def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
     from milestones.harness.extras import require
 
     submitit = require("submitit")
+    _need("sbatch")
 
     out = Path(opts.out).resolve()
     opts = dataclasses.replace(opts, out=out)
@@ -408,15 +429,7 @@ def submit(refs: Sequence[CaseRef], opts: Any, settings: dict[str, Any], *,
     sub = Submission(sub_id, folder, out, ())
     for m in machines:
         ex = submitit.SlurmExecutor(folder=folder / "logs" / "%j", max_num_timeout=settings["max_requeue"])
-        params: dict[str, Any] = {"job_name": f"milestones-{m.name}", "time": settings["time_min"],
-                                  "signal_delay_s": settings["signal_s"], "stderr_to_stdout": True}
-        for key, value in (("partition", m.partition), ("constraint", m.constraint), ("cpus_per_task", settings["cpus"]),
-                           ("account", settings["account"]), ("qos", settings["qos"])):
-            if value is not None:
-                params[key] = value
-        if gpus:
-            params["gpus_per_node"] = gpus
-        ex.update_parameters(**params)
+        ex.update_parameters(**sbatch_parameters(m, settings, gpus))
         batch: list[tuple[Any, str, list[CaseRef]]] = []
         try:
             with _stderr_captured() as stderr, ex.batch():
@@ -478,6 +491,7 @@ def _queue(ids: Iterable[str]) -> dict[str, tuple[str, str]]:
     queue has forgotten (where accounting is on)."""
     ids = set(ids)
     out: dict[str, tuple[str, str]] = {}
+    _need("squeue")
     r = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", str(os.getuid()), "-o", "%i|%T|%r"],
                        capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
@@ -489,8 +503,8 @@ def _queue(ids: Iterable[str]) -> dict[str, tuple[str, str]]:
     missing = sorted(ids - set(out))
     if missing:
         r = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(missing)],
-                           capture_output=True, text=True, timeout=60)
-        for line in r.stdout.splitlines() if r.returncode == 0 else []:
+                           capture_output=True, text=True, timeout=60) if shutil.which("sacct") else None
+        for line in r.stdout.splitlines() if r is not None and r.returncode == 0 else []:
             parts = line.strip().split("|")
             if len(parts) == 2 and parts[0] in ids:
                 out[parts[0]] = (parts[1].split()[0], "")
@@ -548,6 +562,7 @@ def watch(sub: Submission, *, poll_s: float = 5.0, on_change: Callable[[JobEntry
 
 def cancel(sub: Submission, job_ids: Iterable[str] | None = None) -> None:
     ids = list(job_ids) if job_ids else [j.job_id for j in sub.jobs]
+    _need("scancel")
     r = subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise MilestonesError(f"scancel failed: {(r.stderr or r.stdout).strip()[:300]}")
