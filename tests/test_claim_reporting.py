@@ -175,3 +175,16 @@ def test_every_project_figure_is_measured_by_a_declared_kind_or_cited():
     metrics = {b.id: b.metric for f in files for b in f.baselines}
     assert metrics["gpt3-175b-lambada-acc-zero-shot"] == "lambada.zero_shot.accuracy"
     assert metrics["gpt3-175b-lambada-acc-few-shot"] == "lambada.few_shot.accuracy"
+
+
+def test_the_run_summary_counts_claims_by_strength():
+    import io
+
+    stated = {"id": "a", "statement": "S.", "source": "P, Fig. 1", "rule": "r", "strength": "as stated",
+              "held": [1, 1], "seeds": [0, 1], "scale": "proxy"}
+    weak = {**stated, "id": "b", "strength": "weaker analogue", "tests": "less"}
+    out = io.StringIO()
+    report.print_run_summary([_rec(claims=[stated, weak])], "results/x", file=out)
+    assert "Paper claims: 1 claim held as stated, 1 weaker analogue held (2 checked)" in out.getvalue()
+    line = report.case_line(_rec(claims=[weak]))
+    assert "weaker analogue held 2/2 seeds" in line and "(as stated)" not in line
