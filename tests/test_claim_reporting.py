@@ -62,6 +62,7 @@ def test_units_and_grammar():
     assert report.fmt_value(0.001, "1") == "0.001"  # never "0.001 1"
     assert report.fmt_percent(0.001) == "0.1%" and report.fmt_percent(188_480 / 714e6, signed=True) == "+0.026%"
     assert report.fmt_percent(0.1) == "10%" and report.fmt_percent(0.0) == "0%"
+    assert report.fmt_percent(1.0) == "100%" and report.fmt_percent(-0.012, signed=True) == "-1.2%"
     sizes = ["gpt3-13b", "gpt3-175b", "gpt3-2.7b", "gpt3-125m", "plain20", "plain8"]
     assert sorted(sizes, key=natural_key) == ["gpt3-125m", "gpt3-2.7b", "gpt3-13b", "gpt3-175b", "plain8", "plain20"]
 
