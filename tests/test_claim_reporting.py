@@ -189,3 +189,15 @@ def test_the_run_summary_counts_claims_by_strength():
     assert "Paper claims: 1 claim held as stated, 1 weaker analogue held (2 checked)" in out.getvalue()
     line = report.case_line(_rec(claims=[weak]))
     assert "weaker analogue held 2/2 seeds" in line and "(as stated)" not in line
+
+
+def test_the_paper_plot_legend_never_calls_a_check_reproduced():
+    from milestones.harness import plots
+
+    b = baselines.Baseline(**BASE)
+    rec = _rec(kind="fidelity", metrics={"macs": Metric.single("macs", "MAC/image", False, 714_000_000.0)})
+    fig = plots.quality_vs_paper(report.aggregate_paper([compare.paper_verdict(b, rec)]))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "matches" in labels and "reproduced" not in labels
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.endswith(": matches") for t in texts)
