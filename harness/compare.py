@@ -734,7 +734,8 @@ def paper_verdict(b: Baseline, rec: RunRecord) -> PaperRow:
 def _tol(b: Baseline) -> str:
     # .2g, not .0%: a 0.1% tolerance must not read "+-0%"
     unit = "" if b.unit in ("1", "value", "") else f" {b.unit}"  # dimensionless: "+-0", not "+-0 1"
-    return f"+-{100 * b.tolerance:.2g}%" if b.tolerance_kind == "relative" else f"+-{b.tolerance:g}{unit}"
+    return f"+-{float(f'{100 * b.tolerance:.2g}'):g}%" if b.tolerance_kind == "relative" else \
+        f"+-{b.tolerance:g}{unit}"
 
 
 def compare_with_paper(records: Sequence[RunRecord], baselines: Sequence[Baseline]) -> list[PaperRow]:

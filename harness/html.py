@@ -19,6 +19,7 @@ from typing import Any
 from milestones.harness import compare, report
 from milestones.harness.errors import MilestonesError, UsageError
 from milestones.harness.records import RunRecord, env_part
+from milestones.harness.registry import natural_key
 
 MAX_CLAIM_PLOTS = 12
 MAX_HISTORY_PLOTS = 8
@@ -369,7 +370,7 @@ def _group_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
             from milestones.harness import plots as P
 
             for metric in sorted({r.metric for r in grows if r.metric.endswith(".throughput")}):
-                cases = sorted({r.config for r in grows if r.metric == metric})
+                cases = sorted({r.config for r in grows if r.metric == metric}, key=natural_key)
                 sec.blocks.append(_img(P.groups_bar(grows, groups, metric, by), f"by-{by}-{_slug(metric)}",
                                        f"{metric} by {by}", f"{metric} by {by} for {', '.join(cases)}: each group's "
                                        f"median as a ratio to {grows[0].reference} with a 95% CI; medians on the bars."))
@@ -434,7 +435,8 @@ def _record_sections(records: Sequence[RunRecord]) -> list[Section]:
                             rows=[(f"{r.case.suite}/{r.case.config} {r.case.kind}", r.case.scale, r.case.device,
                                    r.case.dtype, "-" if r.case.batch_size is None else r.case.batch_size, r.run_id,
                                    r.status, report.headline(r) if r.status == "ok" else (r.error or "")[:300])
-                                  for r in sorted(records, key=lambda r: (r.case.suite, r.case.config, r.started_at))]))
+                                  for r in sorted(records, key=lambda r: (r.case.suite, natural_key(r.case.config),
+                                                                         r.started_at))]))
     out.append(sec)
     return out
 

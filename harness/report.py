@@ -717,8 +717,8 @@ def fmt_percent(x: float, signed: bool = False) -> str:
     pct = 100 * x
     if pct == 0:
         return "0%"
-    body = f"{pct:+.2g}" if signed else f"{pct:.2g}"
-    return (body if "e" not in body else f"{pct:{'+' if signed else ''}.2e}") + "%"
+    r = float(f"{pct:.2g}")  # two significant digits, printed without an exponent up to 1e6
+    return (f"{r:+g}" if signed else f"{r:g}") + "%"
 
 
 def fmt_num(v: float | None, unit: str = "") -> str:

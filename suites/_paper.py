@@ -67,6 +67,12 @@ def option_int(ctx: CaseContext, name: str, default: int) -> int:
         raise UsageError(f"--option {name}={raw}: expected an integer") from None
 
 
+def near_paper(values: Sequence[float], paper: float, points: float, higher_is_better: bool) -> list[bool]:
+    """Per seed: held when the value is no worse than the paper's figure by more than `points` (in the
+    metric's own units): >= paper - points for accuracy-like figures, <= paper + points for errors."""
+    return [v >= paper - points if higher_is_better else v <= paper + points for v in values]
+
+
 # Options a user (or a test on tiny data) may set per run; each one used is recorded in info["overrides"].
 PAPER_OVERRIDES = ("steps", "eval_every", "ckpt_every", "n_train", "n_test", "epochs", "workers", "n_seeds")
 

@@ -634,7 +634,7 @@ def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
         depth = cfg.nets[0][0]
         paper = CIFAR_TABLE6.get(depth)
         if paper is not None and cfg.nets[0][1]:
-            held = [e <= paper + 0.5 for e in per[f"resnet{depth}"]["test"]]
+            held = _paper.near_paper(per[f"resnet{depth}"]["test"], paper, 0.5, False)
             claims.append(TABLE6.make(held, seeds, ctx.case.scale, depth=depth, paper=paper))
     if cfg.claim == "fig6":
         (ps, pd), (rs, rd) = [sorted(d for d, r in cfg.nets if r is res_) for res_ in (False, True)]
@@ -750,7 +750,7 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     claims = []
     if paper:
         err = 100 - final["top1_accuracy"]
-        claims.append(TABLE3.make([err <= paper[0] + 1.0], [seed], ctx.case.scale, depth=cfg.depth,
+        claims.append(TABLE3.make(_paper.near_paper([err], paper[0], 1.0, False), [seed], ctx.case.scale, depth=cfg.depth,
                                   top1=paper[0], top5=paper[1]))
     info = {"seed": seed, "steps": steps, "epochs": steps / per_epoch, "batch": b, "train_images": len(train_s),
             "val_images": len(val_s), "classes": len(classes), "overrides": over, "claims": claims,

@@ -62,6 +62,7 @@ def test_units_and_grammar():
     assert report.fmt_value(0.001, "1") == "0.001"  # never "0.001 1"
     assert report.fmt_percent(0.001) == "0.1%" and report.fmt_percent(188_480 / 714e6, signed=True) == "+0.026%"
     assert report.fmt_percent(0.1) == "10%" and report.fmt_percent(0.0) == "0%"
+    assert report.fmt_percent(1.0) == "100%" and report.fmt_percent(-0.012, signed=True) == "-1.2%"
     sizes = ["gpt3-13b", "gpt3-175b", "gpt3-2.7b", "gpt3-125m", "plain20", "plain8"]
     assert sorted(sizes, key=natural_key) == ["gpt3-125m", "gpt3-2.7b", "gpt3-13b", "gpt3-175b", "plain8", "plain20"]
 
@@ -175,3 +176,28 @@ def test_every_project_figure_is_measured_by_a_declared_kind_or_cited():
     metrics = {b.id: b.metric for f in files for b in f.baselines}
     assert metrics["gpt3-175b-lambada-acc-zero-shot"] == "lambada.zero_shot.accuracy"
     assert metrics["gpt3-175b-lambada-acc-few-shot"] == "lambada.few_shot.accuracy"
+
+
+def test_the_run_summary_counts_claims_by_strength():
+    import io
+
+    stated = {"id": "a", "statement": "S.", "source": "P, Fig. 1", "rule": "r", "strength": "as stated",
+              "held": [1, 1], "seeds": [0, 1], "scale": "proxy"}
+    weak = {**stated, "id": "b", "strength": "weaker analogue", "tests": "less"}
+    out = io.StringIO()
+    report.print_run_summary([_rec(claims=[stated, weak])], "results/x", file=out)
+    assert "Paper claims: 1 claim held as stated, 1 weaker analogue held (2 checked)" in out.getvalue()
+    line = report.case_line(_rec(claims=[weak]))
+    assert "weaker analogue held 2/2 seeds" in line and "(as stated)" not in line
+
+
+def test_the_paper_plot_legend_never_calls_a_check_reproduced():
+    from milestones.harness import plots
+
+    b = baselines.Baseline(**BASE)
+    rec = _rec(kind="fidelity", metrics={"macs": Metric.single("macs", "MAC/image", False, 714_000_000.0)})
+    fig = plots.quality_vs_paper(report.aggregate_paper([compare.paper_verdict(b, rec)]))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "matches" in labels and "reproduced" not in labels
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert any(t.endswith(": matches") for t in texts)

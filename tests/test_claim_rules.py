@@ -65,3 +65,15 @@ def test_parallel_lr_rule_says_it_can_fail_only_by_sampling_noise():
 def test_transformer_claim_is_labelled_as_testing_only_time_to_train():
     assert transformer.ABSTRACT.strength == "weaker analogue"
     assert "less time to train" in transformer.ABSTRACT.tests and "not superior quality" in transformer.ABSTRACT.tests
+
+
+@pytest.mark.parametrize("values,paper,points,hib,held", [
+    ([82.0, 81.7], 82.8, 1.0, True, [True, False]),    # DCGAN Table 1: accuracy at most 1 point below 82.8
+    ([23.4, 23.6], 22.48, 1.0, False, [True, False]),  # DCGAN Table 2: error at most 1 point above 22.48
+    ([75.5, 75.4], 76.5, 1.0, True, [True, False]),    # SimCLR: 75.5% is the abstract's floor
+    ([9.25, 9.26], 8.75, 0.5, False, [True, False]),   # ResNet Table 6
+])
+def test_paper_scale_table_claims_hold_near_the_paper_and_fail_beyond(values, paper, points, hib, held):
+    from milestones.suites import _paper
+
+    assert _paper.near_paper(values, paper, points, hib) == held

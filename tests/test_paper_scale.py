@@ -198,8 +198,8 @@ def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tm
     assert "| Table 6, Sec. 4.2: test_error (CIFAR-10 test; cifar-resnet20-train) | 8.75 % |" in r.out
     assert "(n=1) | not reproduced |" in r.out or "(n=1) | reproduced |" in r.out
     # a table figure in our words: not in quotes; its strength and per-seed outcome are separate
-    assert "ResNet-20: 8.75% test error on CIFAR-10 (Table 6). — rule: test error <= 8.75 + 0.5 points, per seed; " \
-           "as stated; " in r.out
+    assert "- He et al. 2015, Table 6, Sec. 4.2: ResNet-20: 8.75% test error on CIFAR-10 (Table 6). — rule: " in r.out
+    assert "+ 0.5 points, per seed; as stated; " in r.out and '"ResNet-20: 8.75%' not in r.out
     assert "1/1 seed (as stated)" in r.out or "did not hold on any of 1 seed" in r.out
     assert "## Paper claims" in r.out
     assert "shortened on purpose: {'steps': 2" in r.out
@@ -358,6 +358,20 @@ def test_alexnet_2010_needs_a_test_folder(tmp_path):
     cfg = A.AlexNetTrainConfig("2012", data_key="imagenet2010", eval_split="test", crop=67, resize=72, steps=1)
     with pytest.raises(SkipCase, match="no test/ folder"):
         A.alexnet_train_quality(cfg, ctx_for("alexnet", "alexnet2012-train-2010", 2, {"imagenet2010": root}))
+
+
+def test_alexnet_2010_judges_lr_plateaus_on_held_out_training_images_not_the_test_split(tmp_path):
+    from milestones.suites import alexnet as A
+
+    root = fx.write_imagenet(tmp_path / "in", classes=2, per_class=10, val_per_class=1)
+    (root / "val").rename(root / "test")
+    cfg = A.AlexNetTrainConfig("2012", data_key="imagenet2010", eval_split="test", crop=67, resize=72, steps=1,
+                               workers=0, ckpt_every=1, eval_limit=0)
+    out = A.alexnet_train_quality(cfg, ctx_for("alexnet", "alexnet2012-train-2010", 2, {"imagenet2010": root},
+                                               tmp_path / "k"))
+    assert out.info["lr_plateaus_judged_on"] == "2 training images held out of training"
+    assert out.info["train_images"] == 18 and out.info["test_images"] == 2  # the 2 held out are not trained on
+    assert "2 test images" in out.metrics["top1_error"].note  # the test split is reported, once
 
 
 def test_resnet_imagenet_training_time_to_target_and_10_crop(tmp_path):
