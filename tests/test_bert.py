@@ -64,6 +64,7 @@ def test_masked_lm_decoder_is_tied_and_padding_is_ignored():
     assert not torch.allclose(a, m.encode(padded)[:, :6], atol=1e-3)  # without the mask, padding leaks in
 
 
+@pytest.mark.slow
 def test_smoke_speed_case_runs_and_measures():
     entry = bert.SUITE.configs["bert-smoke"]
     out = run_kind(bert.speed, entry.params, _ctx("bert-smoke", "speed", batch=entry.params.cpu_batch_size))

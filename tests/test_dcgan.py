@@ -87,6 +87,7 @@ def test_digit_roundtrip_keeps_range_and_size():
     assert float((back - x).abs().mean()) < 0.15
 
 
+@pytest.mark.slow
 def test_dcgan_smoke_speed_case_runs():
     cfg = dcgan.SUITE.configs["dcgan-smoke"].params
     out = run_kind(dcgan.speed, cfg, ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size))

@@ -1,10 +1,13 @@
 """On the CPU, a quality case's loss trajectory is bitwise identical across repeats with the same seed."""
 
+import pytest
+
 from milestones.harness import store
 
 TIMING_WORDS = ("second", "wall", "time", "per_s", "throughput")
 
 
+@pytest.mark.slow
 def test_quality_case_is_bitwise_repeatable_on_cpu(cli, tmp_path):
     r = cli("run", "adam-digits-smoke", "--kind", "quality", "--deterministic", "--repeat", "2", "--seed", "3",
             "--out", str(tmp_path), timeout=900)

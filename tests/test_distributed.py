@@ -87,6 +87,7 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+@pytest.mark.slow
 def test_a_crashed_rank_is_named_in_the_record_and_the_run_ends_cleanly(tmp_path):
     from milestones.harness import env as envmod
     from milestones.harness import runner
@@ -108,6 +109,7 @@ def test_a_crashed_rank_is_named_in_the_record_and_the_run_ends_cleanly(tmp_path
         assert not _alive(r["pid"]), f"rank {r['rank']} (pid {r['pid']}) is still running"
 
 
+@pytest.mark.slow
 def test_a_quality_case_trains_once_on_every_rank(tmp_path):
     from milestones.harness import env as envmod
     from milestones.harness import runner

@@ -154,6 +154,7 @@ def test_fidelity_cases_record_the_papers_values():
     assert dqn.fidelity(bad, _ctx("dqn-nature", "fidelity")).metrics["hparams_match_paper"].value == 0.0
 
 
+@pytest.mark.slow
 def test_speed_smoke_measures_learner_and_actor_on_pong():
     cfg = dqn.SUITE.configs["dqn-2013-smoke"].params
     out = run_kind(dqn.speed, cfg, _ctx("dqn-2013-smoke", "speed", batch=32))
@@ -164,6 +165,7 @@ def test_speed_smoke_measures_learner_and_actor_on_pong():
     assert out.info["game"] == "Pong" and out.info["n_actions"] == 6
 
 
+@pytest.mark.slow
 def test_cartpole_smoke_learns_to_beat_the_random_policy():
     cfg = dqn.SUITE.configs["dqn-cartpole-smoke"].params
     out = dqn.quality(cfg, _ctx("dqn-cartpole-smoke", "quality", batch=32))

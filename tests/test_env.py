@@ -1,6 +1,7 @@
 import json
 
 import pynvml
+import pytest
 
 from milestones.harness import env
 
@@ -89,6 +90,7 @@ def test_git_state_matches_git(tmp_path):
     assert env.git_state(tmp_path) == {"commit": clean["commit"], "dirty": True}
 
 
+@pytest.mark.slow
 def test_env_cli(cli):
     r = cli("env", "--json")
     assert r.returncode == 0, r.stderr

@@ -55,6 +55,7 @@ def _start(server, tmp_path: Path, what: str):
     return case, out, log
 
 
+@pytest.mark.slow
 def test_forked_case_runs_as_main_in_its_own_session_folder_and_environment(server, tmp_path):
     case, out, log = _start(server, tmp_path, "ok")
     assert case.wait(timeout=60) == 0
@@ -84,6 +85,7 @@ def test_exit_codes_and_crashes_reach_the_launcher_and_the_server_survives(serve
     assert case.wait(timeout=60) == 0
 
 
+@pytest.mark.slow
 def test_run_uses_the_server_for_cpu_cases_and_says_so_in_the_record(tmp_path, monkeypatch):
     reg = load_suites()
     opts = RunOptions(kinds=("fidelity",), scale="smoke", device="cpu", out=tmp_path / "res", timeout=300)
@@ -142,6 +144,7 @@ def test_which_cases_are_forked(monkeypatch, device, switch, expected):
     assert forkserver.wanted(Spec()) is (expected and sys.platform.startswith("linux"))
 
 
+@pytest.mark.slow
 def test_the_server_dies_with_its_launcher(tmp_path):
     """A launcher killed with SIGKILL leaves no server (nor case) behind."""
     script = tmp_path / "launcher.py"
@@ -166,6 +169,7 @@ def test_the_server_dies_with_its_launcher(tmp_path):
         pytest.fail("the fork server outlived its launcher")
 
 
+@pytest.mark.slow
 def test_peak_rss_is_not_compared_across_process_starts():
     """A forked case starts with torch resident; a fresh interpreter does not: their RSS peaks differ by
     tens of MB for the same work, so a compare across the two says so instead of a verdict."""

@@ -5,6 +5,7 @@ import json
 import math
 import string
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +37,7 @@ def _nonfinite(v) -> bool:
     return False
 
 
+@pytest.mark.slow
 @FUZZ
 @given(text=st.text(max_size=200))
 def test_record_reader_on_arbitrary_text(text):
@@ -48,6 +50,7 @@ def test_record_reader_on_arbitrary_text(text):
 @FUZZ
 @given(field=st.sampled_from(FIELDS), value=json_values)
 # Found by `--hypothesis-seed=1` before the seeds were fixed: an infinity crashed the strict JSON write.
+@pytest.mark.slow
 @example(field="artifacts", value={"": INF})
 @example(field="info", value={"a": [1.0, {"b": -INF}]})
 @example(field="config", value={"lr": INF})
@@ -74,6 +77,7 @@ def test_record_reader_on_a_mutated_field(field, value):
         assert getattr(rec, field) == value
 
 
+@pytest.mark.slow
 @FUZZ
 @given(metric=json_values)
 @example(metric={"unit": "s", "higher_is_better": False, "samples": [10**400]})
@@ -92,6 +96,7 @@ def test_record_reader_on_a_mutated_metric(metric):
 @FUZZ
 @given(case_field=st.sampled_from(["suite", "config", "kind", "scale", "device", "dtype", "batch_size"]),
        value=json_values)
+@pytest.mark.slow
 def test_record_reader_on_a_mutated_case(case_field, value):
     d = json.loads(json.dumps(VALID))
     d["case"][case_field] = value
@@ -123,6 +128,7 @@ RESNET_TOML = (baselines.default_folder() / "resnet.toml").read_text()
                             "higher_is_better", "id", "scale", "plus_minus", "tolerence", "unit"]),
        value=st.one_of(st.integers(), st.floats(allow_nan=True), st.booleans(), st.text(max_size=6),
                        st.lists(st.text(max_size=4), max_size=2)))
+@pytest.mark.slow
 def test_baselines_reader_on_a_mutated_entry(tmp_path_factory, key, value):
     import tomllib
 
@@ -158,6 +164,7 @@ def _to_toml(raw) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
 @given(text=st.text(alphabet=TOML_CHARS, max_size=150))
 def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
@@ -178,6 +185,7 @@ def test_run_config_reader_on_arbitrary_text(tmp_path_factory, text):
        value=st.one_of(st.integers(-5, 5), st.floats(allow_nan=False, allow_infinity=False), st.booleans(),
                        st.text(alphabet=string.ascii_lowercase + "0123456789", max_size=8),
                        st.lists(st.integers(0, 3), max_size=3)))
+@pytest.mark.slow
 def test_run_config_reader_on_typed_values(tmp_path_factory, key, value):
     from milestones.harness.cli import build_parser, build_run_options
 
@@ -202,6 +210,7 @@ def test_run_config_reader_on_typed_values(tmp_path_factory, key, value):
                                       "--seeds", "--data", "--option", "x", "0", "-1", "1.5", "a=b",
                                       "speed", "cuda", "smoke", "float8", "--json", "--fail-on", "--by"]),
                      max_size=6))
+@pytest.mark.slow
 def test_cli_arguments_never_traceback(argv):
     from milestones.harness.cli import build_parser, build_run_options
 

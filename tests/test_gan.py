@@ -60,6 +60,7 @@ def test_parzen_single_centre_is_the_gaussian_density():
     np.testing.assert_allclose(got.numpy(), ref, rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_parzen_recovers_the_entropy_of_a_known_gaussian():
     g = torch.Generator().manual_seed(0)
     centres, valid, test = (torch.randn(n, 1, generator=g) * 0.2 for n in (5000, 500, 2000))
@@ -123,6 +124,7 @@ def test_output_bias_from_marginals():
     assert torch.sigmoid(g.net[4].bias)[:3].tolist() == pytest.approx([0.2, 0.5, 0.9], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_gan_smoke_speed_case_runs():
     cfg = gan.SUITE.configs["gan-smoke"].params
     out = run_kind(gan.speed, cfg, ctx_for("gan-smoke", "speed", cfg.cpu_batch_size))

@@ -20,6 +20,7 @@ def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None,
     return CaseContext.for_case(Case("gpt", config, kind, scale, "cpu", "float32", batch), **kw)
 
 
+@pytest.mark.slow
 def test_table_2_1_parameter_counts_within_3_percent():
     for name, (paper, layers, d, heads, _bt, _lr) in TABLE_2_1.items():
         a = GPTArch(layers, d, heads)
@@ -51,6 +52,7 @@ def _tiny(seed=0, **kw) -> GPT:
     return GPT(GPTArch(**{"layers": 2, "d_model": 32, "heads": 4, "vocab_size": 61, "n_ctx": 24, **kw})).eval()
 
 
+@pytest.mark.slow
 def test_kv_cache_decoding_equals_full_recomputation():
     m = _tiny()
     seq = torch.randint(0, 61, (2, 20))
@@ -74,6 +76,7 @@ def test_kv_cache_decoding_equals_full_recomputation():
         m(torch.zeros(1, 25, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_smoke_speed_case_measures_training_and_generation():
     entry = gpt.SUITE.configs["gpt-smoke"]
     out = run_kind(gpt.speed, entry.params, _ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size))
@@ -84,6 +87,7 @@ def test_smoke_speed_case_measures_training_and_generation():
     assert m["train.throughput"].unit == "tokens/s" and m["train.flops"].value > 0
 
 
+@pytest.mark.slow
 def test_scaling_pipeline_at_toy_size():
     cfg = gpt.ScalingConfig(sizes=((1, 16, 2), (1, 32, 2)), n_ctx=32, batch_size=4, tokens=4 * 32 * 12,
                             eval_windows=8, eval_every=4, target_loss=100.0, n_seeds=1)
@@ -122,6 +126,7 @@ def test_scaling_rule_tests_the_power_law_not_only_a_decrease():
     assert gpt.power_law_fit([1e4, 1e4], [2.0, 2.0]) == (0.0, 0.0)
 
 
+@pytest.mark.slow
 def test_lm_eval_of_a_uniform_checkpoint_gives_known_figures(tmp_path):
     from safetensors.torch import save_file
 

@@ -188,6 +188,7 @@ def test_timer_crosscheck_on_the_cpu_reports_both_clocks():
         timer_crosscheck(lambda: None, "cpu", 0)
 
 
+@pytest.mark.slow
 def test_summary_on_real_cpu_records_fails_the_gpu_conditions(cli, tmp_path, capsys):
     r = cli("run", "resnet18", "--kind", "fidelity", "--device", "cpu", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr

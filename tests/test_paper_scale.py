@@ -175,6 +175,7 @@ def test_resnet_cifar_without_data_or_with_a_bad_folder_skips_with_one_line(tmp_
         R.cifar_train_quality(_cifar_cfg(), ctx_for("resnet", "c", 6, {"cifar10": tmp_path / "empty"}))
 
 
+@pytest.mark.slow
 def test_cli_paper_case_skips_on_cpu_without_device_cpu_and_runs_with_it(cli, tmp_path, capsys):
     root = fx.write_cifar10(tmp_path / "c10", 24, 10)
     common = ["run", "cifar-resnet20-train", "--kind", "quality", "--scale", "paper", "--data", f"cifar10={root}",
@@ -291,6 +292,7 @@ def _tiny_dcgan(task, **kw):
     return D.DCGANFeaturesConfig(task, **base)
 
 
+@pytest.mark.slow
 def test_dcgan_cifar10_features_svm_with_imagenet_gan_data(tmp_path, monkeypatch):
     from milestones.suites import dcgan as D
 
@@ -307,6 +309,7 @@ def test_dcgan_cifar10_features_svm_with_imagenet_gan_data(tmp_path, monkeypatch
     assert out.info["claims"][0]["held"] == [int(100 * a >= 81.8)]
 
 
+@pytest.mark.slow
 def test_dcgan_svhn_uses_1000_balanced_labels_and_reports_test_error(tmp_path, monkeypatch):
     from milestones.suites import dcgan as D
 
@@ -337,6 +340,7 @@ def test_plateau_lr_is_a_function_of_the_evaluation_history():
     assert _paper.plateau_lr(0.01, ev, "top1_error", patience=2) == pytest.approx(1e-5)  # at most 3 drops
 
 
+@pytest.mark.slow
 def test_alexnet_2012_training_on_imagenet_folders_10_patch_and_1_patch(tmp_path):
     from milestones.suites import alexnet as A
 
@@ -374,6 +378,7 @@ def test_alexnet_2010_judges_lr_plateaus_on_held_out_training_images_not_the_tes
     assert "2 test images" in out.metrics["top1_error"].note  # the test split is reported, once
 
 
+@pytest.mark.slow
 def test_resnet_imagenet_training_time_to_target_and_10_crop(tmp_path):
     from milestones.suites import resnet as R
 

@@ -14,6 +14,7 @@ from milestones.harness.records import Case
 from milestones.suites import parallel as P
 
 
+@pytest.mark.slow
 def test_ddp_and_hybrid_under_torchrun_give_one_record_with_per_rank_samples(tmp_path, capsys):
     rc = main(["run", "parallel-alexnet-smoke", "--nproc", "2", "--out", str(tmp_path), "--timeout", "240", "--json"])
     summary = json.loads(capsys.readouterr().out)
@@ -41,6 +42,7 @@ def test_ddp_and_hybrid_under_torchrun_give_one_record_with_per_rank_samples(tmp
     assert m["rank1.hybrid.grad_max_abs_diff"]["samples"][0] < 1e-5
 
 
+@pytest.mark.slow
 def test_hybrid_model_on_one_worker_is_the_plain_network():
     cfg = P.ParallelConfig(image_size=64, convs=(8, 16, 16, 16, 16), fc=32, num_classes=10, dropout=0.0)
     torch.manual_seed(0)

@@ -35,6 +35,7 @@ def saved_run(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 def test_json_carries_group_device_dtype_and_machine_id(saved_run):
     d = json.loads((saved_run / "k.json").read_text())
     (b,) = d["benchmarks"]
@@ -69,6 +70,7 @@ def _doctor(storage: Path, factor: float) -> None:
     f.write_text(json.dumps(d))
 
 
+@pytest.mark.slow
 def test_compare_fail_detects_a_regression(saved_run):
     # Stored times made 1000x faster: the new run is certainly >5% slower than that.
     _doctor(saved_run / "storage", 1e-3)

@@ -8,6 +8,8 @@ import json
 import math
 import os
 
+import pytest
+
 from milestones.harness import store
 from milestones.harness.records import NONFINITE_KEY, RunRecord
 from tests.test_store import make_record as _make
@@ -89,6 +91,7 @@ def test_non_finite_duration_is_a_failed_record_not_a_crash(tmp_path):
     assert "ValueError" in written.error and math.isfinite(store.read_record(p).duration_s)
 
 
+@pytest.mark.slow
 def test_a_run_with_nonfinite_info_records_every_case(cli, tmp_path):
     out = tmp_path / "res"
     extra = os.environ.get("MILESTONES_EXTRA_SUITES", "tests.fake_suites") + ",tests.record_fault_suites"

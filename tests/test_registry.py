@@ -95,6 +95,7 @@ def test_version_follows_the_source(tmp_path):
     assert v1 != v2 and s.version == v1 and len(v1) == 12 and int(v1, 16) >= 0
 
 
+@pytest.mark.slow
 def test_list_json_through_cli(cli):
     r = cli("list", "--json")
     assert r.returncode == 0, r.stderr

@@ -17,6 +17,7 @@ from tests.test_runner import _alive
 from tests.test_store import make_record
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_finishes_only_what_is_missing(tmp_path):
     out = tmp_path / "res"
     started = tmp_path / "started"
@@ -54,6 +55,7 @@ def test_sigkill_mid_run_then_resume_finishes_only_what_is_missing(tmp_path):
     assert bad.returncode == 2 and "no run 'no-such-run'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_find_max_batch_is_explicit_and_recorded(cli, tmp_path):
     r = cli("run", "fake-oom-above-8", "--kind", "speed", "--find-max-batch", "64", "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr
@@ -64,6 +66,7 @@ def test_find_max_batch_is_explicit_and_recorded(cli, tmp_path):
         (1, "ok"), (2, "ok"), (4, "ok"), (8, "ok"), (16, "oom")]
 
 
+@pytest.mark.slow
 def test_without_search_oom_stays_oom_at_the_asked_batch(cli, tmp_path):
     r = cli("run", "fake-oom-above-8", "--kind", "speed", "--batch-size", "32", "--out", str(tmp_path))
     assert r.returncode == 1
@@ -86,6 +89,7 @@ def _writer(folder: str, tag: int, n: int) -> None:
         store.write_record(store.Path(folder), make_record(run_id=f"w{tag}-{i}"))
 
 
+@pytest.mark.slow
 def test_two_writers_into_one_folder_never_clobber(tmp_path):
     ctx = mp.get_context("spawn")
     ps = [ctx.Process(target=_writer, args=(str(tmp_path), t, 25)) for t in (1, 2)]
@@ -101,6 +105,7 @@ def test_two_writers_into_one_folder_never_clobber(tmp_path):
     assert not list(tmp_path.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_repeat_runs_each_case_n_times_with_the_same_seed(cli, tmp_path):
     r = cli("run", "fake-ok", "--kind", "speed", "--repeat", "3", "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr

@@ -98,6 +98,7 @@ def parse(text: str) -> Collect:
     return p
 
 
+@pytest.mark.slow
 def test_html_is_self_contained_and_escaped(report_html):
     text = report_html.read_text()
     p = parse(text)
@@ -230,6 +231,7 @@ def test_claims_only_without_claims_is_bad_input(tmp_path, capsys):
     assert "## Claims" in md and "## Against the paper" not in md
 
 
+@pytest.mark.slow
 def test_markdown_report_writes_plots_with_captions(tmp_path):
     out = tmp_path / "r.md"
     assert main(["report", str(F / "quality"), str(F / "claims"), str(F / "hostile"), "--out", str(out)]) == 0
@@ -243,6 +245,7 @@ def test_markdown_report_writes_plots_with_captions(tmp_path):
     assert all((tmp_path / i).read_bytes().startswith(b"\x89PNG") for _, i, _ in imgs)
 
 
+@pytest.mark.slow
 def test_report_bad_input(tmp_path, capsys):
     assert main(["report", str(F / "quality"), "--out", str(tmp_path / "r.pdf")]) == 2
     assert "--out must end in .html or .md" in capsys.readouterr().err
@@ -258,6 +261,7 @@ def chromium() -> str:
     return exe
 
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(report_html, tmp_path):
     """The reproduction-report fixture test: what a browser builds from the file, not the file's text."""
     exe = chromium()

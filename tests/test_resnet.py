@@ -7,12 +7,14 @@ from milestones.harness.registry import load_suite
 from milestones.suites import resnet
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,params", [("resnet18-v1.5", 11_689_512), ("resnet50-v1.5", 25_557_032)])
 def test_v15_parameter_counts_equal_torchvision(name, params):
     cfg = load_suite("resnet").config(name).params
     assert resnet.architecture_figures(cfg)[0] == params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 34, 50, 101, 152])
 def test_paper_multiply_adds_within_tolerance(depth):
     cfg = load_suite("resnet").config(f"resnet{depth}").params
@@ -20,6 +22,7 @@ def test_paper_multiply_adds_within_tolerance(depth):
     assert abs(macs / resnet.PAPER_MACS[depth] - 1) <= cfg.tolerance
 
 
+@pytest.mark.slow
 def test_v15_moves_the_stride_and_costs_more_flops():
     reg = load_suite("resnet")
     v1 = resnet.architecture_figures(reg.config("resnet50").params)
@@ -28,6 +31,7 @@ def test_v15_moves_the_stride_and_costs_more_flops():
     assert v1[1] / 1e9 == pytest.approx(3.858, abs=0.005)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
 def test_cifar_parameter_counts_against_table6(depth):
     cfg = load_suite("resnet").config(f"cifar-resnet{depth}").params
@@ -50,6 +54,7 @@ def test_plain_net_has_no_projection_shortcuts():
     assert all(b.downsample is None for layer in (plain.layer2, plain.layer3) for b in layer)
 
 
+@pytest.mark.slow
 def test_fidelity_case_reports_paper_comparison():
     cfg = load_suite("resnet").config("resnet50").params
     out = resnet.fidelity(cfg, CaseContext.for_case(Case("resnet", "resnet50", "fidelity", "smoke", "cpu",

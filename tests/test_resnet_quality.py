@@ -18,6 +18,7 @@ def _ctx(config, scale="proxy", batch=8, **kw):
     return CaseContext.for_case(Case("resnet", config, "quality", scale, "cpu", "float32", batch), **kw)
 
 
+@pytest.mark.slow
 def test_degradation_case_records_per_seed_outcomes():
     cfg = dataclasses.replace(R.SUITE.configs["resnet-degradation"].params, shallow=8, deep=14, steps=4,
                               eval_every=2, final_evals=1, target_train_error=1.0)
@@ -50,6 +51,7 @@ def test_degradation_decision_holds_and_fails(ps, pd, rd, deg, fix):
     assert d == {"degradation": [float(deg)], "residual_fixes": [float(fix)], "claim_held": [float(deg * fix)]}
 
 
+@pytest.mark.slow
 def test_resnet50_state_dict_names_match_torchvision():
     sd = R.ImageNetResNet(50, v15=True).state_dict()
     assert len(sd) == 320  # torchvision resnet50: 161 parameters + 159 BatchNorm buffers
@@ -65,6 +67,7 @@ def test_pretrained_eval_skips_without_data():
         R.pretrained_quality(R.SUITE.configs["resnet50-v1.5-paper"].params, _ctx("resnet50-v1.5-paper", "paper"))
 
 
+@pytest.mark.slow
 def test_pretrained_eval_round_trip_on_a_tiny_folder(tmp_path):
     from PIL import Image
 

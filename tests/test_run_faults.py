@@ -43,6 +43,7 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
+@pytest.mark.slow
 def test_resume_of_a_folder_finishes_in_that_folder_without_out(cli, tmp_path):
     out = tmp_path / "elsewhere"
     r = cli("run", "fake-ok", "fake-crash", "--kind", "speed", "--out", str(out), "--json")
@@ -79,6 +80,7 @@ def test_resume_replaces_an_interrupted_record_and_keeps_it_aside(tmp_path):
     assert len(store.load_records(first.folder)) == 1
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_claimed_by_one_process(cli, tmp_path):
     r = cli("run", "fake-ok", "--kind", "speed", "--out", str(tmp_path), "--json")
     folder = Path(json.loads(r.stdout)["folder"])
@@ -90,6 +92,7 @@ def test_a_run_folder_is_claimed_by_one_process(cli, tmp_path):
     assert len(_records(folder)) == 1
 
 
+@pytest.mark.slow
 def test_sigkilled_runner_takes_the_case_and_its_children_along_and_leaves_no_temp(tmp_path):
     pidfile, tmp = tmp_path / "pids", tmp_path / "tmp"
     tmp.mkdir()
@@ -114,6 +117,7 @@ def test_sigkilled_runner_takes_the_case_and_its_children_along_and_leaves_no_te
     assert not (folder / runner.WORK_DIR).exists()  # ...and a resume cleans it
 
 
+@pytest.mark.slow
 def test_a_timed_out_quality_case_keeps_the_seeds_it_finished(tmp_path):
     reg = load_suites()
     opts = RunOptions(kinds=("quality",), scale="proxy", device="cpu", out=tmp_path, timeout=20)
@@ -161,6 +165,7 @@ def test_the_write_probe_is_removed_even_when_the_disk_is_full(tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_single_seed_and_the_batch_size_reach_the_suite_as_given(cli, tmp_path):
     r = cli("run", "fake-ok", "--kind", "quality", "--scale", "proxy", "--seeds", "7", "--batch-size", "5",
             "--out", str(tmp_path), "--json")
@@ -180,6 +185,7 @@ def test_a_fidelity_case_gets_no_batch_size(tmp_path):
     assert kinds["fidelity"] == (None, "none")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fork_server", ["1", "0"])
 def test_a_relative_out_folder_reaches_the_case_process_intact(tmp_path, fork_server):
     # The case process starts in its workdir: a relative `--out` must not break its spec, progress or

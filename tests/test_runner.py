@@ -27,6 +27,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_faulty_cases_each_leave_a_record_and_the_run_goes_on(tmp_path, monkeypatch):
     pidfile = tmp_path / "hang.pids"
     monkeypatch.setenv("FAKE_HANG_PIDFILE", str(pidfile))
@@ -56,6 +57,7 @@ def test_faulty_cases_each_leave_a_record_and_the_run_goes_on(tmp_path, monkeypa
     assert not _alive(leader) and not _alive(child)
 
 
+@pytest.mark.slow
 def test_cli_run_end_to_end_with_failures_and_exit_code(cli, tmp_path):
     out = tmp_path / "res"
     r = cli("run", "fake-ok", "fake-crash", "cifar-resnet20", "--kind", "speed,fidelity", "--out", str(out),
@@ -73,6 +75,7 @@ def test_cli_run_end_to_end_with_failures_and_exit_code(cli, tmp_path):
     assert len(manifest["cases"]) == 3
 
 
+@pytest.mark.slow
 def test_cli_json_summary_and_batch_override(cli, tmp_path):
     r = cli("run", "fake-ok", "--kind", "speed", "--batch-size", "7", "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr
@@ -94,6 +97,7 @@ def test_cli_json_summary_and_batch_override(cli, tmp_path):
     (["run", "fake-ok", "--config", "/no/such.toml"], "config file not found"),
     (["nosuchcommand"], "invalid choice"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_line_exit_2(cli, args, msg):
     r = cli(*args)
     assert r.returncode == 2, (r.stdout, r.stderr)
@@ -101,6 +105,7 @@ def test_bad_input_is_one_line_exit_2(cli, args, msg):
     assert len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_unwritable_out_touches_nothing(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("keep")
@@ -109,6 +114,7 @@ def test_unwritable_out_touches_nothing(cli, tmp_path):
     assert blocker.read_text() == "keep"
 
 
+@pytest.mark.slow
 def test_malformed_config_file(cli, tmp_path):
     f = tmp_path / "run.toml"
     f.write_text("[run]\nscale = 3\n")
@@ -122,6 +128,7 @@ def test_malformed_config_file(cli, tmp_path):
     assert r.returncode == 2 and "not valid TOML" in r.stderr
 
 
+@pytest.mark.slow
 def test_sigint_records_the_case_in_flight_and_exits_130(tmp_path):
     import subprocess
 

@@ -98,6 +98,7 @@ def test_resnet50_encoder_and_head_parameter_counts():
     assert m["hparam.temperature"].value == 0.1
 
 
+@pytest.mark.slow
 def test_simclr_smoke_speed_case_runs():
     cfg = simclr.SUITE.configs["simclr-smoke"].params
     ctx = CaseContext.for_case(Case("simclr", "simclr-smoke", "speed", "smoke", "cpu", "float32", cfg.cpu_batch_size))

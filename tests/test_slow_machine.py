@@ -107,6 +107,7 @@ def test_history_reads_the_canary_against_its_own_level():
     assert rows["train.step_time"].verdict == "regressed", rows["train.step_time"].result.reason
 
 
+@pytest.mark.slow
 def test_every_cpu_speed_record_carries_a_canary(cli, tmp_path):
     r = cli("run", "gan-smoke", "--kind", "speed", "--threads", "1", "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -116,6 +117,7 @@ def test_every_cpu_speed_record_carries_a_canary(cli, tmp_path):
     assert canary.median_total(c) > 0
 
 
+@pytest.mark.slow
 def test_ignore_canary_judges_the_timings_alone(cli, tmp_path):
     from milestones.harness import store
 

@@ -231,6 +231,7 @@ def _records(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path, cluster):
     out = tmp_path / "results"
     cases = ["adam-reference", "gan-mnist", "fake-ok", "fake-crash"]
@@ -263,6 +264,7 @@ def test_a_two_partition_matrix_comes_back_merged_and_compared(submit, tmp_path,
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_a_cancelled_job_leaves_interrupted_records(submit, tmp_path, cluster):
     out, started = tmp_path / "results", tmp_path / "slow-started"
     r = submit("submit", "fake-slow", "fake-ok", "--kind", "speed", "--option", "sleep=300", "--out", str(out),
@@ -284,6 +286,7 @@ def test_a_cancelled_job_leaves_interrupted_records(submit, tmp_path, cluster):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path, cluster):
     out = tmp_path / "results"
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(out), "--slurm-partition",
@@ -296,6 +299,7 @@ def test_a_job_that_cannot_start_is_reported_with_slurms_reason(submit, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_sbatch_refusing_a_partition_is_one_line(submit, tmp_path):
     r = submit("submit", "fake-ok", "--kind", "speed", "--out", str(tmp_path / "results"),
                "--slurm-partition", "a100=no-such-partition")
@@ -307,6 +311,7 @@ def test_sbatch_refusing_a_partition_is_one_line(submit, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_a_time_limit_warning_records_a_timeout_and_requeues_the_rest(submit, tmp_path, cluster):
     """Slurm's warning before the time limit is SIGUSR2 (submitit's --signal); sent here by scancel, as
     the scheduler would. The case in flight kept no checkpoint: `timeout`; the case after it is left
@@ -332,6 +337,7 @@ def test_a_time_limit_warning_records_a_timeout_and_requeues_the_rest(submit, tm
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # one worker starts the one cluster (a session fixture)
 def test_nproc_runs_torchrun_inside_the_allocation(submit, tmp_path):
     out = tmp_path / "results"
     r = submit("submit", "parallel-alexnet-smoke", "--kind", "speed", "--nproc", "2", "--slurm-cpus", "2",

@@ -22,6 +22,7 @@ def regressed(a, b, **kw):
     return stats.compare_timeseries(a, b, higher_is_better=False, n_boot=400, **kw).verdict == "regressed"
 
 
+@pytest.mark.slow
 def test_block_rule_keeps_false_alarms_low_where_per_sample_mann_whitney_fails():
     rng = np.random.default_rng(1)
     pairs = [(ar_lognormal(rng, 100), ar_lognormal(rng, 100)) for _ in range(120)]
@@ -116,6 +117,7 @@ def test_repeated_runs_carry_run_to_run_noise():
     assert power >= 0.8
 
 
+@pytest.mark.slow
 def test_step_detection_finds_the_step_and_nothing_in_noise():
     rng = np.random.default_rng(8)
     exact = false_steps = 0

@@ -120,6 +120,7 @@ def test_progress_and_seed_done_are_logged_and_kept(tmp_path, capsys):
     assert "[progress]" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_declared_plan_is_built_without_timing_and_its_steps_run():
     from milestones.harness.launch.inprocess import declared_plan
     from milestones.harness.launch.spec import CaseSpec

@@ -21,6 +21,7 @@ def test_every_suite_has_smoke_cases():
     assert suites == {c.suite for c in CASES}, "every suite must have smoke-scale cases"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.config}-{c.kind}" for c in CASES])
 def test_smoke_case(case):
     out = run_spec(CaseSpec(case=case, seed=0, threads=1))

@@ -114,6 +114,7 @@ def test_training_schedule_follows_noam(tmp_path):
         sched.step()
 
 
+@pytest.mark.slow
 def test_smoke_speed_case():
     out = run_kind(TR.speed, TR.SMOKE, _ctx("transformer-smoke", "speed", batch=4))
     m = out.metrics

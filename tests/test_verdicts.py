@@ -243,6 +243,7 @@ def _sequential(rng, effect: float, sd: float, max_rounds: int = 96) -> tuple[st
     return "inconclusive", max_rounds
 
 
+@pytest.mark.slow
 def test_sequential_ab_rule_error_rates_over_all_looks():
     """The stated rates, by simulation of the rule on per-round log ratios with 4% round-to-round noise
     (what a shared CPU gives a 0.05 s step): <= 1% A/A called changed, >= 95% of 5% slowdowns caught."""
@@ -275,6 +276,7 @@ def test_one_round_hit_by_a_machine_event_does_not_block_an_answer():
     assert stats.paired_verdict(slow, higher_is_better=False).comparison.verdict == "regressed"
 
 
+@pytest.mark.slow
 def test_sequential_ab_rule_holds_its_false_alarm_rate_on_heavy_tailed_rounds():
     """Per-round ratios with heavy tails (Student t, 3 df, scale 3%): A/A called changed <= 1%."""
     rng = np.random.default_rng(11)
@@ -316,6 +318,7 @@ def test_judge_latest_is_suspect_once_and_confirmed_when_it_persists():
     assert history.judge_latest(h[:3], 2.0, higher_is_better=False).state == "too few runs"
 
 
+@pytest.mark.slow
 def test_compare_history_confirms_the_fixture_step_on_its_second_run(cli):
     runs = sorted(p for p in (FIX / "history").glob("*/*") if p.is_dir())
     step = next(i for i, p in enumerate(runs) if p.name.startswith("20260317"))
@@ -391,6 +394,7 @@ def test_a_short_history_needs_more_than_a_z_of_four():
     assert history.judge_latest(h * 6, 1.05, higher_is_better=False, alpha=0.001).state == "suspect"
 
 
+@pytest.mark.slow
 def test_fail_on_untimed_leaves_timings_to_ab_and_still_fails_on_memory(cli, tmp_path):
     """For shared CPU runners: a timing regression goes to --suspects (for `milestones ab`) without
     failing the job; a 3x memory peak still fails it."""

@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from milestones.harness import store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +19,7 @@ def recipe() -> str:
     return m.group(1)
 
 
+@pytest.mark.slow
 def test_the_recipe_runs_every_kind_through_the_cli(cli, tmp_path):
     pkg = tmp_path / "mysuites"
     pkg.mkdir()
