@@ -168,7 +168,7 @@ def histories(records: Iterable[RunRecord], metrics: Sequence[str] | None = None
                 continue
             if not all(math.isfinite(x) for x in m.samples):
                 continue
-            key = (c.suite, c.config, c.kind, c.scale, c.device.split(":")[0], c.dtype, c.batch_size,
+            key = (c.suite, c.config_label, c.kind, c.scale, c.device.split(":")[0], c.dtype, c.batch_size,
                    r.suite_version, name)
             slot = by.setdefault(key, {})
             prev = slot.get(r.run_id)
