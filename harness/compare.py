@@ -132,7 +132,7 @@ class CompareRow:
 
     @property
     def case(self) -> str:
-        mode = "" if self.mode == DEFAULT_MODE else f" [{self.mode}]"
+        mode = "" if self.mode == DEFAULT_MODE else f" ({self.mode})"  # brackets would be rich markup
         return f"{self.suite}/{self.config} {self.kind}{mode}"
 
     def to_dict(self) -> dict[str, Any]:

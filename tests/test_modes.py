@@ -273,4 +273,4 @@ def test_by_gpu_tables_keep_each_mode_its_own_row():
                                      "case": Case(**{**r.case.__dict__, "device": "cuda"})}))
     rows, groups = compare_by(recs, "gpu")
     configs = sorted({row.config for row in rows if row.metric == "train.step_time"})
-    assert configs == ["c [amp-bf16+compile]", "c [fp32]"] and len(groups) == 2
+    assert configs == ["c (amp-bf16+compile)", "c (fp32)"] and len(groups) == 2
