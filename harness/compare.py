@@ -133,7 +133,7 @@ class CompareRow:
 
     @property
     def case(self) -> str:
-        mode = "" if self.mode == DEFAULT_MODE else f" [{self.mode}]"
+        mode = "" if self.mode == DEFAULT_MODE else f" ({self.mode})"  # brackets would be rich markup
         return f"{self.suite}/{self.config} {self.kind}{mode}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -809,7 +809,7 @@ def compare_by(records: Sequence[RunRecord], by: str, reference: str | None = No
     cases: dict[tuple, dict[str, list[RunRecord]]] = {}
     for r in ok:
         c = r.case
-        key = (c.suite, c.config, c.kind, c.scale, c.dtype, c.batch_size)
+        key = (c.suite, c.config_label, c.kind, c.scale, c.dtype, c.batch_size)
         cases.setdefault(key, {}).setdefault(group_label(r, by), []).append(r)
     rows = []
     for key, by_group in sorted(cases.items(), key=lambda kv: tuple(str(x) for x in kv[0])):

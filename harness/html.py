@@ -339,7 +339,8 @@ def _modes_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
             from milestones.harness import plots as P
 
             sec.blocks.append(_img(P.modes_panels(rows), "execution-modes", "execution modes per case",
-                                   "Per case and mode: speedup over eager fp32, MFU, peak memory, compile time."))
+                                   "Per case and mode: speedup over eager fp32, MFU, peak memory (CUDA allocated; on a CPU the "
+                                   "process's peak RSS), compile time."))
     if anchors:
         sec.blocks.append(Block("h3", text="Published throughput (not paper results)"))
         sec.blocks.append(Block("p", text="Vendors' and the field's published figures beside ours: ours/published "

@@ -112,7 +112,7 @@ def modes_panels(rows: Sequence[Any]):
     modes = list(dict.fromkeys(r.mode for r in rows))
     panels = [("speedup over eager fp32 (x)", lambda r: r.speedup, "{:.2f}x"),
               ("MFU", lambda r: r.mfu, "{:.3f}"),
-              ("peak memory (GiB; CUDA allocated, CPU process RSS)", lambda r: None if r.peak_mem is None else r.peak_mem / 2**30, "{:.2f}"),
+              ("peak memory (GiB)", lambda r: None if r.peak_mem is None else r.peak_mem / 2**30, "{:.2f}"),
               ("compile time (s)", lambda r: r.compile_s, "{:.1f}")]
     height = 0.8 / max(1, len(modes))
     fig, axes = plt.subplots(1, 4, figsize=(13.0, 0.3 * len(cases) * len(modes) + 0.4 * len(cases) + 1.6),

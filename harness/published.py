@@ -218,7 +218,7 @@ def format_rows(rows: Sequence[AnchorRow]) -> list[list[str]]:
     for a in rows:
         p, c = a.published, a.record.case
         out.append([p.id, f"{p.value:g} {p.unit}", f"{p.gpu}, batch {p.batch if p.batch is not None else '?'}, "
-                    f"{p.precision}{' NHWC' if p.channels_last else ''}", f"{c.config} [{c.mode}]",
+                    f"{p.precision}{' NHWC' if p.channels_last else ''}", f"{c.config} ({c.mode})",
                     f"{a.record.env.get('gpu') or '?'}, batch {c.batch_size}",
                     "null" if a.ours is None else f"{a.ours:.1f}",
                     "null" if a.ratio is None else f"{a.ratio:.2f}x", a.setup, f"{p.source_title}: {p.source}"])

@@ -237,6 +237,13 @@ class Case:
     mode: str = DEFAULT_MODE
 
     @property
+    def config_label(self) -> str:
+        """The config, with the execution mode when it is not the default: where rows are keyed and shown
+        by config (by-GPU tables, histories), two modes stay two rows. Parentheses, not brackets: the
+        terminal tables render square brackets as markup."""
+        return self.config if self.mode == DEFAULT_MODE else f"{self.config} ({self.mode})"
+
+    @property
     def slug(self) -> str:
         bs = "" if self.batch_size is None else f"-b{self.batch_size}"
         mode = "" if self.mode == DEFAULT_MODE else f".{self.mode}"

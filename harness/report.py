@@ -162,7 +162,12 @@ def case_line(rec: RunRecord) -> str:
         from rich.markup import escape
 
         claim = "".join(f"\n{'':>12}[bold]{escape(claim_headline(cl))}[/]" for cl in claims_of(rec))
-    mode = "" if c.mode == DEFAULT_MODE else f" [{c.mode}]"
+    if c.mode == DEFAULT_MODE:
+        mode = ""
+    else:
+        from rich.markup import escape
+
+        mode = escape(f" [{c.mode}]")  # square brackets are rich markup otherwise, and vanish
     return f"[{STATUS_STYLE.get(rec.status, 'white')}]{rec.status:>11}[/] {c.suite}/{c.config} {c.kind}{mode} " \
            f"({rec.duration_s:.1f} s){err}{claim}"
 

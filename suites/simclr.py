@@ -337,17 +337,21 @@ def speed(cfg: SimCLRConfig, ctx: CaseContext) -> SpeedPlan:
     acfg = augment_config(cfg)
     v1, v2 = augment(images, gen, acfg).to(ctx.torch_dtype), augment(images, gen, acfg).to(ctx.torch_dtype)
 
+    def loss() -> torch.Tensor:
+        return nt_xent(model(v1), model(v2), cfg.temperature)
+
     def train_step() -> None:  # the views are fixed: this times the network and the loss
         opt.zero_grad(set_to_none=True)
-        loss = nt_xent(model(v1), model(v2), cfg.temperature)
-        loss.backward()
+        loss().backward()
         opt.step()
 
     def augment_step() -> None:  # two views of every image, as one training step needs
         augment(images, gen, acfg)
         augment(images, gen, acfg)
 
-    return SpeedPlan(steps=(Step("train", train_step, b, "images", setup=model.train),
+    # loss/optimizer/inputs: the harness's execution modes build the AMP step (and channels-last views) themselves
+    return SpeedPlan(steps=(Step("train", train_step, b, "images", setup=model.train, inputs=(v1, v2), loss=loss,
+                                 optimizer=opt),
                             Step("augment", augment_step, b, "images", count_flops=False)),
                      model=model, info={"views_per_step": 2 * b, "temperature": cfg.temperature,
                                         "augment_note": "augment.throughput counts source images (two views each)"})

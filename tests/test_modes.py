@@ -260,3 +260,17 @@ def test_inductor_compiles_a_small_conv_net_on_the_cpu():
     assert info["execution_mode"]["backend"] == "inductor"
     assert metrics["train.graphs"].value >= 1 and metrics["train.compile_s"].value > 0
     assert metrics["train.recompiles"].value == 0
+
+
+def test_by_gpu_tables_keep_each_mode_its_own_row():
+    from milestones.harness.compare import compare_by
+
+    recs = []
+    for gpu, base in (("NVIDIA H100 80GB HBM3", 0.1), ("NVIDIA H200", 0.08)):
+        for mode, f in (("fp32", 1.0), ("amp-bf16+compile", 0.25)):
+            r = _rec(mode, base * f, run=gpu[-4:])
+            recs.append(RunRecord(**{**r.__dict__, "env": {"machine_id": gpu, "gpu": gpu},
+                                     "case": Case(**{**r.case.__dict__, "device": "cuda"})}))
+    rows, groups = compare_by(recs, "gpu")
+    configs = sorted({row.config for row in rows if row.metric == "train.step_time"})
+    assert configs == ["c (amp-bf16+compile)", "c (fp32)"] and len(groups) == 2

@@ -99,3 +99,26 @@ def test_mode_rows_give_speedup_over_eager_fp32_and_the_chart_renders(tmp_path):
     assert out.stat().st_size > 10_000
     with pytest.raises(plots.UsageError):
         plots.modes_panels([])
+
+
+def test_compare_by_gpu_prints_the_published_anchors(tmp_path, capsys):
+    import argparse
+    import dataclasses
+
+    from milestones.harness import store
+    from milestones.harness.commands import compare as C
+
+    for i, (gpu, thr) in enumerate((("NVIDIA A100-SXM4-80GB", 2000.0), ("NVIDIA H100 80GB HBM3", 3000.0))):
+        folder = tmp_path / f"m{i}" / "r1"
+        folder.mkdir(parents=True)
+        r = rec("amp-bf16+channels-last", thr, gpu=gpu)
+        store.write_record(folder, dataclasses.replace(r, env={**r.env, "machine_id": f"m{i}"}, run_id=f"r{i}",
+                                                       record_id=f"r{i}/x"))
+    ns = argparse.Namespace(metric=None, by="gpu", inputs=[str(tmp_path)], results=None, strict=False,
+                            reference=None, format="markdown", summary=None)
+    assert C.cmd_compare(ns) == 0
+    out = capsys.readouterr().out
+    assert "## Published throughput (not paper results)" in out
+    assert "| 2000.0 | 0.81x | not comparable: precision amp-bf16 vs amp-fp16; data: synthetic" in out
+    assert C.cmd_compare(argparse.Namespace(**{**vars(ns), "format": "json"})) == 0
+    assert '"ratio": 1.2145' in capsys.readouterr().out

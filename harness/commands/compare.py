@@ -21,6 +21,21 @@ def _thresholds(args: argparse.Namespace):
     return Thresholds(parse_percent(args.threshold), tuple(per))
 
 
+def _published_anchors(records) -> list:
+    """Vendors' published throughput beside the GPU records (baselines/published/), for `--by gpu`."""
+    from milestones.harness import published
+
+    return published.anchor_rows(records, published.load())
+
+
+def _anchors_markdown(anchors) -> str:
+    from milestones.harness import published
+
+    if not anchors:
+        return ""
+    return "\n\n## Published throughput (not paper results)\n\n" + published.markdown(anchors) + "\n"
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from milestones.harness import compare, report
     from milestones.harness.errors import UsageError
@@ -30,14 +45,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
         loaded = compare.load(args.inputs, args.results, strict=args.strict)
         rows, groups = compare.compare_by([x.record for x in loaded], args.by, args.reference,
                                           **({"metrics": metrics} if metrics else {}))
+        anchors = _published_anchors([x.record for x in loaded]) if args.by == "gpu" else []
         if args.format == "json":
-            print(report.to_json({"by": args.by, "groups": groups, "rows": [r.to_dict() for r in rows]}))
+            print(report.to_json({"by": args.by, "groups": groups, "rows": [r.to_dict() for r in rows],
+                                  "published": [{"id": a.published.id, "published": a.published.value,
+                                                 "unit": a.published.unit, "config": a.record.case.config,
+                                                 "mode": a.record.case.mode, "gpu": a.record.env.get("gpu"),
+                                                 "ours": a.ours, "ratio": a.ratio, "setup": a.setup}
+                                                for a in anchors]}))
         elif args.format == "markdown":
-            print(report.markdown_groups(rows, groups, args.by))
+            print(report.markdown_groups(rows, groups, args.by) + _anchors_markdown(anchors))
         else:
             report.print_groups(rows, groups, args.by)
+            if anchors:
+                print(_anchors_markdown(anchors))
         if args.summary:
-            Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by), encoding="utf-8")
+            Path(args.summary).write_text(report.markdown_groups(rows, groups, args.by) + _anchors_markdown(anchors),
+                                          encoding="utf-8")
         return 0
     if getattr(args, "history", None):
         return _compare_history(args)

@@ -68,6 +68,8 @@ def measure_step(step: Step, ms: MeasureSettings) -> tuple[dict[str, Metric], di
     timing, compile_cost = ms.timing, None
     if mode.compiled:
         compile_cost, timing = _compile_warmup(step, device, ms.timing)
+        if on_gpu:  # the steady state's peak, not the compiler's (max-autotune benchmarks kernels)
+            memory.reset_cuda_peaks(torch.device(device))
     t = time_fn(step.fn, device, timing)
     # Its own loop after timing: the timed loop of a small step is shorter than the counter's update period.
     energy = measure_energy(step.fn, device, _device_index(device) if on_gpu else 0)
