@@ -35,6 +35,7 @@ def test_obrien_fleming_spending_function():
     assert xs == sorted(xs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("df", [None, 3])
 def test_spending_keeps_the_false_call_rate_at_most_alpha(df):
     """A/A at alpha = 0.1 (large, so that the bound is tested, not just met by a wide margin): 400
@@ -42,6 +43,7 @@ def test_spending_keeps_the_false_call_rate_at_most_alpha(df):
     assert _rates(0.0, 0.05, 32, 400, spending=True, alpha=0.1, seed=5, df=df) <= 0.1
 
 
+@pytest.mark.slow
 def test_spending_has_more_power_than_bonferroni_at_the_last_looks():
     """A 5% slowdown, per-round SD 8%, 32 rounds (a loaded runner's budget): measured 60% caught with
     spending, 38% with Bonferroni over the looks (500 runs each); here 150 runs on the same seeds."""

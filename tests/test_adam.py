@@ -41,6 +41,7 @@ def test_first_step_is_lr_times_sign_of_gradient_with_bias_correction():
         assert (torch.sign(w.detach()) == -torch.sign(w.grad)).all()
 
 
+@pytest.mark.slow
 def test_default_hyperparameters_are_the_papers():
     assert adam.PAPER_DEFAULTS == {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
     assert adam.torch_adam_defaults() == adam.PAPER_DEFAULTS
@@ -78,6 +79,7 @@ def test_speed_smoke_times_three_implementations_and_counts_bytes():
         adam._impl_kwargs("apex")
 
 
+@pytest.mark.slow
 def test_quality_pipeline_records_losses_claims_and_curves():
     cfg = adam.AdamConfig(logreg_steps=20, mlp_steps=10, mlp_hidden=32, n_seeds=2,
                           lr_grid=(("adam", (1e-2,)), ("sgd_nesterov", (0.1,)), ("adagrad", (0.1,)),

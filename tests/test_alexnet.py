@@ -87,6 +87,7 @@ def test_paper_quality_skips_without_data_and_for_the_two_column_net():
         A.pretrained_quality(A.AlexNetConfig("2012"), _ctx("alexnet2012", "quality", "paper"))
 
 
+@pytest.mark.slow
 def test_paper_quality_evaluates_given_weights(tmp_path):
     from PIL import Image
 

@@ -61,6 +61,7 @@ def test_alignment_ignores_padding_and_step_matches_forward():
         assert torch.allclose(logp, full[:, i], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["rnnsearch-smoke", "rnnencdec-smoke"])
 def test_smoke_speed_cases(name):
     from milestones.harness.registry import load_suites

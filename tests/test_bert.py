@@ -94,6 +94,7 @@ def _write_checkpoint(d, arch: BertArch, words: list[str]):
     save_file(st, str(d / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_glue_case_fine_tunes_a_checkpoint_and_scores_dev(tmp_path):
     words = ["a", "dog", "cat", "ran", "sat", "an", "animal"]
     _write_checkpoint(tmp_path / "ckpt", BertArch(layers=1, hidden=16, heads=2, ffn=32, max_positions=32), words)

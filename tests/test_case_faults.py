@@ -44,6 +44,7 @@ def _run(names, tmp_path, launcher=None, **kw):
 
 
 # ------------------------------------------------------------------------------------ 1. fork server
+@pytest.mark.slow
 def test_a_killed_fork_server_fails_that_case_and_the_run_goes_on(tmp_path):
     res = _run(["casefault-kill-server", "fake-ok"], tmp_path)
     dead, ok = res.records
@@ -54,6 +55,7 @@ def test_a_killed_fork_server_fails_that_case_and_the_run_goes_on(tmp_path):
 
 
 # --------------------------------------------------------------------------------------- 2. full disk
+@pytest.mark.slow
 def test_a_case_that_cannot_write_its_result_says_it_was_the_disk_and_the_run_stops(tmp_path):
     with pytest.raises(UnwrittenRecords, match=r"no space left.*`milestones run --resume \S+ --out \S+`"):
         _run(["casefault-no-space", "fake-ok"], tmp_path)
@@ -102,6 +104,7 @@ def test_cpu_out_of_memory_is_oom(tmp_path, behaviour):
 
 
 # ------------------------------------------------------------------------------------- 4. whole tree
+@pytest.mark.slow
 @pytest.mark.parametrize("behaviour", ["stubborn-child", "setsid-child"])
 @pytest.mark.parametrize("fork_server", ["1", "0"])
 def test_children_that_outlive_an_ok_case_are_killed(tmp_path, monkeypatch, behaviour, fork_server):
@@ -143,6 +146,7 @@ def test_an_interrupt_between_cases_keeps_what_was_written_and_counts_what_never
     assert not (res.folder / runner.LOCK_FILE).exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_resume_command_and_the_resume_header_counts_what_is_left(tmp_path):
     started = tmp_path / "started"
     env = dict(os.environ, FAKE_SLOW_STARTED=str(started), MILESTONES_MACHINE_ID="m")
@@ -181,6 +185,7 @@ def test_a_full_disk_at_the_start_leaves_no_run_folder(tmp_path, monkeypatch):
     assert list((tmp_path / "res" / "test-machine").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_case_is_timed_from_its_process_start_not_the_fork_servers(tmp_path, monkeypatch):
     from milestones.harness.launch.process import now
 

@@ -115,6 +115,7 @@ def run(capsys, *args):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_formats(capsys, tmp_path):
     base, new = str(F / "regress" / "base"), str(F / "regress" / "new")
     assert run(capsys, "compare", base, new)[0] == 0

@@ -35,6 +35,7 @@ def test_preprocessed_pong_frames_are_84x84_uint8_stacks_of_four():
     env.close()
 
 
+@pytest.mark.slow
 def test_frame_skip_repeats_the_action_and_max_pools_the_last_two_frames():
     env = dqn.AtariEnv("Breakout", noop_max=0, seed=0, frame_skip=4)
     ref = dqn.make_ale("Breakout", seed=0)  # same seed, stepped by hand with frameskip=1

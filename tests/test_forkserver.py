@@ -69,6 +69,7 @@ def test_forked_case_runs_as_main_in_its_own_session_folder_and_environment(serv
     assert "done" in log.read_text()
 
 
+@pytest.mark.slow
 def test_exit_codes_and_crashes_reach_the_launcher_and_the_server_survives(server, tmp_path):
     case, _, _ = _start(server, tmp_path, "exit3")
     assert case.wait(timeout=60) == 3

@@ -237,6 +237,7 @@ def test_mfu_uses_the_modes_peak_dtype():
     assert Mode.parse("cast").peak_dtype("float16") == "float16"
 
 
+@pytest.mark.slow
 def test_a_mode_applies_to_a_real_suite_through_the_worker(tmp_path):
     from milestones.harness.launch.inprocess import InProcess
     from milestones.harness.runner import specs_for_cases

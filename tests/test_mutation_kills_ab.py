@@ -340,6 +340,7 @@ def test_a_case_must_exist_with_its_kind_and_scale_on_both_sides():
 
 
 # ---------------------------------------------------------------------------------------------- runs
+@pytest.mark.slow
 def test_a_clear_regression_stops_at_the_first_look_with_every_record_written(monkeypatch, tmp_path):
     seen, rounds = [], []
     script = Script(slower_by(1.2))
@@ -378,6 +379,7 @@ def test_an_undecided_pair_runs_out_of_rounds_and_is_inconclusive(monkeypatch, t
     assert summary(res.folder)[0]["stop"] == "max rounds"
 
 
+@pytest.mark.slow
 def test_the_time_budget_counts_the_next_round_before_starting_it(monkeypatch, tmp_path):
     # Each round takes 20 s of the fake clock; a round starts only if it would end within max_time.
     res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=10, max_time=39.0))

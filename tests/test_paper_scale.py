@@ -226,6 +226,7 @@ def test_zca_whitening_thin_and_full_agree():
     assert torch.allclose(thin.double(), c @ w3, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,data", [("mlp", "mnist"), ("cnn", "cifar10")])
 def test_adam_paper_experiments_compare_optimizers_on_fixture_data(tmp_path, task, data):
     from milestones.suites import adam as A
@@ -364,6 +365,7 @@ def test_alexnet_2010_needs_a_test_folder(tmp_path):
         A.alexnet_train_quality(cfg, ctx_for("alexnet", "alexnet2012-train-2010", 2, {"imagenet2010": root}))
 
 
+@pytest.mark.slow
 def test_alexnet_2010_judges_lr_plateaus_on_held_out_training_images_not_the_test_split(tmp_path):
     from milestones.suites import alexnet as A
 

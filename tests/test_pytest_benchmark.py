@@ -46,6 +46,7 @@ def test_json_carries_group_device_dtype_and_machine_id(saved_run):
     assert len(b["stats"]["data"]) == b["stats"]["rounds"] >= 5
 
 
+@pytest.mark.slow
 def test_import_into_store(saved_run, tmp_path, capsys):
     out = tmp_path / "results"
     assert main(["import", "pytest-benchmark", str(saved_run / "k.json"), "--out", str(out)]) == 0

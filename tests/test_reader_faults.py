@@ -33,6 +33,7 @@ def test_stats_of_ordinary_samples_are_unchanged():
     assert st.std == pytest.approx(math.sqrt(5 / 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("samples", NONFINITE[:2])
 def test_report_on_stored_nonfinite_samples(cli, tmp_path, samples):
     rec = make_record(samples=samples)
@@ -45,6 +46,7 @@ def test_report_on_stored_nonfinite_samples(cli, tmp_path, samples):
         assert (tmp_path / out).exists()
 
 
+@pytest.mark.slow
 def test_compare_with_a_list_for_env_nvidia(cli, tmp_path):
     good = make_record(run_id="a")
     odd = dataclasses.replace(make_record(run_id="b"), env={**good.env, "nvidia": [1, 2], "git": "abc"})

@@ -121,6 +121,7 @@ def test_html_is_self_contained_and_escaped(report_html):
     assert h2[0] == "Summary" and h2[1].startswith("Claims")
 
 
+@pytest.mark.slow
 def test_claims_table_and_headline(report_html):
     p = parse(report_html.read_text())
     t = p.table("paper")

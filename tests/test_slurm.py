@@ -64,6 +64,7 @@ def test_machine_types_from_partitions_and_constraints():
         slurm.machine_types(_settings(partition={"a/100": "p"}))
 
 
+@pytest.mark.slow
 def test_cli_flags_and_run_file(tmp_path, cli):
     from milestones.harness.cli import build_parser
     from milestones.harness.options import slurm_from_namespace

@@ -98,6 +98,7 @@ def test_exact_comparison_of_counts():
     assert stats.compare_exact([100.0], [101.0], higher_is_better=False).verdict == "unchanged"
 
 
+@pytest.mark.slow
 def test_repeated_runs_carry_run_to_run_noise():
     """Runs with a per-run offset (sd 4%): blocks within a run cannot see it, runs as units can."""
     rng = np.random.default_rng(7)

@@ -43,6 +43,7 @@ def test_the_overflow_of_the_issue_is_an_inconclusive_verdict():
 @PROPS
 @given(LOG_RATIOS, st.booleans(), st.booleans(), st.integers(1, 300),
        st.one_of(st.none(), st.floats(0, 1), st.sampled_from([0.0, 1e-300, 1e-63])))
+@pytest.mark.slow
 def test_paired_verdict_never_raises(xs, hib, final, n_looks, level):
     r = stats.paired_verdict(xs, higher_is_better=hib, n_looks=n_looks, final=final, level=level)
     c = r.comparison
@@ -54,6 +55,7 @@ def test_paired_verdict_never_raises(xs, hib, final, n_looks, level):
         assert c.ci_low <= c.ratio <= c.ci_high
 
 
+@pytest.mark.slow
 @PROPS
 @given(LOG_RATIOS, st.integers(2, 300), st.booleans(), st.booleans())
 def test_sequential_verdict_never_raises_and_spends_at_most_alpha(xs, planned, hib, spending):
@@ -61,6 +63,7 @@ def test_sequential_verdict_never_raises_and_spends_at_most_alpha(xs, planned, h
     assert r.comparison.verdict in stats.VERDICTS
 
 
+@pytest.mark.slow
 @PROPS
 @given(st.lists(st.tuples(st.integers(1, 400), st.integers(1, 400)), min_size=1, max_size=30), st.floats(1e-6, 0.5))
 def test_spending_levels_never_sum_past_alpha(looks, alpha):
@@ -70,6 +73,7 @@ def test_spending_levels_never_sum_past_alpha(looks, alpha):
     assert min(lvl for _, lvl in s.looks) >= 0
 
 
+@pytest.mark.slow
 @PROPS
 @given(SAMPLES, SAMPLES, st.booleans())
 def test_run_vs_run_rules_never_raise(a, b, hib):
@@ -81,6 +85,7 @@ def test_run_vs_run_rules_never_raise(a, b, hib):
     assert g is None or g.verdict in ("regressed", "improved")
 
 
+@pytest.mark.slow
 @PROPS
 @given(st.lists(SAMPLES, min_size=0, max_size=5), st.lists(SAMPLES, min_size=0, max_size=5), st.booleans())
 def test_repeated_runs_rule_never_raises(ra, rb, hib):
@@ -95,6 +100,7 @@ def test_history_judgement_never_raises(series, latest, hib, noise):
     assert j.state in ("ok", "suspect", "confirmed", "improved", "too few runs")
 
 
+@pytest.mark.slow
 @PROPS_SLOW
 @given(st.lists(POSITIVE, min_size=0, max_size=40))
 def test_history_steps_never_raise(series):
@@ -146,6 +152,7 @@ RUN_SAMPLES = st.lists(VALUE, min_size=1, max_size=12)
 @PROPS_SLOW
 @given(st.lists(RUN_SAMPLES, min_size=7, max_size=7), st.lists(RUN_SAMPLES, min_size=7, max_size=7),
        st.lists(VALUE, min_size=7, max_size=7))
+@pytest.mark.slow
 def test_compare_rows_and_history_never_raise(step, cpu, peak):
     recs = _records(step, cpu, peak)
     rows, _ = compare.compare_runs(recs[-2:-1], recs[-1:])

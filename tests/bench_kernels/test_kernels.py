@@ -100,6 +100,7 @@ CONVS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.benchmark(group="conv")
 @pytest.mark.parametrize("c", CONVS, ids=[c.name for c in CONVS])
 def test_conv_forward(benchmark, c: Conv) -> None:
