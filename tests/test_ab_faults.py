@@ -27,6 +27,7 @@ class Killed(BaseException):
 @pytest.fixture
 def setup(monkeypatch, tmp_path):
     monkeypatch.setenv("MILESTONES_EXTRA_SUITES", "tests.ab_suites")
+    import tests.ab_suites  # noqa: F401  (registers abfake-*: load_suites read the variable once per process)
     from milestones.harness.registry import load_suites
 
     reg = load_suites()

@@ -34,14 +34,15 @@ def plain(markup: str) -> str:
 
 def test_quality_headline_is_the_claim():
     line = plain(report.case_line(by_config("resnet-degradation")))
-    assert line.splitlines()[1].strip() == "Fig. 6: deeper plain net trains worse, residual fixes it: held 3/3 seeds"
+    assert line.splitlines()[1].strip() == "Fig. 6: deeper plain net trains worse, residual fixes it: held 3/3 seeds (as stated)"
     assert report.headline(by_config("alexnet-relu-vs-tanh")) == \
-        "Fig. 1: ReLU reaches 25% training error faster than tanh: held 2/3 seeds"
+        "Fig. 1: ReLU reaches 25% training error faster than tanh: weaker analogue held 2/3 seeds"
     # Without info["claims"], the claim_held metric still gives the outcome.
     gan = by_config("gan-digits")
-    assert report.headline(gan).endswith(": held 2/2 seeds")
+    # (a record with no strength is never shown as a plain "held": it says it is an analogue)
+    assert report.headline(gan).endswith(": weaker analogue held 2/2 seeds")
     worded = dataclasses.replace(gan, info={**gan.info, "claim": "trained G beats the untrained one on FD"})
-    assert report.headline(worded) == "trained G beats the untrained one on FD: held 2/2 seeds"
+    assert report.headline(worded) == "trained G beats the untrained one on FD: weaker analogue held 2/2 seeds"
     # A claim text with brackets is text, not rich markup.
     r = by_config("resnet-degradation")
     odd = dict(r.info["claims"][0], summary="[bold]x[/] [...]")
@@ -58,9 +59,14 @@ def test_claim_outcomes():
         return c.outcome, c.status
 
     assert outcome([0, 0, 0]) == ("did not hold on any of 3 seeds", "not held")
-    assert outcome([1, None, 1]) == ("held 2/2 seeds, 1 undecided", "held")
+    assert outcome([1, None, 1]) == ("held 2/2 seeds, 1 undecided (as stated)", "held")
     assert outcome(None) == ("undecided", "undecided")
-    assert outcome([1, 0]) == ("held 1/2 seeds", "mixed")
+    assert outcome([1, 0]) == ("held 1/2 seeds (as stated)", "mixed")
+    # a weaker analogue never reads as a plain "held"
+    weaker = dict(base, strength="weaker analogue", tests="trained beats untrained")
+    rec = dataclasses.replace(r, info={**r.info, "claims": [dict(weaker, held=[1, 1])]})
+    (c,) = report.claims_of(rec)
+    assert (c.outcome, c.status) == ("weaker analogue held 2/2 seeds", "analogue held")
 
 
 @pytest.mark.parametrize("value, unit, text", [

@@ -240,7 +240,7 @@ def test_adam_paper_experiments_compare_optimizers_on_fixture_data(tmp_path, tas
         (v,) = out.metrics[f"{task}.{o}.final_loss"].samples
         assert 0 < v < 10
     (c,) = out.info["claims"]
-    assert c["id"] == A.ADAM_CLAIMS[task][0] and c["held"] in ([0], [1])
+    assert c["id"] == A.ADAM_CLAIMS[task].id and c["held"] in ([0], [1])
     assert out.metrics["claim_held"].samples == (float(c["held"][0]),)
     assert len(list((tmp_path / "ck").glob("*.ckpt"))) == len(opts)
 

@@ -19,9 +19,13 @@ ONE = "test_layer_norm and bert"
 
 
 def _pytest(tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MILESTONES_KERNEL_DEVICE": "cpu", "MILESTONES_KERNEL_SHAPES": "small",
-           "MILESTONES_MACHINE_ID": "bench-box"}
-    cmd = [sys.executable, "-m", "pytest", "tests/bench_kernels", "-q", "-p", "no:cacheprovider", "-k", ONE,
+    # A real benchmark run: not an xdist worker (pytest-benchmark disables itself under xdist, and would
+    # see this test's worker through the inherited PYTEST_XDIST_* variables).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env.update({"MILESTONES_KERNEL_DEVICE": "cpu", "MILESTONES_KERNEL_SHAPES": "small",
+                "MILESTONES_MACHINE_ID": "bench-box"})
+    cmd = [sys.executable, "-m", "pytest", "tests/bench_kernels", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+           "-k", ONE,
            "--benchmark-only", "--benchmark-max-time=0.02", "--benchmark-min-rounds=5",
            f"--benchmark-storage=file://{tmp / 'storage'}", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
