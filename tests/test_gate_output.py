@@ -94,3 +94,29 @@ def test_cpu_only_speed_records_are_not_said_to_share_a_gpu():
     assert "GPU, torch and CUDA" not in text and text.startswith("All speed records ran on the CPU")
     gpu = [dataclasses.replace(r, case=dataclasses.replace(r.case, device="cuda")) for r in recs]
     assert html._one_group_text(gpu) == "All speed records share one GPU, torch and CUDA version."
+
+
+def test_the_workflow_never_reports_a_tool_failure_as_a_regression():
+    """The workflow's last gate step, run by bash with each exit code of compare and ab."""
+    import os
+    import subprocess
+
+    import yaml
+
+    wf = yaml.safe_load((Path(__file__).parent.parent / ".github" / "workflows" / "nightly.yml").read_text())
+    (step,) = [s for s in wf["jobs"]["benchmark"]["steps"] if s.get("name") == "Fail on a confirmed regression"]
+
+    def gate(compare_exit: int, ab_exit: int) -> tuple[int, str]:
+        env = {**os.environ, "compare_exit": str(compare_exit), "ab_exit": str(ab_exit)}
+        r = subprocess.run(["bash", "-c", step["run"]], env=env, capture_output=True, text=True)
+        return r.returncode, r.stdout
+
+    assert gate(0, 0) == (0, "")
+    code, out = gate(0, 1)
+    assert code == 1 and "regression confirmed by milestones ab" in out
+    for tool in (2, 3):
+        code, out = gate(tool, 0)
+        assert code == 2 and "not a regression" in out and "regression confirmed" not in out
+        code, out = gate(0, tool)
+        assert code == 2 and "not a regression" in out
+    assert gate(1, 3)[0] == 1  # a regression stays a regression beside a broken step
