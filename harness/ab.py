@@ -261,6 +261,8 @@ class Track:
     result: stats.PairedResult | None = None
     failed: str | None = None        # a side failed: the verdict says so
     spending: stats.Spending | None = None
+    left_out: list[dict[str, Any]] = field(default_factory=list)   # rounds without a ratio, and why
+    contended: list[dict[str, Any]] = field(default_factory=list)  # rounds kept, measured under contention
     logged: int = 0                  # looks already written to the run's look log
 
     @property
@@ -304,13 +306,17 @@ def summary_rows(tracks: Sequence[Track]) -> list[dict[str, Any]]:
         c = t.case
         row: dict[str, Any] = {"suite": c.suite, "config": c.config, "kind": c.kind, "scale": c.scale,
                                "metric": t.metric, "rounds": len(t.ratios),
-                               "round_ratios": [math.exp(x) for x in t.ratios]}
+                               "round_ratios": [math.exp(min(x, 700.0)) for x in t.ratios],
+                               "left_out": list(t.left_out), "contended": list(t.contended)}
         if t.failed:
             row.update(verdict="not comparable", reason=t.failed)
         elif t.result is None:
             row.update(verdict="inconclusive", reason="no round finished")
         else:
             row.update(t.result.comparison.to_dict(), decided=t.result.decided)
+        if t.left_out:
+            row["reason"] = (f"{row['reason']}; {len(t.left_out)} round(s) left out: "
+                             f"{t.left_out[0]['why']}" + (" ..." if len(t.left_out) > 1 else ""))
         out.append(row)
     return out
 
@@ -611,12 +617,30 @@ def _add_round(tracks: list[Track], case: Case, recs: dict[str, RunRecord], sett
             tracks.append(Track(case, "*", False, failed=f"no metric matches {', '.join(settings.metrics)}"))
             return
         tracks.extend(Track(case, n, recs["base"].metrics[n].higher_is_better) for n in names)
+    i = int(recs["base"].info.get("ab", {}).get("round", -1))
     for t in tracks:
+        missing = [n for n in SIDES if t.metric not in recs[n].metrics]
+        if missing:
+            t.failed = t.failed or f"{t.metric} not measured on the {missing[0]} side in round {i}"
+            continue
         lr = round_log_ratio(recs["base"], recs["new"], t.metric)
-        if lr is None:
-            t.failed = t.failed or f"{t.metric} not measured on one side in round {len(t.ratios)}"
-        else:
-            t.ratios.append(lr)
+        if lr is None or not math.isfinite(lr):
+            # Left out, and said: a round without a usable median on one side carries no ratio.
+            bad = next((n for n in SIDES if clean_median(recs[n], t.metric) is None), "new")
+            t.left_out.append({"round": i, "why": f"no positive finite sample of {t.metric} on the {bad} side"})
+            continue
+        t.ratios.append(lr)
+        busy = [n for n in SIDES if _all_descheduled(recs[n], t.metric)]
+        if busy:
+            t.contended.append({"round": i, "why": f"every sample of the {'/'.join(busy)} side was descheduled "
+                                                   "(kept: CPU time still counts the work)"})
+
+
+def _all_descheduled(rec: RunRecord, metric: str) -> bool:
+    from milestones.harness.compare import descheduled_mask
+
+    mask = descheduled_mask(rec, metric)
+    return bool(mask) and all(mask)
 
 
 # --------------------------------------------------------------------------------- reading it back

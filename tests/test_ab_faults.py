@@ -193,3 +193,22 @@ def test_an_internal_error_exits_3_with_one_line_never_1(monkeypatch, capsys):
     assert main(["compare", str(fix / "base"), str(fix / "new"), "--fail-on", "regression"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "OverflowError" in err[0] and "exit 3" in err[0]
+
+
+def test_a_round_without_a_usable_median_is_left_out_and_says_why(setup, monkeypatch):
+    class Zeros(FakeCases):
+        def run_case(self, side, case, opts, *, seed, workdir):
+            res = super().run_case(side, case, opts, seed=seed, workdir=workdir)
+            if self.calls == 6 and side.name == "new":  # round 3's new side: a clock read 0 every time
+                zero = Metric.from_values("train.cpu_time", "s", False, [0.0] * 8)
+                res = res.replace(metrics={**res.metrics, "train.cpu_time": zero})
+            return res
+
+    res = _run(setup, Zeros(), monkeypatch, settings=ab.Settings(max_rounds=8, max_time=1e9))
+    (t,) = [t for t in res.tracks if t.metric == "train.cpu_time"]
+    assert t.failed is None and len(t.ratios) == res.rounds - 1
+    assert t.left_out == [{"round": 2, "why": "no positive finite sample of train.cpu_time on the new side"}]
+    (row,) = [r for r in ab.summary_rows(res.tracks) if r["metric"] == "train.cpu_time"]
+    assert row["left_out"] == t.left_out and "1 round(s) left out" in row["reason"]
+    summary = [json.loads(x) for x in (res.folder / ab.AB_SUMMARY).read_text().splitlines()]
+    assert any(r.get("left_out") for r in summary[1:])
