@@ -591,7 +591,8 @@ def clean_leftovers(repo: Path | None, tmp: Path | None = None) -> list[str]:
                                      and wt.parent.parent == tmp and not wt.parent.exists()):
                 _git(repo, "worktree", "remove", "--force", str(wt))
                 gone.append(f"worktree {wt}")
-        _git(repo, "worktree", "prune")
+        if gone:
+            _git(repo, "worktree", "prune")
     for w in dead:
         shutil.rmtree(w, ignore_errors=True)
         gone.append(str(w))

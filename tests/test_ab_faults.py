@@ -212,3 +212,11 @@ def test_a_round_without_a_usable_median_is_left_out_and_says_why(setup, monkeyp
     assert row["left_out"] == t.left_out and "1 round(s) left out" in row["reason"]
     summary = [json.loads(x) for x in (res.folder / ab.AB_SUMMARY).read_text().splitlines()]
     assert any(r.get("left_out") for r in summary[1:])
+
+
+def test_resume_of_a_folder_that_is_no_ab_run_is_bad_input(tmp_path, capsys):
+    from milestones.harness.cli import main
+
+    assert main(["ab", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the folder of a `milestones ab` run" in err[0]
