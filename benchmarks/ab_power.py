@@ -142,9 +142,11 @@ def evaluate(trials: list[dict]) -> None:
         if ts[0].get("other_metric"):
             o = [t for t in ts if t.get("other_log_ratios")]
             if o:
+                sds_other = [round(statistics.stdev(t["other_log_ratios"]), 3) for t in o
+                             if len(t["other_log_ratios"]) > 1]
                 print(f"ab, {kind:4}, {ts[0]['other_metric']} of the same processes (not decided on): "
                       f"median per-round ratio {statistics.median(math.exp(x) for t in o for x in t['other_log_ratios']):.3f}, "
-                      f"per-round log-ratio SD {[round(statistics.stdev(t['other_log_ratios']), 3) for t in o]}")
+                      f"per-round log-ratio SD {sds_other}")
         what = "called regressed" if kind == "slow" else "called changed"
         print(f"ab, {kind:4}: {called}/{len(ts)} {what}; verdicts {[t['verdict'] for t in ts]}; rounds median "
               f"{statistics.median(rounds)} (max {max(rounds)}), seconds median {statistics.median(secs):.0f} "
