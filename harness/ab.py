@@ -398,11 +398,12 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             on_record: Callable[[RunRecord, Path], None] | None = None,
             on_round: Callable[[int, list[Track]], None] | None = None,
             clock: Callable[[], float] = time.monotonic, started: float | None = None,
-            work: Path | None = None, resume: Path | None = None) -> AbResult:
+            work: Path | None = None, resume: Path | None = None, first_round_estimate: float = 0.0) -> AbResult:
     """Rounds of fresh case processes, sides alternating, until every track is conclusive or the budget ends.
 
     The time budget counts from `started` (default: now): no round starts that the slowest of the
-    recent rounds says would end past `max_time`. Ctrl-C stops it with the verdicts of the finished
+    recent rounds says would end past `max_time`; before the first round, `first_round_estimate` (what
+    starting the sides' interpreters took when they were probed: a round starts two) stands in. Ctrl-C stops it with the verdicts of the finished
     rounds. `resume`: the folder of a killed run, continued from its last complete round. Case workdirs
     live under `work` (a folder owned by this run, see `claim_workdir`), or a temporary one.
     """
@@ -448,7 +449,8 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             if not open_cases:
                 result.stop = "conclusive"
                 break
-            if durations and (clock() - t0) + _estimate_next(durations) > settings.max_time:
+            est = _estimate_next(durations) if durations else first_round_estimate
+            if est > 0 and (clock() - t0) + est > settings.max_time:
                 result.stop = "max time"
                 break
             r0 = clock()

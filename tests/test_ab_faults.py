@@ -220,3 +220,36 @@ def test_resume_of_a_folder_that_is_no_ab_run_is_bad_input(tmp_path, capsys):
     assert main(["ab", "--resume", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not the folder of a `milestones ab` run" in err[0]
+
+
+def test_ctrl_c_on_the_command_prints_the_verdict_so_far_and_how_to_resume(setup, monkeypatch, tmp_path, capsys):
+    import dataclasses
+
+    from milestones.harness.cli import main
+
+    _, _, _, sides = setup
+    monkeypatch.setattr(ab, "probe", lambda s, timeout=600.0: dataclasses.replace(s, env=sides[0].env,
+                                                                                  configs=sides[0].configs))
+    fake = FakeCases(slower=1.3, sd=0.01, fail_at=15)
+    monkeypatch.setattr(ab, "run_case", fake.run_case)
+    code = main(["ab", "abfake-step", "--base-python", sys.executable, "--new-python", sys.executable,
+                 "--out", str(tmp_path / "out"), "--max-rounds", "40", "--fail-on", "regression"])
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "A/B: stopped (interrupted) after 7 round(s)" in out and "regressed" in out
+    assert "milestones ab --resume" in err and "1 thread(s)" in err
+
+
+def test_a_budget_too_small_for_one_round_runs_none_and_says_so(setup, monkeypatch):
+    """Starting the sides' interpreters took 70 s when they were probed; a round starts two of them."""
+    fake = FakeCases(cost=60.0)
+    fake.now = 70.0
+    res = _run(setup, fake, monkeypatch, started=0.0, first_round_estimate=70.0,
+               settings=ab.Settings(max_rounds=64, max_time=120.0))
+    assert res.rounds == 0 and res.stop == "max time" and fake.calls == 0
+    head = json.loads((res.folder / ab.AB_SUMMARY).read_text().splitlines()[0])
+    assert head["rounds"] == 0 and head["stop"] == "max time" and res.tracks == []
+    fake = FakeCases(cost=20.0)
+    res = _run(setup, fake, monkeypatch, first_round_estimate=30.0,
+               settings=ab.Settings(max_rounds=64, max_time=120.0))
+    assert res.rounds == 3 and res.elapsed_s <= 120.0
