@@ -70,6 +70,7 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
     from milestones.harness.registry import load_suites
     from milestones.harness.runner import RunOptions, plan
 
+    started = time.monotonic()  # the budget counts from here, as `milestones ab` counts from its start
     reg = load_suites()
     opts = RunOptions(kinds=("speed",), scale="smoke", device="cpu", out=out, threads=1, timeout=300)
     cases = plan(reg.resolve([config]), opts, "cpu")
@@ -82,9 +83,11 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
         sides = ab.make_sides(base_python=None, new_python=None, base_rev=revs[0],
                               new_rev=revs[1] if kind == "slow" else revs[0], repo=ROOT, work=work)
     try:
+        p0 = time.monotonic()
         sides = [ab.probe(s) for s in sides]
         settings = ab.Settings(max_rounds=max_rounds, max_time=max_time)
-        res = ab.execute(cases, opts, reg, sides, settings, work=work)
+        res = ab.execute(cases, opts, reg, sides, settings, work=work, started=started,
+                         first_round_estimate=time.monotonic() - p0)
     finally:
         for s in sides:
             if s.rev:
