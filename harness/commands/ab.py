@@ -54,6 +54,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     reg = load_suites()
     resume = None
     if args.resume:
+        if args.names or any((args.base_python, args.new_python, args.base_rev, args.new_rev)):
+            raise UsageError("--resume continues a run with its own cases and sides (from its manifest): give "
+                             "no NAME and no --base-*/--new-*")
         resume, manifest, cases, saved, settings = _resume_setup(args)
         o = manifest.get("options") or {}
         opts = runner.RunOptions(kinds=tuple(o.get("kinds") or ("speed",)), scale=o.get("scale", "smoke"),
