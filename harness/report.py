@@ -960,7 +960,7 @@ def _ab_cells(row: dict[str, Any], max_ratios: int = 0) -> list[str]:
     return cells
 
 
-AB_COLUMNS = ("case", "metric", "verdict", "new/base [interval]", "rounds", "round SD", "p", "why")
+AB_COLUMNS = ("case", "metric", "verdict", "ratio [CI]", "rounds", "round SD", "p", "why")
 AB_COLUMNS_RATIOS = AB_COLUMNS[:-1] + ("per-round ratios", "why")
 
 
@@ -985,7 +985,7 @@ def text_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:
     for r in rows:
         t.add_row(*_ab_cells(r))
     con.print(t)
-    return buf.getvalue().rstrip("\n")
+    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
 def markdown_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:
