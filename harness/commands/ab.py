@@ -41,11 +41,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from milestones.harness import ab, report, runner
+    from milestones.harness.cli import STARTED
     from milestones.harness.compare import parse_percent
     from milestones.harness.errors import UsageError
     from milestones.harness.registry import load_suites
 
-    started = time.monotonic()
+    started = min(STARTED, time.monotonic())
     err = Console(stderr=True)
     repo = Path(args.repo).resolve()
     # What killed runs left behind: their worktrees and case workdirs (never a live run's).
