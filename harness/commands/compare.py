@@ -161,7 +161,8 @@ def register(sub) -> None:
     p.add_argument("--fail-on", choices=("regression", "untimed", "never"), default="never",
                    help="exit 1 when a significant regression is found (default never); 'untimed': only when a "
                         "metric that is not a timing or energy regressed (memory, counts, quality), leaving timings to "
-                        "`milestones ab` through --suspects (for shared CPU runners)")
+                        "`milestones ab` through --suspects (for shared CPU runners). Exit codes: 0 pass, 1 regression, "
+                        "2 bad input, 3 the tool failed")
     p.add_argument("--kernels", type=int, default=10, metavar="N",
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
     p.add_argument("--all", action="store_true", help="table/markdown: every row in one table, unchanged and "
