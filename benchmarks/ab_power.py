@@ -13,11 +13,16 @@ seconds used. On the very same samples, asv's rule (factor 1.1 + Mann-Whitney p 
 pytest-benchmark's `mean:5%` judge each round's pair of processes, as a CI job running the two
 environments once each would.
 
-`--busy` starts one busy-looping process per core for the whole collection (killed at the end).
+`--busy N` starts N busy-looping processes per core for the whole collection (killed at the end;
+`--busy` alone: 1 per core). `--base-rev R1 --new-rev R2 --config NAME` runs the trials on two git
+revisions of this repository instead (a real suite, e.g. `cifar-resnet20-smoke`; `--new-rev` = the
+base for A/A trials): as the nightly job runs `ab`.
 `--replay N` estimates the rates over N trials by replaying the sequential rule on rounds resampled
 (with replacement, in blocks of 4 rounds to keep drift) from the collected trials' per-round ratios
 (A/A trials centred at 0 and mirrored first: their own location is noise, and would otherwise be
-replayed as an effect). `--trim 0` replays the mean's interval instead of the trimmed mean's.
+replayed as an effect). `--trim 0` replays the mean's interval instead of the trimmed mean's. The
+replay runs both error rules on the same resampled series: O'Brien-Fleming-type error spending (what
+`ab` uses) and Bonferroni over the looks (the older rule).
 
     MILESTONES_EXTRA_SUITES=benchmarks.ab_suite python benchmarks/ab_power.py --trials 20 --aa-trials 20 \\
         --max-rounds 96 --max-time 600 --out /tmp/ab_power.json [--busy]
@@ -57,22 +62,38 @@ def _busy(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
-def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path) -> dict:
-    """One whole `ab` run; returns its verdict, rounds, time and the raw per-round samples."""
+def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
+          revs: tuple[str, str] | None = None, config: str = CONFIG) -> dict:
+    """One whole `ab` run; returns its verdict, rounds, time and the raw per-round samples. `revs`:
+    (base, new) git revisions of this repository (an A/A trial runs the base on both sides)."""
     from milestones.harness import ab
     from milestones.harness.registry import load_suites
     from milestones.harness.runner import RunOptions, plan
 
-    base = _wrapper(work, "py-base", False)
-    new = _wrapper(work, "py-new", kind == "slow")
+    started = time.monotonic()  # the budget counts from here, as `milestones ab` counts from its start
     reg = load_suites()
     opts = RunOptions(kinds=("speed",), scale="smoke", device="cpu", out=out, threads=1, timeout=300)
-    cases = plan(reg.resolve([CONFIG]), opts, "cpu")
-    sides = ab.make_sides(base_python=base, new_python=new, base_rev=None, new_rev=None, repo=ROOT, work=work)
-    sides = [ab.probe(s) for s in sides]
-    settings = ab.Settings(max_rounds=max_rounds, max_time=max_time)
-    res = ab.execute(cases, opts, reg, sides, settings)
-    (t,) = [t for t in res.tracks if t.metric == f"train.{METRIC}"]
+    cases = plan(reg.resolve([config]), opts, "cpu")
+    if revs is None:
+        base = _wrapper(work, "py-base", False)
+        new = _wrapper(work, "py-new", kind == "slow")
+        sides = ab.make_sides(base_python=base, new_python=new, base_rev=None, new_rev=None, repo=ROOT, work=work)
+    else:
+        ab.claim_workdir(work)
+        sides = ab.make_sides(base_python=None, new_python=None, base_rev=revs[0],
+                              new_rev=revs[1] if kind == "slow" else revs[0], repo=ROOT, work=work)
+    try:
+        p0 = time.monotonic()
+        sides = [ab.probe(s) for s in sides]
+        settings = ab.Settings(max_rounds=max_rounds, max_time=max_time)
+        res = ab.execute(cases, opts, reg, sides, settings, work=work, started=started,
+                         first_round_estimate=time.monotonic() - p0)
+    finally:
+        for s in sides:
+            if s.rev:
+                ab.remove_worktree(ROOT, work / f"rev-{s.name}")
+    names = [t.metric for t in res.tracks]
+    (t,) = [t for t in res.tracks if t.metric == (f"train.{METRIC}" if f"train.{METRIC}" in names else names[0])]
     from milestones.harness import store
 
     samples: dict[str, list[list[float]]] = {"base": [], "new": []}
@@ -82,8 +103,8 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path)
         r = store.read_record(p)
         if r.status == "ok":
             side = r.info["ab"]["side"]
-            samples[side].append(list(r.metrics["train.step_time"].samples))
-            if "train.cpu_time" in r.metrics:
+            samples[side].append(list(r.metrics["train.step_time"].samples) if "train.step_time" in r.metrics else [])
+            if "train.cpu_time" in r.metrics and "train.step_time" in r.metrics:
                 cpu[side].append(list(r.metrics["train.cpu_time"].samples))
             layers[side].append(r.info.get("layers"))
     return {"kind": kind, "metric": METRIC, "verdict": t.result.comparison.verdict if t.result else "none",
@@ -124,9 +145,11 @@ def evaluate(trials: list[dict]) -> None:
         if ts[0].get("other_metric"):
             o = [t for t in ts if t.get("other_log_ratios")]
             if o:
+                sds_other = [round(statistics.stdev(t["other_log_ratios"]), 3) for t in o
+                             if len(t["other_log_ratios"]) > 1]
                 print(f"ab, {kind:4}, {ts[0]['other_metric']} of the same processes (not decided on): "
                       f"median per-round ratio {statistics.median(math.exp(x) for t in o for x in t['other_log_ratios']):.3f}, "
-                      f"per-round log-ratio SD {[round(statistics.stdev(t['other_log_ratios']), 3) for t in o]}")
+                      f"per-round log-ratio SD {sds_other}")
         what = "called regressed" if kind == "slow" else "called changed"
         print(f"ab, {kind:4}: {called}/{len(ts)} {what}; verdicts {[t['verdict'] for t in ts]}; rounds median "
               f"{statistics.median(rounds)} (max {max(rounds)}), seconds median {statistics.median(secs):.0f} "
@@ -146,13 +169,18 @@ def evaluate(trials: list[dict]) -> None:
 
 
 def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0, trim: float | None = None) -> None:
+    for spending in (True, False):
+        print(f"-- {'error spending (O Brien-Fleming type)' if spending else 'Bonferroni over the looks'}")
+        _replay(trials, n, max_rounds, seed, trim, spending)
+
+
+def _replay(trials: list[dict], n: int, max_rounds: int, seed: int, trim: float | None, spending: bool) -> None:
     """Resample rounds (blocks of 4) from the collected ratios and rerun the sequential rule."""
     import numpy as np
 
     from milestones.harness import stats
 
     rng = np.random.default_rng(seed)
-    looks = stats.looks_until(max_rounds)
     for kind in ("slow", "aa"):
         pool = [np.asarray(t["log_ratios"]) for t in trials if t["kind"] == kind and len(t["log_ratios"]) >= 4]
         if kind == "aa":
@@ -169,13 +197,9 @@ def replay(trials: list[dict], n: int, max_rounds: int, seed: int = 0, trim: flo
             while len(seq) < max_rounds:
                 i = int(rng.integers(0, len(src) - 3))
                 seq.extend(src[i:i + 4].tolist())
-            verdict, k = "inconclusive", max_rounds
-            for k in looks:
-                r = stats.paired_verdict(seq[:k], higher_is_better=False, n_looks=len(looks), final=k == max_rounds,
-                                         trim=stats.PAIRED_TRIM if trim is None else trim)
-                if r.decided:
-                    verdict = r.comparison.verdict
-                    break
+            r = stats.sequential_verdict(seq[:max_rounds], planned=max_rounds, higher_is_better=False,
+                                         spending=spending, trim=stats.PAIRED_TRIM if trim is None else trim)
+            verdict, k = r.comparison.verdict, r.rounds
             called += verdict == "regressed" if kind == "slow" else verdict in ("regressed", "improved")
             cleared += verdict == "unchanged"
             used.append(k)
@@ -190,7 +214,12 @@ def main() -> int:
     ap.add_argument("--aa-trials", type=int, default=20, help="A/A trials")
     ap.add_argument("--max-rounds", type=int, default=96)
     ap.add_argument("--max-time", type=float, default=600.0)
-    ap.add_argument("--busy", action="store_true", help="one busy process per core during the collection")
+    ap.add_argument("--busy", type=float, nargs="?", const=1.0, default=0.0, metavar="N",
+                    help="N busy processes per core during the collection (default 0; --busy alone: 1)")
+    ap.add_argument("--base-rev", help="two-revision mode: the base git revision (with --new-rev, --config)")
+    ap.add_argument("--new-rev", help="two-revision mode: the new revision (the slow trials' new side)")
+    ap.add_argument("--config", default=CONFIG, help=f"the case to run (default {CONFIG}; with revisions: a "
+                                                     "real suite's config, e.g. cifar-resnet20-smoke)")
     ap.add_argument("--out", help="save the trials (JSON)")
     ap.add_argument("--load", help="evaluate saved trials")
     ap.add_argument("--replay", type=int, default=0, metavar="N")
@@ -200,7 +229,10 @@ def main() -> int:
     if args.load:
         trials = json.loads(Path(args.load).read_text())["trials"]
     else:
-        procs = _busy(os.cpu_count() or 1) if args.busy else []
+        if bool(args.base_rev) != bool(args.new_rev):
+            ap.error("--base-rev and --new-rev go together")
+        revs = (args.base_rev, args.new_rev) if args.base_rev else None
+        procs = _busy(round(args.busy * (os.cpu_count() or 1)))
         trials = []
         try:
             with tempfile.TemporaryDirectory(prefix="ab-power-") as tmp:
@@ -212,7 +244,7 @@ def main() -> int:
                     work.mkdir()
                     t0 = time.time()
                     trials.append(trial(kind, max_rounds=args.max_rounds, max_time=args.max_time,
-                                        out=Path(tmp) / "results", work=work))
+                                        out=Path(tmp) / "results", work=work, revs=revs, config=args.config))
                     print(f"trial {i + 1}/{len(order)} {kind}: {trials[-1]['verdict']} after {trials[-1]['rounds']} "
                           f"rounds, {time.time() - t0:.0f} s", file=sys.stderr)
         finally:
@@ -220,7 +252,8 @@ def main() -> int:
                 p.kill()
                 p.wait()
         if args.out:
-            Path(args.out).write_text(json.dumps({"trials": trials, "busy": args.busy}))
+            Path(args.out).write_text(json.dumps({"trials": trials, "busy": args.busy, "revs": revs,
+                                                  "config": args.config}))
     evaluate(trials)
     if args.replay:
         replay(trials, args.replay, args.max_rounds, trim=args.trim)

@@ -261,6 +261,8 @@ class Track:
     result: stats.PairedResult | None = None
     failed: str | None = None        # a side failed: the verdict says so
     spending: stats.Spending | None = None
+    left_out: list[dict[str, Any]] = field(default_factory=list)   # rounds without a ratio, and why
+    contended: list[dict[str, Any]] = field(default_factory=list)  # rounds kept, measured under contention
     logged: int = 0                  # looks already written to the run's look log
 
     @property
@@ -304,13 +306,17 @@ def summary_rows(tracks: Sequence[Track]) -> list[dict[str, Any]]:
         c = t.case
         row: dict[str, Any] = {"suite": c.suite, "config": c.config, "kind": c.kind, "scale": c.scale,
                                "metric": t.metric, "rounds": len(t.ratios),
-                               "round_ratios": [math.exp(x) for x in t.ratios]}
+                               "round_ratios": [math.exp(min(x, 700.0)) for x in t.ratios],
+                               "left_out": list(t.left_out), "contended": list(t.contended)}
         if t.failed:
             row.update(verdict="not comparable", reason=t.failed)
         elif t.result is None:
             row.update(verdict="inconclusive", reason="no round finished")
         else:
             row.update(t.result.comparison.to_dict(), decided=t.result.decided)
+        if t.left_out:
+            row["reason"] = (f"{row['reason']}; {len(t.left_out)} round(s) left out: "
+                             f"{t.left_out[0]['why']}" + (" ..." if len(t.left_out) > 1 else ""))
         out.append(row)
     return out
 
@@ -392,11 +398,12 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             on_record: Callable[[RunRecord, Path], None] | None = None,
             on_round: Callable[[int, list[Track]], None] | None = None,
             clock: Callable[[], float] = time.monotonic, started: float | None = None,
-            work: Path | None = None, resume: Path | None = None) -> AbResult:
+            work: Path | None = None, resume: Path | None = None, first_round_estimate: float = 0.0) -> AbResult:
     """Rounds of fresh case processes, sides alternating, until every track is conclusive or the budget ends.
 
     The time budget counts from `started` (default: now): no round starts that the slowest of the
-    recent rounds says would end past `max_time`. Ctrl-C stops it with the verdicts of the finished
+    recent rounds says would end past `max_time`; before the first round, `first_round_estimate` (what
+    starting the sides' interpreters took when they were probed: a round starts two) stands in. Ctrl-C stops it with the verdicts of the finished
     rounds. `resume`: the folder of a killed run, continued from its last complete round. Case workdirs
     live under `work` (a folder owned by this run, see `claim_workdir`), or a temporary one.
     """
@@ -442,7 +449,8 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             if not open_cases:
                 result.stop = "conclusive"
                 break
-            if durations and (clock() - t0) + _estimate_next(durations) > settings.max_time:
+            est = _estimate_next(durations) if durations else first_round_estimate
+            if est > 0 and (clock() - t0) + est > settings.max_time:
                 result.stop = "max time"
                 break
             r0 = clock()
@@ -585,7 +593,8 @@ def clean_leftovers(repo: Path | None, tmp: Path | None = None) -> list[str]:
                                      and wt.parent.parent == tmp and not wt.parent.exists()):
                 _git(repo, "worktree", "remove", "--force", str(wt))
                 gone.append(f"worktree {wt}")
-        _git(repo, "worktree", "prune")
+        if gone:
+            _git(repo, "worktree", "prune")
     for w in dead:
         shutil.rmtree(w, ignore_errors=True)
         gone.append(str(w))
@@ -611,12 +620,30 @@ def _add_round(tracks: list[Track], case: Case, recs: dict[str, RunRecord], sett
             tracks.append(Track(case, "*", False, failed=f"no metric matches {', '.join(settings.metrics)}"))
             return
         tracks.extend(Track(case, n, recs["base"].metrics[n].higher_is_better) for n in names)
+    i = int(recs["base"].info.get("ab", {}).get("round", -1))
     for t in tracks:
+        missing = [n for n in SIDES if t.metric not in recs[n].metrics]
+        if missing:
+            t.failed = t.failed or f"{t.metric} not measured on the {missing[0]} side in round {i}"
+            continue
         lr = round_log_ratio(recs["base"], recs["new"], t.metric)
-        if lr is None:
-            t.failed = t.failed or f"{t.metric} not measured on one side in round {len(t.ratios)}"
-        else:
-            t.ratios.append(lr)
+        if lr is None or not math.isfinite(lr):
+            # Left out, and said: a round without a usable median on one side carries no ratio.
+            bad = next((n for n in SIDES if clean_median(recs[n], t.metric) is None), "new")
+            t.left_out.append({"round": i, "why": f"no positive finite sample of {t.metric} on the {bad} side"})
+            continue
+        t.ratios.append(lr)
+        busy = [n for n in SIDES if _all_descheduled(recs[n], t.metric)]
+        if busy:
+            t.contended.append({"round": i, "why": f"every sample of the {'/'.join(busy)} side was descheduled "
+                                                   "(kept: CPU time still counts the work)"})
+
+
+def _all_descheduled(rec: RunRecord, metric: str) -> bool:
+    from milestones.harness.compare import descheduled_mask
+
+    mask = descheduled_mask(rec, metric)
+    return bool(mask) and all(mask)
 
 
 # --------------------------------------------------------------------------------- reading it back

@@ -585,9 +585,23 @@ def job_fails(fail_on: str, rows: Sequence[CompareRow]) -> bool:
     return fail_on != "never" and bool(bad)
 
 
+def held_back(row: CompareRow, alpha: float = FAMILY_ALPHA) -> bool:
+    """A large timing change that a rule kept from being called: at least the threshold worse, and either
+    significant on its own (p < alpha before Holm or a guard held it back) or beyond the gross bar.
+    A 2.8x slower step left inconclusive by Holm (p = 0.00018, adjusted 0.013) is one."""
+    res = row.result
+    if row.verdict in ("regressed", "improved", "not comparable") or not read_off_a_clock(row.metric):
+        return False
+    if res.change is None or not math.isfinite(res.change) or res.change < res.threshold:
+        return False
+    return (res.p_value is not None and res.p_value < alpha) or res.change >= stats.DEFAULT_GROSS
+
+
 def suspects(rows: Sequence[CompareRow]) -> list[str]:
-    """Configs with a suspect metric (to re-run with `milestones ab` before a job fails)."""
-    return list(dict.fromkeys(r.config for r in rows if r.result.suspect or r.verdict == "regressed"))
+    """Configs to re-run with `milestones ab` before a job fails: a suspect or regressed metric, or a
+    large change held back (`held_back`): every large change is either called or confirmed by `ab`."""
+    return list(dict.fromkeys(r.config for r in rows if r.result.suspect or r.verdict == "regressed"
+                              or held_back(r)))
 
 
 def is_ab(rec: RunRecord) -> bool:

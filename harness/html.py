@@ -246,7 +246,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
         summary.blocks.append(Block("p", text="Against the paper: " + report.paper_counts_line(figs) + "."))
     secs.append(sec)
 
-    sections, diffs = _regression_sections(records, base, summary)
+    sections, diffs = _regression_sections(records, base, summary, plots)
     secs += sections
     secs += _ab_sections(records)
     secs += _kernel_diff_sections(diffs)
@@ -260,7 +260,7 @@ def build(records: Sequence[RunRecord], baselines: Sequence[Any], *, base: Seque
 
 
 def _regression_sections(records: Sequence[RunRecord], base: Sequence[RunRecord] | None,
-                         summary: Section) -> tuple[list[Section], list]:
+                         summary: Section, plots: bool = True) -> tuple[list[Section], list]:
     """Run vs run (with the summary's line) and the kernel diffs it found."""
     out: list[Section] = []
     # Regressions: an explicit base, else the latest run against the previous one on the same machine.
@@ -276,6 +276,12 @@ def _regression_sections(records: Sequence[RunRecord], base: Sequence[RunRecord]
         la, lb = _run_label(a), _run_label(b)
         summary.blocks.append(Block("p", text=f"Run vs run ({la} → {lb}): {d.counts_line()}."))
         sec.blocks.append(Block("p", text=f"Base {la} → new {lb}. " + report.env_header(env_notes)))
+        from milestones.harness import plots as P
+
+        if plots and any(r.metric.endswith(P.RUN_RATIO_METRICS) and r.result.ratio for r in rows):
+            sec.blocks.append(_img(P.run_ratios(rows), "run-vs-run", "run vs run timing ratios",
+                                   f"Each case's step and CPU time per step, {lb} over {la}: the ratio of medians "
+                                   "with its interval, coloured by verdict; the biggest changes first."))
         sec.blocks.extend(_digest_blocks(rows, env_notes))
         diffs = compare.kernel_diffs(a, b)
     else:
@@ -297,7 +303,7 @@ def _ab_sections(records: Sequence[RunRecord]) -> list[Section]:
             sec = Section(f"Interleaved A/B {run_id}")
             sec.blocks.append(Block("p", text="Each round: one fresh process per side, order alternating; the "
                                               "ratio is new/base of the two processes' medians."))
-            sec.blocks.append(Block("table", columns=report.AB_COLUMNS, rows=[report._ab_cells(r, 64) for r in rows_ab],
+            sec.blocks.append(Block("table", columns=report.AB_COLUMNS_RATIOS, rows=[report._ab_cells(r, 64) for r in rows_ab],
                                     classes=[_cls(r["verdict"]) for r in rows_ab]))
             out.append(sec)
     return out
@@ -376,9 +382,21 @@ def _group_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:
                                        f"{metric} by {by}", f"{metric} by {by} for {', '.join(cases)}: each group's "
                                        f"median as a ratio to {grows[0].reference} with a 95% CI; medians on the bars."))
     if not sec.blocks:
-        sec.blocks.append(Block("p", text="All speed records share one GPU, torch and CUDA version."))
+        sec.blocks.append(Block("p", text=_one_group_text([r for r in records if r.status == "ok"
+                                                            and r.case.kind == "speed"])))
     out.append(sec)
     return out
+
+
+def _one_group_text(speed: Sequence[RunRecord]) -> str:
+    """What the speed records share, said truthfully: a CPU-only machine has no GPU to share."""
+    if not speed:
+        return "No speed records: nothing to compare by GPU or library version."
+    torch = "/".join(sorted({compare.group_label(r, "torch") for r in speed}))
+    if all(not r.case.device.startswith("cuda") for r in speed):
+        cpus = "/".join(sorted({str(r.env.get("cpu_model") or "unknown CPU") for r in speed}))
+        return f"All speed records ran on the CPU ({cpus}), torch {torch}: no GPU or library versions to compare."
+    return "All speed records share one GPU, torch and CUDA version."
 
 
 def _history_sections(records: Sequence[RunRecord], plots: bool) -> list[Section]:

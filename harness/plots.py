@@ -153,6 +153,55 @@ def modes_panels(rows: Sequence[Any]):
     return fig
 
 
+# Verdict colours of the run-vs-run chart (the report's verdict colours, as matplotlib names).
+_VERDICT_COLORS = {"regressed": "#c0392b", "improved": "#27ae60", "unchanged": "#7f8c8d",
+                   "inconclusive": "#e67e22", "not comparable": "#bdc3c7"}
+RUN_RATIO_METRICS = (".step_time", ".cpu_time")
+MAX_RUN_RATIO_ROWS = 40
+
+
+def run_ratios(rows: Sequence[Any], title: str = "new / base"):
+    """Run vs run: each case's timing as new/base with its interval, coloured by verdict, on a log axis
+    (2x slower and 2x faster are equally far from 1). Timing rows only (step and CPU time per step);
+    throughput and FLOP/s repeat the step time. The biggest changes first, at most 40 rows."""
+    rows = [r for r in rows if r.metric.endswith(RUN_RATIO_METRICS) and r.result.ratio is not None
+            and math.isfinite(r.result.ratio) and r.result.ratio > 0]
+    if not rows:
+        raise UsageError("no timing rows with a ratio to plot")
+    rows = sorted(rows, key=lambda r: -abs(math.log(r.result.ratio)))[:MAX_RUN_RATIO_ROWS]
+    fig, ax = _fig(8.0, 0.24 * len(rows) + 1.6)
+    y = np.arange(len(rows))
+    for yi, r in zip(y, rows, strict=True):
+        c = r.result
+        color = _VERDICT_COLORS.get(c.verdict, "k")
+        lo = c.ci_low if c.ci_low is not None and c.ci_low > 0 else c.ratio
+        hi = c.ci_high if c.ci_high is not None and c.ci_high > 0 else c.ratio
+        ax.plot([lo, hi], [yi, yi], color=color, lw=2.2, alpha=0.6, solid_capstyle="butt")
+        ax.plot([c.ratio], [yi], "o", color=color, ms=4.5)
+    ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    lo_x, hi_x = ax.get_xlim()
+    ticks = [t for t in (0.25, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0) if lo_x <= t <= hi_x]
+    ax.xaxis.set_major_locator(FixedLocator(ticks or [1.0]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.axvline(1.0, color="k", lw=0.8, ls=":")
+    for t in (0.95, 1.05):
+        ax.axvline(t, color="k", lw=0.5, ls="--", alpha=0.4)
+    ax.set_yticks(y, [f"{r.config} {r.kind}: {r.metric}" for r in rows], fontsize=6.5)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{title} (log axis; > 1: slower; dashed: +-5%)", fontsize=8)
+    ax.set_title("Timings, run vs run: ratio and interval per case, coloured by verdict", fontsize=9)
+    seen = list(dict.fromkeys(r.result.verdict for r in rows))
+    from matplotlib.lines import Line2D
+
+    fig.legend([Line2D([], [], color=_VERDICT_COLORS.get(v, "k"), marker="o", lw=2) for v in seen], seen,
+               fontsize=7, loc="outside lower center", ncols=len(seen), frameon=False)
+    return fig
+
+
 def _run_labels(run_ids: Sequence[str], commits: Sequence[str | None]) -> list[str]:
     """Short, distinct x labels: date and time of the run id (time only when all share a day), + commit."""
     stamps = [r.split("-")[0] for r in run_ids]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -477,6 +478,7 @@ MAX_ROWS_PER_SECTION = 10
 MAX_ROWS_LISTED = 30
 MAX_DESIGN_LINES = 8
 ACTION_COLUMNS = ["case", "setup", "metric", "base", "new", "ratio [CI]", "p", "why"]
+WHY_WIDTH = 90
 
 
 def _by_design(r) -> bool:
@@ -603,7 +605,12 @@ def print_compare(rows, env_notes, counts=None, file=None, title: str = "Compare
         t = Table(title=section_title(verdict, len(rs)), title_justify="left", header_style="bold",
                   title_style=VERDICT_STYLE.get(verdict, ""), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
         for c in ACTION_COLUMNS:
-            t.add_column(c, overflow="fold")
+            # One line per row: a long "why" is cut on screen (the Markdown summary and JSON keep it whole),
+            # so the gate's log stays under ~60 lines.
+            if c == "why":
+                t.add_column(c, overflow="ellipsis", no_wrap=True, max_width=WHY_WIDTH)
+            else:
+                t.add_column(c, overflow="fold")
         for r in rs[:k[verdict]]:
             t.add_row(*[Text(x) for x in action_cells(r)])
         if k[verdict]:
@@ -661,9 +668,23 @@ def markdown_compare(rows, env_notes, counts=None, title: str = "Compare", full:
                         *_markdown_digest(rows, full, env_notes)]) + "\n"
 
 
-def markdown_summary(rows, env_notes, counts, base: str, new: str) -> str:
+def summary_headline(counts: dict[str, int], fails: bool | None = None) -> str:
+    """The summary's first words, consistent with the exit code: `fails` is whether this compare fails
+    the job (`compare.job_fails`); None: as if --fail-on regression."""
+    n = counts.get("regressed", 0)
+    if fails is None:
+        fails = bool(n)
+    if fails:
+        return "regressions found (the job fails)"
+    if n:
+        return (f"no regression that fails the job ({n} timing regression(s) left to `milestones ab` by "
+                "--fail-on untimed)")
+    return "no significant regression"
+
+
+def markdown_summary(rows, env_notes, counts, base: str, new: str, fails: bool | None = None) -> str:
     """A short CI job summary: what needs action first, the rest as counts."""
-    head = "regressions found" if counts.get("regressed") else "no significant regression"
+    head = summary_headline(counts, fails)
     parts = [f"## milestones compare: {head}", f"base `{md_escape(base)}` → new `{md_escape(new)}`",
              md_escape(env_header(env_notes)), *_markdown_digest(rows)]
     return "\n\n".join(parts) + "\n"
@@ -1026,20 +1047,47 @@ def markdown_appendix(items: Sequence[tuple[Any, Any, dict[str, Any] | None]],
 
 
 # ------------------------------------------------------------------------------- interleaved A/B
-def _ab_cells(row: dict[str, Any], max_ratios: int = 12) -> list[str]:
-    ratios = row.get("round_ratios") or []
-    shown = " ".join(f"{x:.3f}" for x in ratios[:max_ratios]) + (" ..." if len(ratios) > max_ratios else "")
-    return [f"{row['config']} {row['kind']}", row["metric"], row["verdict"], fmt_ratio(row.get("ratio")),
-            fmt_ci(row.get("ci_low"), row.get("ci_high")), str(row.get("rounds", 0)), shown, row.get("reason", "")]
+def _ab_cells(row: dict[str, Any], max_ratios: int = 0) -> list[str]:
+    """A row of `ab` in compare's shape: the verdict's ratio and interval, the rounds and the spread of
+    the per-round ratios (their SD), not the raw ratios (JSON and `--all` keep them)."""
+    ratios = [x for x in (row.get("round_ratios") or []) if x and math.isfinite(x) and x > 0]
+    logs = [math.log(x) for x in ratios]
+    sd = statistics.stdev(logs) if len(logs) > 2 else None
+    ratio = fmt_ratio(row.get("ratio")) + ("" if row.get("ci_low") is None
+                                           else f" {fmt_ci(row.get('ci_low'), row.get('ci_high'))}")
+    cells = [f"{row['config']} {row['kind']}", row["metric"], row["verdict"], ratio, str(row.get("rounds", 0)),
+             "-" if sd is None else f"{sd:.1%}", fmt_p(row.get("p_value")), row.get("reason", "")]
+    if max_ratios:
+        cells.insert(-1, " ".join(f"{x:.3f}" for x in ratios[:max_ratios]) + (" ..." if len(ratios) > max_ratios else ""))
+    return cells
 
 
-AB_COLUMNS = ("case", "metric", "verdict", "new/base", "interval", "rounds", "per-round ratios", "why")
+AB_COLUMNS = ("case", "metric", "verdict", "ratio [CI]", "rounds", "round SD", "p", "why")
+AB_COLUMNS_RATIOS = AB_COLUMNS[:-1] + ("per-round ratios", "why")
 
 
 def text_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:
-    lines = [f"A/B: stopped ({stop}) after {rounds} round(s)"]
-    lines += ["  ".join(_ab_cells(r)) for r in rows]
-    return "\n".join(lines)
+    import io
+
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    buf = io.StringIO()
+    con = Console(file=buf, width=200, soft_wrap=False)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in dict.fromkeys(r["verdict"] for r in rows)}
+    con.print(f"A/B: stopped ({stop}) after {rounds} round(s): "
+              + (", ".join(f"{n} {v}" for v, n in counts.items()) or "no metric"), markup=False, highlight=False)
+    t = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, header_style="bold")
+    for c in AB_COLUMNS:
+        if c == "why":
+            t.add_column(c, overflow="ellipsis", no_wrap=True, max_width=WHY_WIDTH)
+        else:
+            t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*_ab_cells(r))
+    con.print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").splitlines())
 
 
 def markdown_ab(rows: Sequence[dict[str, Any]], stop: str, rounds: int) -> str:

@@ -27,10 +27,13 @@ class Killed(BaseException):
 @pytest.fixture
 def setup(monkeypatch, tmp_path):
     monkeypatch.setenv("MILESTONES_EXTRA_SUITES", "tests.ab_suites")
-    import tests.ab_suites  # noqa: F401  (registers abfake-*: load_suites read the variable once per process)
+    import importlib
+
     from milestones.harness.registry import load_suites
 
     reg = load_suites()
+    # Registers the test suite whether or not the registry was loaded before (load_suites is cached).
+    importlib.import_module("tests.ab_suites")
     opts = runner.RunOptions(kinds=("speed",), scale="smoke", device="cpu", out=tmp_path / "results", threads=1,
                              timeout=60)
     cases = runner.plan(reg.resolve(["abfake-step"]), opts, "cpu")
@@ -194,3 +197,63 @@ def test_an_internal_error_exits_3_with_one_line_never_1(monkeypatch, capsys):
     assert main(["compare", str(fix / "base"), str(fix / "new"), "--fail-on", "regression"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "OverflowError" in err[0] and "exit 3" in err[0]
+
+
+def test_a_round_without_a_usable_median_is_left_out_and_says_why(setup, monkeypatch):
+    class Zeros(FakeCases):
+        def run_case(self, side, case, opts, *, seed, workdir):
+            res = super().run_case(side, case, opts, seed=seed, workdir=workdir)
+            if self.calls == 6 and side.name == "new":  # round 3's new side: a clock read 0 every time
+                zero = Metric.from_values("train.cpu_time", "s", False, [0.0] * 8)
+                res = res.replace(metrics={**res.metrics, "train.cpu_time": zero})
+            return res
+
+    res = _run(setup, Zeros(), monkeypatch, settings=ab.Settings(max_rounds=8, max_time=1e9))
+    (t,) = [t for t in res.tracks if t.metric == "train.cpu_time"]
+    assert t.failed is None and len(t.ratios) == res.rounds - 1
+    assert t.left_out == [{"round": 2, "why": "no positive finite sample of train.cpu_time on the new side"}]
+    (row,) = [r for r in ab.summary_rows(res.tracks) if r["metric"] == "train.cpu_time"]
+    assert row["left_out"] == t.left_out and "1 round(s) left out" in row["reason"]
+    summary = [json.loads(x) for x in (res.folder / ab.AB_SUMMARY).read_text().splitlines()]
+    assert any(r.get("left_out") for r in summary[1:])
+
+
+def test_resume_of_a_folder_that_is_no_ab_run_is_bad_input(tmp_path, capsys):
+    from milestones.harness.cli import main
+
+    assert main(["ab", "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the folder of a `milestones ab` run" in err[0]
+
+
+def test_ctrl_c_on_the_command_prints_the_verdict_so_far_and_how_to_resume(setup, monkeypatch, tmp_path, capsys):
+    import dataclasses
+
+    from milestones.harness.cli import main
+
+    _, _, _, sides = setup
+    monkeypatch.setattr(ab, "probe", lambda s, timeout=600.0: dataclasses.replace(s, env=sides[0].env,
+                                                                                  configs=sides[0].configs))
+    fake = FakeCases(slower=1.3, sd=0.01, fail_at=15)
+    monkeypatch.setattr(ab, "run_case", fake.run_case)
+    code = main(["ab", "abfake-step", "--base-python", sys.executable, "--new-python", sys.executable,
+                 "--out", str(tmp_path / "out"), "--max-rounds", "40", "--fail-on", "regression"])
+    out, err = capsys.readouterr()
+    assert code == 130
+    assert "A/B: stopped (interrupted) after 7 round(s)" in out and "regressed" in out
+    assert "milestones ab --resume" in err and "1 thread(s)" in err
+
+
+def test_a_budget_too_small_for_one_round_runs_none_and_says_so(setup, monkeypatch):
+    """Starting the sides' interpreters took 70 s when they were probed; a round starts two of them."""
+    fake = FakeCases(cost=60.0)
+    fake.now = 70.0
+    res = _run(setup, fake, monkeypatch, started=0.0, first_round_estimate=70.0,
+               settings=ab.Settings(max_rounds=64, max_time=120.0))
+    assert res.rounds == 0 and res.stop == "max time" and fake.calls == 0
+    head = json.loads((res.folder / ab.AB_SUMMARY).read_text().splitlines()[0])
+    assert head["rounds"] == 0 and head["stop"] == "max time" and res.tracks == []
+    fake = FakeCases(cost=20.0)
+    res = _run(setup, fake, monkeypatch, first_round_estimate=30.0,
+               settings=ab.Settings(max_rounds=64, max_time=120.0))
+    assert res.rounds == 3 and res.elapsed_s <= 120.0

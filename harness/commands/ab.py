@@ -41,11 +41,12 @@ def cmd_ab(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from milestones.harness import ab, report, runner
+    from milestones.harness.cli import STARTED
     from milestones.harness.compare import parse_percent
     from milestones.harness.errors import UsageError
     from milestones.harness.registry import load_suites
 
-    started = time.monotonic()
+    started = min(STARTED, time.monotonic())
     err = Console(stderr=True)
     repo = Path(args.repo).resolve()
     # What killed runs left behind: their worktrees and case workdirs (never a live run's).
@@ -54,6 +55,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     reg = load_suites()
     resume = None
     if args.resume:
+        if args.names or any((args.base_python, args.new_python, args.base_rev, args.new_rev)):
+            raise UsageError("--resume continues a run with its own cases and sides (from its manifest): give "
+                             "no NAME and no --base-*/--new-*")
         resume, manifest, cases, saved, settings = _resume_setup(args)
         o = manifest.get("options") or {}
         opts = runner.RunOptions(kinds=tuple(o.get("kinds") or ("speed",)), scale=o.get("scale", "smoke"),
@@ -84,7 +88,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
         work = ab.claim_workdir(Path(tmp))
         sides = ab.make_sides(**side_args, repo=repo, work=work)
         try:
+            p0 = time.monotonic()
             sides = [ab.probe(s) for s in sides]
+            probed = time.monotonic() - p0
             err.print(f"milestones ab: {len(cases)} case(s), base = {sides[0].label}, new = {sides[1].label}; "
                       f"{opts.threads} thread(s); up to {settings.max_rounds} rounds / {settings.max_time:g} s"
                       + (f"; resuming {resume}" if resume else ""))
@@ -94,7 +100,7 @@ def cmd_ab(args: argparse.Namespace) -> int:
                 err.print(f"round {i + 1}: {len(tracks) - open_} of {len(tracks)} metric(s) decided")
 
             res = ab.execute(cases, opts, reg, sides, settings, on_round=on_round, started=started, work=work,
-                             resume=resume)
+                             resume=resume, first_round_estimate=probed)
         finally:
             for s in sides:
                 if s.rev:
@@ -102,6 +108,10 @@ def cmd_ab(args: argparse.Namespace) -> int:
     rows = ab.rows_from_tracks(res.tracks)
     err.print(f"stopped: {res.stop} after {res.rounds} round(s), {res.elapsed_s:.0f} s; records in {res.folder}"
               + (f" (continue with: milestones ab --resume {res.folder})" if res.stop == "interrupted" else ""))
+    if res.rounds == 0 and res.stop == "max time":
+        err.print(f"the time budget (--max-time {settings.max_time:g}) is too small for one round on this machine: "
+                  f"starting the two sides took {probed:.0f} s, and a round starts both again", markup=False,
+                  highlight=False)
     summary = ab.summary_rows(res.tracks)
     if args.format == "json":
         print(report.to_json({"run_id": res.run_id, "folder": str(res.folder), "rounds": res.rounds,

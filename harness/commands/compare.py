@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+# Exit codes: 0 pass, 1 regression (--fail-on), 2 bad input, 3 the tool failed (cli.main).
 EXIT_REGRESSION = 1
 
 
@@ -88,7 +89,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         else:
             report.print_kernel_diffs(diffs)
     if args.summary:
-        text = report.markdown_summary(rows, env_notes, counts, args.inputs[0], args.inputs[1])
+        text = report.markdown_summary(rows, env_notes, counts, args.inputs[0], args.inputs[1],
+                                       fails=compare.job_fails(args.fail_on, rows))
         if diffs:
             text += "\n" + report.markdown_kernel_diffs(diffs)
         Path(args.summary).write_text(text, encoding="utf-8")
@@ -122,7 +124,8 @@ def _compare_history(args: argparse.Namespace) -> int:
     else:
         report.print_compare(rows, env_notes, counts, title=title, full=args.all)
     if args.summary:
-        Path(args.summary).write_text(report.markdown_summary(rows, env_notes, counts, "history", args.inputs[0]),
+        Path(args.summary).write_text(report.markdown_summary(rows, env_notes, counts, "history", args.inputs[0],
+                                                              fails=compare.job_fails(args.fail_on, rows)),
                                       encoding="utf-8")
     if args.suspects:
         Path(args.suspects).write_text("".join(c + "\n" for c in compare.suspects(rows)), encoding="utf-8")
@@ -183,7 +186,8 @@ def register(sub) -> None:
     p.add_argument("--fail-on", choices=("regression", "untimed", "never"), default="never",
                    help="exit 1 when a significant regression is found (default never); 'untimed': only when a "
                         "metric that is not a timing or energy regressed (memory, counts, quality), leaving timings to "
-                        "`milestones ab` through --suspects (for shared CPU runners)")
+                        "`milestones ab` through --suspects (for shared CPU runners). Exit codes: 0 pass, 1 regression, "
+                        "2 bad input, 3 the tool failed")
     p.add_argument("--kernels", type=int, default=10, metavar="N",
                    help="top N kernel changes per case with kernel tables (0: none; default 10)")
     p.add_argument("--all", action="store_true", help="table/markdown: every row in one table, unchanged and "
@@ -197,6 +201,6 @@ def register(sub) -> None:
                    help="judge the one input (NEW) against the earlier runs in this folder (repeatable): level and run-to-run noise from "
                         "the history, regressions confirmed when they persist over two runs")
     p.add_argument("--suspects", metavar="FILE",
-                   help="with --history: write the configs with a suspect or regressed metric, one per line "
-                        "(to confirm with milestones ab)")
+                   help="with --history: write the configs with a suspect, regressed or held-back large timing "
+                        "change, one per line (to confirm with milestones ab)")
     p.set_defaults(func=cmd_compare)
