@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from milestones.harness.commands import add_reading_options, command
+
 # Exit codes: 0 pass, 1 regression (--fail-on), 2 bad input, 3 the tool failed (cli.main).
 EXIT_REGRESSION = 1
 
@@ -43,7 +45,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     metrics = args.metric or None
     if args.by:
-        loaded = compare.load(args.inputs, args.results, strict=args.strict)
+        loaded = compare.load(args.inputs, args.results_root, strict=args.strict)
         rows, groups = compare.compare_by([x.record for x in loaded], args.by, args.reference,
                                           **({"metrics": metrics} if metrics else {}))
         anchors = _published_anchors([x.record for x in loaded]) if args.by == "gpu" else []
@@ -71,8 +73,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.inputs) != 2:
         raise UsageError(f"compare needs exactly two inputs, BASE and NEW (got {len(args.inputs)}); "
                          "use --by to compare many result folders by group")
-    base = [x.record for x in compare.load([args.inputs[0]], args.results, strict=args.strict)]
-    new = [x.record for x in compare.load([args.inputs[1]], args.results, strict=args.strict)]
+    base = [x.record for x in compare.load([args.inputs[0]], args.results_root, strict=args.strict)]
+    new = [x.record for x in compare.load([args.inputs[1]], args.results_root, strict=args.strict)]
     rows, env_notes = compare.compare_runs(base, new, _thresholds(args), metrics=metrics, canary=not args.ignore_canary)
     counts = compare.verdict_counts(rows)
     # JSON keeps every row; the table and Markdown lead with what needs action (--all: every row).
@@ -106,8 +108,8 @@ def _compare_history(args: argparse.Namespace) -> int:
 
     if len(args.inputs) != 1:
         raise UsageError(f"with --history give one input, the NEW run (got {len(args.inputs)})")
-    hist = [x.record for x in compare.load(args.history, args.results, strict=args.strict)]
-    new = [x.record for x in compare.load(args.inputs, args.results, strict=args.strict)]
+    hist = [x.record for x in compare.load(args.history, args.results_root, strict=args.strict)]
+    new = [x.record for x in compare.load(args.inputs, args.results_root, strict=args.strict)]
     new_ids = {r.run_id for r in new}
     hist = [r for r in hist if r.run_id not in new_ids]  # the new run may sit inside the history folder
     if not hist:
@@ -139,7 +141,7 @@ def _compare_ab(args: argparse.Namespace) -> int:
     from milestones.harness import ab, compare, report
     from milestones.harness.errors import UsageError
 
-    records = [x.record for x in compare.load(args.inputs, args.results, strict=args.strict)]
+    records = [x.record for x in compare.load(args.inputs, args.results_root, strict=args.strict)]
     if not any(compare.is_ab(r) for r in records):
         raise UsageError("compare needs exactly two inputs, BASE and NEW (or the folder of one `milestones ab` run)")
     rows, tracks = ab.compare_rows(records)
@@ -159,21 +161,18 @@ def _compare_ab(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("compare", help="compare two runs (BASE NEW), or many results by GPU / torch / ...",
-                       description="Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney\n"
-                                   "test on block medians per metric (Welch over seeds for quality). The table\n"
-                                   "and Markdown list what needs action first (regressions, improvements,\n"
-                                   "inconclusive with why, not comparable) and count the rest; JSON has every row.",
-                       epilog="examples:\n"
-                              "  milestones compare results/m/RUN_A results/m/RUN_B\n"
-                              "  milestones compare RUN_A RUN_B --fail-on regression --summary \"$GITHUB_STEP_SUMMARY\"\n"
-                              "  milestones compare RUN_A RUN_B --format json > diff.json\n"
-                              "  milestones compare --by gpu results/a100/ results/h100/ --reference "
-                              "\"NVIDIA A100-SXM4-80GB\"",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "compare", "compare two runs (BASE NEW), or many results by GPU / torch / ...",
+                "Run vs run: ratio of medians with a block-bootstrap CI and a Mann-Whitney\n"
+                "test on block medians per metric (Welch over seeds for quality). The table\n"
+                "and Markdown list what needs action first (regressions, improvements,\n"
+                "inconclusive with why, not comparable) and count the rest; JSON has every row.",
+                ("milestones compare results/m/RUN_A results/m/RUN_B",
+                 "milestones compare RUN_A RUN_B --fail-on regression --summary \"$GITHUB_STEP_SUMMARY\"",
+                 "milestones compare RUN_A RUN_B --format json > diff.json",
+                 "milestones compare --by gpu results/a100/ results/h100/ --reference \"NVIDIA A100-SXM4-80GB\""))
     p.add_argument("inputs", nargs="+", metavar="RESULTS", help="BASE NEW (folders, record files or run ids); "
                                                                 "with --by: any number of result folders")
-    p.add_argument("--results", default="results", help="where run ids are looked up (default results)")
+    add_reading_options(p)
     p.add_argument("--threshold", default="5%", help="smallest change that matters (default 5%%)")
     p.add_argument("--threshold-for", action="append", metavar="METRIC=PCT",
                    help="per-metric threshold, METRIC may be a glob (e.g. '*.peak_rss=10%%'); repeatable")
@@ -195,8 +194,6 @@ def register(sub) -> None:
     p.add_argument("--ignore-canary", action="store_true",
                    help="judge timings without the machine-speed canary (by default a case measured while the "
                         "canary ran slow has its timing regressions held back as suspects)")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.add_argument("--history", action="append", metavar="RESULTS",
                    help="judge the one input (NEW) against the earlier runs in this folder (repeatable): level and run-to-run noise from "
                         "the history, regressions confirmed when they persist over two runs")

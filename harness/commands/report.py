@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from milestones.harness.commands import add_reading_options, command
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from milestones.harness import baselines, compare, html
@@ -22,27 +24,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="write a self-contained HTML or Markdown report of results",
-                       description="A reproduction report: the paper claims our quality runs checked (held k/n\n"
-                                   "seeds), the paper figures against ours (results, architecture and\n"
-                                   "configuration apart), regressions against the previous run, GPU and version\n"
-                                   "comparisons, history, and the environment of each run.",
-                       epilog="examples:\n"
-                              "  milestones report results/ --out report.html\n"
-                              "  milestones report results/mybox/RUN_ID --base results/mybox/OLD_RUN --out report.md\n"
-                              "  milestones report results/ --claims-only --out claims.html",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "report", "write a self-contained HTML or Markdown report of results",
+                "A reproduction report: the paper claims our quality runs checked (held k/n\n"
+                "seeds), the paper figures against ours (results, architecture and\n"
+                "configuration apart), regressions against the previous run, GPU and version\n"
+                "comparisons, history, and the environment of each run.",
+                ("milestones report results/ --out report.html",
+                 "milestones report results/mybox/RUN_ID --base results/mybox/OLD_RUN --out report.md",
+                 "milestones report results/ --claims-only --out claims.html"))
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders, record files or run ids")
     p.add_argument("-o", "--output", "--out", dest="out", required=True, help="the file to write: " + "report.html (self-contained) or report.md (+ <stem>_plots/)")
     p.add_argument("--base", metavar="RESULTS", help="compare against this run (default: the previous run on the "
                                                      "same machine, if the results hold one)")
     p.add_argument("--title", default="milestones report")
-    p.add_argument("--results", "--results-root", dest="results_root", default="results",
-                   help="where run ids are looked up (default results); the same flag as compare's")
+    add_reading_options(p)
     p.add_argument("--baselines-dir", help="baselines folder (default: the project's baselines/)")
     p.add_argument("--no-plots", action="store_true", help="tables only (faster)")
-    p.add_argument("--strict", action="store_true",
-                   help="refuse the whole input when one record is unreadable (default: name it, skip it)")
     p.add_argument("--claims-only", action="store_true",
                    help="only the claims table and its figures; exit 2 when no record states a claim")
     p.set_defaults(func=cmd_report)
