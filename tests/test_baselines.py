@@ -1,6 +1,5 @@
 """Baselines files: schema validation, references to suites/configs/metrics, and paper verdicts."""
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,41 +8,12 @@ from milestones.harness import baselines, compare
 from milestones.harness.cli import main
 from milestones.harness.errors import BaselineError
 from milestones.harness.registry import Registry
+from tests.toy_paper import ToyCfg, toy_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 F = Path(__file__).parent / "fixtures" / "records"
 
-GOOD = """
-[paper]
-suite = "toy"
-title = "A Toy Paper"
-arxiv = "2001.00001"
-year = 2020
-
-[[baseline]]
-id = "toy-acc"
-metric = "test_accuracy"
-configs = ["toy-small"]
-kind = "quality"
-value = 91.5
-plus_minus = 0.3
-unit = "%"
-dataset = "digits"
-split = "test"
-protocol = "single model"
-source = "Table 2"
-confirmed = true
-higher_is_better = true
-tolerance = 1.0
-tolerance_kind = "absolute"
-scale = ["proxy", "paper"]
-record_factor = 100
-"""
-
-
-@dataclass(frozen=True)
-class ToyCfg:
-    width: int = 4
+GOOD = toy_toml("test_accuracy", 'plus_minus = 0.3\nscale = ["proxy", "paper"]\nrecord_factor = 100\n')
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ metric declarations `baselines check` holds figures to. Synthetic inputs only (n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from milestones.harness import baselines, compare, report
 from milestones.harness.records import SCHEMA_VERSION, Case, Metric, RunRecord
 from milestones.harness.registry import Registry, natural_key
+from tests.toy_paper import ToyCfg, toy_toml
 
 
 def claim(strength, held, tests="a smaller thing", quoted=True):
@@ -100,34 +99,7 @@ def test_a_cited_figure_is_cited_not_measured():
     assert row.verdict == "not measured" and row.reason.startswith("cited, not measured")
 
 
-@dataclass(frozen=True)
-class ToyCfg:
-    width: int = 4
 
-
-TOML = """
-[paper]
-suite = "toy"
-title = "A Toy Paper"
-arxiv = "2001.00001"
-year = 2020
-
-[[baseline]]
-id = "toy-acc"
-metric = "METRIC"
-configs = ["toy-small"]
-kind = "quality"
-value = 91.5
-unit = "%"
-dataset = "digits"
-split = "test"
-protocol = "single model"
-source = "Table 2"
-confirmed = true
-higher_is_better = true
-tolerance = 1.0
-tolerance_kind = "absolute"
-"""
 
 
 @pytest.fixture
@@ -147,7 +119,7 @@ def declared(tmp_path):
 ])
 def test_baselines_are_held_to_the_metrics_a_kind_declares(tmp_path, declared, metric, extra, error):
     p = tmp_path / "toy.toml"
-    p.write_text(TOML.replace("METRIC", metric) + extra)
+    p.write_text(toy_toml(metric, extra))
     _, errors = baselines.check([p], declared)
     if error is None:
         assert errors == []
@@ -161,7 +133,7 @@ def test_a_kind_that_declares_no_metrics_is_reported(tmp_path):
     s.kind("quality")(lambda cfg, ctx: None)
     s.config("toy-small", ToyCfg(), scales=("paper",), kinds=("quality",))
     p = tmp_path / "toy.toml"
-    p.write_text(TOML.replace("METRIC", "test_accuracy"))
+    p.write_text(toy_toml("test_accuracy"))
     _, errors = baselines.check([p], reg)
     assert len(errors) == 1 and "declares no metrics" in errors[0]
 
