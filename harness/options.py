@@ -308,18 +308,7 @@ def torchrun_args(ns: argparse.Namespace) -> tuple[str, ...]:
 
 def read_run_file(path: str) -> tuple[dict[str, Any], list[str]]:
     """A TOML file of run options (parsed, never executed): (option values by attribute, suite names)."""
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read config file {path}: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"config file {path} is not valid TOML: {e}") from None
+    raw = _read_toml(path)
     # A [slurm] table beside the options is `milestones submit`'s (slurm_from_namespace reads it).
     run = raw.get("run", {k: v for k, v in raw.items() if k != "slurm"})
     if not isinstance(run, dict):
