@@ -42,3 +42,17 @@ def digits(seed: int = 0, test_fraction: float = 0.25, size: int | None = None, 
         mean, std = out[0].mean(), out[0].std()
         out = [(t - mean) / std for t in out]
     return out[0], torch.from_numpy(ytr), out[1], torch.from_numpy(yte)
+
+
+def sgd_on_random_batches(model, opt, x: torch.Tensor, y: torch.Tensor, batch_size: int, steps: int,
+                          seed: int, ctx):
+    """Cross-entropy steps on minibatches drawn at random from (x, y), the same draws for one seed
+    whatever the model (so two nets of a seed see the same batches); yields (step, loss) after each."""
+    g = torch.Generator().manual_seed(seed)
+    for step in range(1, steps + 1):
+        idx = torch.randint(0, len(x), (batch_size,), generator=g)
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        yield step, ctx.check_finite(step, loss.item())

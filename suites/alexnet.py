@@ -40,6 +40,7 @@ from milestones.harness.suite_api import (
     classifier_plan,
     curve,
 )
+from milestones.suites._data import sgd_on_random_batches
 from milestones.suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -352,22 +353,15 @@ def steps_to_error(cfg: ReluVsTanhConfig, ctx: CaseContext, activation: str, lr:
     torch.manual_seed(seed)
     model = proxy_net(cfg, activation, dropout=0.0).to(ctx.torch_device)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum)
-    g = torch.Generator().manual_seed(seed)
     xs, ys = xtr[: cfg.eval_subset], ytr[: cfg.eval_subset]
     curve: dict[str, list] = {"step": [], "loss": [], "train_error": []}
     t0 = time.perf_counter()
-    for step in range(1, cfg.max_steps + 1):
-        idx = torch.randint(0, len(xtr), (ctx.batch_size,), generator=g)
-        loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ctx.check_finite(step, loss.item())
+    for step, loss in sgd_on_random_batches(model, opt, xtr, ytr, ctx.batch_size, cfg.max_steps, seed, ctx):
         if step % cfg.eval_every == 0:
             err, _ = _eval(model, xs, ys)
             ctx.progress(f"{activation} lr {lr:g} seed {seed}", step=step, train_error=err)
             curve["step"].append(step)
-            curve["loss"].append(loss.item())
+            curve["loss"].append(loss)
             curve["train_error"].append(err)
             if err <= cfg.target_train_error:
                 return step, time.perf_counter() - t0, curve
@@ -476,18 +470,11 @@ def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
             model = proxy_net(cfg, "relu", p).to(ctx.torch_device)
             opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                   weight_decay=cfg.weight_decay)
-            g = torch.Generator().manual_seed(seed)
             curve: dict[str, list] = {"step": [], "loss": [], "test_loss": []}
-            for step in range(1, cfg.steps + 1):
-                idx = torch.randint(0, len(xtr), (ctx.batch_size,), generator=g)
-                loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                ctx.check_finite(step, loss.item())
+            for step, loss in sgd_on_random_batches(model, opt, xtr, ytr, ctx.batch_size, cfg.steps, seed, ctx):
                 if step % cfg.curve_every == 0:
                     curve["step"].append(step)
-                    curve["loss"].append(loss.item())
+                    curve["loss"].append(loss)
                     curve["test_loss"].append(_eval(model, xte, yte)[1])
                     ctx.progress(f"{name} seed {seed}", step=step, test_loss=curve["test_loss"][-1])
             tr_err, tr_loss = _eval(model, xtr, ytr)

@@ -354,21 +354,16 @@ def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual:
                  data: tuple[torch.Tensor, ...]) -> dict:
     """Train one CIFAR-style net for cfg.steps; its loss curve, training-error curve and time to target."""
     from milestones.harness.measure.training import TrainLog
+    from milestones.suites._data import sgd_on_random_batches
 
     xtr, ytr = data[0], data[1]
     torch.manual_seed(seed)  # same batches for every net of a seed
     model = CifarResNet(depth, residual, num_classes=10, in_channels=1).to(ctx.torch_device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    g = torch.Generator().manual_seed(seed)
     log = TrainLog(target=cfg.target_train_error, higher_is_better=False)
     losses: list[float] = []
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(0, len(xtr), (ctx.batch_size,), generator=g)
-        loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(ctx.check_finite(step, loss.item()))
+    for step, loss in sgd_on_random_batches(model, opt, xtr, ytr, ctx.batch_size, cfg.steps, seed, ctx):
+        losses.append(loss)
         if step % cfg.eval_every == 0:
             log.log(step, _train_error(model, xtr[: cfg.eval_subset], ytr[: cfg.eval_subset]))
             ctx.progress(f"{'resnet' if residual else 'plain'}{depth} seed {seed}", step=step,
