@@ -8,6 +8,7 @@ import argparse
 def cmd_report(args: argparse.Namespace) -> int:
     from milestones.harness import baselines, compare, html
 
+    html.check_output(args.out)
     records = [x.record for x in compare.load(args.results, args.results_root, strict=args.strict)]
     base = [x.record for x in compare.load([args.base], args.results_root, strict=args.strict)] if args.base else None
     items = baselines.load(args.baselines_dir)
