@@ -106,8 +106,10 @@ class Sandbox:
             out += [f"{f.name}/{n}" for n in names if n.startswith((".lock", ".tmp-", ".probe-", ".work"))]
             if not names:
                 out.append(f"empty run folder {f.name}")
-        if [p for p in (self.dir / "tmp").iterdir()]:
-            out.append("files in $TMPDIR")
+        # torch's own compile cache folder (torchinductor_<user>, made by importing torch._dynamo) is
+        # torch's, kept across runs by design: not counted.
+        stray = [p.name for p in (self.dir / "tmp").iterdir() if not p.name.startswith("torchinductor_")]
+        out += [f"$TMPDIR/{n}" for n in stray]
         return out
 
     def wait_for(self, path: Path, timeout: float = 300) -> bool:
