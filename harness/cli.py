@@ -239,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report.print_run_summary(result.records, str(result.folder))
     if result.interrupted:
         print(f"milestones run: interrupted; {result.not_started} case(s) never started. "
-              f"`{runner.resume_command(result, opts)}` runs them and the interrupted one", file=sys.stderr)
+              f"`{runner.resume_command(result, opts)}` runs them and any interrupted case", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if all(r.status in SUCCESS_STATUSES for r in result.records) else EXIT_CASES_FAILED
 
