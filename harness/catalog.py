@@ -131,7 +131,7 @@ def measured_costs(results_root: str | Path = "results") -> dict[str, dict[str, 
     for run in runs:
         this: dict[tuple[str, str], float] = {}
         for f in run.glob("*.json"):
-            if f.name.startswith("_"):
+            if f.name.startswith(("_", ".")):  # the manifest; a temporary file a killed write left
                 continue
             try:
                 d = json.loads(f.read_text(encoding="utf-8"))

@@ -28,7 +28,9 @@ EXIT_OK, EXIT_CASES_FAILED, EXIT_USAGE, EXIT_TOOL_FAILED, EXIT_INTERRUPTED = 0, 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
-        raise UsageError(f"{self.prog}: {message}")
+        # main() prints "milestones: error: ": name the subcommand once, not "milestones" twice.
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise UsageError(f"{sub}: {message}" if sub else message)
 
 
 # ---------------------------------------------------------------------------------------------- list
@@ -95,10 +97,39 @@ def build_run_options(args: argparse.Namespace):
     return from_namespace(args)
 
 
+def _refuse_unknown_names(names: list[str]) -> None:
+    """An unknown suite or config is refused from the catalog, before importing torch and every suite
+    (8-15 s on a loaded machine); the registry still decides when the catalog cannot answer."""
+    from milestones.harness import catalog
+    from milestones.harness.registry import UnknownNameError, did_you_mean
+
+    entries = catalog.catalog()
+    if entries is None:
+        return
+    known = {e["suite"] for e in entries} | {c for e in entries for c in e.get("configs", [])}
+    for n in names:
+        if n not in known:
+            raise UnknownNameError(f"unknown suite or config {n!r}{did_you_mean(n, known)}")
+
+
 def _check_data_paths(data: dict[str, str]) -> None:
     for name, p in data.items():
         if not Path(p).exists():
             raise UsageError(f"--data {name}={p}: no such file or folder")
+        if not _holds_a_readable_file(Path(p)):
+            # Else every case that needs it skips, and the run exits 0 without naming the folder.
+            raise UsageError(f"--data {name}={p}: holds no file this user can read (an empty or unreadable "
+                             "folder?)")
+
+
+def _holds_a_readable_file(p: Path) -> bool:
+    """A readable file, or a folder with one somewhere inside (the walk stops at the first)."""
+    if not p.is_dir():
+        return os.access(p, os.R_OK)
+    for root, _, files in os.walk(p, followlinks=True):
+        if any(os.access(os.path.join(root, f), os.R_OK) and os.path.isfile(os.path.join(root, f)) for f in files):
+            return True
+    return False
 
 
 def _busy_warning(env: dict[str, Any], idle: float | None, threads: int) -> str | None:
@@ -133,6 +164,7 @@ def _resume_options(args: argparse.Namespace, opts):
         if not Path(p).exists():
             raise UsageError(f"the run's --data {name} is recorded as {p!r} (records leave absolute paths out "
                              f"unless --record-host); resume with --data {name}=PATH")
+    _check_data_paths(data)
     return folder, manifest, dataclasses.replace(saved, out=folder.parent.parent, data=data, **keep_cli)
 
 
@@ -171,6 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from milestones.harness.records import SUCCESS_STATUSES
     from milestones.harness.registry import load_suites
 
+    build_run_options(args)  # bad option values are refused before torch is imported (seconds)
+    if args.names and not args.resume:
+        _refuse_unknown_names(args.names)
     reg = load_suites()
     opts, specs, device, run_id, folder = _plan_run(args, reg)
     store.ensure_writable(folder or Path(opts.out))  # before the busy warning and the plan: one line, exit 2
@@ -211,7 +246,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         report.print_run_summary(result.records, str(result.folder))
     if result.interrupted:
         print(f"milestones run: interrupted; {result.not_started} case(s) never started. "
-              f"`{runner.resume_command(result, opts)}` runs them and the interrupted one", file=sys.stderr)
+              f"`{runner.resume_command(result, opts)}` runs them and any interrupted case", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_OK if all(r.status in SUCCESS_STATUSES for r in result.records) else EXIT_CASES_FAILED
 

@@ -568,11 +568,17 @@ def to_markdown(sections: Sequence[Section], out_path: Path, title: str = "miles
     return "\n\n".join(parts) + "\n"
 
 
-def write(sections: Sequence[Section], out: str | Path, title: str = "milestones report") -> Path:
+def check_output(out: str | Path) -> Path:
+    """The report file, refused (one line) unless it is HTML or Markdown: before any record is read."""
     out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm", ".md"):
+        raise UsageError(f"the report file (-o/--output) must end in .html or .md: {out}")
+    return out
+
+
+def write(sections: Sequence[Section], out: str | Path, title: str = "milestones report") -> Path:
+    out = check_output(out)
     suffix = out.suffix.lower()
-    if suffix not in (".html", ".htm", ".md"):
-        raise UsageError(f"--out must end in .html or .md: {out}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         text = to_html(sections, title) if suffix in (".html", ".htm") else to_markdown(sections, out, title)

@@ -29,6 +29,21 @@ PRIVACY_NOTE = ("host name, GPU UUIDs, other processes' names and PIDs and absol
                 "made relative; `milestones run --record-host` records them")
 _GPU_UUID = re.compile(r"\b(GPU|MIG)-[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\b")
 _OTHER_HOME = re.compile(r"(?<![\w.~-])/(?:home|Users)/[^/\s'\":]+")
+# Any other absolute path of two or more parts (not a URL's, not "a/b" or "items/s" inside a word).
+_ABSOLUTE = re.compile(r"(?<![\w.~:/-])/[^/\s'\":,;()\[\]{}<>]+(?:/[^/\s'\":,;()\[\]{}<>]+)+")
+# Where an installed package's own path begins: kept, since it names the library, not the machine.
+_PACKAGE_DIRS = ("/site-packages/", "/dist-packages/")
+
+
+def _elsewhere(m: re.Match[str]) -> str:
+    """An absolute path outside the checkout and home: `.../NAME` (a library's from its package dir)."""
+    path = m.group()
+    tail = "." if path.endswith(".") else ""  # the full stop of a sentence, not part of the name
+    path = path[:-1] if tail else path
+    for d in _PACKAGE_DIRS:
+        if d in path:
+            return "..." + path[path.index(d):] + tail
+    return ".../" + path.rsplit("/", 1)[1] + tail
 
 
 def _roots(roots: tuple[str, ...] | None) -> list[str]:
@@ -47,13 +62,16 @@ def _home(home: str | None) -> str | None:
 def scrub_text(text: str, *, home: str | None = None, roots: tuple[str, ...] | None = None,
                hostname: str | tuple[str, ...] | None = None) -> str:
     """`text` (a log tail, a traceback, an error) with the checkout's absolute paths made relative,
-    home folders written `~`, GPU UUIDs and the host name masked."""
+    home folders written `~`, any other absolute path `.../NAME`, GPU UUIDs and the host name masked.
+    A host name under 4 characters (or a plain word under 8) is kept: masking "gpu" or "box" would
+    mangle ordinary text more than it hides."""
     for root in _roots(roots):
         text = re.sub(re.escape(root) + r"(?![\w.-])/?", lambda m: "" if m.group().endswith("/") else ".", text)
     h = _home(home)
     if h:
         text = re.sub(re.escape(h) + r"(?=/|\b|$)", "~", text)
     text = _OTHER_HOME.sub("~", text)
+    text = _ABSOLUTE.sub(_elsewhere, text)
     text = _GPU_UUID.sub(lambda m: f"{m.group(1)}-<uuid>", text)
     hosts = (socket.gethostname(),) if hostname is None else (hostname,) if isinstance(hostname, str) else hostname
     for host in sorted(hosts, key=len, reverse=True):

@@ -34,6 +34,9 @@ class UnknownNameError(UsageError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, sorted(choices), n=3, cutoff=0.5)
+    # A word cut short ("smal" for "smoke") scores under 0.5; only when nothing closer exists.
+    close = close or [c for c in difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.4)
+                      if c[:2] == name[:2]]
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 

@@ -313,7 +313,8 @@ def execute(cases: list[Case] | list[CaseSpec], opts: RunOptions, registry: Regi
             # Between cases, or while a record was written (a case's own Ctrl-C is its `interrupted`
             # record): what was written stays; what was not runs again on --resume.
             result.interrupted = True
-        shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
+        finally:  # a run stopped by a full disk leaves no work folder either
+            shutil.rmtree(folder / WORK_DIR, ignore_errors=True)
     return result
 
 

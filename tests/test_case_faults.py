@@ -59,8 +59,10 @@ def test_a_killed_fork_server_fails_that_case_and_the_run_goes_on(tmp_path):
 def test_a_case_that_cannot_write_its_result_says_it_was_the_disk_and_the_run_stops(tmp_path):
     with pytest.raises(UnwrittenRecords, match=r"no space left.*`milestones run --resume \S+ --out \S+`"):
         _run(["casefault-no-space", "fake-ok"], tmp_path)
-    (rec,) = _records(next((tmp_path / "res" / "test-machine").iterdir()))
+    folder = next((tmp_path / "res" / "test-machine").iterdir())
+    (rec,) = _records(folder)
     assert rec.status == "failed" and rec.info["disk_full"] is True and "no space left" in rec.error
+    assert sorted(p.name for p in folder.iterdir()) == sorted([store.RUN_MANIFEST, f"{rec.case.slug}.json"])
     assert rec.case.config == "casefault-no-space"  # and fake-ok never started on the full disk
 
 

@@ -249,7 +249,7 @@ def test_markdown_report_writes_plots_with_captions(tmp_path):
 @pytest.mark.slow
 def test_report_bad_input(tmp_path, capsys):
     assert main(["report", str(F / "quality"), "--out", str(tmp_path / "r.pdf")]) == 2
-    assert "--out must end in .html or .md" in capsys.readouterr().err
+    assert "(-o/--output) must end in .html or .md" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.html")]) == 2
     assert "no result records" in capsys.readouterr().err

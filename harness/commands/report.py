@@ -10,6 +10,7 @@ from milestones.harness.commands import add_reading_options, command
 def cmd_report(args: argparse.Namespace) -> int:
     from milestones.harness import baselines, compare, html
 
+    html.check_output(args.out)
     records = [x.record for x in compare.load(args.results, args.results_root, strict=args.strict)]
     base = [x.record for x in compare.load([args.base], args.results_root, strict=args.strict)] if args.base else None
     items = baselines.load(args.baselines_dir)
