@@ -26,7 +26,7 @@ class Killed(BaseException):
 
 @pytest.fixture
 def setup(monkeypatch, tmp_path):
-    monkeypatch.setenv("MILESTONES_EXTRA_SUITES", "tests.ab_suites")
+    monkeypatch.setenv("MILESTONES_EXTRA_SUITES", "tests.fake_suites,tests.ab_suites")
     import importlib
 
     from milestones.harness.registry import load_suites
