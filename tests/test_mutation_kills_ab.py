@@ -207,6 +207,8 @@ def test_the_probe_reads_a_side_or_says_in_one_line_why_it_cannot(tmp_path):
     for python, msg in cases:
         with pytest.raises(UsageError, match=msg):
             ab.probe(dataclasses.replace(side("base"), python=python))
+    with pytest.raises(UsageError, match=r"cannot import the project: x{300}$"):
+        ab.probe(dataclasses.replace(side("base"), python=_script(tmp_path, "printf 'x%.0s' $(seq 400) >&2; exit 1")))
     with pytest.raises(UsageError, match=r"did not import the project within 0\.3 s"):
         ab.probe(dataclasses.replace(side("base"), python=_script(tmp_path, "exec sleep 30")), timeout=0.3)
 

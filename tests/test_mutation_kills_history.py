@@ -68,7 +68,7 @@ def test_histories_leave_out_failed_runs_unmeasured_or_nonfinite_samples_and_una
     nan = rec("x", "2026-02-02T00:00:00", [1.0, float("nan")])
     inf = rec("y", "2026-02-03T00:00:00", [float("inf")])
     empty = rec("z", "2026-02-04T00:00:00", [])
-    (h,) = H.histories([*good, failed, nan, inf, empty])
+    (h,) = H.histories([failed, nan, *good, inf, empty])  # a skipped record does not end the reading
     assert h.run_ids == ("n00", "n01", "n02")
     assert H.histories([*good[:2], failed, nan, inf, empty]) == []
     other = nightly([2.0] * 3, metric="eval.loss")
@@ -313,3 +313,54 @@ def test_a_second_night_is_judged_against_the_runs_before_the_first():
     # The previous night was beyond every earlier run, but the newest is where the level has been before.
     j = H.judge_latest([1.0] * 6 + [1.3] + [1.0] * 6 + [1.3] + [1.0] * 6 + [1.35], 1.25, higher_is_better=False)
     assert not j.persisted and j.state == "ok"
+
+
+def test_persistence_needs_the_previous_night_off_by_at_least_min_change():
+    j = H.judge_latest([1.0] * 20 + [1.05], 1.2, higher_is_better=False, min_change=0.05)
+    assert j.persisted and j.state == "confirmed"  # exactly min_change is enough
+    j = H.judge_latest([1.0] * 20 + [1.049], 1.2, higher_is_better=False, min_change=0.05)
+    assert not j.persisted and j.state == "suspect"
+
+
+def test_the_previous_night_must_be_beyond_the_runs_before_it_too():
+    # Two nights ago (1.15) was within one noise SD of the previous night (1.2): the level had shown that
+    # height already, so the newest is a suspect, not a confirmed regression.
+    j = H.judge_latest(noisy(12, 0.05) + [1.15, 1.2], 1.3, higher_is_better=False)
+    assert j.runs == 14 and j.state == "suspect" and not j.persisted
+
+
+def test_a_judgement_is_frozen():
+    j = H.judge_latest([1.0] * 5, 1.0, higher_is_better=False)
+    with pytest.raises(AttributeError):
+        j.state = "confirmed"
+    assert j.to_dict()["state"] == "ok" and set(j.to_dict()) >= {"change", "z", "p_value", "level", "persisted"}
+
+
+def test_a_previous_night_off_at_the_looser_persistence_level_still_confirms():
+    # Judged alone the 3% night was not off at alpha (p ~0.03), but it is under sqrt(alpha) = 0.1: with a
+    # second, clearly worse night after it, the regression is confirmed.
+    h = noisy(12, 0.01)
+    alone = H.judge_latest(h, 1.03, higher_is_better=False)
+    assert alone.state == "ok" and 0.01 < alone.p_value < 0.1
+    j = H.judge_latest(h + [1.03], 1.2, higher_is_better=False)
+    assert j.state == "confirmed" and j.persisted
+
+
+def test_an_unjudged_metric_reports_nothing_worse_seen():
+    j = H.judge_latest([1.0] * 3, 5.0, higher_is_better=False)
+    assert j.state == "too few runs" and j.worst_seen == 0.0 and j.as_far == 0.0
+
+
+def test_segment_finds_a_step_right_after_the_first_run():
+    assert H.segment([1.0] + [2.0] * 8) == [1] and H.segment([2.0] + [1.0] * 10) == [1]
+
+
+def test_segment_needs_three_runs_and_finds_a_step_in_three():
+    assert H.segment([1.0, 2.0], scale=0.001) == []
+    assert H.segment([1.0, 2.0, 2.0], scale=0.001) == [1] and H.segment([1.0, 1.0, 2.0], scale=0.001) == [2]
+
+
+def test_a_newest_run_exactly_at_the_level_is_not_worse():
+    # The share "as far" is then counted on the good side: the runs at or below the level (11 of 21).
+    j = H.judge_latest([1.0, 1.05] * 10 + [1.0], 1.0, higher_is_better=False, noise=0.01)
+    assert j.change == 0.0 and j.state == "ok" and j.as_far == pytest.approx(11 / 21)
