@@ -57,7 +57,7 @@ class Script:
 
     def __init__(self, times, cost: float = 10.0, metric_name: str = "train.cpu_time"):
         self.times, self.cost, self.metric_name = times, cost, metric_name
-        self.now = 0.0
+        self.now = 1000.0  # a monotonic clock never starts at 0: durations are differences
         self.calls: list[tuple[str, int]] = []
 
     def clock(self) -> float:
@@ -77,7 +77,8 @@ class Script:
 def run(monkeypatch, tmp_path, script, settings=None, cases=(CASE,), sides=SIDES, **kw):
     monkeypatch.setattr(ab, "run_case", script)
     opts = RunOptions(out=tmp_path / "out", device="cpu", seed=3)
-    return ab.execute(list(cases), opts, Reg(), sides, settings or ab.Settings(), clock=script.clock, **kw)
+    return ab.execute(cases=list(cases), opts=opts, registry=Reg(), sides=sides, settings=settings or ab.Settings(),
+                      clock=script.clock, **kw)
 
 
 def slower_by(f: float):
@@ -101,6 +102,8 @@ def test_settings_refuse_budgets_and_error_rates_that_cannot_work():
                 dict(alpha=0.0), dict(alpha=1.0), dict(alpha=1.5)):
         with pytest.raises(UsageError):
             ab.Settings(**bad)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ab.Settings().alpha = 0.5
     d = ab.Settings()  # the documented defaults (docs/verdicts.md)
     assert (d.max_rounds, d.max_time, d.alpha, d.threshold) == (256, 600.0, 0.01, 0.05)
     assert d.metrics == ("*.cpu_time",)
@@ -158,7 +161,7 @@ def test_revisions_resolve_and_check_out_as_worktrees(repo, tmp_path):
         ab.resolve_rev(repo, "nope")
     where = ab.add_worktree(repo, head, tmp_path / "wt")
     assert where == tmp_path / "wt" and (where / "harness" / "worker.py").is_file()
-    with pytest.raises(UsageError, match=f"cannot check out {head[:12]} as a worktree"):
+    with pytest.raises(UsageError, match=f"cannot check out {head[:12]} as a worktree: .*already exists"):
         ab.add_worktree(repo, head, tmp_path / "wt")  # the folder is taken
     ab.remove_worktree(repo, where)
     assert not where.exists() and str(where) not in _git(repo, "worktree", "list")
@@ -182,6 +185,18 @@ def test_sides_need_an_environment_and_an_interpreter_that_exists(tmp_path):
     assert (base.python, base.current, base.label) == (sys.executable, False, sys.executable)
     assert (new.python, new.current) == (sys.executable, True)
     assert base.worker_module == "milestones.harness.worker"
+
+
+def test_an_interpreter_named_as_a_command_on_the_path_is_accepted(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mypython").write_text("#!/bin/sh\n")
+    (bin_dir / "mypython").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.chdir(tmp_path)  # no file of that name here: only PATH finds it
+    base, new = ab.make_sides(base_python="mypython", new_python=None, base_rev=None, new_rev=None, repo=tmp_path,
+                              work=tmp_path / "w")
+    assert base.python == "mypython" and not base.current and new.current
 
 
 def _script(tmp_path: Path, body: str, mode: int = 0o755) -> str:
@@ -446,6 +461,8 @@ def test_reading_an_ab_run_back_needs_one_whole_ab_run(monkeypatch, tmp_path):
     assert (row.metric, row.unit, row.result.method, row.result.verdict) == \
         ("train.cpu_time", "s", "paired", "regressed")
     assert (row.suite, row.config, row.kind, row.scale, row.batch_size) == ("toy", "toy-ab", "speed", "smoke", 4)
+    # A run interrupted after its first process: one record, no complete round.
+    assert ab.tracks_from_records(recs[:1])[0] == []
     with pytest.raises(UsageError, match="not the records of a `milestones ab` run"):
         ab.tracks_from_records([])
     plain = dataclasses.replace(recs[0], info={k: v for k, v in recs[0].info.items() if k != "ab"})
@@ -483,6 +500,10 @@ def test_settings_missing_from_old_records_take_their_defaults(monkeypatch, tmp_
 
 
 def test_the_runs_manifest_names_each_side_and_the_machine(monkeypatch, tmp_path):
+    named = [dataclasses.replace(SIDES[0], env={"machine_id": "m-base"}),
+             dataclasses.replace(SIDES[1], env={"machine_id": "m-new"})]
+    res = run(monkeypatch, tmp_path, Script(slower_by(1.2)), ab.Settings(max_rounds=6), sides=named)
+    assert res.folder.parent.name == "m-base"  # the run folder is the base side's machine
     nameless = [dataclasses.replace(s, env={}) for s in SIDES]
     res = run(monkeypatch, tmp_path, Script(slower_by(1.2)), ab.Settings(max_rounds=6), sides=nameless)
     assert res.folder.parent.name == "unknown-machine"
@@ -490,3 +511,12 @@ def test_the_runs_manifest_names_each_side_and_the_machine(monkeypatch, tmp_path
     assert m["sides"][0] == {"name": "base", "label": "label-base", "python": "/py/base", "rev": "abc123"}
     assert m["cases"] == [dataclasses.asdict(CASE)] and m["machine_id"] == "unknown-machine"
 
+
+
+def test_an_ab_run_read_back_keeps_its_rounds_in_order_whatever_the_file_order(monkeypatch, tmp_path):
+    script = Script(lambda name, k: [1.0] if name == "base" else [1.0 + 0.1 * k])
+    res = run(monkeypatch, tmp_path, script, ab.Settings(max_rounds=4))
+    recs = store.load_records(res.folder)
+    for order in (recs, list(reversed(recs)), sorted(recs, key=lambda r: r.info["ab"]["side"])):
+        tracks, _ = ab.tracks_from_records(order)
+        assert tracks[0].ratios == pytest.approx([math.log(1.0 + 0.1 * k) for k in range(4)])

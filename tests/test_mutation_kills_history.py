@@ -364,3 +364,18 @@ def test_a_newest_run_exactly_at_the_level_is_not_worse():
     # The share "as far" is then counted on the good side: the runs at or below the level (11 of 21).
     j = H.judge_latest([1.0, 1.05] * 10 + [1.0], 1.0, higher_is_better=False, noise=0.01)
     assert j.change == 0.0 and j.state == "ok" and j.as_far == pytest.approx(11 / 21)
+
+
+def test_a_previous_night_needs_a_two_sided_p_under_the_square_root_of_alpha():
+    # The previous night (1.7% off, two-sided p ~0.15 > sqrt(0.01)) was not off enough to count: the newest
+    # clear regression is a suspect, not yet confirmed.
+    h = [1.0] * 20 + [1.017]
+    prev = H.judge_latest(h[:-1], 1.017, higher_is_better=False, noise=0.01, min_change=0.01)
+    assert 0.1 < prev.p_value < 0.2
+    j = H.judge_latest(h, 1.2, higher_is_better=False, noise=0.01, min_change=0.01)
+    assert j.state == "suspect" and not j.persisted
+
+
+def test_segment_merges_small_steps_measured_from_the_first_run():
+    # A first-run outlier is its own segment; the 1% step after it is too small to keep.
+    assert H.segment([0.5, 1.0, 1.0] + [1.01] * 4) == [1]
