@@ -53,6 +53,7 @@ def test_histories_group_runs_by_case_and_need_min_runs_different_runs():
     recs = nightly([1.0, 1.0, 1.0])
     (h,) = H.histories(recs)  # exactly min_runs (3) runs: a history
     assert h.run_ids == ("n00", "n01", "n02") and h.medians == (1.0, 1.0, 1.0)
+    assert (h.suite, h.config, h.kind, h.metric, h.unit) == ("suite", "cfg", "speed", "train.step_time", "s")
     assert H.histories(recs[:2]) == [] and len(H.histories(recs[:2], min_runs=2)) == 1
     assert H.histories(recs, min_runs=4) == []
     # Two records of one run are one run (their samples pooled), not two.
@@ -379,3 +380,30 @@ def test_a_previous_night_needs_a_two_sided_p_under_the_square_root_of_alpha():
 def test_segment_merges_small_steps_measured_from_the_first_run():
     # A first-run outlier is its own segment; the 1% step after it is too small to keep.
     assert H.segment([0.5, 1.0, 1.0] + [1.01] * 4) == [1]
+
+
+def test_segment_keeps_merging_until_no_step_is_too_small():
+    assert H.segment([1.0] * 6 + [1.005] * 6 + [1.01] * 6, scale=0.0001) == []
+    assert H.segment([1.0] * 5 + [1.008] * 5 + [1.016] * 5 + [1.024] * 5, scale=0.0001) == []
+
+
+def test_segment_penalty_is_four_noise_scales_per_log_run():
+    # Splitting [1]*8 + [1.2]*8 saves 8 x log(1.2) = 1.46 of L1 cost; a step costs 4 x log(16) x scale.
+    step = [1.0] * 8 + [1.2] * 8
+    assert H.segment(step, scale=0.12) == [8] and H.segment(step, scale=0.14) == []
+
+
+def test_steps_at_judges_three_runs():
+    assert H.steps_at([1.0, 1.0, 2.0]) == [2] and H.steps_at([1.0, 2.0, 2.0]) == [1]
+
+
+def test_runs_exactly_one_noise_sd_short_of_the_newest_count_as_as_far():
+    noise = math.log(1.25)
+    j = H.judge_latest([1.0] * 20, 1.25, higher_is_better=False, noise=noise)
+    assert j.as_far == 1.0 and j.state == "ok"
+
+
+def test_p_exactly_at_alpha_is_not_off():
+    h = noisy(20)
+    p = H.judge_latest(h, 1.025, higher_is_better=False).p_value
+    assert H.judge_latest(h, 1.025, higher_is_better=False, alpha=p).state == "ok"
