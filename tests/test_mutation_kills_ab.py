@@ -303,7 +303,7 @@ def test_the_error_rate_is_split_over_metrics_and_looks():
     s = ab.Settings(max_rounds=16)
     looks = stats.looks_until(16)
     one = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1])]
-    ab.verdicts(one, s, final=False)
+    ab.verdicts(tracks=one, settings=s, final=False)
     assert one[0].result.alpha_per_look == pytest.approx(s.alpha / len(looks))
     two = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1]), _track([0.0] * 6)]
     ab.verdicts(two, s, final=False)
