@@ -234,7 +234,7 @@ def test_a_side_case_is_planned_as_run_plans_it_and_started_through_its_launcher
 
     opts = RunOptions(out=tmp_path, device="cuda:1", seeds=(5,), threads=2, deterministic=True, profile=True,
                       peak_tflops=3.0, options={"a": "b"}, data={"d": "rel"}, timeout=7.0)
-    spec = ab.case_spec(CASE, opts, seed=9, workdir=tmp_path / "w")
+    spec = ab.case_spec(case=CASE, opts=opts, seed=9, workdir=tmp_path / "w")
     assert (spec.case, spec.seed, spec.seeds, spec.threads, spec.deterministic, spec.profile, spec.peak_tflops) == \
         (CASE, 9, (5,), 2, True, True, 3.0)
     assert spec.options == {"a": "b"} and spec.data == {"d": str(Path("rel").resolve())}
@@ -520,3 +520,10 @@ def test_an_ab_run_read_back_keeps_its_rounds_in_order_whatever_the_file_order(m
     for order in (recs, list(reversed(recs)), sorted(recs, key=lambda r: r.info["ab"]["side"])):
         tracks, _ = ab.tracks_from_records(order)
         assert tracks[0].ratios == pytest.approx([math.log(1.0 + 0.1 * k) for k in range(4)])
+
+
+def test_an_ab_run_of_no_cases_runs_no_round(monkeypatch, tmp_path):
+    script = Script(slower_by(1.2))
+    res = run(monkeypatch, tmp_path, script, ab.Settings(max_rounds=4), cases=())
+    assert (res.stop, res.rounds, res.tracks, script.calls) == ("conclusive", 0, [], [])
+    assert summary(res.folder) == ({"run_id": res.run_id, "rounds": 0, "stop": "conclusive", "elapsed_s": 0.0}, [])
