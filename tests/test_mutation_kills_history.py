@@ -407,3 +407,15 @@ def test_p_exactly_at_alpha_is_not_off():
     h = noisy(20)
     p = H.judge_latest(h, 1.025, higher_is_better=False).p_value
     assert H.judge_latest(h, 1.025, higher_is_better=False, alpha=p).state == "ok"
+
+
+def test_a_step_after_a_one_run_level_starts_from_that_run():
+    h = H.build("s", "c", "speed", "train.step_time",
+                [(r, [v]) for r, v in zip(nightly([1] * 16), [0.5] + [1.0] * 7 + [2.0] * 8, strict=True)])
+    assert [(s.index, s.before, s.after) for s in h.steps] == [(1, 0.5, 1.0), (8, 1.0, 2.0)]
+
+
+def test_a_previous_night_as_far_as_one_run_in_twenty_still_persists():
+    # One earlier run (1.25) as far as the previous night (1.2): exactly the 5% share allowed.
+    j = H.judge_latest([1.0] * 9 + [1.25] + [1.0] * 10 + [1.2], 1.3, higher_is_better=False)
+    assert j.persisted and j.state == "confirmed"
