@@ -6,6 +6,7 @@ of this file takes seconds, for `nox -s mutation -- history`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -419,3 +420,15 @@ def test_a_previous_night_as_far_as_one_run_in_twenty_still_persists():
     # One earlier run (1.25) as far as the previous night (1.2): exactly the 5% share allowed.
     j = H.judge_latest([1.0] * 9 + [1.25] + [1.0] * 10 + [1.2], 1.3, higher_is_better=False)
     assert j.persisted and j.state == "confirmed"
+
+
+def test_every_metric_of_a_record_is_read_after_one_that_is_left_out():
+    def two(run_id, started):
+        r = rec(run_id, started, [1.0])
+        return dataclasses.replace(r, metrics={"eval.loss": Metric("eval.loss", "", False, ()),
+                                               "zz.other": Metric("zz.other", "s", False, (9.0,)),
+                                               **r.metrics})
+
+    recs = [two(f"n{i}", f"2026-01-0{i + 1}T00:00:00") for i in range(3)]
+    assert [h.metric for h in H.histories(recs)] == ["train.step_time", "zz.other"]
+    assert [h.metric for h in H.histories(recs, metrics=["train.*"])] == ["train.step_time"]
