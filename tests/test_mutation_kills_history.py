@@ -318,9 +318,19 @@ def test_a_second_night_is_judged_against_the_runs_before_the_first():
 
 
 def test_persistence_needs_the_previous_night_off_by_at_least_min_change():
-    j = H.judge_latest([1.0] * 20 + [1.05], 1.2, higher_is_better=False, min_change=0.05)
+    h = [1.0] * 20 + [1.05]
+    # The previous night's log change as judge_latest computes it (numpy's log of the whole series), and
+    # the min_change whose log1p is exactly that: the boundary, found on this machine's arithmetic.
+    x = float(np.log(np.asarray(h, float))[-1])
+    mc = math.expm1(x)
+    while math.log1p(mc) != x:
+        mc = float(np.nextafter(mc, math.inf if math.log1p(mc) < x else -math.inf))
+    j = H.judge_latest(h, 1.2, higher_is_better=False, min_change=mc)
     assert j.persisted and j.state == "confirmed"  # exactly min_change is enough
-    j = H.judge_latest([1.0] * 20 + [1.049], 1.2, higher_is_better=False, min_change=0.05)
+    above = mc
+    while math.log1p(above) <= x:
+        above = float(np.nextafter(above, math.inf))
+    j = H.judge_latest(h, 1.2, higher_is_better=False, min_change=above)
     assert not j.persisted and j.state == "suspect"
 
 
