@@ -96,6 +96,11 @@ def summary(folder: Path):
 
 
 # ---------------------------------------------------------------------------------------- settings
+def test_a_side_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        side("base").python = "/other"
+
+
 def test_settings_refuse_budgets_and_error_rates_that_cannot_work():
     assert ab.Settings(max_rounds=2, max_time=0.001, alpha=0.999).max_rounds == 2
     for bad in (dict(max_rounds=1), dict(max_time=0.0), dict(max_time=-1.0), dict(max_time=float("nan")),
@@ -163,6 +168,8 @@ def test_revisions_resolve_and_check_out_as_worktrees(repo, tmp_path):
     assert where == tmp_path / "wt" and (where / "harness" / "worker.py").is_file()
     with pytest.raises(UsageError, match=f"cannot check out {head[:12]} as a worktree: .*already exists"):
         ab.add_worktree(repo, head, tmp_path / "wt")  # the folder is taken
+    with pytest.raises(UsageError, match="as a worktree: fatal: invalid reference: 0{39}1$"):
+        ab.add_worktree(repo, "0" * 39 + "1", tmp_path / "wt2")  # git's one-line error, as it said it
     ab.remove_worktree(repo, where)
     assert not where.exists() and str(where) not in _git(repo, "worktree", "list")
     sides = ab.make_sides(base_python=None, new_python=None, base_rev="HEAD", new_rev=None, repo=repo,
@@ -255,7 +262,7 @@ def test_a_side_case_is_planned_as_run_plans_it_and_started_through_its_launcher
             return CaseResult("ok")
 
     monkeypatch.setattr(process, "CaseProcess", FakeProcess)
-    ab.run_case(side("base", current=True), CASE, opts, seed=1, workdir=tmp_path)
+    ab.run_case(side=side("base", current=True), case=CASE, opts=opts, seed=1, workdir=tmp_path)
     ab.run_case(side("new"), CASE, opts, seed=2, workdir=tmp_path)
     assert started[0][0] == {} and started[0][1].seed == 1
     assert started[1][0]["python"] == "/py/new" and started[1][1].seed == 2
@@ -401,6 +408,9 @@ def test_the_time_budget_counts_the_next_round_before_starting_it(monkeypatch, t
     assert (res.stop, res.rounds) == ("max time", 1)
     res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=10, max_time=40.0))
     assert (res.stop, res.rounds) == ("max time", 2)
+    # Round 2 is no scheduled look, but the end of the budget is: the verdict says what 2 rounds show.
+    assert res.tracks[0].result.rounds == 2 and summary(res.folder)[1][0]["verdict"] == "inconclusive"
+    assert summary(res.folder)[1][0]["reason"] != "no round finished"
     assert summary(res.folder)[0]["stop"] == "max time"
 
 
@@ -456,6 +466,8 @@ def test_reading_an_ab_run_back_needs_one_whole_ab_run(monkeypatch, tmp_path):
     partial = [r for r in recs if not (r.info["ab"]["round"] == 5 and r.info["ab"]["side"] == "new")]
     tracks, _ = ab.tracks_from_records(partial)
     assert len(tracks[0].ratios) == 5 and tracks[0].result.rounds == 5
+    hole = [r for r in recs if not (r.info["ab"]["round"] == 2 and r.info["ab"]["side"] == "base")]
+    assert len(ab.tracks_from_records(hole)[0][0].ratios) == 5  # the rounds after a broken one count
     rows, tracks = ab.compare_rows(recs)
     (row,) = rows
     assert (row.metric, row.unit, row.result.method, row.result.verdict) == \
@@ -527,3 +539,14 @@ def test_an_ab_run_of_no_cases_runs_no_round(monkeypatch, tmp_path):
     res = run(monkeypatch, tmp_path, script, ab.Settings(max_rounds=4), cases=())
     assert (res.stop, res.rounds, res.tracks, script.calls) == ("conclusive", 0, [], [])
     assert summary(res.folder) == ({"run_id": res.run_id, "rounds": 0, "stop": "conclusive", "elapsed_s": 0.0}, [])
+
+
+def test_every_open_track_is_looked_at_whatever_comes_before_it():
+    s = ab.Settings(max_rounds=16)
+    done = _track([0.2] * 6, failed="base side failed")
+    early, on_look = _track([0.2] * 5), _track([0.2] * 6)
+    ab.verdicts([done, early, on_look], s, final=False)
+    assert early.result is None and on_look.result is not None  # a done track, then one off its look
+    late = _track([0.2] * 5)
+    ab.verdicts([done, late], s, final=True)
+    assert late.result is not None
