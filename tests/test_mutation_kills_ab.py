@@ -57,7 +57,7 @@ class Script:
 
     def __init__(self, times, cost: float = 10.0, metric_name: str = "train.cpu_time"):
         self.times, self.cost, self.metric_name = times, cost, metric_name
-        self.now = 0.0
+        self.now = 1000.0  # a monotonic clock never starts at 0: durations are differences
         self.calls: list[tuple[str, int]] = []
 
     def clock(self) -> float:
@@ -77,7 +77,8 @@ class Script:
 def run(monkeypatch, tmp_path, script, settings=None, cases=(CASE,), sides=SIDES, **kw):
     monkeypatch.setattr(ab, "run_case", script)
     opts = RunOptions(out=tmp_path / "out", device="cpu", seed=3)
-    return ab.execute(list(cases), opts, Reg(), sides, settings or ab.Settings(), clock=script.clock, **kw)
+    return ab.execute(cases=list(cases), opts=opts, registry=Reg(), sides=sides, settings=settings or ab.Settings(),
+                      clock=script.clock, **kw)
 
 
 def slower_by(f: float):
@@ -95,12 +96,19 @@ def summary(folder: Path):
 
 
 # ---------------------------------------------------------------------------------------- settings
+def test_a_side_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        side("base").python = "/other"
+
+
 def test_settings_refuse_budgets_and_error_rates_that_cannot_work():
     assert ab.Settings(max_rounds=2, max_time=0.001, alpha=0.999).max_rounds == 2
     for bad in (dict(max_rounds=1), dict(max_time=0.0), dict(max_time=-1.0), dict(max_time=float("nan")),
                 dict(alpha=0.0), dict(alpha=1.0), dict(alpha=1.5)):
         with pytest.raises(UsageError):
             ab.Settings(**bad)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ab.Settings().alpha = 0.5
     d = ab.Settings()  # the documented defaults (docs/verdicts.md)
     assert (d.max_rounds, d.max_time, d.alpha, d.threshold) == (256, 600.0, 0.01, 0.05)
     assert d.metrics == ("*.cpu_time",)
@@ -158,8 +166,10 @@ def test_revisions_resolve_and_check_out_as_worktrees(repo, tmp_path):
         ab.resolve_rev(repo, "nope")
     where = ab.add_worktree(repo, head, tmp_path / "wt")
     assert where == tmp_path / "wt" and (where / "harness" / "worker.py").is_file()
-    with pytest.raises(UsageError, match=f"cannot check out {head[:12]} as a worktree"):
+    with pytest.raises(UsageError, match=f"cannot check out {head[:12]} as a worktree: .*already exists"):
         ab.add_worktree(repo, head, tmp_path / "wt")  # the folder is taken
+    with pytest.raises(UsageError, match="as a worktree: fatal: invalid reference: 0{39}1$"):
+        ab.add_worktree(repo, "0" * 39 + "1", tmp_path / "wt2")  # git's one-line error, as it said it
     ab.remove_worktree(repo, where)
     assert not where.exists() and str(where) not in _git(repo, "worktree", "list")
     sides = ab.make_sides(base_python=None, new_python=None, base_rev="HEAD", new_rev=None, repo=repo,
@@ -182,6 +192,18 @@ def test_sides_need_an_environment_and_an_interpreter_that_exists(tmp_path):
     assert (base.python, base.current, base.label) == (sys.executable, False, sys.executable)
     assert (new.python, new.current) == (sys.executable, True)
     assert base.worker_module == "milestones.harness.worker"
+
+
+def test_an_interpreter_named_as_a_command_on_the_path_is_accepted(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mypython").write_text("#!/bin/sh\n")
+    (bin_dir / "mypython").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.chdir(tmp_path)  # no file of that name here: only PATH finds it
+    base, new = ab.make_sides(base_python="mypython", new_python=None, base_rev=None, new_rev=None, repo=tmp_path,
+                              work=tmp_path / "w")
+    assert base.python == "mypython" and not base.current and new.current
 
 
 def _script(tmp_path: Path, body: str, mode: int = 0o755) -> str:
@@ -207,6 +229,8 @@ def test_the_probe_reads_a_side_or_says_in_one_line_why_it_cannot(tmp_path):
     for python, msg in cases:
         with pytest.raises(UsageError, match=msg):
             ab.probe(dataclasses.replace(side("base"), python=python))
+    with pytest.raises(UsageError, match=r"cannot import the project: x{300}$"):
+        ab.probe(dataclasses.replace(side("base"), python=_script(tmp_path, "printf 'x%.0s' $(seq 400) >&2; exit 1")))
     with pytest.raises(UsageError, match=r"did not import the project within 0\.3 s"):
         ab.probe(dataclasses.replace(side("base"), python=_script(tmp_path, "exec sleep 30")), timeout=0.3)
 
@@ -217,7 +241,7 @@ def test_a_side_case_is_planned_as_run_plans_it_and_started_through_its_launcher
 
     opts = RunOptions(out=tmp_path, device="cuda:1", seeds=(5,), threads=2, deterministic=True, profile=True,
                       peak_tflops=3.0, options={"a": "b"}, data={"d": "rel"}, timeout=7.0)
-    spec = ab.case_spec(CASE, opts, seed=9, workdir=tmp_path / "w")
+    spec = ab.case_spec(case=CASE, opts=opts, seed=9, workdir=tmp_path / "w")
     assert (spec.case, spec.seed, spec.seeds, spec.threads, spec.deterministic, spec.profile, spec.peak_tflops) == \
         (CASE, 9, (5,), 2, True, True, 3.0)
     assert spec.options == {"a": "b"} and spec.data == {"d": str(Path("rel").resolve())}
@@ -238,7 +262,7 @@ def test_a_side_case_is_planned_as_run_plans_it_and_started_through_its_launcher
             return CaseResult("ok")
 
     monkeypatch.setattr(process, "CaseProcess", FakeProcess)
-    ab.run_case(side("base", current=True), CASE, opts, seed=1, workdir=tmp_path)
+    ab.run_case(side=side("base", current=True), case=CASE, opts=opts, seed=1, workdir=tmp_path)
     ab.run_case(side("new"), CASE, opts, seed=2, workdir=tmp_path)
     assert started[0][0] == {} and started[0][1].seed == 1
     assert started[1][0]["python"] == "/py/new" and started[1][1].seed == 2
@@ -286,7 +310,7 @@ def test_the_error_rate_is_split_over_metrics_and_looks():
     s = ab.Settings(max_rounds=16)
     looks = stats.looks_until(16)
     one = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1])]
-    ab.verdicts(one, s, final=False)
+    ab.verdicts(tracks=one, settings=s, final=False)
     assert one[0].result.alpha_per_look == pytest.approx(s.alpha / len(looks))
     two = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1]), _track([0.0] * 6)]
     ab.verdicts(two, s, final=False)
@@ -386,6 +410,9 @@ def test_the_time_budget_counts_the_next_round_before_starting_it(monkeypatch, t
     assert (res.stop, res.rounds) == ("max time", 1)
     res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=10, max_time=40.0))
     assert (res.stop, res.rounds) == ("max time", 2)
+    # Round 2 is no scheduled look, but the end of the budget is: the verdict says what 2 rounds show.
+    assert res.tracks[0].result.rounds == 2 and summary(res.folder)[1][0]["verdict"] == "inconclusive"
+    assert summary(res.folder)[1][0]["reason"] != "no round finished"
     assert summary(res.folder)[0]["stop"] == "max time"
 
 
@@ -441,11 +468,15 @@ def test_reading_an_ab_run_back_needs_one_whole_ab_run(monkeypatch, tmp_path):
     partial = [r for r in recs if not (r.info["ab"]["round"] == 5 and r.info["ab"]["side"] == "new")]
     tracks, _ = ab.tracks_from_records(partial)
     assert len(tracks[0].ratios) == 5 and tracks[0].result.rounds == 5
+    hole = [r for r in recs if not (r.info["ab"]["round"] == 2 and r.info["ab"]["side"] == "base")]
+    assert len(ab.tracks_from_records(hole)[0][0].ratios) == 5  # the rounds after a broken one count
     rows, tracks = ab.compare_rows(recs)
     (row,) = rows
     assert (row.metric, row.unit, row.result.method, row.result.verdict) == \
         ("train.cpu_time", "s", "paired", "regressed")
     assert (row.suite, row.config, row.kind, row.scale, row.batch_size) == ("toy", "toy-ab", "speed", "smoke", 4)
+    # A run interrupted after its first process: one record, no complete round.
+    assert ab.tracks_from_records(recs[:1])[0] == []
     with pytest.raises(UsageError, match="not the records of a `milestones ab` run"):
         ab.tracks_from_records([])
     plain = dataclasses.replace(recs[0], info={k: v for k, v in recs[0].info.items() if k != "ab"})
@@ -483,6 +514,10 @@ def test_settings_missing_from_old_records_take_their_defaults(monkeypatch, tmp_
 
 
 def test_the_runs_manifest_names_each_side_and_the_machine(monkeypatch, tmp_path):
+    named = [dataclasses.replace(SIDES[0], env={"machine_id": "m-base"}),
+             dataclasses.replace(SIDES[1], env={"machine_id": "m-new"})]
+    res = run(monkeypatch, tmp_path, Script(slower_by(1.2)), ab.Settings(max_rounds=6), sides=named)
+    assert res.folder.parent.name == "m-base"  # the run folder is the base side's machine
     nameless = [dataclasses.replace(s, env={}) for s in SIDES]
     res = run(monkeypatch, tmp_path, Script(slower_by(1.2)), ab.Settings(max_rounds=6), sides=nameless)
     assert res.folder.parent.name == "unknown-machine"
@@ -490,3 +525,30 @@ def test_the_runs_manifest_names_each_side_and_the_machine(monkeypatch, tmp_path
     assert m["sides"][0] == {"name": "base", "label": "label-base", "python": "/py/base", "rev": "abc123"}
     assert m["cases"] == [dataclasses.asdict(CASE)] and m["machine_id"] == "unknown-machine"
 
+
+
+def test_an_ab_run_read_back_keeps_its_rounds_in_order_whatever_the_file_order(monkeypatch, tmp_path):
+    script = Script(lambda name, k: [1.0] if name == "base" else [1.0 + 0.1 * k])
+    res = run(monkeypatch, tmp_path, script, ab.Settings(max_rounds=4))
+    recs = store.load_records(res.folder)
+    for order in (recs, list(reversed(recs)), sorted(recs, key=lambda r: r.info["ab"]["side"])):
+        tracks, _ = ab.tracks_from_records(order)
+        assert tracks[0].ratios == pytest.approx([math.log(1.0 + 0.1 * k) for k in range(4)])
+
+
+def test_an_ab_run_of_no_cases_runs_no_round(monkeypatch, tmp_path):
+    script = Script(slower_by(1.2))
+    res = run(monkeypatch, tmp_path, script, ab.Settings(max_rounds=4), cases=())
+    assert (res.stop, res.rounds, res.tracks, script.calls) == ("conclusive", 0, [], [])
+    assert summary(res.folder) == ({"run_id": res.run_id, "rounds": 0, "stop": "conclusive", "elapsed_s": 0.0}, [])
+
+
+def test_every_open_track_is_looked_at_whatever_comes_before_it():
+    s = ab.Settings(max_rounds=16)
+    done = _track([0.2] * 6, failed="base side failed")
+    early, on_look = _track([0.2] * 5), _track([0.2] * 6)
+    ab.verdicts([done, early, on_look], s, final=False)
+    assert early.result is None and on_look.result is not None  # a done track, then one off its look
+    late = _track([0.2] * 5)
+    ab.verdicts([done, late], s, final=True)
+    assert late.result is not None

@@ -6,6 +6,7 @@ of this file takes seconds, for `nox -s mutation -- history`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -53,6 +54,7 @@ def test_histories_group_runs_by_case_and_need_min_runs_different_runs():
     recs = nightly([1.0, 1.0, 1.0])
     (h,) = H.histories(recs)  # exactly min_runs (3) runs: a history
     assert h.run_ids == ("n00", "n01", "n02") and h.medians == (1.0, 1.0, 1.0)
+    assert (h.suite, h.config, h.kind, h.metric, h.unit) == ("suite", "cfg", "speed", "train.step_time", "s")
     assert H.histories(recs[:2]) == [] and len(H.histories(recs[:2], min_runs=2)) == 1
     assert H.histories(recs, min_runs=4) == []
     # Two records of one run are one run (their samples pooled), not two.
@@ -68,7 +70,7 @@ def test_histories_leave_out_failed_runs_unmeasured_or_nonfinite_samples_and_una
     nan = rec("x", "2026-02-02T00:00:00", [1.0, float("nan")])
     inf = rec("y", "2026-02-03T00:00:00", [float("inf")])
     empty = rec("z", "2026-02-04T00:00:00", [])
-    (h,) = H.histories([*good, failed, nan, inf, empty])
+    (h,) = H.histories([failed, nan, *good, inf, empty])  # a skipped record does not end the reading
     assert h.run_ids == ("n00", "n01", "n02")
     assert H.histories([*good[:2], failed, nan, inf, empty]) == []
     other = nightly([2.0] * 3, metric="eval.loss")
@@ -313,3 +315,130 @@ def test_a_second_night_is_judged_against_the_runs_before_the_first():
     # The previous night was beyond every earlier run, but the newest is where the level has been before.
     j = H.judge_latest([1.0] * 6 + [1.3] + [1.0] * 6 + [1.3] + [1.0] * 6 + [1.35], 1.25, higher_is_better=False)
     assert not j.persisted and j.state == "ok"
+
+
+def test_persistence_needs_the_previous_night_off_by_at_least_min_change():
+    h = [1.0] * 20 + [1.05]
+    # The previous night's log change as judge_latest computes it (numpy's log of the whole series), and
+    # the min_change whose log1p is exactly that: the boundary, found on this machine's arithmetic.
+    x = float(np.log(np.asarray(h, float))[-1])
+    mc = math.expm1(x)
+    while math.log1p(mc) != x:
+        mc = float(np.nextafter(mc, math.inf if math.log1p(mc) < x else -math.inf))
+    j = H.judge_latest(h, 1.2, higher_is_better=False, min_change=mc)
+    assert j.persisted and j.state == "confirmed"  # exactly min_change is enough
+    above = mc
+    while math.log1p(above) <= x:
+        above = float(np.nextafter(above, math.inf))
+    j = H.judge_latest(h, 1.2, higher_is_better=False, min_change=above)
+    assert not j.persisted and j.state == "suspect"
+
+
+def test_the_previous_night_must_be_beyond_the_runs_before_it_too():
+    # Two nights ago (1.15) was within one noise SD of the previous night (1.2): the level had shown that
+    # height already, so the newest is a suspect, not a confirmed regression.
+    j = H.judge_latest(noisy(12, 0.05) + [1.15, 1.2], 1.3, higher_is_better=False)
+    assert j.runs == 14 and j.state == "suspect" and not j.persisted
+
+
+def test_a_judgement_is_frozen():
+    j = H.judge_latest([1.0] * 5, 1.0, higher_is_better=False)
+    with pytest.raises(AttributeError):
+        j.state = "confirmed"
+    assert j.to_dict()["state"] == "ok" and set(j.to_dict()) >= {"change", "z", "p_value", "level", "persisted"}
+
+
+def test_a_previous_night_off_at_the_looser_persistence_level_still_confirms():
+    # Judged alone the 3% night was not off at alpha (p ~0.03), but it is under sqrt(alpha) = 0.1: with a
+    # second, clearly worse night after it, the regression is confirmed.
+    h = noisy(12, 0.01)
+    alone = H.judge_latest(h, 1.03, higher_is_better=False)
+    assert alone.state == "ok" and 0.01 < alone.p_value < 0.1
+    j = H.judge_latest(h + [1.03], 1.2, higher_is_better=False)
+    assert j.state == "confirmed" and j.persisted
+
+
+def test_an_unjudged_metric_reports_nothing_worse_seen():
+    j = H.judge_latest([1.0] * 3, 5.0, higher_is_better=False)
+    assert j.state == "too few runs" and j.worst_seen == 0.0 and j.as_far == 0.0
+
+
+def test_segment_finds_a_step_right_after_the_first_run():
+    assert H.segment([1.0] + [2.0] * 8) == [1] and H.segment([2.0] + [1.0] * 10) == [1]
+
+
+def test_segment_needs_three_runs_and_finds_a_step_in_three():
+    assert H.segment([1.0, 2.0], scale=0.001) == []
+    assert H.segment([1.0, 2.0, 2.0], scale=0.001) == [1] and H.segment([1.0, 1.0, 2.0], scale=0.001) == [2]
+
+
+def test_a_newest_run_exactly_at_the_level_is_not_worse():
+    # The share "as far" is then counted on the good side: the runs at or below the level (11 of 21).
+    j = H.judge_latest([1.0, 1.05] * 10 + [1.0], 1.0, higher_is_better=False, noise=0.01)
+    assert j.change == 0.0 and j.state == "ok" and j.as_far == pytest.approx(11 / 21)
+
+
+def test_a_previous_night_needs_a_two_sided_p_under_the_square_root_of_alpha():
+    # The previous night (1.7% off, two-sided p ~0.15 > sqrt(0.01)) was not off enough to count: the newest
+    # clear regression is a suspect, not yet confirmed.
+    h = [1.0] * 20 + [1.017]
+    prev = H.judge_latest(h[:-1], 1.017, higher_is_better=False, noise=0.01, min_change=0.01)
+    assert 0.1 < prev.p_value < 0.2
+    j = H.judge_latest(h, 1.2, higher_is_better=False, noise=0.01, min_change=0.01)
+    assert j.state == "suspect" and not j.persisted
+
+
+def test_segment_merges_small_steps_measured_from_the_first_run():
+    # A first-run outlier is its own segment; the 1% step after it is too small to keep.
+    assert H.segment([0.5, 1.0, 1.0] + [1.01] * 4) == [1]
+
+
+def test_segment_keeps_merging_until_no_step_is_too_small():
+    assert H.segment([1.0] * 6 + [1.005] * 6 + [1.01] * 6, scale=0.0001) == []
+    assert H.segment([1.0] * 5 + [1.008] * 5 + [1.016] * 5 + [1.024] * 5, scale=0.0001) == []
+
+
+def test_segment_penalty_is_four_noise_scales_per_log_run():
+    # Splitting [1]*8 + [1.2]*8 saves 8 x log(1.2) = 1.46 of L1 cost; a step costs 4 x log(16) x scale.
+    step = [1.0] * 8 + [1.2] * 8
+    assert H.segment(step, scale=0.12) == [8] and H.segment(step, scale=0.14) == []
+
+
+def test_steps_at_judges_three_runs():
+    assert H.steps_at([1.0, 1.0, 2.0]) == [2] and H.steps_at([1.0, 2.0, 2.0]) == [1]
+
+
+def test_runs_exactly_one_noise_sd_short_of_the_newest_count_as_as_far():
+    noise = math.log(1.25)
+    j = H.judge_latest([1.0] * 20, 1.25, higher_is_better=False, noise=noise)
+    assert j.as_far == 1.0 and j.state == "ok"
+
+
+def test_p_exactly_at_alpha_is_not_off():
+    h = noisy(20)
+    p = H.judge_latest(h, 1.025, higher_is_better=False).p_value
+    assert H.judge_latest(h, 1.025, higher_is_better=False, alpha=p).state == "ok"
+
+
+def test_a_step_after_a_one_run_level_starts_from_that_run():
+    h = H.build("s", "c", "speed", "train.step_time",
+                [(r, [v]) for r, v in zip(nightly([1] * 16), [0.5] + [1.0] * 7 + [2.0] * 8, strict=True)])
+    assert [(s.index, s.before, s.after) for s in h.steps] == [(1, 0.5, 1.0), (8, 1.0, 2.0)]
+
+
+def test_a_previous_night_as_far_as_one_run_in_twenty_still_persists():
+    # One earlier run (1.25) as far as the previous night (1.2): exactly the 5% share allowed.
+    j = H.judge_latest([1.0] * 9 + [1.25] + [1.0] * 10 + [1.2], 1.3, higher_is_better=False)
+    assert j.persisted and j.state == "confirmed"
+
+
+def test_every_metric_of_a_record_is_read_after_one_that_is_left_out():
+    def two(run_id, started):
+        r = rec(run_id, started, [1.0])
+        return dataclasses.replace(r, metrics={"eval.loss": Metric("eval.loss", "", False, ()),
+                                               "zz.other": Metric("zz.other", "s", False, (9.0,)),
+                                               **r.metrics})
+
+    recs = [two(f"n{i}", f"2026-01-0{i + 1}T00:00:00") for i in range(3)]
+    assert [h.metric for h in H.histories(recs)] == ["train.step_time", "zz.other"]
+    assert [h.metric for h in H.histories(recs, metrics=["train.*"])] == ["train.step_time"]

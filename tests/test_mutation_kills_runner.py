@@ -54,20 +54,20 @@ class FakeLauncher:
     """Answers each spec with a status chosen by `status(spec)`; writes into the case's work and
     checkpoint folders as a real case would. Refuses to run forever (a mutant's endless loop fails fast)."""
 
-    def __init__(self, status=lambda spec: "ok", limit: int = 64):
-        self.status, self.limit = status, limit
+    def __init__(self, status=lambda spec: "ok", limit: int = 64, make_dirs: bool = True):
+        self.status, self.limit, self.make_dirs = status, limit, make_dirs
         self.specs: list[CaseSpec] = []
         self.seen_work: list[list[str]] = []
 
     def run(self, spec: CaseSpec) -> CaseResult:
         self.specs.append(spec)
         assert len(self.specs) <= self.limit, "the runner launched too many cases"
-        if spec.workdir:
+        if spec.workdir and self.make_dirs:
             work_root = Path(spec.workdir).parent
             self.seen_work.append(sorted(p.name for p in work_root.iterdir()) if work_root.exists() else [])
             Path(spec.workdir).mkdir(parents=True, exist_ok=True)
             (Path(spec.workdir) / "scratch.bin").write_bytes(b"x")
-        if spec.checkpoint_dir:
+        if spec.checkpoint_dir and self.make_dirs:
             Path(spec.checkpoint_dir).mkdir(parents=True, exist_ok=True)
             (Path(spec.checkpoint_dir) / "step.pt").write_bytes(b"ckpt")
         status = self.status(spec)
@@ -158,6 +158,7 @@ def test_each_spec_carries_the_options_and_repeats_share_their_case(tmp_path):
     assert [s.key for s in got[3:]] == [speed.case.slug, speed.case.slug + "/r1", speed.case.slug + "/r2"]
     # plan: the cases, once each
     assert runner.plan(reg.resolve(["toy-small"]), o, "cuda:1") == [got[0].case, speed.case]
+    assert runner.plan(reg.resolve(["toy-small"]), opts(tmp_path), "cpu") == [specs(reg, ["toy-small"], opts(tmp_path))[0].case]
     # no --timeout: the scale's default
     assert specs(reg, ["toy-small"], opts(tmp_path))[0].timeout == opts(tmp_path).timeout_for()
 
@@ -179,11 +180,12 @@ def test_run_case_process_plans_as_run_does_with_the_given_seed_and_workdir(tmp_
     reg = toy_registry()
     fake = FakeLauncher()
     case = Case("toy", "toy-small", "speed", "smoke", "cpu", "float32", 2)
-    res = runner.run_case_process(case, opts(tmp_path, threads=3), seed=11, workdir=tmp_path / "w", registry=reg,
-                                  launcher=fake)
+    res = runner.run_case_process(case=case, opts=opts(tmp_path, threads=3, repeat=2), seed=11,
+                                  workdir=tmp_path / "w", registry=reg, launcher=fake)
     assert res.status == "ok"
-    (spec,) = fake.specs
+    (spec,) = fake.specs  # one process, however many repeats a run would make
     assert (spec.case, spec.seed, spec.workdir, spec.threads) == (case, 11, str(tmp_path / "w"), 3)
+    assert spec.repeat_index == 0 and spec.key == case.slug
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -192,7 +194,8 @@ def test_a_record_keeps_the_result_and_says_how_the_case_was_run(tmp_path):
     o = opts(tmp_path, repeat=2, seed=5, seeds=(1, 2), timeout=9.0)
     spec = specs(reg, ["toy-small"], o)[1]
     res = FakeLauncher(lambda s: "diverged").run(spec)
-    rec = runner.build_record(spec, res, run_id="RUN", entry=reg.config("toy-small"), suite_version="v1", env=ENV)
+    rec = runner.build_record(spec=spec, res=res, run_id="RUN", entry=reg.config("toy-small"), suite_version="v1",
+                              env=ENV)
     assert rec.record_id == f"RUN/{spec.case.slug}/r1" and rec.run_id == "RUN"
     assert (rec.status, rec.error, rec.suite_version, rec.env) == ("diverged", "diverged here", "v1", ENV)
     assert rec.info == {"from": "fake", "repeat_index": 1, "seed": 5, "timeout_s": 9.0,
@@ -272,7 +275,7 @@ def test_cases_given_as_cases_are_planned_and_run(tmp_path):
     reg = toy_registry()
     case = Case("toy", "toy-small", "speed", "smoke", "cpu", "float32", 6)
     fake = FakeLauncher()
-    res = runner.execute([case], opts(tmp_path), reg, ENV, launcher=fake)
+    res = runner.execute(cases=[case], opts=opts(tmp_path), registry=reg, env=ENV, launcher=fake)
     assert [s.case for s in fake.specs] == [case] and res.records[0].info["batch_size_source"] == "--batch-size"
 
 
@@ -329,9 +332,9 @@ def test_resume_skips_finished_cases_reruns_interrupted_ones_and_keeps_their_old
     aside = list((first.folder / runner.SUPERSEDED_DIR).glob("*.json"))
     assert [store.read_record(a).status for a in aside] == ["interrupted"]
     assert (first.folder / store.RUN_MANIFEST).read_text() == manifest  # written once, by the first run
-    # Without --resume the same folder runs every case again.
+    # Without --resume every case runs again, even in a folder that has their records.
     fresh = FakeLauncher()
-    runner.execute(s, o, reg, ENV, run_id="R", folder=tmp_path / "other", launcher=fresh)
+    runner.execute(s, o, reg, ENV, run_id="R", folder=first.folder, launcher=fresh)
     assert len(fresh.specs) == 3
 
 
@@ -403,7 +406,66 @@ def test_a_record_that_cannot_be_written_stops_the_run_and_says_how_to_resume(tm
     with pytest.raises(runner.UnwrittenRecords) as e:
         runner.execute(s, o, reg, ENV, run_id="RX", launcher=fake)
     msg = str(e.value)
-    assert s[0].case.slug in msg and "No space left on device" in msg
+    assert s[0].case.slug in msg and "(No space left on device); the run stopped" in msg
     assert f"milestones run --resume RX --out {o.out}" in msg and str(tmp_path / "out" / "toy-machine" / "RX") in msg
     assert len(calls) == runner.WRITE_RETRIES and calls[0] == {"record_host": True}
     assert len(fake.specs) == 1 and e.value.exit_code == 1
+
+
+def test_a_case_that_never_made_its_folders_still_gets_its_record(tmp_path):
+    reg = toy_registry()
+    o = opts(tmp_path)
+    s = specs(reg, ["toy-small", "toy-plain"], o)
+    res = runner.execute(s, o, reg, ENV, launcher=FakeLauncher(make_dirs=False))
+    assert [r.status for r in res.records] == ["ok", "ok"] and len(records_in(res.folder)) == 2
+    manifest = json.loads((res.folder / store.RUN_MANIFEST).read_text())
+    assert manifest["cases"] == [dataclasses.asdict(x.case) for x in s]  # one repeat: every case
+
+
+def test_a_resume_sets_aside_every_interrupted_record(tmp_path):
+    reg = toy_registry()
+    o = opts(tmp_path)
+    s = specs(reg, ["toy-small", "toy-plain", "toy-mapping"], o)
+    first = runner.execute(s, o, reg, ENV, run_id="R", launcher=FakeLauncher())
+    for rec, path in list(zip(first.records, first.paths, strict=True))[:2]:
+        path.unlink()
+        store.write_record(first.folder, dataclasses.replace(rec, status="interrupted", error="interrupted"))
+    again = FakeLauncher()
+    runner.execute(s, o, reg, ENV, run_id="R", folder=first.folder, resume=True, launcher=again)
+    assert [x.case.config for x in again.specs] == ["toy-small", "toy-plain"]
+    aside = sorted(store.read_record(a).case.config for a in (first.folder / runner.SUPERSEDED_DIR).glob("*.json"))
+    assert aside == ["toy-plain", "toy-small"]
+    assert sorted(r.status for r in records_in(first.folder)) == ["ok", "ok", "ok"]
+
+
+def test_an_unwritable_record_without_an_os_error_names_the_error(tmp_path, monkeypatch):
+    reg = toy_registry()
+    o = opts(tmp_path)
+
+    def refused(folder, rec, **kw):
+        raise UsageError("results folder is read-only here")
+
+    monkeypatch.setattr(store, "save_record", refused)
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+    with pytest.raises(runner.UnwrittenRecords, match=r"\(results folder is read-only here\); the run stopped"):
+        runner.execute(specs(reg, ["toy-small"], o), o, reg, ENV, launcher=FakeLauncher())
+
+
+def test_every_interrupted_record_is_found_whatever_the_order_of_the_files(tmp_path):
+    """The manifest and unreadable files are skipped wherever the folder listing puts them."""
+    reg = toy_registry()
+    o = opts(tmp_path, repeat=8)
+    s = specs(reg, ["toy-small"], o)
+    res = runner.execute(s, o, reg, ENV, run_id="R", launcher=FakeLauncher(lambda spec: "ok"))
+    for rec, path in zip(res.records, res.paths, strict=True):
+        if rec.info["repeat_index"] % 2:
+            path.unlink()
+            store.write_record(res.folder, dataclasses.replace(rec, status="interrupted", error="interrupted"))
+    for i in range(8):
+        (res.folder / f"corrupt-{i}.json").write_text("{")
+    found = runner.interrupted_records(res.folder)
+    assert sorted(found) == sorted(x.key for x in s if x.repeat_index % 2)
+    again = FakeLauncher()
+    runner.execute(s, o, reg, ENV, run_id="R", folder=res.folder, resume=True, launcher=again)
+    assert sorted(x.repeat_index for x in again.specs) == [1, 3, 5, 7]
+    assert len(list((res.folder / runner.SUPERSEDED_DIR).glob("*.json"))) == 4

@@ -3,6 +3,7 @@ matched the way cosmic-ray's operators-filter matches it: re.match of the joined
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import shlex
@@ -11,6 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.lru_cache(maxsize=1)  # loaded once: nox warns when its sessions are registered again
 def _noxfile():
     spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
     mod = importlib.util.module_from_spec(spec)
