@@ -36,9 +36,17 @@ for b in BEHAVIOURS:
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
 
 
+def _in_a_case_process() -> bool:
+    # Both launchers tell a case process who its parent is; a test process (pytest, an xdist worker)
+    # running this in-process is not one, and must never kill its parent or cap its own file size.
+    return os.environ.get("MILESTONES_PARENT_PID") == str(os.getppid())
+
+
 @SUITE.kind("speed")
 def _behave(cfg: CaseFaultConfig, ctx: CaseContext) -> CaseOutput:
     b = cfg.behaviour
+    if b in ("kill-server", "no-space", "stubborn-child", "setsid-child") and not _in_a_case_process():
+        raise RuntimeError(f"casefault-{b} runs only in a case process (it would harm the process running it)")
     if b in ("stubborn-child", "setsid-child"):
         child = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=b == "setsid-child")
         time.sleep(0.5)  # let it install its handler
