@@ -41,6 +41,7 @@ SIDES = ("base", "new")
 DEFAULT_METRICS = ("*.cpu_time",)
 FALLBACK_METRICS = ("*.step_time",)
 AB_SUMMARY = "_ab_summary.jsonl"
+AB_RESUME = "_ab_resume.jsonl"  # one line: the sides as given (unscrubbed paths), for --resume only (not *.json: no reader takes it for a record)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Prints what a side can run: its environment and, per config, the suite and the suite's version.
@@ -431,6 +432,11 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
         machine = sides[0].env.get("machine_id") or "unknown-machine"
         folder = store.run_dir(opts.out, machine, run_id)
         store.ensure_writable(folder)
+        # The manifest is scrubbed like every record (an interpreter outside home and checkout reads
+        # .../python there), so what --resume needs to start the same interpreters again is kept apart, as
+        # given, in a local file no reader of results opens.
+        store.atomic_write_new(folder / AB_RESUME, json.dumps(
+            {"sides": [{"name": s.name, "python": s.python, "rev": s.rev} for s in sides]}))
         store.write_manifest(folder, {"run_id": run_id, "machine_id": machine, "ab": True,
                                       "cases": [dataclasses.asdict(c) for c in cases],
                                       "sides": [{"name": s.name, "label": s.label, "python": s.python, "rev": s.rev,

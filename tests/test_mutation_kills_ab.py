@@ -311,10 +311,13 @@ def test_the_error_rate_is_split_over_metrics_and_looks():
     looks = stats.looks_until(16)
     one = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1])]
     ab.verdicts(tracks=one, settings=s, final=False)
-    assert one[0].result.alpha_per_look == pytest.approx(s.alpha / len(looks))
+    level = one[0].result.alpha_per_look  # this look's share of the error spent over the planned looks
+    assert 0 < level < s.alpha / len(looks)  # an early look spends less than an even split would
     two = [_track([0.1, 0.12, 0.11, 0.1, 0.13, 0.1]), _track([0.0] * 6)]
     ab.verdicts(two, s, final=False)
-    assert two[0].result.alpha_per_look == pytest.approx(s.alpha / 2 / len(looks))
+    # two tracks each spend from half the error rate: less at this look (not exactly half: an O'Brien-Fleming
+    # boundary is not linear in alpha)
+    assert 0 < two[0].result.alpha_per_look < level / 2
     assert one[0].result.comparison.ci_low > two[0].result.comparison.ci_low  # a wider interval each
 
 
@@ -381,7 +384,7 @@ def test_a_clear_regression_stops_at_the_first_look_with_every_record_written(mo
     rec = store.read_record(seen[3][1])
     assert seen[3][1].parent.name == "r0001-base" and rec.record_id == f"{res.run_id}/base/{CASE.slug}/r1"
     assert rec.info["ab"] == {"side": "base", "round": 1, "pair": f"{CASE.slug}/r1", "order": 1,
-                              "label": "label-base", "rev": "abc123", "python": "/py/base", "max_rounds": 16,
+                              "label": "label-base", "rev": "abc123", "python": ".../base", "max_rounds": 16,
                               "threshold": 0.05, "alpha": 0.01, "metrics": ["*.cpu_time"]}
     assert rec.suite_version == "v7" and rec.info["repeat_index"] == 1 and rec.info["seed"] == 3
     head, rows = summary(res.folder)
@@ -430,7 +433,7 @@ def test_an_interrupted_process_ends_the_run_at_once(monkeypatch, tmp_path):
     assert (res.stop, res.rounds) == ("interrupted", 1) and len(res.paths) == 3
     assert script.calls == [("base", 0), ("new", 0), ("new", 1)]
     assert len(res.tracks) == 1 and res.tracks[0].ratios == [0.0] and res.elapsed_s == 30.0
-    assert not (res.folder / ab.AB_SUMMARY).exists()
+    assert summary(res.folder)[0]["stop"] == "interrupted"  # the verdict so far is written
 
 
 def test_a_failed_side_makes_the_case_not_comparable_and_stops_it(monkeypatch, tmp_path):
@@ -458,7 +461,9 @@ def test_the_metric_falls_back_to_step_time_and_must_be_measured_on_both_sides(m
     res = run(monkeypatch, tmp_path, Script(lambda n, k: [1.0] if n == "base" or k < 2 else [0.0]),
               ab.Settings(max_rounds=8))
     (t,) = res.tracks
-    assert t.failed == "train.cpu_time not measured on one side in round 2" and len(t.ratios) == 2
+    # a round without the metric on one side is left out, and says why; the track goes on
+    assert t.failed is None and len(t.ratios) == 2 and t.left_out[0] == {
+        "round": 2, "why": "no positive finite sample of train.cpu_time on the new side"}
 
 
 def test_reading_an_ab_run_back_needs_one_whole_ab_run(monkeypatch, tmp_path):
@@ -522,7 +527,11 @@ def test_the_runs_manifest_names_each_side_and_the_machine(monkeypatch, tmp_path
     res = run(monkeypatch, tmp_path, Script(slower_by(1.2)), ab.Settings(max_rounds=6), sides=nameless)
     assert res.folder.parent.name == "unknown-machine"
     m = json.loads((res.folder / store.RUN_MANIFEST).read_text())
-    assert m["sides"][0] == {"name": "base", "label": "label-base", "python": "/py/base", "rev": "abc123"}
+    # the manifest is scrubbed like a record; --resume reads the interpreters as given from its own file
+    assert m["sides"][0] == {"name": "base", "label": "label-base", "python": ".../base", "rev": "abc123",
+                             "current": False}
+    given = json.loads((res.folder / ab.AB_RESUME).read_text())
+    assert given["sides"][0] == {"name": "base", "python": "/py/base", "rev": "abc123"}
     assert m["cases"] == [dataclasses.asdict(CASE)] and m["machine_id"] == "unknown-machine"
 
 

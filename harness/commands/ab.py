@@ -28,6 +28,12 @@ def _resume_setup(args: argparse.Namespace):
     try:
         cases = [Case(**c) for c in manifest["cases"]]
         sides = {s["name"]: s for s in manifest["sides"]}
+        # The interpreters as given (the manifest's paths are scrubbed for sharing).
+        given = folder / ab.AB_RESUME
+        if given.exists():
+            for s in json.loads(given.read_text(encoding="utf-8")).get("sides", []):
+                if s.get("name") in sides:
+                    sides[s["name"]] = {**sides[s["name"]], "python": s.get("python"), "rev": s.get("rev")}
         settings = ab.Settings(**{k: (tuple(v) if isinstance(v, list) else v)
                                   for k, v in manifest["settings"].items()})
     except (KeyError, TypeError) as e:
