@@ -114,8 +114,9 @@ def test_compare_by_gpu_prints_the_published_anchors(tmp_path, capsys):
         r = rec("amp-bf16+channels-last", thr, gpu=gpu)
         store.write_record(folder, dataclasses.replace(r, env={**r.env, "machine_id": f"m{i}"}, run_id=f"r{i}",
                                                        record_id=f"r{i}/x"))
-    ns = argparse.Namespace(metric=None, by="gpu", inputs=[str(tmp_path)], results=None, strict=False,
-                            reference=None, format="markdown", summary=None)
+    from milestones.harness.cli import build_parser
+
+    ns = build_parser().parse_args(["compare", "--by", "gpu", str(tmp_path), "--format", "markdown"])
     assert C.cmd_compare(ns) == 0
     out = capsys.readouterr().out
     assert "## Published throughput (not paper results)" in out
