@@ -192,7 +192,9 @@ def test_a_relative_out_folder_reaches_the_case_process_intact(tmp_path, fork_se
     # checkpoint paths (the GPU check's `--out results/gpu-check` failed every case this way).
     env = {**os.environ, "MILESTONES_FORK_SERVER": fork_server, "PYTHONPATH": str(ROOT)}
     r = subprocess.run(["milestones", "run", "fake-partial", "--kind", "quality", "--scale", "proxy",
-                        "--out", "res/nested", "--timeout", "10"], env=env, cwd=tmp_path,
+                        # 25 s: a fresh interpreter (fork server off) on a busy runner needs 10 s and
+                        # more to import torch and finish the two seeds before the third one hangs
+                        "--out", "res/nested", "--timeout", "25"], env=env, cwd=tmp_path,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr  # a timeout is a failed case, not bad input
     (path,) = [p for p in (tmp_path / "res" / "nested").glob("*/*/*.json") if p.name != store.RUN_MANIFEST]
