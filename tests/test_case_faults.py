@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import importlib
 import os
 import signal
 import subprocess
@@ -31,9 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def _case_fault_suites(monkeypatch):
     # The case processes import the casefault suite too (the fork server keys on this environment).
     monkeypatch.setenv("MILESTONES_EXTRA_SUITES", "tests.fake_suites,tests.case_fault_suites")
-    # ...and this process: load_suites reads the variable once per process, maybe before this test.
-    load_suites()
-    importlib.import_module("tests.case_fault_suites")
     monkeypatch.setattr(runner.time, "sleep", lambda s: None)  # write retries without the wait
 
 
