@@ -63,7 +63,7 @@ def _busy(n: int) -> list[subprocess.Popen]:
 
 
 def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
-          revs: tuple[str, str] | None = None, config: str = CONFIG) -> dict:
+          revs: tuple[str, str] | None = None, config: str = CONFIG, protocol: dict | None = None) -> dict:
     """One whole `ab` run; returns its verdict, rounds, time and the raw per-round samples. `revs`:
     (base, new) git revisions of this repository (an A/A trial runs the base on both sides)."""
     from milestones.harness import ab
@@ -85,7 +85,7 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
     try:
         p0 = time.monotonic()
         sides = [ab.probe(s) for s in sides]
-        settings = ab.Settings(max_rounds=max_rounds, max_time=max_time)
+        settings = ab.Settings(max_rounds=max_rounds, max_time=max_time, **(protocol or {}))
         res = ab.execute(cases, opts, reg, sides, settings, work=work, started=started,
                          first_round_estimate=time.monotonic() - p0)
     finally:
@@ -99,16 +99,18 @@ def trial(kind: str, *, max_rounds: int, max_time: float, out: Path, work: Path,
     samples: dict[str, list[list[float]]] = {"base": [], "new": []}
     cpu: dict[str, list[list[float]]] = {"base": [], "new": []}
     layers: dict[str, list[int]] = {"base": [], "new": []}
+    bursts = 0
     for p in res.paths:
         r = store.read_record(p)
         if r.status == "ok":
             side = r.info["ab"]["side"]
+            bursts += len((r.info.get("bursts") or {}).get("sizes") or []) if side == "base" else 0
             samples[side].append(list(r.metrics["train.step_time"].samples) if "train.step_time" in r.metrics else [])
             if "train.cpu_time" in r.metrics and "train.step_time" in r.metrics:
                 cpu[side].append(list(r.metrics["train.cpu_time"].samples))
             layers[side].append(r.info.get("layers"))
     return {"kind": kind, "metric": METRIC, "verdict": t.result.comparison.verdict if t.result else "none",
-            "rounds": res.rounds, "stop": res.stop, "elapsed_s": res.elapsed_s, "log_ratios": t.ratios,
+            "rounds": res.rounds, "bursts": bursts, "protocol": settings.protocol, "stop": res.stop, "elapsed_s": res.elapsed_s, "log_ratios": t.ratios,
             "other_metric": OTHER, "other_verdict": None, "samples": samples, "cpu_samples": cpu,
             "other_log_ratios": [math.log(statistics.median(b) / statistics.median(a))
                                  for a, b in zip(samples["base"], samples["new"], strict=False)],
@@ -151,8 +153,9 @@ def evaluate(trials: list[dict]) -> None:
                       f"median per-round ratio {statistics.median(math.exp(x) for t in o for x in t['other_log_ratios']):.3f}, "
                       f"per-round log-ratio SD {sds_other}")
         what = "called regressed" if kind == "slow" else "called changed"
-        print(f"ab, {kind:4}: {called}/{len(ts)} {what}; verdicts {[t['verdict'] for t in ts]}; rounds median "
-              f"{statistics.median(rounds)} (max {max(rounds)}), seconds median {statistics.median(secs):.0f} "
+        print(f"ab ({ts[0].get('protocol', 'processes')}), {kind:4}: {called}/{len(ts)} {what}; verdicts "
+              f"{[t['verdict'] for t in ts]}; rounds median {statistics.median(rounds)} (max {max(rounds)}), burst pairs "
+              f"median {statistics.median(t.get('bursts', 0) for t in ts)}, seconds median {statistics.median(secs):.0f} "
               f"(max {max(secs):.0f}); median per-round ratio {ratio:.3f} (log-ratio SD {[round(x, 3) for x in sds]}); "
               f"load at end "
               f"{[round(t['loadavg'][0], 1) for t in ts]}")
@@ -220,6 +223,10 @@ def main() -> int:
     ap.add_argument("--new-rev", help="two-revision mode: the new revision (the slow trials' new side)")
     ap.add_argument("--config", default=CONFIG, help=f"the case to run (default {CONFIG}; with revisions: a "
                                                      "real suite's config, e.g. cifar-resnet20-smoke)")
+    ap.add_argument("--protocol", choices=("bursts", "processes"), default="bursts",
+                    help="ab's round protocol (default bursts, ab's default)")
+    ap.add_argument("--bursts", type=int, help="burst pairs per round (default: ab's)")
+    ap.add_argument("--burst-time", type=float, help="seconds per burst (default: ab's)")
     ap.add_argument("--out", help="save the trials (JSON)")
     ap.add_argument("--load", help="evaluate saved trials")
     ap.add_argument("--replay", type=int, default=0, metavar="N")
@@ -243,10 +250,17 @@ def main() -> int:
                     work = Path(tmp) / f"t{i}"
                     work.mkdir()
                     t0 = time.time()
+                    protocol = {"protocol": args.protocol, **{k: v for k, v in (("bursts", args.bursts),
+                                                                                 ("burst_time", args.burst_time)) if v}}
                     trials.append(trial(kind, max_rounds=args.max_rounds, max_time=args.max_time,
-                                        out=Path(tmp) / "results", work=work, revs=revs, config=args.config))
+                                        out=Path(tmp) / "results", work=work, revs=revs, config=args.config,
+                                        protocol=protocol))
                     print(f"trial {i + 1}/{len(order)} {kind}: {trials[-1]['verdict']} after {trials[-1]['rounds']} "
-                          f"rounds, {time.time() - t0:.0f} s", file=sys.stderr)
+                          f"rounds ({trials[-1]['bursts']} burst pairs), {time.time() - t0:.0f} s, load "
+                          f"{os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+                    if args.out:  # kept as it goes: a long collection that is stopped keeps its trials
+                        Path(args.out).write_text(json.dumps({"trials": trials, "busy": args.busy, "revs": revs,
+                                                              "config": args.config}))
         finally:
             for p in procs:
                 p.kill()

@@ -8,6 +8,12 @@ Adjacent processes share the machine's state (a busy minute, the CPU frequency),
 in the ratio. Rounds are added until `stats.paired_verdict` is conclusive for every tested metric or
 the budget (`max_rounds`, `max_time`) is spent; the error rates hold over all the looks.
 
+Speed cases run by the burst protocol where both sides have it (`harness/ab_bursts.py`): a round's two
+processes stay alive and take turns timing short bursts of steps, so one round yields many paired
+bursts and load changes cancel within seconds; rounds still restart both processes (a new memory
+layout each). `--protocol processes` (and any case or revision without it) times each side's whole
+case process instead, one median per side and round.
+
 Records of both sides are ordinary records, marked in `info["ab"]` (side, round, pair id), written into
 one run folder (one sub-folder per round and side).
 """
@@ -30,11 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from milestones.harness import stats
+from milestones.harness import ab_bursts, stats
 from milestones.harness.errors import UsageError
 from milestones.harness.records import Case, RunRecord
 
 SIDES = ("base", "new")
+PROTOCOLS = ("bursts", "processes")
 # CPU time per sample: what a 1-thread CPU step costs, whatever share of a core the scheduler gave it
 # (measured on a loaded 2-core machine: per-round log-ratio SD 3-5% in CPU time, 11-56% in wall time).
 # GPU timings have no CPU time: their step time is decided on instead.
@@ -47,7 +54,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Prints what a side can run: its environment and, per config, the suite and the suite's version.
 # Tries the installed layout (milestones.harness) first, then the older top-level `harness` package.
 _PROBE = r"""
-import json, sys
+import importlib.util, json, sys
 try:
     from milestones.harness import env as E
     from milestones.harness.registry import load_suites
@@ -61,7 +68,10 @@ configs = {}
 for s in reg.suites.values() if hasattr(reg, "suites") else []:
     for name, c in s.configs.items():
         configs[name] = {"suite": s.name, "version": s.version, "kinds": list(c.kinds), "scales": list(c.scales)}
-print("MILESTONES_PROBE" + json.dumps({"layout": layout, "env": E.capture(), "configs": configs}, default=str))
+pkg = "milestones.harness" if layout == "milestones" else "harness"
+bursts = importlib.util.find_spec(pkg + ".burst_worker") is not None
+print("MILESTONES_PROBE" + json.dumps({"layout": layout, "env": E.capture(), "configs": configs,
+                                       "bursts": bursts}, default=str))
 """
 
 
@@ -76,6 +86,7 @@ class Side:
     label: str                     # what the user named (the interpreter, or the revision)
     rev: str | None = None         # resolved commit, for a revision
     current: bool = False          # this very interpreter and checkout: run through the runner's own launcher
+    bursts: bool = False           # its checkout has the burst worker (set by probe)
     env: dict[str, Any] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -87,6 +98,9 @@ class Settings:
     alpha: float = stats.DEFAULT_ALPHA
     max_rounds: int = 256  # with max_time 600 s: rounds of ~1-3 s on a CPU fit the 10 minutes
     max_time: float = 600.0
+    protocol: str = "bursts"       # bursts | processes (see the module's docstring)
+    bursts: int = ab_bursts.DEFAULT_BURSTS
+    burst_time: float = ab_bursts.DEFAULT_BURST_TIME
 
     def __post_init__(self) -> None:
         if self.max_rounds < 2:
@@ -95,6 +109,12 @@ class Settings:
             raise UsageError(f"--max-time must be a positive number of seconds, not {self.max_time}")
         if not 0 < self.alpha < 1:
             raise UsageError(f"--alpha must be between 0 and 1, not {self.alpha}")
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+        if self.bursts < 2:
+            raise UsageError(f"--bursts must be at least 2 (one per order of the sides), not {self.bursts}")
+        if not 0 < self.burst_time < 60:
+            raise UsageError(f"--burst-time must be between 0 and 60 seconds, not {self.burst_time}")
 
 
 # ------------------------------------------------------------------------------------------ sides
@@ -169,7 +189,7 @@ def probe(side: Side, timeout: float = 600.0) -> Side:
         last = next((ln for ln in reversed(r.stderr.strip().splitlines()) if ln.strip()), f"exit {r.returncode}")
         raise UsageError(f"{side.name} environment ({side.label}) cannot import the project: {last.strip()[:300]}")
     data = json.loads(line[len("MILESTONES_PROBE"):])
-    return dataclasses.replace(side, env=data["env"], configs=data["configs"])
+    return dataclasses.replace(side, env=data["env"], configs=data["configs"], bursts=bool(data.get("bursts")))
 
 
 def make_sides(*, base_python: str | None, new_python: str | None, base_rev: str | None, new_rev: str | None,
@@ -226,6 +246,21 @@ def run_case(side: Side, case: Case, opts: Any, *, seed: int, workdir: Path):
     return launcher(side).run(spec)
 
 
+def uses_bursts(case: Case, sides: Sequence[Side], settings: Settings) -> bool:
+    """The burst protocol for this case: asked for, a speed case (the only kind with steps to time), and
+    every side's checkout has the burst worker (an older revision falls back to whole processes)."""
+    return settings.protocol == "bursts" and case.kind == "speed" and all(s.bursts for s in sides)
+
+
+def run_burst_round(sides: Sequence[Side], case: Case, opts: Any, settings: Settings, *, i: int, seed: int,
+                    workdir: Path) -> dict[str, Any]:
+    """THE seam of the burst protocol: one round of live processes, a CaseResult per side."""
+    specs = {s.name: case_spec(case, opts, seed=seed, workdir=workdir / s.name) for s in sides}
+    orders = [round_order(i + k) for k in range(settings.bursts)]
+    return ab_bursts.run_round({s.name: launcher(s) for s in sides}, specs, orders,
+                               burst_time=settings.burst_time, timeout=opts.timeout_for(case.scale))
+
+
 # ----------------------------------------------------------------------------------------- rounds
 def round_order(i: int) -> tuple[str, str]:
     """AB, BA, AB, ...: over any two consecutive rounds each side runs first once (ABBA)."""
@@ -243,6 +278,11 @@ def clean_median(rec: RunRecord, metric: str) -> float | None:
 
 
 def round_log_ratio(base: RunRecord, new: RunRecord, metric: str) -> float | None:
+    """The round's log ratio: the trimmed mean of its burst pairs' ratios (burst protocol), or the ratio
+    of the two processes' medians."""
+    per_burst = ab_bursts.burst_log_ratios(base, new, metric)
+    if per_burst is not None:
+        return ab_bursts.trimmed_mean(per_burst) if per_burst else None
     a, b = clean_median(base, metric), clean_median(new, metric)
     return None if a is None or b is None else math.log(b / a)
 
@@ -354,7 +394,7 @@ def _record(side: Side, case: Case, run: Any, *, run_id: str, entry: Any, opts: 
     rec.info["ab"] = {"side": side.name, "round": i, "pair": f"{case.slug}/r{i}", "order": round_order(i).index(side.name),
                       "label": side.label, "rev": side.rev, "python": side.python,
                       "max_rounds": settings.max_rounds, "threshold": settings.threshold, "alpha": settings.alpha,
-                      "metrics": list(settings.metrics)}
+                      "metrics": list(settings.metrics), "protocol": "bursts" if ab_bursts.sizes(rec) else "processes"}
     return dataclasses.replace(rec, record_id=f"{run_id}/{side.name}/{case.slug}/r{i}")
 
 
@@ -469,9 +509,17 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
             for case in open_cases:
                 entry = registry.config(case.config)
                 recs: dict[str, RunRecord] = {}
-                for name in round_order(i):
+                runs: dict[str, Any] = {}
+                if uses_bursts(case, sides, settings):
                     with tempfile.TemporaryDirectory(prefix="case-", dir=work) as tmp:
-                        run = run_case(by_name[name], case, opts, seed=opts.seed, workdir=Path(tmp))
+                        runs = run_burst_round([by_name[n] for n in round_order(i)], case, opts, settings, i=i,
+                                               seed=opts.seed, workdir=Path(tmp))
+                for name in round_order(i):
+                    if name in runs:
+                        run = runs[name]
+                    else:
+                        with tempfile.TemporaryDirectory(prefix="case-", dir=work) as tmp:
+                            run = run_case(by_name[name], case, opts, seed=opts.seed, workdir=Path(tmp))
                     rec = _record(by_name[name], case, run, run_id=run_id, entry=entry, opts=opts, i=i,
                                   seed=opts.seed, settings=settings)
                     path = store.write_record(folder / f"r{i:04d}-{name}", rec)
@@ -608,7 +656,9 @@ def clean_leftovers(repo: Path | None, tmp: Path | None = None) -> list[str]:
 
 
 def _add_round(tracks: list[Track], case: Case, recs: dict[str, RunRecord], settings: Settings) -> None:
-    bad = next((r for r in (recs["base"], recs["new"]) if r.status != "ok"), None)
+    # The side that failed, before one skipped only because its partner failed (burst rounds).
+    bad = next((r for r in sorted((recs["base"], recs["new"]), key=lambda r: r.status == "skipped")
+                if r.status != "ok"), None)
     if bad is not None:
         side = bad.info["ab"]["side"]
         why = f"{side} side {bad.status}: {(bad.error or '')[:200]}"

@@ -37,13 +37,14 @@ def test_round_order_alternates_abba():
 
 
 @pytest.mark.slow
-def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, tmp_path):
+@pytest.mark.parametrize("protocol", ["bursts", "processes"])
+def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, tmp_path, protocol):
     slow = _wrapper(tmp_path, "py-slow", "AB_FACTOR=2")
     out = tmp_path / "res"
     env = {"MILESTONES_EXTRA_SUITES": SUITES}
     # The step sleeps: its wall time is the planted quantity (its CPU time is ~0).
     r = cli("ab", "abfake-step", "--new-python", slow, "--device", "cpu", "--max-rounds", "2", "--out", str(out),
-            "--metric", "*.step_time",
+            "--metric", "*.step_time", "--protocol", protocol, "--bursts", "4",
             "--format", "json", "--fail-on", "regression", env=env, timeout=600)
     assert r.returncode == 1, r.stderr
     res = json.loads(r.stdout)
@@ -57,8 +58,11 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
         == [(0, 0), (1, 1)]
     # Each round's processes come from fork servers started for that round (a server's forks share its
     # memory layout, which biased one side of an A/A pair by 16% in every round).
+    assert {x["info"]["ab"]["protocol"] for x in recs} == {protocol}
+    if protocol == "bursts":  # fresh interpreters each round, 4 bursts per side
+        assert all(len(x["info"]["bursts"]["sizes"]) == 4 and x["info"]["process_start"] == "interpreter" for x in recs)
     servers = {(x["info"]["ab"]["round"], x["info"]["ab"]["side"]): x["info"].get("fork_server_pid") for x in recs}
-    if sys.platform == "linux":  # where cases are forked
+    if sys.platform == "linux" and protocol == "processes":  # where cases are forked
         assert all(servers.values()), servers
         assert servers[(0, "base")] != servers[(1, "base")] and servers[(0, "new")] != servers[(1, "new")]
     run = Path(res["folder"])
@@ -85,7 +89,10 @@ def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp
     (row,) = json.loads(r.stdout)["rows"]
     assert row["verdict"] == "not comparable" and "new side failed" in row["reason"]
     statuses = sorted((x["info"]["ab"]["side"], x["status"]) for x in _records(out))
-    assert statuses == [("base", "ok"), ("new", "failed")]  # it stopped after the first round
+    # It stopped after the first round; the base side's live process was not timed without a partner.
+    assert statuses == [("base", "skipped"), ("new", "failed")]
+    base = next(x for x in _records(out) if x["info"]["ab"]["side"] == "base")
+    assert "not timed: the new side failed" in base["error"] and "injected failure" in base["error"]
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -385,7 +385,7 @@ def test_a_clear_regression_stops_at_the_first_look_with_every_record_written(mo
     assert seen[3][1].parent.name == "r0001-base" and rec.record_id == f"{res.run_id}/base/{CASE.slug}/r1"
     assert rec.info["ab"] == {"side": "base", "round": 1, "pair": f"{CASE.slug}/r1", "order": 1,
                               "label": "label-base", "rev": "abc123", "python": ".../base", "max_rounds": 16,
-                              "threshold": 0.05, "alpha": 0.01, "metrics": ["*.cpu_time"]}
+                              "threshold": 0.05, "alpha": 0.01, "metrics": ["*.cpu_time"], "protocol": "processes"}
     assert rec.suite_version == "v7" and rec.info["repeat_index"] == 1 and rec.info["seed"] == 3
     head, rows = summary(res.folder)
     assert head == {"run_id": res.run_id, "rounds": 6, "stop": "conclusive", "elapsed_s": 120.0}

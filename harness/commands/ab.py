@@ -75,7 +75,9 @@ def cmd_ab(args: argparse.Namespace) -> int:
     else:
         settings = ab.Settings(metrics=tuple(args.metric or ab.DEFAULT_METRICS),
                                threshold=parse_percent(args.threshold), alpha=args.alpha,
-                               max_rounds=args.max_rounds, max_time=args.max_time)
+                               max_rounds=args.max_rounds, max_time=args.max_time, protocol=args.protocol,
+                               **{k: v for k, v in (("bursts", args.bursts), ("burst_time", args.burst_time))
+                                  if v is not None})
         device = runner.resolve_device(args.device)
         # One thread per case on a CPU: a 2-thread step's CPU time is not contention-proof (OpenMP threads
         # spin while a sibling is descheduled: 32 ms became 550 ms of CPU time when a neighbour started).
@@ -197,6 +199,12 @@ def register(sub) -> None:
                    help="chance of a false call over all metrics and looks (default 0.01)")
     p.add_argument("--max-rounds", type=_positive_int, default=256, help="budget: rounds (default 256)")
     p.add_argument("--max-time", type=_positive_float, default=600.0, help="budget: seconds (default 600)")
+    p.add_argument("--protocol", choices=("bursts", "processes"), default="bursts",
+                   help="bursts (default): a round keeps both sides' processes alive and alternates short bursts "
+                        "of steps between them; processes: one whole case process per side and round (what "
+                        "non-speed cases and revisions without the burst worker always use)")
+    p.add_argument("--bursts", type=_positive_int, help="burst pairs per round (default 10)")
+    p.add_argument("--burst-time", type=_positive_float, help="seconds of steps per burst (default 0.2)")
     p.add_argument("--out", default="results", help="results folder (default results)")
     p.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     p.add_argument("--fail-on", choices=("regression", "never"), default="never",

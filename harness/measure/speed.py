@@ -7,6 +7,8 @@ Imports only measure/ modules and the record types below it; never the context, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,31 +173,39 @@ def _compile_metrics(label: str, cost: dict[str, Any], samples: tuple[float, ...
     return out
 
 
-def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric], dict[str, Any], dict[str, Any]]:
-    """Measure every step of a plan in order, in the settings' execution mode; add the model's parameter
-    count and the suite's own figures. Returns (metrics, artifacts, info).
+@contextmanager
+def in_mode(plan: SpeedPlan, ms: MeasureSettings, artifacts: dict[str, Any], info: dict[str, Any]) -> Iterator[SpeedPlan]:
+    """The plan in the settings' execution mode, its precision flags held while the block runs; what was
+    done goes into `info["execution_mode"]`. Shared by the standard measurement and `ab`'s burst worker.
 
-    Raises modes.ModeUnsupported when the mode cannot run this plan on this device (a skipped case)."""
+    Raises modes.ModeUnsupported when the mode cannot run this plan on this device."""
     mode = modes.Mode.parse(ms.mode)
-    metrics: dict[str, Metric] = {}
-    artifacts: dict[str, Any] = dict(plan.artifacts)
-    info = dict(plan.info)
     if mode != modes.Mode():
         why = modes.unsupported_reason(mode, ms.device, plan)
         if why:
             raise modes.ModeUnsupported(why)
-    before = [] if ms.on_gpu else canary.sample()
     with modes.precision_flags(mode):
-        steps = plan.steps
         if mode != modes.Mode():
             plan, info["execution_mode"] = modes.apply_eager(plan, mode, ms.device)
-            steps = plan.steps
         if mode.compiled:
             # FLOPs are counted on the eager step: FlopCounterMode cannot see inside a compiled graph.
             steps = tuple(_with_eager_flops(s, artifacts) for s in plan.steps)
             plan, how = modes.apply_compile(dataclasses.replace(plan, steps=steps), mode)
             info["execution_mode"].update(how)
-            steps = plan.steps
+        yield plan
+
+
+def measure_plan(plan: SpeedPlan, ms: MeasureSettings) -> tuple[dict[str, Metric], dict[str, Any], dict[str, Any]]:
+    """Measure every step of a plan in order, in the settings' execution mode; add the model's parameter
+    count and the suite's own figures. Returns (metrics, artifacts, info).
+
+    Raises modes.ModeUnsupported when the mode cannot run this plan on this device (a skipped case)."""
+    metrics: dict[str, Metric] = {}
+    artifacts: dict[str, Any] = dict(plan.artifacts)
+    info = dict(plan.info)
+    before = [] if ms.on_gpu else canary.sample()
+    with in_mode(plan, ms, artifacts, info) as plan:
+        steps = plan.steps
         for step in steps:
             m, a = measure_step(step, ms)
             metrics.update(m)
