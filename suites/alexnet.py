@@ -32,6 +32,8 @@ from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.suites._data import sgd_on_random_batches
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 from milestones.suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -221,15 +223,6 @@ def architecture_figures(cfg: AlexNetConfig) -> tuple[int, int, int]:
     return count_params(model), sum(units), flops // 2  # FlopCounterMode: 2 FLOPs per multiply-add
 
 
-def _rel_check(m: api.Metrics, info: dict, name: str, unit: str, value: float, paper: float | None, tol: float) -> None:
-    if paper is None:
-        return
-    rel = value / paper - 1
-    m.single(f"{name}_rel_error", "fraction", abs(rel))
-    m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= tol))
-    info[f"paper_{name}"], info[f"{name}_tolerance"] = paper, tol
-
-
 @SUITE.kind("fidelity", metrics=("params", "neurons", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     params, neurons, macs = architecture_figures(cfg)
@@ -238,17 +231,18 @@ def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     m.single("neurons", "count", neurons)
     m.single("macs", "MAC/image", macs)
     info: dict = {"image_size": cfg.image_size, "variant": cfg.variant}
-    _rel_check(m, info, "params", "count", params, cfg.paper_params, cfg.params_tolerance)
-    _rel_check(m, info, "neurons", "count", neurons, cfg.paper_neurons, cfg.neurons_tolerance)
-    _rel_check(m, info, "macs", "MAC/image", macs, cfg.paper_macs, cfg.macs_tolerance)
+    for name, ours, paper, tol in (("params", params, cfg.paper_params, cfg.params_tolerance),
+                                   ("neurons", neurons, cfg.paper_neurons, cfg.neurons_tolerance),
+                                   ("macs", macs, cfg.paper_macs, cfg.macs_tolerance)):
+        if against_paper(m, info, name, ours, paper, tol):
+            info[f"{name}_tolerance"] = tol  # one tolerance per figure here
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("params", "macs", "train.*", "infer.*",))
 def speed(cfg: AlexNetConfig, ctx: CaseContext) -> api.SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     model = build(cfg).to(ctx.torch_device, ctx.torch_dtype)
     # Sec. 5: SGD, momentum 0.9, weight decay 0.0005
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -591,8 +585,7 @@ def _alexnet_splits(cfg: AlexNetTrainConfig, ctx: CaseContext):
 def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
 
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"AlexNet ({cfg.variant}) ImageNet training ({cfg.epochs} epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, lambda c: f"AlexNet ({c.variant}) ImageNet training ({c.epochs} epochs)")
     train_s, test_s, classes = _alexnet_splits(cfg, ctx)
     seed = ctx.quality_seeds(1)[0]
     b, dev = ctx.batch_size, ctx.torch_device

@@ -544,8 +544,7 @@ TABLE2_CLAIM = api.claim_text(
             metrics=("probe_accuracy", "probe_accuracy.*", "svhn_test_error", "svm_c",))
 @_paper.paper_case
 def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"DCGAN training for the {cfg.task} feature experiment")
+    cfg, over = _paper.prepare(cfg, ctx, f"DCGAN training for the {cfg.task} feature experiment")
     data = _dcgan_data(cfg, ctx)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     accs, cs, curves = [], [], {}

@@ -483,8 +483,7 @@ def train_gan_paper(cfg: GANPaperConfig, ctx: CaseContext, seed: int, fold: int,
 @SUITE.kind("quality", params=GANPaperConfig, metrics=("parzen_ll", "parzen_ll.*", "parzen_ll_se", "parzen_sigma",))
 @_paper.paper_case
 def gan_paper_quality(cfg: GANPaperConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"GAN training on {cfg.dataset.upper()} ({cfg.epochs} epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, lambda c: f"GAN training on {c.dataset.upper()} ({c.epochs} epochs)")
     seeds = ctx.quality_seeds(cfg.n_seeds)
     folds = cfg.folds if cfg.dataset == "tfd" else (0,)
     ll: list[float] = []

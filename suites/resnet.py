@@ -22,11 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from milestones.harness import suite_api as api
-from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.context import CaseContext
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.ranks import data_parallel
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("resnet", title="Deep Residual Learning for Image Recognition", arxiv="1512.03385", year=2015)
 
@@ -251,11 +253,7 @@ def fidelity(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     m.single("macs", "MAC/image", macs)
     info: dict = {"image_size": cfg.image_size}
     for name, ours, paper in (("macs", macs, cfg.paper_macs), ("params", params, cfg.paper_params)):
-        if paper:
-            rel = ours / paper - 1
-            m.single(f"{name}_rel_error", "fraction", abs(rel))
-            m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-            info[f"paper_{name}"] = paper
+        against_paper(m, info, name, ours, paper, cfg.tolerance)
     info["tolerance"] = cfg.tolerance
     return CaseOutput(metrics=m, info=info)
 
@@ -271,8 +269,7 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
 
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: ResNetConfig, ctx: CaseContext) -> api.SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     # DistributedDataParallel under `milestones run --nproc N`; the plain model otherwise.
     model = data_parallel(build(cfg).to(ctx.torch_device, ctx.torch_dtype))
     # SGD with momentum 0.9 and weight decay 1e-4, as in Sec. 3.4
@@ -493,7 +490,6 @@ DEPTH_GAINS = api.claim_text(
     strength=api.WEAKER, tests="on CIFAR-10 (Fig. 6, middle): ResNet-{rd} beats ResNet-{rs}, any margin")
 
 CIFAR_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}  # test error %, Table 6
-apply_overrides = _paper.apply_overrides
 
 
 @dataclass(frozen=True)
@@ -583,8 +579,7 @@ def load_cifar_for(cfg, ctx: CaseContext) -> tuple[torch.Tensor, ...]:
             metrics=("test_error", "test_error.*", "train_error.*", "degradation_observed", "claim_held",))
 @_paper.paper_case
 def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, "CIFAR-10 training at the paper's schedule (64k iterations)")
+    cfg, over = _paper.prepare(cfg, ctx, "CIFAR-10 training at the paper's schedule (64k iterations)")
     data = load_cifar_for(cfg, ctx)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     per: dict[str, dict[str, list]] = {}
@@ -686,8 +681,7 @@ class ImageNetTrainConfig(api.Params):
 def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
 
-    cfg, over = apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"ResNet-{cfg.depth} ImageNet training (90 epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, f"ResNet-{cfg.depth} ImageNet training (90 epochs)")
     train_s, val_s, classes = _paper.imagenet_splits(ctx)
     if cfg.n_train:
         train_s = train_s[:cfg.n_train]
