@@ -312,7 +312,6 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
              "steps_to_target", "seconds_to_target", "train_seconds")
     out: dict[str, list[float]] = {k: [] for k in names}
     curves: dict[str, dict[str, list[float]]] = {}
-    missing_ttq = 0
     for seed in seeds:
         torch.manual_seed(seed)
         g, d = build(cfg)
@@ -333,17 +332,9 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
             trainer, cfg.steps, cfg.eval_every, 20, ctx, seed, fd_target=cfg.fd_target,
             fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(ev.to_digit_pixels(
                 trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)))
-        log, losses = run.log, run.losses
-        out["train_seconds"].append(run.seconds)
+        run.record(out)
         evaluate("probe_accuracy", "")
-        if log.step_to_target is not None:
-            out["steps_to_target"].append(log.step_to_target)
-            out["seconds_to_target"].append(log.seconds_to_target)
-        else:
-            missing_ttq += 1
-        curves[f"dcgan.seed{seed}.losses"] = api.curve("dcgan", seed, losses["step"], d_loss=losses["d_loss"],
-                                                       g_loss=losses["g_loss"])
-        curves[f"dcgan.seed{seed}"] = api.curve("dcgan", seed, log.steps, fd=log.values, seconds=log.seconds)
+        curves.update(run.curves("dcgan", seed))
         ctx.seed_done(seed, {"probe_accuracy": out["probe_accuracy"][-1], "fd": out["fd"][-1]})
     m = api.Metrics()
     for k, u in (("probe_accuracy", "fraction"), ("probe_accuracy.random_d", "fraction"), ("fd", "fd"),
@@ -357,13 +348,7 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
         m.add(f"claim_held.{cid}", "bool", held[cid], note=ct.rule.format(steps=cfg.steps))
     m.add("claim_held", "bool", [a * b for a, b in zip(held["probe"], held["generator"])], note="per seed: both")
     claims = [ct.make(held[cid], seeds, ctx.case.scale, steps=cfg.steps) for cid, ct in texts.items()]
-    for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
-        if out[k]:
-            note = f"{missing_ttq} of {len(seeds)} seeds did not reach the target" if missing_ttq else None
-            m.add(k, u, out[k], note=note)
-        else:
-            m.missing(k, u, f"FD target {cfg.fd_target} (our own proxy target) not reached "
-                            f"in {cfg.steps} steps" if cfg.fd_target else "no FD target set")
+    ev.time_to_target_metrics(m, out, len(seeds), cfg.fd_target, cfg.steps)
     m.single("fd.real_train", "fd", evaluator.fd(evaluator.splits.train),
              note="FD of real training images vs the test images, through the same 16x16 round trip (the floor)")
     m.single("classifier_accuracy", "fraction", evaluator.accuracy(),
