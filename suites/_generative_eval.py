@@ -247,6 +247,20 @@ GENERATOR_RULE = ("per seed: after {steps} steps, the trained generator's sample
                   "generator before training")
 
 
+def time_to_target_metrics(m: Any, out: dict[str, list[float]], n_seeds: int, fd_target: float | None,
+                           steps: int) -> None:
+    """`steps_to_target` and `seconds_to_target` over the seeds that reached the FD target (a note counts the
+    seeds that did not); a missing metric with the reason where none did."""
+    missed = n_seeds - len(out["steps_to_target"])
+    why = (f"FD target {fd_target} (our own proxy target) not reached in {steps} steps" if fd_target is not None
+           else "no FD target set")
+    for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
+        if out[k]:
+            m.add(k, u, out[k], note=f"{missed} of {n_seeds} seeds did not reach the target" if missed else None)
+        else:
+            m.missing(k, u, why)
+
+
 @dataclass
 class AdversarialRun:
     """One seed's GAN training: the FD curve (TrainLog), the logged losses and the wall seconds."""
@@ -254,6 +268,22 @@ class AdversarialRun:
     log: Any
     losses: dict[str, list[float]]
     seconds: float
+
+    def record(self, out: dict[str, list[float]]) -> None:
+        """Appends this seed's training seconds to out["train_seconds"] and, where it reached the FD target,
+        its steps and seconds to out["steps_to_target"] and out["seconds_to_target"]."""
+        out["train_seconds"].append(self.seconds)
+        if self.log.step_to_target is not None:
+            out["steps_to_target"].append(self.log.step_to_target)
+            out["seconds_to_target"].append(self.log.seconds_to_target)
+
+    def curves(self, name: str, seed: int) -> dict[str, dict]:
+        """`{name}.seed{seed}.losses`: the D and G losses; `{name}.seed{seed}`: the FD and clock at each evaluation."""
+        from milestones.harness.suite_api import curve
+
+        return {f"{name}.seed{seed}.losses": curve(name, seed, self.losses["step"], d_loss=self.losses["d_loss"],
+                                                   g_loss=self.losses["g_loss"]),
+                f"{name}.seed{seed}": curve(name, seed, self.log.steps, fd=self.log.values, seconds=self.log.seconds)}
 
 
 def train_adversarial(trainer: Any, steps: int, eval_every: int, loss_every: int, ctx: Any, seed: int,

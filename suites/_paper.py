@@ -88,6 +88,15 @@ def apply_overrides(cfg, ctx: CaseContext, names: tuple[str, ...] = PAPER_OVERRI
     return (dataclasses.replace(cfg, **over) if over else cfg), over
 
 
+def prepare(cfg, ctx: CaseContext, what: str | Callable[[Any], str]):
+    """The opening of a paper-scale case: `apply_overrides`, then `require_paper_device`. `what` names the
+    run in the guard's reason; a function of the config is given the overridden one, so that the reason
+    names the run that was asked for (`--option epochs=2`: "2 epochs"). Returns (cfg, overrides)."""
+    cfg, over = apply_overrides(cfg, ctx)
+    require_paper_device(ctx, what if isinstance(what, str) else what(cfg))
+    return cfg, over
+
+
 # ------------------------------------------------------------------------------------- checkpoints
 def config_fingerprint(cfg: Any, **extra: Any) -> str:
     d = asdict(cfg) if is_dataclass(cfg) else dict(cfg)

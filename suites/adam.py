@@ -688,8 +688,8 @@ ADAM_CLAIMS = {
 @SUITE.kind("quality", params=AdamPaperConfig)
 @_paper.paper_case
 def adam_paper_quality(cfg: AdamPaperConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"the paper's {cfg.task} experiment ({cfg.epochs} epochs per optimizer and lr)")
+    cfg, over = _paper.prepare(cfg, ctx, lambda c: f"the paper's {c.task} experiment ({c.epochs} epochs per "
+                                                   "optimizer and lr)")
     data = _adam_data(cfg, ctx)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     grid = dict(cfg.lr_grid) if cfg.lr_grid else {k: _GRID[k] for k in PAPER_OPTIMIZERS[cfg.task]}

@@ -26,21 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from milestones.harness import suite_api as api
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import (
-    AS_STATED,
-    WEAKER,
-    Metrics,
-    Params,
-    SpeedPlan,
-    claim_text,
-    classifier_plan,
-    curve,
-)
 from milestones.suites._data import sgd_on_random_batches
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 from milestones.suites._vision_data import pretrained_imagenet_quality
 
 SUITE = register_suite("alexnet", title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -164,7 +157,7 @@ class AlexNetOWT(nn.Module):
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class AlexNetConfig(Params):
+class AlexNetConfig(api.Params):
     variant: str = "2012"  # "2012" (two columns, grouped convs) | "owt" (torchvision's single column)
     # The paper says 224x224x3 inputs, but 11x11 stride-4 kernels give the 55x55 maps of Fig. 2 only from
     # 227x227 (a well-known inconsistency); 227 reproduces every later layer size of Sec. 3.5.
@@ -230,34 +223,26 @@ def architecture_figures(cfg: AlexNetConfig) -> tuple[int, int, int]:
     return count_params(model), sum(units), flops // 2  # FlopCounterMode: 2 FLOPs per multiply-add
 
 
-def _rel_check(m: Metrics, info: dict, name: str, unit: str, value: float, paper: float | None, tol: float) -> None:
-    if paper is None:
-        return
-    rel = value / paper - 1
-    m.single(f"{name}_rel_error", "fraction", abs(rel))
-    m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= tol))
-    info[f"paper_{name}"], info[f"{name}_tolerance"] = paper, tol
-
-
 @SUITE.kind("fidelity", metrics=("params", "neurons", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
     params, neurons, macs = architecture_figures(cfg)
-    m = Metrics()
+    m = api.Metrics()
     m.single("params", "count", params)
     m.single("neurons", "count", neurons)
     m.single("macs", "MAC/image", macs)
     info: dict = {"image_size": cfg.image_size, "variant": cfg.variant}
-    _rel_check(m, info, "params", "count", params, cfg.paper_params, cfg.params_tolerance)
-    _rel_check(m, info, "neurons", "count", neurons, cfg.paper_neurons, cfg.neurons_tolerance)
-    _rel_check(m, info, "macs", "MAC/image", macs, cfg.paper_macs, cfg.macs_tolerance)
+    for name, ours, paper, tol in (("params", params, cfg.paper_params, cfg.params_tolerance),
+                                   ("neurons", neurons, cfg.paper_neurons, cfg.neurons_tolerance),
+                                   ("macs", macs, cfg.paper_macs, cfg.macs_tolerance)):
+        if against_paper(m, info, name, ours, paper, tol):
+            info[f"{name}_tolerance"] = tol  # one tolerance per figure here
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("params", "macs", "train.*", "infer.*",))
-def speed(cfg: AlexNetConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+def speed(cfg: AlexNetConfig, ctx: CaseContext) -> api.SpeedPlan:
+    skip_float16_on_cpu(ctx)
     model = build(cfg).to(ctx.torch_device, ctx.torch_dtype)
     # Sec. 5: SGD, momentum 0.9, weight decay 0.0005
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -265,7 +250,7 @@ def speed(cfg: AlexNetConfig, ctx: CaseContext) -> SpeedPlan:
     x = torch.randn(ctx.batch_size, 3, cfg.image_size, cfg.image_size, generator=g).to(ctx.torch_device, ctx.torch_dtype)
     y = torch.randint(0, cfg.num_classes, (ctx.batch_size,), generator=g).to(ctx.torch_device)
 
-    return classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
+    return api.classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
 
 
 # ------------------------------------------------------------------------------- quality (proxy scale)
@@ -285,7 +270,7 @@ PROXY_CONVS = (
 
 
 @dataclass(frozen=True)
-class AlexNetProxyConfig(Params):
+class AlexNetProxyConfig(api.Params):
     """The digits proxy net and data, shared by the two proxy experiments below."""
 
     image_size: int = 16
@@ -373,17 +358,17 @@ _FIG1_SENTENCE = ("A four-layer convolutional neural network with ReLUs (solid l
 _FIG1_RULE = ("per seed: ReLU reaches {target:.0%} training error at least {ratio:g}x sooner (in steps, each net "
               "at its fastest learning rate of {grid}) than tanh; a ReLU net that never reaches it in {max_steps} "
               "steps fails")
-FIG1 = claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1", _FIG1_RULE,
-                  strength=AS_STATED)
-FIG1_WEAKER = claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
-                         _FIG1_RULE, strength=WEAKER, tests="ReLU {ratio:g}x faster, not six times",
-                         variant="a config asking less than six times")
-DROPOUT = claim_text(
+FIG1 = api.claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
+                      _FIG1_RULE, strength=api.AS_STATED)
+FIG1_WEAKER = api.claim_text("alexnet", "relu_faster", _FIG1_SENTENCE, "Krizhevsky et al. 2012, Fig. 1, Sec. 3.1",
+                             _FIG1_RULE, strength=api.WEAKER, tests="ReLU {ratio:g}x faster, not six times",
+                             variant="a config asking less than six times")
+DROPOUT = api.claim_text(
     "alexnet", "dropout_less_overfitting", "Without dropout, our network exhibits substantial overfitting.",
     "Krizhevsky et al. 2012, Sec. 4.2 (dropout: Hinton et al. 2012)",
     "per seed: after {steps} steps on {n} training images, the test-minus-train error gap without dropout is "
     "substantial (at least {substantial:.0%}) and smaller with dropout {p:g} in the FC layers",
-    strength=AS_STATED)
+    strength=api.AS_STATED)
 
 
 def relu_tanh_decision(relu_steps: list[int | None], tanh_steps: list[int | None], max_steps: int,
@@ -432,7 +417,7 @@ def relu_vs_tanh(cfg: ReluVsTanhConfig, ctx: CaseContext) -> CaseOutput:
             curves[f"{act}.seed{seed}"] = curve_of(act, seed, curve)
         ctx.seed_done(seed, {f"steps_to_target.{a}": per[a]["steps"][-1] for a in per})
     ratios, held = relu_tanh_decision(per["relu"]["steps"], per["tanh"]["steps"], cfg.max_steps, cfg.claim_ratio)
-    m = Metrics()
+    m = api.Metrics()
     for act in ("relu", "tanh"):
         reached = [s for s in per[act]["steps"] if s is not None]
         note = None if len(reached) == len(seeds) else f"{len(seeds) - len(reached)} seed(s) did not reach the target"
@@ -486,7 +471,7 @@ def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
             r["loss_gap"].append(te_loss - tr_loss)
             curves[f"{name}.seed{seed}"] = curve_of(name, seed, curve)
         ctx.seed_done(seed, {f"generalization_gap.{k}": res[k]["gap"][-1] for k in res})
-    m = Metrics()
+    m = api.Metrics()
     for name, r in res.items():
         m.add(f"train_accuracy.{name}", "fraction", r["train_acc"])
         m.add(f"test_accuracy.{name}", "fraction", r["test_acc"])
@@ -505,7 +490,7 @@ def dropout_gap(cfg: DropoutConfig, ctx: CaseContext) -> CaseOutput:
 
 def curve_of(model: str, seed: int, c: dict[str, list]) -> dict:
     """A dict of step and series lists as a named-series curve."""
-    return curve(model, seed, c["step"], **{k: v for k, v in c.items() if k != "step"})
+    return api.curve(model, seed, c["step"], **{k: v for k, v in c.items() if k != "step"})
 
 
 # ------------------------------------------------------------------------------- quality (paper scale)
@@ -527,20 +512,19 @@ def pretrained_quality(cfg: AlexNetConfig, ctx: CaseContext) -> CaseOutput:
 # ---- paper scale (issue 14): training on ImageNet (Tables 1-2), the 2012 two-column net and the OWT net
 # ---------------------------------------------------------------------------------------------------------
 from milestones.harness.ranks import data_parallel  # noqa: E402
-from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 
 # (top-1, top-5) error %, 10 patches and 1 patch: Table 1 (ILSVRC-2010 test; the 1-patch pair from Sec. 6's
 # footnote) and Table 2 (ILSVRC-2012 val, 1 CNN).
-TABLE_ERROR = claim_text(
+TABLE_ERROR = api.claim_text(
     "alexnet", "alexnet-{year}-{proto}-patch", "{net}: {p1}% top-1 and {p5}% top-5 error (ILSVRC-{year} {split}, "
-    "{patches})", "{src}", "top-1 error <= {p1} + 1.0", strength=WEAKER, tests="top-1 only, within 1 point",
+    "{patches})", "{src}", "top-1 error <= {p1} + 1.0", strength=api.WEAKER, tests="top-1 only, within 1 point",
     quoted=False)
 ALEXNET_PAPER = {"2010": {"ten": (37.5, 17.0), "one": (39.0, 18.3)}, "2012": {"ten": (40.7, 18.2)}}
 
 
 @dataclass(frozen=True)
-class AlexNetTrainConfig(Params):
+class AlexNetTrainConfig(api.Params):
     """Sec. 5: SGD, batch 128, momentum 0.9, weight decay 5e-4, N(0, 0.01) weights with the paper's unit
     biases, lr 0.01 divided by 10 when the validation error stops improving (three times), ~90 epochs.
     Sec. 4.1: random 224 patches of the central 256x256 and their reflections, PCA colour noise (std 0.1).
@@ -601,8 +585,7 @@ def _alexnet_splits(cfg: AlexNetTrainConfig, ctx: CaseContext):
 def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
 
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"AlexNet ({cfg.variant}) ImageNet training ({cfg.epochs} epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, lambda c: f"AlexNet ({c.variant}) ImageNet training ({c.epochs} epochs)")
     train_s, test_s, classes = _alexnet_splits(cfg, ctx)
     seed = ctx.quality_seeds(1)[0]
     b, dev = ctx.batch_size, ctx.torch_device
@@ -643,7 +626,7 @@ def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutp
                              f"{name} seed {seed}, {steps} steps at batch {b}")
     res = _paper.train(ctx, ckpt, modules={"model": model}, optimizers={"sgd": opt}, steps=steps, step_fn=step_fn,
                        lr_fn=lr_fn, eval_fn=eval_fn, eval_every=per_epoch, ckpt_every=cfg.ckpt_every, tag=name)
-    m = Metrics()
+    m = api.Metrics()
     results = {}
     for tag, proto in (("", ten), (".one_patch", center)):
         r = evaluate(model, test_s, proto, dev, batch_size=max(1, min(b, 256) // (10 if tag == "" else 1)),
@@ -668,9 +651,9 @@ def alexnet_train_quality(cfg: AlexNetTrainConfig, ctx: CaseContext) -> CaseOutp
             "lr_plateaus_judged_on": plateau_on,
             "lr_drops": sum(1 for a, c in zip(res.evals, res.evals[1:]) if c["lr"] < a["lr"]),
             "resumed_from": res.resumed_from, "train_seconds": res.seconds}
-    arts = {"curves": {f"{name}.seed{seed}": curve(name, seed, [e["step"] for e in res.evals],
-                                                   top1_error=[e["top1_error"] for e in res.evals],
-                                                   lr=[e["lr"] for e in res.evals])}}
+    arts = {"curves": {f"{name}.seed{seed}": api.curve(name, seed, [e["step"] for e in res.evals],
+                                                       top1_error=[e["top1_error"] for e in res.evals],
+                                                       lr=[e["lr"] for e in res.evals])}}
     return CaseOutput(metrics=m, info=info, artifacts=arts)
 
 

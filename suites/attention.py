@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.context import CaseContext
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, claim_text, curve_table
 from milestones.suites import _translation as T
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("attention", title="Neural Machine Translation by Jointly Learning to Align and Translate",
                        arxiv="1409.0473", year=2014)
@@ -209,8 +210,7 @@ def fidelity(cfg: AttentionConfig, ctx: CaseContext) -> CaseOutput:
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: AttentionConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     model = build(cfg).to(ctx.torch_device)
     # Adadelta with rho 0.95, eps 1e-6 (Sec. 4.2 / appendix; the constants are unconfirmed in our reference)
     opt = torch.optim.Adadelta(model.parameters(), rho=0.95, eps=1e-6)

@@ -29,6 +29,8 @@ from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, Step, claim_text, curve
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("bert", title="BERT: Pre-training of Deep Bidirectional Transformers for Language "
                                      "Understanding", arxiv="1810.04805", year=2018)
@@ -231,11 +233,7 @@ def fidelity(cfg: BertConfig, ctx: CaseContext) -> CaseOutput:
              note=f"FlopCounterMode, {cfg.seq_len} tokens, with the MLM head")
     m.single("encoder_flops_per_token", "FLOP/token", f["encoder_flops"] / cfg.seq_len, higher_is_better=False)
     info = {"seq_len": cfg.seq_len, "tolerance": cfg.tolerance}
-    if cfg.paper_params:
-        rel = f["params"] / cfg.paper_params - 1
-        m.single("params_rel_error", "fraction", abs(rel))
-        m.single("params_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-        info["paper_params"] = cfg.paper_params
+    against_paper(m, info, "params", f["params"], cfg.paper_params, cfg.tolerance)
     return CaseOutput(metrics=m, info=info)
 
 
@@ -253,8 +251,7 @@ def synthetic_pretraining_batch(a: BertArch, batch: int, seq_len: int, mask_prob
 
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: BertConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     a = cfg.arch
     model = Bert(a).to(ctx.torch_device, ctx.torch_dtype)
     steps: list[Step] = []

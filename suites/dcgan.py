@@ -30,20 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from milestones.harness import suite_api as api
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import (
-    AS_STATED,
-    WEAKER,
-    Metrics,
-    Params,
-    SpeedPlan,
-    Step,
-    claim_text,
-    curve,
-)
 from milestones.suites import _generative_eval as ev
 
 SUITE = register_suite("dcgan", title="Unsupervised Representation Learning with Deep Convolutional Generative "
@@ -118,7 +109,7 @@ def init_weights(m: nn.Module) -> None:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class DCGANConfig(Params):
+class DCGANConfig(api.Params):
     image_size: int = 64
     nc: int = 3
     z_dim: int = 100
@@ -192,7 +183,7 @@ def fidelity(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
     bn_in_d_input = any(isinstance(m, nn.BatchNorm2d) for m in d.blocks[0])
     pooling = any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in (*g.modules(), *d.modules()))
     fc = any(isinstance(m, nn.Linear) for m in (*g.modules(), *d.modules()))
-    m = Metrics()
+    m = api.Metrics()
     m.single("params.generator", "count", pg)
     m.single("params.discriminator", "count", pd)
     # Shapes and checks against the guidelines: neither direction of a shape is better.
@@ -252,7 +243,7 @@ class DCGANTrainer:
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
-def speed(cfg: DCGANConfig, ctx: CaseContext) -> SpeedPlan:
+def speed(cfg: DCGANConfig, ctx: CaseContext) -> api.SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} DCGAN training is measured on a GPU only; use float32 on the CPU")
     torch.manual_seed(ctx.seed)
@@ -263,11 +254,11 @@ def speed(cfg: DCGANConfig, ctx: CaseContext) -> SpeedPlan:
     data = (torch.rand(ctx.batch_size * 2, cfg.nc, cfg.image_size, cfg.image_size, generator=gen,
                        device=ctx.torch_device) * 2 - 1).to(ctx.torch_dtype)
     trainer = DCGANTrainer(dataclasses.replace(cfg, batch_size=ctx.batch_size), g, d, data, gen)
-    m = Metrics()
+    m = api.Metrics()
     m.single("params.generator", "count", count_params(g))
     m.single("params.discriminator", "count", count_params(d))
-    return SpeedPlan(steps=(Step("train", trainer.step, ctx.batch_size, "images"),), metrics=m,
-                     info={"image_size": cfg.image_size, "note": "one step = one D update + one G update"})
+    return api.SpeedPlan(steps=(api.Step("train", trainer.step, ctx.batch_size, "images"),), metrics=m,
+                         info={"image_size": cfg.image_size, "note": "one step = one D update + one G update"})
 
 
 # -------------------------------------------------------------------------------------------- quality
@@ -277,22 +268,24 @@ def to_gan_pixels(x01: torch.Tensor, size: int) -> torch.Tensor:
     return x.clamp(0, 1) * 2 - 1
 
 
-PROBE = claim_text(
+PROBE = api.claim_text(
     "dcgan", "probe",
     "Additionally, we use the learned features for novel tasks - demonstrating their applicability as "
     "general image representations.",
     "Radford et al. 2015, Abstract (probe: Sec. 5.1)",
     "per seed: logistic regression on the trained D's conv features (each layer max-pooled to 4x4, "
     "concatenated) scores a higher test accuracy than on the same D before training",
-    strength=WEAKER, tests="only that trained features beat untrained ones under a linear probe, on 8x8 digits")
-GENERATOR = claim_text(
+    strength=api.WEAKER,
+    tests="only that trained features beat untrained ones under a linear probe, on 8x8 digits")
+GENERATOR = api.claim_text(
     "dcgan", "generator",
     "We propose a more stable set of architectures for training generative adversarial networks and we give "
     "evidence that adversarial networks learn good representations of images for supervised learning and "
     "generative modeling.",
     "Radford et al. 2015, Sec. 7 (Conclusion)",
     ev.GENERATOR_RULE,
-    strength=WEAKER, tests="only that training improves the generator over its untrained self (Parzen LL and FD)")
+    strength=api.WEAKER,
+    tests="only that training improves the generator over its untrained self (Parzen LL and FD)")
 
 
 def probe_beats_random(probe: list[float], probe_random: list[float]) -> list[float]:
@@ -319,7 +312,6 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
              "steps_to_target", "seconds_to_target", "train_seconds")
     out: dict[str, list[float]] = {k: [] for k in names}
     curves: dict[str, dict[str, list[float]]] = {}
-    missing_ttq = 0
     for seed in seeds:
         torch.manual_seed(seed)
         g, d = build(cfg)
@@ -340,19 +332,11 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
             trainer, cfg.steps, cfg.eval_every, 20, ctx, seed, fd_target=cfg.fd_target,
             fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(ev.to_digit_pixels(
                 trainer.sample(evaluator.n_fd, seed + 2000 + step), tanh_range=True)))
-        log, losses = run.log, run.losses
-        out["train_seconds"].append(run.seconds)
+        run.record(out)
         evaluate("probe_accuracy", "")
-        if log.step_to_target is not None:
-            out["steps_to_target"].append(log.step_to_target)
-            out["seconds_to_target"].append(log.seconds_to_target)
-        else:
-            missing_ttq += 1
-        curves[f"dcgan.seed{seed}.losses"] = curve("dcgan", seed, losses["step"], d_loss=losses["d_loss"],
-                                                   g_loss=losses["g_loss"])
-        curves[f"dcgan.seed{seed}"] = curve("dcgan", seed, log.steps, fd=log.values, seconds=log.seconds)
+        curves.update(run.curves("dcgan", seed))
         ctx.seed_done(seed, {"probe_accuracy": out["probe_accuracy"][-1], "fd": out["fd"][-1]})
-    m = Metrics()
+    m = api.Metrics()
     for k, u in (("probe_accuracy", "fraction"), ("probe_accuracy.random_d", "fraction"), ("fd", "fd"),
                  ("fd.untrained", "fd"), ("parzen_ll", "nats"), ("parzen_ll.untrained", "nats"), ("train_seconds", "s")):
         m.add(k, u, out[k])
@@ -364,13 +348,7 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
         m.add(f"claim_held.{cid}", "bool", held[cid], note=ct.rule.format(steps=cfg.steps))
     m.add("claim_held", "bool", [a * b for a, b in zip(held["probe"], held["generator"])], note="per seed: both")
     claims = [ct.make(held[cid], seeds, ctx.case.scale, steps=cfg.steps) for cid, ct in texts.items()]
-    for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
-        if out[k]:
-            note = f"{missing_ttq} of {len(seeds)} seeds did not reach the target" if missing_ttq else None
-            m.add(k, u, out[k], note=note)
-        else:
-            m.missing(k, u, f"FD target {cfg.fd_target} (our own proxy target) not reached "
-                            f"in {cfg.steps} steps" if cfg.fd_target else "no FD target set")
+    ev.time_to_target_metrics(m, out, len(seeds), cfg.fd_target, cfg.steps)
     m.single("fd.real_train", "fd", evaluator.fd(evaluator.splits.train),
              note="FD of real training images vs the test images, through the same 16x16 round trip (the floor)")
     m.single("classifier_accuracy", "fraction", evaluator.accuracy(),
@@ -387,7 +365,6 @@ def quality(cfg: DCGANConfig, ctx: CaseContext) -> CaseOutput:
 # ---------------------------------------------------------------------------------------------------------
 # ---- paper scale (issue 14): Sec. 5.1 CIFAR-10 (Table 1) and Sec. 5.2 SVHN with 1000 labels (Table 2)
 # ---------------------------------------------------------------------------------------------------------
-from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 
 # Table 1's other rows (K-means, Exemplar CNN): cited beside ours, never trained here.
@@ -399,7 +376,7 @@ PAPER_32 = DCGANConfig(image_size=32, ngf=128, ndf=256)
 
 
 @dataclass(frozen=True)
-class DCGANFeaturesConfig(Params):
+class DCGANFeaturesConfig(api.Params):
     """DCGAN as a feature extractor: train the GAN unsupervised, then a regularised linear L2-SVM on the
     discriminator's features (every conv layer max-pooled to 4x4, concatenated).
 
@@ -538,22 +515,21 @@ def svm_eval(data: dict, feats, cs: Sequence[float], device) -> tuple[float, flo
     return float((pred == data["y_test"]).float().mean()), best, by_c
 
 
-TABLE1_CLAIM = claim_text(
+TABLE1_CLAIM = api.claim_text(
     "dcgan", "dcgan-table1-cifar10", "DCGAN (ours) + L2-SVM: 82.8% accuracy on CIFAR-10",
     "Radford et al. 2015, Table 1, Sec. 5.1", "test accuracy >= {rule_v:.1f}% (the paper's figure less 1 point)",
-    strength=AS_STATED, quoted=False)
-TABLE2_CLAIM = claim_text(
+    strength=api.AS_STATED, quoted=False)
+TABLE2_CLAIM = api.claim_text(
     "dcgan", "dcgan-table2-svhn", "DCGAN (ours) + L2-SVM: 22.48% test error on SVHN with 1000 labels",
     "Radford et al. 2015, Table 2, Sec. 5.2", "test error <= {limit:.2f}% (the paper's figure plus 1 point)",
-    strength=AS_STATED, quoted=False)
+    strength=api.AS_STATED, quoted=False)
 
 
 @SUITE.kind("quality", params=DCGANFeaturesConfig,
             metrics=("probe_accuracy", "probe_accuracy.*", "svhn_test_error", "svm_c",))
 @_paper.paper_case
 def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"DCGAN training for the {cfg.task} feature experiment")
+    cfg, over = _paper.prepare(cfg, ctx, f"DCGAN training for the {cfg.task} feature experiment")
     data = _dcgan_data(cfg, ctx)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     accs, cs, curves = [], [], {}
@@ -563,10 +539,11 @@ def dcgan_features_quality(cfg: DCGANFeaturesConfig, ctx: CaseContext) -> CaseOu
                              ctx.torch_device)
         accs.append(acc)
         cs.append(c)
-        curves[f"dcgan-{cfg.task}.seed{seed}"] = curve(f"dcgan-{cfg.task}", seed, res.loss_steps, d_loss=res.losses)
+        curves[f"dcgan-{cfg.task}.seed{seed}"] = api.curve(f"dcgan-{cfg.task}", seed, res.loss_steps,
+                                                           d_loss=res.losses)
         key = "probe_accuracy" if cfg.task == "cifar10" else "svhn_test_error"
         ctx.seed_done(seed, {key: acc if cfg.task == "cifar10" else 100 * (1 - acc)})
-    m = Metrics()
+    m = api.Metrics()
     if cfg.task == "cifar10":
         m.add("probe_accuracy", "fraction", accs, note="L2-SVM on D's 4x4-max-pooled features, CIFAR-10 test")
         for k, name in TABLE1_OTHERS.items():

@@ -30,22 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from milestones.harness import suite_api as api
 from milestones.harness.context import CaseContext
 from milestones.harness.errors import UsageError
 from milestones.harness.extras import require
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import (
-    AS_STATED,
-    WEAKER,
-    Metrics,
-    Params,
-    SpeedPlan,
-    Step,
-    claim_text,
-    curve,
-)
 
 SUITE = register_suite("dqn", title="Playing Atari with Deep Reinforcement Learning", arxiv="1312.5602", year=2013)
 
@@ -322,7 +313,7 @@ class ReplayMemory:
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class DQNConfig(Params):
+class DQNConfig(api.Params):
     # Units: the papers' "frames" are the frames the agent sees, one per action, i.e. agent steps
     # (Nature: 50M frames = "around 38 days of game experience" = 50M x 4 emulator frames at 60 Hz).
     # Every *_frames field below counts agent steps; emulator frames are frame_skip times more.
@@ -486,7 +477,7 @@ def fidelity(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         x = torch.empty(1, cfg.history, 84, 84)
     flops, _ = count_flops(lambda: model(x))
     params = count_params(model)
-    m = Metrics()
+    m = api.Metrics()
     m.single("params", "count", params)
     m.single("macs", "MAC/forward", flops // 2)
     if cfg.paper_params is not None:
@@ -598,7 +589,7 @@ def train(cfg: DQNConfig, seed: int, device: torch.device, ctx: CaseContext | No
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*", "act.*",))
-def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
+def speed(cfg: DQNConfig, ctx: CaseContext) -> api.SpeedPlan:
     env = AtariEnv(cfg.env, cfg.frame_skip, cfg.noop_max, cfg.history, seed=ctx.seed)
     learner = Learner(cfg, env.n_actions, ctx.torch_device, ctx.seed)
     # Learner: replay filled with random frames (speed does not depend on pixel values); one update
@@ -615,8 +606,8 @@ def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
     batch = replay.sample(ctx.batch_size)
     s = torch.as_tensor(batch[0], device=ctx.torch_device)
     fwd_bwd_flops, _ = count_flops(lambda: learner.q(s).sum().backward())
-    learner_step = Step("learner", lambda: learner.update(replay.sample(ctx.batch_size)), ctx.batch_size,
-                        "transitions", flops=fwd_bwd_flops)
+    learner_step = api.Step("learner", lambda: learner.update(replay.sample(ctx.batch_size)), ctx.batch_size,
+                            "transitions", flops=fwd_bwd_flops)
     # Actor: raw emulator frames/s (random actions, no preprocessing), then agent steps/s with the
     # preprocessing and the network choosing actions at eps = 0.05 (every step runs the network).
     raw = make_ale(cfg.env, ctx.seed)
@@ -640,13 +631,14 @@ def speed(cfg: DQNConfig, ctx: CaseContext) -> SpeedPlan:
     # The emulator runs on the CPU whatever the case's device; one raw step is one emulator frame. One agent
     # step is frame_skip emulator frames, so actor.throughput is in emulator frames/s.
     steps = (learner_step,
-             Step("env", raw_step, 1, "frames", count_flops=False, device="cpu",
-                  note="raw emulator frames, random actions, no preprocessing"),
-             Step("actor", agent_step, cfg.frame_skip, "frames",
-                  note=f"one agent step (preprocessing, network at eps {cfg.eval_eps}) = {cfg.frame_skip} frames"))
+             api.Step("env", raw_step, 1, "frames", count_flops=False, device="cpu",
+                      note="raw emulator frames, random actions, no preprocessing"),
+             api.Step("actor", agent_step, cfg.frame_skip, "frames",
+                      note=f"one agent step (preprocessing, network at eps {cfg.eval_eps}) = "
+                           f"{cfg.frame_skip} frames"))
     # The plan's steps run after this returns; the emulators are released with the case process.
-    return SpeedPlan(steps=steps, model=learner.q,
-                     info={"game": cfg.env, "n_actions": env.n_actions, "network": cfg.network})
+    return api.SpeedPlan(steps=steps, model=learner.q,
+                         info={"game": cfg.env, "n_actions": env.n_actions, "network": cfg.network})
 
 
 # ------------------------------------------------------------------------------------------- quality
@@ -657,25 +649,25 @@ def _mean_std(xs: list[float]) -> tuple[float, float]:
 
 _ABSTRACT_SENTENCE = ("We find that it outperforms all previous approaches on six of the games and surpasses a "
                       "human expert on three of them.")
-BEATS_RANDOM_ATARI = claim_text(
+BEATS_RANDOM_ATARI = api.claim_text(
     "dqn", "beats_random", _ABSTRACT_SENTENCE, "Mnih et al. 2013, Abstract and Table 1 (the Random row)",
     "per seed: over {episodes} evaluation episodes (eps {eps}, capped at {cap} agent steps), the trained agent's "
     "mean score exceeds the uniform random policy's by more than max(2 standard errors of the difference, 1 "
     "point), after {frames} agent steps of training on {env}",
-    strength=WEAKER, tests="only that the trained agent beats a random policy on {env}")
-BEATS_RANDOM_CARTPOLE = claim_text(
+    strength=api.WEAKER, tests="only that the trained agent beats a random policy on {env}")
+BEATS_RANDOM_CARTPOLE = api.claim_text(
     "dqn", "beats_random",
     "The model is a convolutional neural network, trained with a variant of Q-learning, whose input is raw "
     "pixels and whose output is a value function estimating future rewards.",
     "Mnih et al. 2013, Abstract (the learning method; CartPole is not one of the paper's games)",
-    BEATS_RANDOM_ATARI.rule, strength=WEAKER, tests="only that the learning method beats a random policy on "
+    BEATS_RANDOM_ATARI.rule, strength=api.WEAKER, tests="only that the learning method beats a random policy on "
     "CartPole's state vector, not pixels", variant="CartPole")
 # Table 1 of the 2013 paper, per game: (DQN average, DQN best episode, Human, Random); the same figures as
 # baselines/dqn.toml and docs/paper-figures.md (4a).
 TABLE1_2013 = {"BeamRider": (4092, 5184, 7456, 354), "Breakout": (168, 225, 31, 1.2), "Enduro": (470, 661, 368, 0),
                "Pong": (20, 21, -3, -20.4), "Qbert": (1952, 4500, 18900, 157), "Seaquest": (1705, 1740, 28010, 110),
                "SpaceInvaders": (581, 1075, 3690, 179)}
-TABLE1_CLAIM = claim_text(
+TABLE1_CLAIM = api.claim_text(
     "dqn", "dqn2013-table1-{env}",
     "DQN: {paper:g} average total reward on {env}, a human-normalised score of {paper_norm:.0f}% (Table 1: human "
     "{human:g}, random {random:g})",
@@ -683,7 +675,7 @@ TABLE1_CLAIM = claim_text(
     "per seed: our human-normalised score 100 x (agent - random) / (human - random), with the random policy "
     "measured in the same run and the human score from Table 1, is at least the paper's DQN's less {tol:g} "
     "points",
-    strength=AS_STATED, quoted=False)
+    strength=api.AS_STATED, quoted=False)
 
 
 def human_normalised(score: float, random: float, human: float) -> float | None:
@@ -732,15 +724,16 @@ def quality(cfg: DQNConfig, ctx: CaseContext) -> CaseOutput:
         claims.append(float(beats_random(agent, rand)))
         seconds.append(secs)
         per_seed[str(seed)] = {"agent_scores": agent, "random_scores": rand}
-        curves[f"dqn.seed{seed}.loss"] = curve("dqn", seed, c["loss"]["step"], loss=c["loss"]["loss"])
-        curves[f"dqn.seed{seed}"] = curve("dqn", seed, c["returns"]["step"], **{"return": c["returns"]["return"]})
+        curves[f"dqn.seed{seed}.loss"] = api.curve("dqn", seed, c["loss"]["step"], loss=c["loss"]["loss"])
+        curves[f"dqn.seed{seed}"] = api.curve("dqn", seed, c["returns"]["step"],
+                                              **{"return": c["returns"]["return"]})
         ctx.seed_done(seed, {"agent_score": agent_means[-1], "random_score": random_means[-1], "claim_held": claims[-1]})
     unit = "score/episode"
     fields = dict(episodes=cfg.eval_episodes, eps=cfg.eval_eps, cap=cfg.eval_max_steps, frames=cfg.train_frames,
                   env=cfg.env)
     text = BEATS_RANDOM_CARTPOLE if cfg.env == "CartPole" else BEATS_RANDOM_ATARI
     rule = text.rule.format(**fields)
-    m = Metrics()
+    m = api.Metrics()
     m.add("agent_score", unit, agent_means, note=f"mean over {cfg.eval_episodes} episodes per seed, eps={cfg.eval_eps}")
     m.add("best_episode_score", unit, best_episodes,
           note=f"the best of {cfg.eval_episodes} evaluation episodes per seed (Table 1's 'Best' rows)")

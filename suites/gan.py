@@ -306,7 +306,6 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
         "parzen_ll", "parzen_ll_se", "parzen_sigma", "parzen_ll.untrained", "fd", "fd.untrained",
         "steps_to_target", "seconds_to_target", "train_seconds")}
     curves: dict[str, dict[str, list[float]]] = {}
-    missing_ttq = 0
     for seed in seeds:
         torch.manual_seed(seed)
         g, d = build(cfg)
@@ -319,26 +318,18 @@ def quality(cfg: GANConfig, ctx: CaseContext) -> CaseOutput:
         run = ev.train_adversarial(
             trainer, cfg.steps, cfg.eval_every, 50, ctx, seed, fd_target=cfg.fd_target,
             fd_of_step=lambda step, trainer=trainer, seed=seed: evaluator.fd(_sample01(trainer, evaluator.n_fd, seed + 2000 + step)))
-        log, losses = run.log, run.losses
-        out["train_seconds"].append(run.seconds)
+        run.record(out)
         trained = _sample01(trainer, cfg.n_parzen_samples, seed + 1000)
         pz = evaluator.parzen(trained)
         out["parzen_ll"].append(pz.mean)
         out["parzen_ll_se"].append(pz.se)
         out["parzen_sigma"].append(pz.sigma)
         out["fd"].append(evaluator.fd(trained[:evaluator.n_fd]))
-        if log.step_to_target is not None:
-            out["steps_to_target"].append(log.step_to_target)
-            out["seconds_to_target"].append(log.seconds_to_target)
-        else:
-            missing_ttq += 1
-        curves[f"gan.seed{seed}.losses"] = curve("gan", seed, losses["step"], d_loss=losses["d_loss"],
-                                                 g_loss=losses["g_loss"])
-        curves[f"gan.seed{seed}"] = curve("gan", seed, log.steps, fd=log.values, seconds=log.seconds)
+        curves.update(run.curves("gan", seed))
         ctx.seed_done(seed, {"parzen_ll": out["parzen_ll"][-1], "fd": out["fd"][-1]})
     held = ev.generator_improves(out["parzen_ll"], out["parzen_ll.untrained"], out["fd"], out["fd.untrained"])
     rule = PROP2.rule.format(steps=cfg.steps)
-    m = _quality_metrics(out, cfg, missing_ttq, len(seeds), evaluator)
+    m = _quality_metrics(out, cfg, len(seeds), evaluator)
     m.add("claim_held", "bool", held, note=rule)
     return CaseOutput(metrics=m, artifacts={"curves": curves},
                       info={"seeds": list(seeds), "fd_target": cfg.fd_target, "fd_target_is": "our own proxy target",
@@ -357,21 +348,14 @@ def reference_metrics(m: Metrics, evaluator: ev.Evaluator, n: int) -> None:
     m.single("fd.real_train", "fd", evaluator.fd(real[:n]), note="FD of training images vs the test images (the floor)")
 
 
-def _quality_metrics(out: dict[str, list[float]], cfg, missing_ttq: int, n_seeds: int,
-                     evaluator: ev.Evaluator) -> Metrics:
+def _quality_metrics(out: dict[str, list[float]], cfg, n_seeds: int, evaluator: ev.Evaluator) -> Metrics:
     m = Metrics()
     for k, u in (("parzen_ll", "nats"), ("parzen_ll_se", "nats"), ("parzen_ll.untrained", "nats"), ("fd", "fd"),
                  ("fd.untrained", "fd"), ("train_seconds", "s")):
         m.add(k, u, out[k])
     # The Parzen window width chosen on the validation split: a setting, neither better nor worse.
     m.add("parzen_sigma", "value", out["parzen_sigma"], higher_is_better=False)
-    why = f"FD target {cfg.fd_target} (our own proxy target) not reached in {cfg.steps} steps"
-    for k, u in (("steps_to_target", "steps"), ("seconds_to_target", "s")):
-        if out[k]:
-            note = f"{missing_ttq} of {n_seeds} seeds did not reach the target" if missing_ttq else None
-            m.add(k, u, out[k], note=note)
-        else:
-            m.missing(k, u, why if cfg.fd_target is not None else "no FD target set")
+    ev.time_to_target_metrics(m, out, n_seeds, cfg.fd_target, cfg.steps)
     reference_metrics(m, evaluator, evaluator.n_fd)
     m.single("classifier_accuracy", "fraction", evaluator.accuracy(),
              note="test accuracy of the digits classifier whose features the FD uses")
@@ -483,8 +467,7 @@ def train_gan_paper(cfg: GANPaperConfig, ctx: CaseContext, seed: int, fold: int,
 @SUITE.kind("quality", params=GANPaperConfig, metrics=("parzen_ll", "parzen_ll.*", "parzen_ll_se", "parzen_sigma",))
 @_paper.paper_case
 def gan_paper_quality(cfg: GANPaperConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"GAN training on {cfg.dataset.upper()} ({cfg.epochs} epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, lambda c: f"GAN training on {c.dataset.upper()} ({c.epochs} epochs)")
     seeds = ctx.quality_seeds(cfg.n_seeds)
     folds = cfg.folds if cfg.dataset == "tfd" else (0,)
     ll: list[float] = []

@@ -35,6 +35,8 @@ from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, Step, claim_text, curve
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("gpt", title="Language Models are Few-Shot Learners", arxiv="2005.14165", year=2020)
 
@@ -268,11 +270,7 @@ def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
     m.single("train_compute.counted", "FLOP", c["counted_total"], higher_is_better=False)
     info = {"tolerance": cfg.tolerance, "train_tokens": cfg.train_tokens, "d_model": a.d_model,
             "layers": a.layers, "heads": a.heads, "n_ctx": a.n_ctx, "vocab_size": a.vocab_size}
-    if cfg.paper_params:
-        rel = c["params"] / cfg.paper_params - 1
-        m.single("params_rel_error", "fraction", abs(rel))
-        m.single("params_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-        info["paper_params"] = cfg.paper_params
+    against_paper(m, info, "params", c["params"], cfg.paper_params, cfg.tolerance)
     if cfg.paper_compute:
         for k, key in (("6nd", "six_n_d"), ("counted", "counted_total")):
             rel = c[key] / cfg.paper_compute - 1
@@ -284,8 +282,7 @@ def fidelity(cfg: GPTConfig, ctx: CaseContext) -> CaseOutput:
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: GPTConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     a = cfg.arch
     if cfg.seq_len > a.n_ctx or cfg.prompt_len + 1 > a.n_ctx:
         raise UsageError(f"seq_len {cfg.seq_len} / prompt_len {cfg.prompt_len} exceed n_ctx {a.n_ctx}")

@@ -41,6 +41,7 @@ from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, Step, claim_text
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("parallel", title="One weird trick for parallelizing convolutional neural networks",
                        arxiv="1404.5997", year=2014)
@@ -358,8 +359,7 @@ def _step_time_ratio(metrics) -> dict:
 
 @SUITE.kind("speed", params=ParallelConfig, metrics=("params", "hybrid.*", "dp.*", "hybrid_over_dp.*", "train.*",))
 def speed(cfg: ParallelConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     rank, world = distributed.world()
     dev, dt, b = ctx.torch_device, ctx.torch_dtype, ctx.batch_size
     x, y = _batch(cfg, b, ctx.seed + rank, dev, dt)
@@ -490,8 +490,7 @@ def owt_lr(cfg: OWTTableConfig, k: int) -> float:
 def owt_table_quality(cfg: OWTTableConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import PROTOCOLS, load_image
 
-    cfg, over = _paper.apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"the one-weird-trick training run on {cfg.gpus} GPU(s)")
+    cfg, over = _paper.prepare(cfg, ctx, f"the one-weird-trick training run on {cfg.gpus} GPU(s)")
     rank, world = distributed.world()
     if world != cfg.gpus:
         raise SkipCase(f"needs {cfg.gpus} rank(s), one per GPU (this process group has {world}): run it with "

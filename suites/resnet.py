@@ -21,21 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness import suite_api as api
+from milestones.harness.context import CaseContext
 from milestones.harness.measure.flops import count_flops, count_params
 from milestones.harness.ranks import data_parallel
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import (
-    AS_STATED,
-    WEAKER,
-    Metrics,
-    Params,
-    SpeedPlan,
-    claim_text,
-    classifier_plan,
-    curve,
-)
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("resnet", title="Deep Residual Learning for Image Recognition", arxiv="1512.03385", year=2015)
 
@@ -166,7 +159,7 @@ class CifarResNet(nn.Module):
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class ResNetConfig(Params):
+class ResNetConfig(api.Params):
     family: str  # "imagenet" | "cifar"
     depth: int
     residual: bool = True
@@ -255,16 +248,12 @@ def architecture_figures(cfg: ResNetConfig) -> tuple[int, int]:
 @SUITE.kind("fidelity", metrics=("params", "macs", "*_rel_error", "*_within_tolerance",))
 def fidelity(cfg: ResNetConfig, ctx: CaseContext) -> CaseOutput:
     params, macs = architecture_figures(cfg)
-    m = Metrics()
+    m = api.Metrics()
     m.single("params", "count", params)
     m.single("macs", "MAC/image", macs)
     info: dict = {"image_size": cfg.image_size}
     for name, ours, paper in (("macs", macs, cfg.paper_macs), ("params", params, cfg.paper_params)):
-        if paper:
-            rel = ours / paper - 1
-            m.single(f"{name}_rel_error", "fraction", abs(rel))
-            m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-            info[f"paper_{name}"] = paper
+        against_paper(m, info, name, ours, paper, cfg.tolerance)
     info["tolerance"] = cfg.tolerance
     return CaseOutput(metrics=m, info=info)
 
@@ -279,16 +268,15 @@ def synthetic_batch(cfg: ResNetConfig, batch: int, device, dtype) -> tuple[torch
 
 
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
-def speed(cfg: ResNetConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+def speed(cfg: ResNetConfig, ctx: CaseContext) -> api.SpeedPlan:
+    skip_float16_on_cpu(ctx)
     # DistributedDataParallel under `milestones run --nproc N`; the plain model otherwise.
     model = data_parallel(build(cfg).to(ctx.torch_device, ctx.torch_dtype))
     # SGD with momentum 0.9 and weight decay 1e-4, as in Sec. 3.4
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     x, y = synthetic_batch(cfg, ctx.batch_size, ctx.torch_device, ctx.torch_dtype)
 
-    return classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
+    return api.classifier_plan(model, opt, x, y, ctx.batch_size, info={"image_size": cfg.image_size})
 
 
 # ------------------------------------------------------------------------------------------ quality
@@ -299,7 +287,7 @@ from milestones.suites._vision_data import pretrained_imagenet_quality  # noqa: 
 
 
 @dataclass(frozen=True)
-class DegradationConfig(Params):
+class DegradationConfig(api.Params):
     """Fig. 6: a deeper plain net has higher training error than a shallower one; with shortcuts the deeper
     net trains better. CIFAR-style nets (6n+2 layers, option A) on the 8x8 grey digits (deviation: CIFAR-10
     does not ship offline; at 8x8 the three stages see 8/4/2 maps, so the 56-layer nets fit a CPU budget)."""
@@ -323,7 +311,7 @@ class DegradationConfig(Params):
 
 
 @dataclass(frozen=True)
-class ResNetEvalConfig(Params):
+class ResNetEvalConfig(api.Params):
     """torchvision-format ResNet weights (v1.5: stride on the 3x3, the architecture of torchvision's
     weights) on ImageNet val: protocol "center" (torchvision's 76.130/92.862) or "ten_crop" (Table 3)."""
 
@@ -373,21 +361,21 @@ def train_digits(cfg: DegradationConfig, ctx: CaseContext, depth: int, residual:
             "seconds_to_target": log.seconds_to_target, "losses": losses, "log": log}
 
 
-DEGRADATION = claim_text(
+DEGRADATION = api.claim_text(
     "resnet", "degradation",
     "The deep plain nets suffer from increased depth, and exhibit higher training error when going deeper.",
     "He et al. 2015, Fig. 6 (left), Sec. 4.2",
     "per seed: {pd} ends with higher training error than {ps}, and is above it at every evaluation of the "
     "second half of training",
-    strength=AS_STATED)
-RESIDUAL_FIXES = claim_text(
+    strength=api.AS_STATED)
+RESIDUAL_FIXES = api.claim_text(
     "resnet", "residual_fixes",
     "[...] our ResNets manage to overcome the optimization difficulty and demonstrate accuracy gains when the "
     "depth increases.",
     "He et al. 2015, Fig. 6 (middle), Sec. 4.2",
     "per seed: {rd} ends with lower training error than {pd}, at most {tol} above {ps} (matches or beats "
     "it) and lower than the shallow {rs} (a gain from depth)",
-    strength=WEAKER, tests="training error, not test accuracy, at proxy scale (8x8 digits)")
+    strength=api.WEAKER, tests="training error, not test accuracy, at proxy scale (8x8 digits)")
 
 
 def above_throughout(lower: Sequence[float], higher: Sequence[float], from_frac: float = 0.0) -> bool:
@@ -437,11 +425,11 @@ def degradation(cfg: DegradationConfig, ctx: CaseContext) -> CaseOutput:
             evals[name].append(list(r["log"].values))
             to_target[name].append(r["step_to_target"])
             secs[name].append(r["seconds_to_target"])
-            curves[f"{name}.seed{seed}"] = curve(name, seed, r["log"].steps, train_error=r["log"].values)
-            curves[f"{name}.seed{seed}.loss"] = curve(name, seed, range(1, cfg.steps + 1), loss=r["losses"])
+            curves[f"{name}.seed{seed}"] = api.curve(name, seed, r["log"].steps, train_error=r["log"].values)
+            curves[f"{name}.seed{seed}.loss"] = api.curve(name, seed, range(1, cfg.steps + 1), loss=r["losses"])
         ctx.seed_done(seed, {f"train_error.{n}": err[n][-1] for n in err})
     ps, pd, rs, rd = (n for n, _, _ in nets)
-    m = Metrics()
+    m = api.Metrics()
     for name in err:
         m.add(f"train_error.{name}", "fraction", err[name], note=f"after {cfg.steps} steps, one sample per seed")
         reached = [s for s in to_target[name] if s is not None]
@@ -475,39 +463,37 @@ def pretrained_quality(cfg: ResNetEvalConfig, ctx: CaseContext) -> CaseOutput:
 # ---- paper scale (issue 14): CIFAR-10 training (Table 6, Fig. 6) and ImageNet training (Tables 3, 4)
 # ---------------------------------------------------------------------------------------------------------
 
-from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 
-TABLE6 = claim_text(
+TABLE6 = api.claim_text(
     "resnet", "resnet-cifar10-{depth}-table6", "ResNet-{depth}: {paper}% test error on CIFAR-10 (Table 6).",
-    "He et al. 2015, Table 6, Sec. 4.2", "test error <= {paper} + 0.5 points, per seed", strength=AS_STATED,
+    "He et al. 2015, Table 6, Sec. 4.2", "test error <= {paper} + 0.5 points, per seed", strength=api.AS_STATED,
     quoted=False)
-TABLE3 = claim_text(
+TABLE3 = api.claim_text(
     "resnet", "resnet{depth}-imagenet-table3",
     "ResNet-{depth}: {top1}% top-1, {top5}% top-5 error (10-crop testing, ImageNet val)",
-    "He et al. 2015, Table 3, Sec. 4.1", "10-crop top-1 error <= {top1} + 1.0", strength=WEAKER,
+    "He et al. 2015, Table 3, Sec. 4.1", "10-crop top-1 error <= {top1} + 1.0", strength=api.WEAKER,
     tests="top-1 only, within 1 point", quoted=False)
-FIG4_THROUGHOUT = claim_text(
+FIG4_THROUGHOUT = api.claim_text(
     "resnet", "resnet-fig6-degradation",
     "[...] the 34-layer plain net has higher training error throughout the whole training procedure [...]",
     "He et al. 2015, Sec. 4.1, Fig. 4 (left) (ImageNet)",
     "per seed: plain-{pd}'s training error is above plain-{ps}'s at every evaluation and at the end",
-    strength=WEAKER, tests="the same comparison on CIFAR-10 (Fig. 6, left): plain-{pd} vs plain-{ps}, not "
+    strength=api.WEAKER, tests="the same comparison on CIFAR-10 (Fig. 6, left): plain-{pd} vs plain-{ps}, not "
     "ImageNet's 34 vs 18 layers")
-DEPTH_GAINS = claim_text(
+DEPTH_GAINS = api.claim_text(
     "resnet", "resnet-fig6-residual",
     "We do not observe the degradation problem and thus enjoy significant accuracy gains from considerably "
     "increased depth.",
     "He et al. 2015, Sec. 4.1, Table 3 (ResNet-50/101/152, ImageNet)",
     "per seed: ResNet-{rd}'s CIFAR-10 test error < ResNet-{rs}'s",
-    strength=WEAKER, tests="on CIFAR-10 (Fig. 6, middle): ResNet-{rd} beats ResNet-{rs}, any margin")
+    strength=api.WEAKER, tests="on CIFAR-10 (Fig. 6, middle): ResNet-{rd} beats ResNet-{rs}, any margin")
 
 CIFAR_TABLE6 = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43}  # test error %, Table 6
-apply_overrides = _paper.apply_overrides
 
 
 @dataclass(frozen=True)
-class CifarTrainConfig(Params):
+class CifarTrainConfig(api.Params):
     """Sec. 4.2: SGD, batch 128, weight decay 1e-4, momentum 0.9, lr 0.1 divided by 10 at 32k and 48k
     iterations, stop at 64k; 4-pixel padding, random 32x32 crops and flips; single-view test on the
     10,000 test images. The 45k/5k split only chose the schedule; like the usual reading of Table 6 we
@@ -593,8 +579,7 @@ def load_cifar_for(cfg, ctx: CaseContext) -> tuple[torch.Tensor, ...]:
             metrics=("test_error", "test_error.*", "train_error.*", "degradation_observed", "claim_held",))
 @_paper.paper_case
 def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
-    cfg, over = apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, "CIFAR-10 training at the paper's schedule (64k iterations)")
+    cfg, over = _paper.prepare(cfg, ctx, "CIFAR-10 training at the paper's schedule (64k iterations)")
     data = load_cifar_for(cfg, ctx)
     seeds = ctx.quality_seeds(cfg.n_seeds)
     per: dict[str, dict[str, list]] = {}
@@ -610,11 +595,11 @@ def cifar_train_quality(cfg: CifarTrainConfig, ctx: CaseContext) -> CaseOutput:
             d["train_curve"].append([e["train_error"] for e in res.evals])
             d["resumed"].append(res.resumed_from)
             done[f"test_error.{n}"] = r["test_error"]
-            curves[f"{n}.seed{seed}"] = curve(n, seed, [e["step"] for e in res.evals],
-                                              test_error=[e["test_error"] for e in res.evals],
-                                              train_error=[e["train_error"] for e in res.evals])
+            curves[f"{n}.seed{seed}"] = api.curve(n, seed, [e["step"] for e in res.evals],
+                                                  test_error=[e["test_error"] for e in res.evals],
+                                                  train_error=[e["train_error"] for e in res.evals])
         ctx.seed_done(seed, done, {k: "%" for k in done})
-    m = Metrics()
+    m = api.Metrics()
     single = len(cfg.nets) == 1
     for n, d in per.items():
         m.add(f"test_error.{n}", "%", d["test"], note=f"CIFAR-10 test, single view, after {cfg.steps} steps")
@@ -664,7 +649,7 @@ SUITE.config("cifar-fig6", CifarTrainConfig(nets=((20, False), (56, False), (20,
 
 
 @dataclass(frozen=True)
-class ImageNetTrainConfig(Params):
+class ImageNetTrainConfig(api.Params):
     """Sec. 3.4: SGD, batch 256, lr 0.1 divided by 10 "when the error plateaus", weight decay 1e-4,
     momentum 0.9, scale augmentation (shorter side in [256, 480]), 224 crops, flips, colour noise.
     Deviation: the plateaus are read as fixed drops at epochs 30 and 60 of 90 (fb.resnet.torch, the
@@ -696,8 +681,7 @@ class ImageNetTrainConfig(Params):
 def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOutput:
     from milestones.suites._vision_data import evaluate
 
-    cfg, over = apply_overrides(cfg, ctx)
-    _paper.require_paper_device(ctx, f"ResNet-{cfg.depth} ImageNet training (90 epochs)")
+    cfg, over = _paper.prepare(cfg, ctx, f"ResNet-{cfg.depth} ImageNet training (90 epochs)")
     train_s, val_s, classes = _paper.imagenet_splits(ctx)
     if cfg.n_train:
         train_s = train_s[:cfg.n_train]
@@ -729,7 +713,7 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
                        ckpt_every=max(1, per_epoch // 4), target=("top1_accuracy", cfg.target_top1, True), tag=name)
     final = evaluate(model, val_s, final_protocol, dev, batch_size=max(1, min(b, 256) // 10),
                      num_workers=cfg.workers)
-    m = Metrics()
+    m = api.Metrics()
     m.single("top1_error", "%", 100 - final["top1_accuracy"], note=f"{final['n']} val images, {cfg.final_protocol}")
     m.single("top5_error", "%", 100 - final["top5_accuracy"], note=f"{final['n']} val images, {cfg.final_protocol}")
     m.single("top1_accuracy.center", "%", res.evals[-1]["top1_accuracy"], note="last per-epoch centre-crop evaluation")
@@ -750,8 +734,8 @@ def imagenet_train_quality(cfg: ImageNetTrainConfig, ctx: CaseContext) -> CaseOu
     info = {"seed": seed, "steps": steps, "epochs": steps / per_epoch, "batch": b, "train_images": len(train_s),
             "val_images": len(val_s), "classes": len(classes), "overrides": over, "claims": claims,
             "resumed_from": res.resumed_from, "train_seconds": res.seconds}
-    arts = {"curves": {f"{name}.seed{seed}": curve(name, seed, [e["step"] for e in res.evals],
-                                                   top1_accuracy=[e["top1_accuracy"] for e in res.evals])}}
+    arts = {"curves": {f"{name}.seed{seed}": api.curve(name, seed, [e["step"] for e in res.evals],
+                                                       top1_accuracy=[e["top1_accuracy"] for e in res.evals])}}
     return CaseOutput(metrics=m, info=info, artifacts=arts)
 
 

@@ -22,12 +22,14 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.context import CaseContext
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, claim_text, curve_table
 from milestones.suites import _translation as T
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("seq2seq", title="Sequence to Sequence Learning with Neural Networks", arxiv="1409.3215",
                        year=2014)
@@ -140,19 +142,14 @@ def fidelity(cfg: Seq2SeqConfig, ctx: CaseContext) -> CaseOutput:
     info: dict = {"tolerance": cfg.tolerance}
     for name, value, paper in (("params", params, cfg.paper_params),
                                ("recurrent_params", enc + dec, cfg.paper_recurrent_params)):
-        if paper:
-            rel = value / paper - 1
-            m.single(f"{name}_rel_error", "fraction", abs(rel))
-            m.single(f"{name}_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-            info[f"paper_{name}"] = paper
+        against_paper(m, info, name, value, paper, cfg.tolerance)
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: Seq2SeqConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     model = build(cfg).to(ctx.torch_device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)  # Sec. 3.4: plain SGD, no momentum
     return T.translation_speed(

@@ -28,20 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from milestones.harness import suite_api as api
 from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
-from milestones.harness.suite_api import (
-    AS_STATED,
-    WEAKER,
-    Metrics,
-    Params,
-    SpeedPlan,
-    Step,
-    claim_text,
-    curve,
-)
 from milestones.suites import _generative_eval as ev
 from milestones.suites._data import digits
 from milestones.suites.resnet import ImageNetResNet
@@ -246,7 +237,7 @@ class SimCLR(nn.Module):
 
 # --------------------------------------------------------------------------------------------- configs
 @dataclass(frozen=True)
-class SimCLRConfig(Params):
+class SimCLRConfig(api.Params):
     encoder: str = "resnet50"  # "resnet50" | "small"
     image_size: int = 224
     head_hidden: int = 2048
@@ -311,7 +302,7 @@ def fidelity(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
         x = torch.empty(2, 3, cfg.image_size, cfg.image_size)
         h = model.encoder(x)
         z = model.head(h)
-    m = Metrics()
+    m = api.Metrics()
     m.single("params.encoder", "count", count_params(model.encoder))
     m.single("params.head", "count", count_params(model.head))
     m.single("params.total", "count", count_params(model))
@@ -325,7 +316,7 @@ def fidelity(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
-def speed(cfg: SimCLRConfig, ctx: CaseContext) -> SpeedPlan:
+def speed(cfg: SimCLRConfig, ctx: CaseContext) -> api.SpeedPlan:
     if ctx.case.dtype != "float32" and not ctx.on_gpu:
         raise SkipCase(f"{ctx.case.dtype} contrastive training is measured on a GPU only; use float32 on the CPU")
     torch.manual_seed(ctx.seed)
@@ -350,11 +341,12 @@ def speed(cfg: SimCLRConfig, ctx: CaseContext) -> SpeedPlan:
         augment(images, gen, acfg)
 
     # loss/optimizer/inputs: the harness's execution modes build the AMP step (and channels-last views) themselves
-    return SpeedPlan(steps=(Step("train", train_step, b, "images", setup=model.train, inputs=(v1, v2), loss=loss,
-                                 optimizer=opt),
-                            Step("augment", augment_step, b, "images", count_flops=False)),
-                     model=model, info={"views_per_step": 2 * b, "temperature": cfg.temperature,
-                                        "augment_note": "augment.throughput counts source images (two views each)"})
+    return api.SpeedPlan(steps=(api.Step("train", train_step, b, "images", setup=model.train, inputs=(v1, v2),
+                                         loss=loss, optimizer=opt),
+                                api.Step("augment", augment_step, b, "images", count_flops=False)),
+                         model=model, info={"views_per_step": 2 * b, "temperature": cfg.temperature,
+                                            "augment_note": "augment.throughput counts source images "
+                                                            "(two views each)"})
 
 
 # -------------------------------------------------------------------------------------------- quality
@@ -422,27 +414,27 @@ _SENTENCE = ("A linear classifier trained on self-supervised representations lea
              "top-1 accuracy, which is a 7% relative improvement over previous state-of-the-art, matching the "
              "performance of a supervised ResNet-50.")
 _SOURCE = "Chen et al. 2020, Abstract (linear evaluation: Sec. 2.3, Table 6)"
-BEATS_RANDOM = claim_text(
+BEATS_RANDOM = api.claim_text(
     "simclr", "beats_random", _SENTENCE, _SOURCE,
     "per seed: logistic regression on the frozen contrastive encoder's features scores a higher test accuracy "
     "than on a randomly initialised encoder's",
-    strength=WEAKER, tests="only that contrastive features beat a random encoder's")
-MATCHES_SUPERVISED = claim_text(
+    strength=api.WEAKER, tests="only that contrastive features beat a random encoder's")
+MATCHES_SUPERVISED = api.claim_text(
     "simclr", "matches_supervised", _SENTENCE, _SOURCE,
     "per seed: that accuracy is at most {gap:g} (our own band) below the same probe on the same encoder trained "
     "with labels for {steps} steps",
-    strength=WEAKER, tests="\"matching supervised\" within {gap:g} on digits; not 76.5% or the 7% gain")
+    strength=api.WEAKER, tests="\"matching supervised\" within {gap:g} on digits; not 76.5% or the 7% gain")
 # Table 6's previous state of the art, CPC v2 (ResNet-161): 76.5 / 71.5 = a 7.0% relative improvement.
 PREVIOUS_SOTA = 71.5
-ABSTRACT_PAPER = claim_text(
+ABSTRACT_PAPER = api.claim_text(
     "simclr", "simclr-abstract-76.5", _SENTENCE, _SOURCE,
     "per seed: ResNet-50 (4x) linear-evaluation top-1 >= {floor:g}% (76.5% less 1 point), so at least "
     "{gain:.1%} above the previous state of the art ({prev:g}%, CPC v2, Table 6; the sentence's 7% less the same "
     "point) and within 1 point of a supervised ResNet-50 (76.5%, Table 6)",
-    strength=AS_STATED)
-TABLE_FIGURE = claim_text(
+    strength=api.AS_STATED)
+TABLE_FIGURE = api.claim_text(
     "simclr", "simclr-{task}-{key}", "ResNet-50 ({width}x): {p}% top-1 ({task})", "{src}",
-    "accuracy >= {p} - 1.0 points", strength=AS_STATED, quoted=False)
+    "accuracy >= {p} - 1.0 points", strength=api.AS_STATED, quoted=False)
 
 
 def linear_eval_decision(acc: list[float], acc_random: list[float], acc_supervised: list[float],
@@ -476,9 +468,9 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
         out["linear_eval_accuracy"].append(acc)
         out["linear_eval_accuracy.supervised"].append(sup)
         out["gap_to_supervised"].append(sup - acc)
-        curves[f"simclr.seed{seed}"] = curve("simclr", seed, range(1, len(losses) + 1), loss=losses)
+        curves[f"simclr.seed{seed}"] = api.curve("simclr", seed, range(1, len(losses) + 1), loss=losses)
         ctx.seed_done(seed, {"linear_eval_accuracy": acc, "linear_eval_accuracy.supervised": sup})
-    m = Metrics()
+    m = api.Metrics()
     for k, u in (("linear_eval_accuracy", "fraction"), ("linear_eval_accuracy.random", "fraction"),
                  ("linear_eval_accuracy.supervised", "fraction"), ("train_seconds", "s")):
         m.add(k, u, out[k])
@@ -506,7 +498,6 @@ def quality(cfg: SimCLRConfig, ctx: CaseContext) -> CaseOutput:
 # ---------------------------------------------------------------------------------------------------------
 from milestones.harness.errors import UsageError  # noqa: E402
 from milestones.harness.ranks import data_parallel  # noqa: E402
-from milestones.harness.suite_api import Params  # noqa: E402
 from milestones.suites import _paper  # noqa: E402
 from milestones.suites.resnet import Bottleneck  # noqa: E402
 
@@ -542,7 +533,7 @@ class WideResNet50(nn.Module):
 
 
 @dataclass(frozen=True)
-class SimCLREvalConfig(Params):
+class SimCLREvalConfig(api.Params):
     """A pretrained SimCLR ResNet-50 (width k) encoder, given as a torchvision-format state dict
     (`--data simclr-r50-{k}x=FILE`, or `--data weights=FILE`; e.g. the released checkpoints converted),
     evaluated as the paper does. Pretraining itself (batch 4096, 100-1000 epochs on TPUs) is not run here.
@@ -713,7 +704,7 @@ def simclr_eval_quality(cfg: SimCLREvalConfig, ctx: CaseContext) -> CaseOutput:
         raise UsageError(f"unknown SimCLR evaluation task {cfg.task!r}")
     _paper.require_paper_device(ctx, f"SimCLR {cfg.task} evaluation of ResNet-50 ({cfg.width}x)")
     seeds = ctx.quality_seeds(cfg.n_seeds)
-    m = Metrics()
+    m = api.Metrics()
     accs, info_extra, curves = [], {}, {}
     for seed in seeds:
         net = _simclr_encoder(cfg, ctx)
@@ -726,7 +717,7 @@ def simclr_eval_quality(cfg: SimCLREvalConfig, ctx: CaseContext) -> CaseOutput:
             accs.append(r["top1"])
             info_extra = {"top5_accuracy": r["top5"], "val_images": r["n"], "train_images": r["train_images"],
                           "resumed_from": res.resumed_from}
-            curves[f"{cfg.task}.seed{seed}"] = curve(cfg.task, seed, res.loss_steps, loss=res.losses)
+            curves[f"{cfg.task}.seed{seed}"] = api.curve(cfg.task, seed, res.loss_steps, loss=res.losses)
         ctx.seed_done(seed, {"accuracy": accs[-1]}, {"accuracy": "fraction"})
     if cfg.task == "linear":
         name, what = "linear_eval_accuracy", "top-1, linear classifier on the frozen encoder, ImageNet val"

@@ -26,12 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from milestones.harness.context import CaseContext, SkipCase
+from milestones.harness.context import CaseContext
 from milestones.harness.measure.flops import count_params
 from milestones.harness.records import CaseOutput
 from milestones.harness.registry import register_suite
 from milestones.harness.suite_api import WEAKER, Metrics, Params, SpeedPlan, claim_text, curve_table
 from milestones.suites import _translation as T
+from milestones.suites._fidelity import against_paper
+from milestones.suites._speed import skip_float16_on_cpu
 
 SUITE = register_suite("transformer", title="Attention Is All You Need", arxiv="1706.03762", year=2017)
 
@@ -238,19 +240,14 @@ def fidelity(cfg: TransformerConfig, ctx: CaseContext) -> CaseOutput:
     m.single("params", "count", params)
     m.single("embedding_params", "count", model.tgt_emb.weight.numel())
     info: dict = {"vocab": cfg.vocab, "shared_embeddings": True, "tolerance": cfg.tolerance}
-    if cfg.paper_params:
-        rel = params / cfg.paper_params - 1
-        m.single("params_rel_error", "fraction", abs(rel))
-        m.single("params_within_tolerance", "bool", float(abs(rel) <= cfg.tolerance))
-        info["paper_params"] = cfg.paper_params
+    against_paper(m, info, "params", params, cfg.paper_params, cfg.tolerance)
     return CaseOutput(metrics=m, info=info)
 
 
 # --------------------------------------------------------------------------------------------- speed
 @SUITE.kind("speed", metrics=("train.*", "infer.*",))
 def speed(cfg: TransformerConfig, ctx: CaseContext) -> SpeedPlan:
-    if ctx.case.dtype == "float16" and not ctx.on_gpu:
-        raise SkipCase("float16 training on the CPU is not a supported torch path; use bfloat16")
+    skip_float16_on_cpu(ctx)
     model = build(cfg).to(ctx.torch_device)
     opt = torch.optim.Adam(model.parameters(), lr=noam_lr(1, cfg.d_model, cfg.warmup), betas=(0.9, cfg.beta2),
                            eps=cfg.eps)
