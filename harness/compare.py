@@ -18,7 +18,7 @@ from typing import Any
 from milestones.harness import slow_machine, stats
 from milestones.harness.baselines import Baseline
 from milestones.harness.errors import RecordError, UsageError
-from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, RunRecord
+from milestones.harness.records import DEFAULT_MODE, SUCCESS_STATUSES, CaseFields, RunRecord
 
 # Environment fields whose difference makes timings of two sides not like-for-like; shown in every table.
 ENV_FIELDS = (("gpu", "GPU"), ("driver", "driver"), ("torch", "torch"), ("cuda", "CUDA"), ("threads", "threads"),
@@ -111,14 +111,7 @@ def env_differences(base: Sequence[RunRecord], new: Sequence[RunRecord]) -> list
 
 # ------------------------------------------------------------------------------------------ run vs run
 @dataclass(frozen=True)
-class CompareRow:
-    suite: str
-    config: str
-    kind: str
-    scale: str
-    device: str
-    dtype: str
-    batch_size: int | None
+class CompareRow(CaseFields):
     metric: str
     unit: str
     higher_is_better: bool | None

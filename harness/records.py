@@ -221,11 +221,9 @@ def env_part(env: Any, key: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Case:
-    """One (suite, config, kind, scale, device, dtype, batch size, execution mode) to run; it yields one record.
-
-    mode: the execution mode's canonical text (harness/measure/modes.py); the default, the pure --dtype
-    cast, leaves the slug as it was before modes existed, and a record without a mode reads as it."""
+class CaseFields:
+    """The fields that name a case, in their order: one home for a Case and for what is reported per case
+    (compare's rows), so the two cannot drift apart."""
 
     suite: str
     config: str
@@ -234,6 +232,15 @@ class Case:
     device: str
     dtype: str
     batch_size: int | None
+
+
+@dataclass(frozen=True)
+class Case(CaseFields):
+    """One (suite, config, kind, scale, device, dtype, batch size, execution mode) to run; it yields one record.
+
+    mode: the execution mode's canonical text (harness/measure/modes.py); the default, the pure --dtype
+    cast, leaves the slug as it was before modes existed, and a record without a mode reads as it."""
+
     mode: str = DEFAULT_MODE
 
     @property

@@ -226,17 +226,28 @@ def _finite(xs: Sequence[float]) -> bool:
     return all(math.isfinite(x) for x in xs)
 
 
+def _sides(a: Sequence[float], b: Sequence[float], method: str, threshold: float, what: str,
+           nonfinite: str | None) -> tuple[list[float], list[float], dict[str, Any], Comparison | None]:
+    """Both sides as floats, the fields every Comparison of them carries, and the `not comparable`
+    answer when a side is empty or (unless `nonfinite` is None) holds a non-finite value."""
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    common: dict[str, Any] = dict(method=method, n_base=len(a), n_new=len(b), threshold=threshold)
+    why = None
+    if not a or not b:
+        why = f"no {what} on the " + ("base" if not a else "new") + " side"
+    elif nonfinite is not None and not (_finite(a) and _finite(b)):
+        why = nonfinite
+    return a, b, common, (Comparison("not comparable", why, **common) if why else None)
+
+
 def compare_timeseries(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
                        threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
                        min_effect: float = DEFAULT_MIN_EFFECT, level: float = 0.99, n_boot: int = N_BOOT,
                        seed: int = 0) -> Comparison:
     """Speed samples (time order kept): block medians + block bootstrap, see the module docstring."""
-    a, b = [float(x) for x in a], [float(x) for x in b]
-    common = dict(method="blocks", n_base=len(a), n_new=len(b), threshold=threshold)
-    if not a or not b:
-        return Comparison("not comparable", "no samples on the " + ("base" if not a else "new") + " side", **common)
-    if not (_finite(a) and _finite(b)):
-        return Comparison("not comparable", "non-finite samples", **common)
+    a, b, common, bad = _sides(a, b, "blocks", threshold, "samples", "non-finite samples")
+    if bad is not None:
+        return bad
     ma, mb = float(np.median(a)), float(np.median(b))
     if ma <= 0 or mb <= 0:
         return Comparison("not comparable", "medians must be positive for a ratio", base=ma, new=mb, **common)
@@ -261,12 +272,9 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
                   threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA_SEEDS,
                   min_effect: float = DEFAULT_MIN_EFFECT, level: float = 0.95) -> Comparison:
     """Quality metrics, one sample per seed: Welch's test and CI on the means; threshold relative."""
-    a, b = [float(x) for x in a], [float(x) for x in b]
-    common = dict(method="welch", n_base=len(a), n_new=len(b), threshold=threshold)
-    if not a or not b:
-        return Comparison("not comparable", "no samples on the " + ("base" if not a else "new") + " side", **common)
-    if not (_finite(a) and _finite(b)):
-        return Comparison("not comparable", "non-finite values (diverged?)", **common)
+    a, b, common, bad = _sides(a, b, "welch", threshold, "samples", "non-finite values (diverged?)")
+    if bad is not None:
+        return bad
     ma, mb = float(np.mean(a)), float(np.mean(b))
     if ma == 0:
         return Comparison("not comparable", "base mean is 0: no relative change", base=ma, new=mb, **common)
@@ -292,10 +300,9 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
 def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
                   threshold: float = DEFAULT_THRESHOLD) -> Comparison:
     """Deterministic figures (parameter and FLOP counts): any difference is real, no test needed."""
-    a, b = [float(x) for x in a], [float(x) for x in b]
-    common = dict(method="exact", n_base=len(a), n_new=len(b), threshold=threshold)
-    if not a or not b:
-        return Comparison("not comparable", "no value on the " + ("base" if not a else "new") + " side", **common)
+    a, b, common, bad = _sides(a, b, "exact", threshold, "value", None)
+    if bad is not None:
+        return bad
     va, vb = float(np.median(a)), float(np.median(b))
     if va == vb:
         return Comparison("unchanged", "identical", ratio=1.0, change=0.0, base=va, new=vb, **common)
@@ -304,13 +311,25 @@ def compare_exact(a: Sequence[float], b: Sequence[float], *, higher_is_better: b
     ratio = vb / va
     if ratio <= 0:
         return Comparison("inconclusive", "sign changed: no ratio", base=va, new=vb, ratio=ratio, **common)
+    return _band_verdict(va, vb, threshold, higher_is_better, common, inclusive=False,
+                         within=f"deterministic value changed by {{pct}}, within {threshold:.0%}",
+                         beyond="deterministic value {pct} {way}")
+
+
+def _band_verdict(va: float, vb: float, band: float, higher_is_better: bool, common: dict[str, Any], *,
+                  inclusive: bool, within: str, beyond: str) -> Comparison:
+    """A positive ratio vb/va against a fixed band, no test (one value per side carries no variance):
+    unchanged inside +-band (its edge counts as inside when `inclusive`), else regressed or improved.
+    `within` and `beyond` are the reasons, with {pct} and {way} (worse/better) filled in."""
+    ratio = vb / va
     change = _bad(_safe_log(ratio), higher_is_better)
     pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
-    if abs(change) < math.log1p(threshold):
-        verdict, reason = "unchanged", f"deterministic value changed by {pct}, within {threshold:.0%}"
+    edge = math.log1p(band)
+    if abs(change) < edge or (inclusive and abs(change) == edge):
+        verdict, reason = "unchanged", within.format(pct=pct)
     else:
         verdict = "regressed" if change > 0 else "improved"
-        reason = f"deterministic value {pct} {'worse' if change > 0 else 'better'}"
+        reason = beyond.format(pct=pct, way="worse" if change > 0 else "better")
     return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
                       base=va, new=vb, **common)
 
@@ -387,27 +406,17 @@ def compare_tolerance(a: Sequence[float], b: Sequence[float], *, higher_is_bette
                       tolerance: float) -> Comparison:
     """Near-deterministic figures (memory peaks, instruction counts): a change beyond `tolerance`
     is real, within it is not; no significance test (one value per run carries no variance)."""
-    a, b = [float(x) for x in a], [float(x) for x in b]
-    common = dict(method="tolerance", n_base=len(a), n_new=len(b), threshold=tolerance)
-    if not a or not b:
-        return Comparison("not comparable", "no value on the " + ("base" if not a else "new") + " side", **common)
-    if not (_finite(a) and _finite(b)):
-        return Comparison("not comparable", "non-finite values", **common)
+    a, b, common, bad = _sides(a, b, "tolerance", tolerance, "value", "non-finite values")
+    if bad is not None:
+        return bad
     va, vb = float(np.median(a)), float(np.median(b))
     if va <= 0 or vb <= 0:
         if va == vb:
             return Comparison("unchanged", "identical", ratio=1.0, change=0.0, base=va, new=vb, **common)
         return Comparison("inconclusive", "non-positive value: no ratio", base=va, new=vb, **common)
-    ratio = vb / va
-    change = _bad(_safe_log(ratio), higher_is_better)
-    pct = f"{_safe_expm1(abs(change)) * 100:.2f}%"
-    if abs(change) <= math.log1p(tolerance):
-        verdict, reason = "unchanged", f"changed by {pct}, within the {tolerance:.2%} tolerance"
-    else:
-        verdict = "regressed" if change > 0 else "improved"
-        reason = f"{pct} {'worse' if change > 0 else 'better'}, beyond the {tolerance:.2%} tolerance"
-    return Comparison(verdict, reason, ratio=ratio, ci_low=ratio, ci_high=ratio, change=_safe_expm1(change),
-                      base=va, new=vb, **common)
+    return _band_verdict(va, vb, tolerance, higher_is_better, common, inclusive=True,
+                         within=f"changed by {{pct}}, within the {tolerance:.2%} tolerance",
+                         beyond=f"{{pct}} {{way}}, beyond the {tolerance:.2%} tolerance")
 
 
 # ------------------------------------------------------------------------------------- multiplicity
