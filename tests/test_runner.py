@@ -75,16 +75,6 @@ def test_cli_run_end_to_end_with_failures_and_exit_code(cli, tmp_path):
     assert len(manifest["cases"]) == 3
 
 
-@pytest.mark.slow
-def test_cli_json_summary_and_batch_override(cli, tmp_path):
-    r = cli("run", "fake-ok", "--kind", "speed", "--batch-size", "7", "--out", str(tmp_path), "--json")
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout)
-    rec = store.read_record(Path(summary["records"][0]))
-    assert rec.case.batch_size == 7 and rec.metrics["batch"].value == 7
-    assert rec.info["batch_size_source"] == "--batch-size"
-
-
 @pytest.mark.parametrize("args,msg", [
     (["run", "resnt"], "did you mean 'resnet'"),
     (["run", "--kind", "speeed"], "unknown kind 'speeed'"),
