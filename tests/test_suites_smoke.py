@@ -14,6 +14,7 @@ from milestones.harness.measure.timing import TimingSettings
 from milestones.harness.registry import load_suites
 from milestones.harness.runner import RunOptions, plan
 from milestones.harness.worker import run_spec
+from tests.quick_timing import QUICK
 
 REG = load_suites()
 SUITES_DIR = Path(catalog.suites_dir()).resolve()
@@ -22,10 +23,6 @@ SUITES_DIR = Path(catalog.suites_dir()).resolve()
 OURS = {name for name, s in REG.suites.items() if Path(s.source_file).resolve().parent == SUITES_DIR}
 CASES = [c for c in plan(REG.resolve(sorted(OURS)), RunOptions(kinds=("fidelity", "speed"), scale="smoke",
                                                                 device="cpu"), "cpu")]
-# A speed case's step functions run 4 times each instead of the smoke scale's 17: the test checks that
-# every case runs and measures, not the timing protocol (tests/test_measure.py and
-# tests/test_mutation_kills_timing.py pin SMOKE_TIMING and what the timer does with it).
-QUICK = TimingSettings(warmup_iters=1, warmup_time=0.0, min_iters=3, min_time=0.0, max_time=10.0)
 
 
 def test_every_suite_has_smoke_cases():
@@ -50,6 +47,7 @@ def test_a_case_without_timing_settings_gets_its_scales():
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.config}-{c.kind}" for c in CASES])
 def test_smoke_case(case):
+    # QUICK: a speed case's steps run 4 times, not the smoke scale's 17 (tests/quick_timing.py says why)
     out = run_spec(CaseSpec(case=case, seed=0, threads=1, timing=QUICK))
     assert out.status == "ok", out.error or out.info.get("traceback")
     assert out.metrics, "a case must measure something"
