@@ -98,13 +98,13 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
 
 
 @pytest.mark.slow
-def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp_path):
+def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(ab_main, tmp_path):
     failing = _wrapper(tmp_path, "py-fail", "AB_FAIL=1")
     out = tmp_path / "res"
-    r = cli("ab", "abfake-step", "--new-python", failing, "--device", "cpu", "--max-rounds", "4", "--out", str(out),
-            "--format", "json", env={"MILESTONES_EXTRA_SUITES": SUITES}, timeout=600)
-    assert r.returncode == 0, r.stderr
-    (row,) = json.loads(r.stdout)["rows"]
+    code, stdout, err = ab_main("ab", "abfake-step", "--new-python", failing, "--device", "cpu", "--max-rounds", "4",
+                                "--out", str(out), "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(stdout)["rows"]
     assert row["verdict"] == "not comparable" and "new side failed" in row["reason"]
     statuses = sorted((x["info"]["ab"]["side"], x["status"]) for x in _records(out))
     assert statuses == [("base", "ok"), ("new", "failed")]  # it stopped after the first round
