@@ -67,11 +67,21 @@ def test_find_max_batch_is_explicit_and_recorded(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_without_search_oom_stays_oom_at_the_asked_batch(cli, tmp_path):
-    r = cli("run", "fake-oom-above-8", "--kind", "speed", "--batch-size", "32", "--out", str(tmp_path))
-    assert r.returncode == 1
-    rec = store.load_records(tmp_path)[0]
-    assert rec.status == "oom" and rec.case.batch_size == 32
+def test_without_search_oom_stays_oom_at_the_asked_batch(tmp_path):
+    # In this process: the batch search above runs through the console script, and nothing here needs a
+    # process of its own (the case raises torch's OutOfMemoryError, which the case runner records as oom).
+    from milestones.harness import env as envmod
+    from milestones.harness.launch.inprocess import InProcess
+    from milestones.harness.registry import load_suites
+    from milestones.harness.runner import RunOptions, execute, plan_specs
+
+    reg = load_suites()
+    opts = RunOptions(kinds=("speed",), device="cpu", batch_size=32, out=tmp_path)
+    res = execute(plan_specs(reg.resolve(["fake-oom-above-8"]), opts, "cpu"), opts, reg,
+                  {**envmod.capture(), "machine_id": "test-machine"}, launcher=InProcess())
+    (rec,) = store.load_records(tmp_path)
+    assert rec.status == "oom" and rec.case.batch_size == 32 and res.records[0].status == "oom"
+    assert rec.info["batch_size_source"] == "--batch-size" and "batch_search" not in rec.info
 
 
 def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):
