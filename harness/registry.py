@@ -9,10 +9,10 @@ import dataclasses
 import difflib
 import hashlib
 import importlib
-import inspect
 import os
 import pkgutil
 import re
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +182,7 @@ class Registry:
         if name in self.configs:
             raise DuplicateNameError(f"suite name {name!r} clashes with a config of that name")
         if source_file is None:
-            source_file = inspect.stack()[1].filename
+            source_file = sys._getframe(1).f_code.co_filename
         suite = Suite(name=name, title=title, arxiv=arxiv, year=year, source_file=source_file, registry=self)
         self.suites[name] = suite
         return suite
@@ -231,7 +231,9 @@ REGISTRY = Registry()
 
 def register_suite(name: str, *, title: str, arxiv: str, year: int) -> Suite:
     """Called once at the top of each `suites/<paper>.py`."""
-    return REGISTRY.add_suite(name, title=title, arxiv=arxiv, year=year, source_file=inspect.stack()[1].filename)
+    # The calling module's file, from its frame alone: inspect.stack() reads the source of every frame on
+    # the stack (0.35 s of CPU for the 14 suites, in every process that loads them).
+    return REGISTRY.add_suite(name, title=title, arxiv=arxiv, year=year, source_file=sys._getframe(1).f_code.co_filename)
 
 
 _loaded = False

@@ -77,7 +77,9 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket={sock}
+# cred_expire is also how long slurmctld holds a requeued job back (default 120 s, all of it waiting in
+# the time-limit test); 20 s still leaves a step's launch credential ample time on a loaded machine
+AuthInfo=socket={sock},cred_expire=20
 StateSaveLocation={self.root}/state
 SlurmdSpoolDir={self.root}/spool
 SlurmctldPidFile={self.root}/run/slurmctld.pid

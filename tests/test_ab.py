@@ -32,13 +32,34 @@ def _records(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json")) if p.name != "_run.json"]
 
 
+@pytest.fixture
+def ab_main(monkeypatch, capsys):
+    """`milestones ab|compare|report ...` in this process (its own interpreter adds nothing the console-script
+    tests elsewhere do not cover); the sides' interpreters are still real processes. Returns (code, out, err)."""
+    import importlib
+
+    from milestones.harness.cli import main
+
+    monkeypatch.setenv("MILESTONES_EXTRA_SUITES", SUITES)
+    importlib.import_module("tests.ab_suites")  # registers here too: load_suites reads the variable once per process
+    monkeypatch.setenv("MILESTONES_MACHINE_ID", "test-machine")
+
+    def run(*args: str):
+        capsys.readouterr()
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
 def test_round_order_alternates_abba():
     assert [ab.round_order(i) for i in range(4)] == [("base", "new"), ("new", "base")] * 2
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["bursts", "processes"])
-def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, tmp_path, protocol):
+def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, ab_main, tmp_path, protocol):
     slow = _wrapper(tmp_path, "py-slow", "AB_FACTOR=2")
     out = tmp_path / "res"
     env = {"MILESTONES_EXTRA_SUITES": SUITES}
@@ -56,37 +77,38 @@ def test_two_interpreters_2x_slower_is_regressed_and_compare_reads_it_back(cli, 
     # Alternating order: the base side runs first in round 0, second in round 1.
     assert sorted((x["info"]["ab"]["round"], x["info"]["ab"]["order"]) for x in recs if x["info"]["ab"]["side"] == "base") \
         == [(0, 0), (1, 1)]
-    # Each round's processes come from fork servers started for that round (a server's forks share its
-    # memory layout, which biased one side of an A/A pair by 16% in every round).
     assert {x["info"]["ab"]["protocol"] for x in recs} == {protocol}
     if protocol == "bursts":  # fresh interpreters each round, 4 bursts per side
         assert all(len(x["info"]["bursts"]["sizes"]) == 4 and x["info"]["process_start"] == "interpreter" for x in recs)
+    # Whole processes come from fork servers started for that round (a server's forks share its
+    # memory layout, which biased one side of an A/A pair by 16% in every round).
     servers = {(x["info"]["ab"]["round"], x["info"]["ab"]["side"]): x["info"].get("fork_server_pid") for x in recs}
     if sys.platform == "linux" and protocol == "processes":  # where cases are forked
         assert all(servers.values()), servers
         assert servers[(0, "base")] != servers[(1, "base")] and servers[(0, "new")] != servers[(1, "new")]
     run = Path(res["folder"])
-    back = cli("compare", str(run), "--format", "json", env=env)
-    assert back.returncode == 0 and json.loads(back.stdout)["rows"][0]["verdict"] == "regressed"
+    # Reading the run back needs no interpreter of its own: compare and report run in this process.
+    code, out, err = ab_main("compare", str(run), "--format", "json")
+    assert code == 0 and json.loads(out)["rows"][0]["verdict"] == "regressed", err
     # Mixed with ordinary records: bad input, nothing written.
-    mixed = cli("compare", str(run), str(ROOT / "tests/fixtures/records/regress"), env=env)
-    assert mixed.returncode == 2 and "mixed" in mixed.stderr and len(mixed.stderr.strip().splitlines()) == 1
+    code, _, err = ab_main("compare", str(run), str(ROOT / "tests/fixtures/records/regress"))
+    assert code == 2 and "mixed" in err and len(err.strip().splitlines()) == 1
     # The report shows the A/B run with its per-round ratios, beside ordinary runs.
-    rep = cli("report", str(run), str(ROOT / "tests/fixtures/records/regress"), "--out", str(tmp_path / "r.md"),
-              "--no-plots", env=env)
-    assert rep.returncode == 0, rep.stderr
+    code, _, err = ab_main("report", str(run), str(ROOT / "tests/fixtures/records/regress"), "--out",
+                           str(tmp_path / "r.md"), "--no-plots")
+    assert code == 0, err
     text = (tmp_path / "r.md").read_text()
     assert "Interleaved A/B" in text and f"{row['round_ratios'][0]:.3f}" in text and "## Regressions" in text
 
 
 @pytest.mark.slow
-def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp_path):
+def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(ab_main, tmp_path):
     failing = _wrapper(tmp_path, "py-fail", "AB_FAIL=1")
     out = tmp_path / "res"
-    r = cli("ab", "abfake-step", "--new-python", failing, "--device", "cpu", "--max-rounds", "4", "--out", str(out),
-            "--format", "json", env={"MILESTONES_EXTRA_SUITES": SUITES}, timeout=600)
-    assert r.returncode == 0, r.stderr
-    (row,) = json.loads(r.stdout)["rows"]
+    code, stdout, err = ab_main("ab", "abfake-step", "--new-python", failing, "--device", "cpu", "--max-rounds", "4",
+                                "--out", str(out), "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(stdout)["rows"]
     assert row["verdict"] == "not comparable" and "new side failed" in row["reason"]
     statuses = sorted((x["info"]["ab"]["side"], x["status"]) for x in _records(out))
     # It stopped after the first round; the base side's live process was not timed without a partner.
@@ -98,34 +120,30 @@ def test_a_case_failing_on_one_side_is_a_record_and_the_verdict_says_so(cli, tmp
 @pytest.mark.parametrize("args,msg", [
     (["--max-rounds", "0"], "budget"),
     (["--max-time", "0"], "budget"),
-    (["--base-rev", "no-such-revision-xyz"], "does not exist"),
+    pytest.param(["--base-rev", "no-such-revision-xyz"], "does not exist", marks=pytest.mark.slow),  # runs git
     ([], "two environments"),
 ])
-@pytest.mark.slow
-def test_bad_input_exits_2_with_one_line(cli, tmp_path, args, msg):
-    r = cli("ab", "abfake-step", "--device", "cpu", "--out", str(tmp_path / "res"), *args,
-            env={"MILESTONES_EXTRA_SUITES": SUITES})
-    assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
+def test_bad_input_exits_2_with_one_line(ab_main, tmp_path, args, msg):
+    code, _, err = ab_main("ab", "abfake-step", "--device", "cpu", "--out", str(tmp_path / "res"), *args)
+    assert code == 2 and msg in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "res").exists()
 
 
 @pytest.mark.slow
-def test_environment_that_cannot_import_the_project_exits_2(cli, tmp_path):
+def test_environment_that_cannot_import_the_project_exits_2(ab_main, tmp_path):
     # -S: no site-packages, so neither torch nor an installed milestones: "cannot import the project".
     bare = _wrapper(tmp_path, "py-bare", flags="-S")
-    r = cli("ab", "abfake-step", "--device", "cpu", "--new-python", bare, "--out", str(tmp_path / "res"),
-            env={"MILESTONES_EXTRA_SUITES": SUITES})
-    assert r.returncode == 2 and "cannot import the project" in r.stderr, r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+    code, _, err = ab_main("ab", "abfake-step", "--device", "cpu", "--new-python", bare, "--out", str(tmp_path / "res"))
+    assert code == 2 and "cannot import the project" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
 
 
 @pytest.mark.slow
-def test_case_on_one_side_only_exits_2(cli, tmp_path):
+def test_case_on_one_side_only_exits_2(ab_main, tmp_path):
     # The new side does not load the suite that defines the case.
     other = _wrapper(tmp_path, "py-other", "MILESTONES_EXTRA_SUITES=tests.fake_suites")
-    r = cli("ab", "abfake-step", "--device", "cpu", "--new-python", other, "--out", str(tmp_path / "res"),
-            env={"MILESTONES_EXTRA_SUITES": SUITES})
-    assert r.returncode == 2 and "on the base side only" in r.stderr, r.stderr
+    code, _, err = ab_main("ab", "abfake-step", "--device", "cpu", "--new-python", other, "--out", str(tmp_path / "res"))
+    assert code == 2 and "on the base side only" in err, err
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -12,6 +12,7 @@ from milestones.harness.errors import UsageError
 from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import adam
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -64,7 +65,7 @@ def test_parameter_shape_sets_have_the_models_sizes():
 
 def test_speed_smoke_times_three_implementations_and_counts_bytes():
     cfg = adam.SUITE.configs["adam-step-resnet50-smoke"].params
-    out = run_kind(adam.speed, cfg, _ctx("adam-step-resnet50-smoke", "speed"))
+    out = run_kind(adam.speed, cfg, quick(_ctx("adam-step-resnet50-smoke", "speed")))
     m = out.metrics
     numel = sum(math.prod(s) for s in adam.param_shapes("resnet50-subset"))
     assert m["bytes_per_step"].value == 7 * 4 * numel

@@ -11,6 +11,7 @@ from milestones.harness.context import CaseContext, SkipCase
 from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import alexnet as A
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -73,7 +74,7 @@ def test_paper_init_biases():
 @pytest.mark.slow
 def test_smoke_speed_case_runs():
     cfg = A.SUITE.configs["alexnet-smoke"].params
-    out = run_kind(A.speed, cfg, _ctx("alexnet-smoke", "speed", batch=cfg.cpu_batch_size))
+    out = run_kind(A.speed, cfg, quick(_ctx("alexnet-smoke", "speed", batch=cfg.cpu_batch_size)))
     for k in ("train.step_time", "infer.step_time", "train.throughput"):
         assert len(out.metrics[k].samples) >= 3 and min(out.metrics[k].samples) > 0
     assert out.metrics["train.flops"].value > out.metrics["infer.flops"].value > 0

@@ -10,6 +10,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _translation as T
 from milestones.suites import attention as A
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -67,7 +68,7 @@ def test_smoke_speed_cases(name):
     from milestones.harness.registry import load_suites
 
     entry = load_suites().config(name)
-    out = run_kind(A.speed, entry.params, _ctx(name, "speed", batch=4))
+    out = run_kind(A.speed, entry.params, quick(_ctx(name, "speed", batch=4)))
     assert out.metrics["train.throughput"].value > 0 and out.metrics["decode.throughput"].value > 0
     assert out.metrics["train.flops"].value > out.info["rnn_flops_from_shapes"]["train"] > 0
 

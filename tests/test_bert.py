@@ -14,6 +14,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import bert
 from milestones.suites.bert import BASE, LARGE, Bert, BertArch
+from tests.quick_timing import quick
 
 
 def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None, **kw) -> CaseContext:
@@ -67,7 +68,7 @@ def test_masked_lm_decoder_is_tied_and_padding_is_ignored():
 @pytest.mark.slow
 def test_smoke_speed_case_runs_and_measures():
     entry = bert.SUITE.configs["bert-smoke"]
-    out = run_kind(bert.speed, entry.params, _ctx("bert-smoke", "speed", batch=entry.params.cpu_batch_size))
+    out = run_kind(bert.speed, entry.params, quick(_ctx("bert-smoke", "speed", batch=entry.params.cpu_batch_size)))
     m = out.metrics
     for k in ("train.step_time", "train.throughput", "infer_b1.step_time", "infer_b32.step_time"):
         assert m[k].samples and all(x > 0 and math.isfinite(x) for x in m[k].samples), k

@@ -152,15 +152,23 @@ def test_an_interrupt_between_cases_keeps_what_was_written_and_counts_what_never
 def test_ctrl_c_prints_the_resume_command_and_the_resume_header_counts_what_is_left(tmp_path):
     started = tmp_path / "started"
     env = dict(os.environ, FAKE_SLOW_STARTED=str(started), MILESTONES_MACHINE_ID="m")
+    # SIGINT back to its default in the child: a test run started in the background by a shell inherits it
+    # ignored, and Python then never raises KeyboardInterrupt.
     p = subprocess.Popen(["milestones", "run", "fake-ok", "fake-slow", "fake-crash", "--kind", "speed",
                           "--out", str(tmp_path)], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not started.exists() and time.time() < deadline:
         time.sleep(0.1)
+    assert started.exists(), "the slow case never started"
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
+    # The case in flight is recorded as interrupted and its process is gone; fake-crash never started.
+    recs = {r.case.config: r.status for r in store.load_records(tmp_path)}
+    assert recs == {"fake-ok": "ok", "fake-slow": "interrupted"}
+    assert not _alive(int(started.read_text()))
     run_id = next((tmp_path / "m").iterdir()).name
     assert f"milestones run --resume {run_id} --out {tmp_path}" in err
     assert "1 case(s) never started" in err

@@ -10,6 +10,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _generative_eval as ev
 from milestones.suites import dcgan
+from tests.quick_timing import quick
 
 
 def ctx_for(config: str, kind: str, batch: int | None = None) -> CaseContext:
@@ -90,7 +91,7 @@ def test_digit_roundtrip_keeps_range_and_size():
 @pytest.mark.slow
 def test_dcgan_smoke_speed_case_runs():
     cfg = dcgan.SUITE.configs["dcgan-smoke"].params
-    out = run_kind(dcgan.speed, cfg, ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size))
+    out = run_kind(dcgan.speed, cfg, quick(ctx_for("dcgan-smoke", "speed", cfg.cpu_batch_size)))
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["train.flops"].value > 0
 

@@ -11,6 +11,7 @@ from milestones.harness.errors import UsageError
 from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import dqn
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -158,7 +159,7 @@ def test_fidelity_cases_record_the_papers_values():
 @pytest.mark.slow
 def test_speed_smoke_measures_learner_and_actor_on_pong():
     cfg = dqn.SUITE.configs["dqn-2013-smoke"].params
-    out = run_kind(dqn.speed, cfg, _ctx("dqn-2013-smoke", "speed", batch=32))
+    out = run_kind(dqn.speed, cfg, quick(_ctx("dqn-2013-smoke", "speed", batch=32)))
     m = out.metrics
     for k in ("learner.step_time", "learner.throughput", "env.throughput", "actor.step_time", "actor.throughput"):
         assert m[k].samples and all(x > 0 for x in m[k].samples), k

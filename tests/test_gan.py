@@ -15,6 +15,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _generative_eval as ev
 from milestones.suites import gan
+from tests.quick_timing import quick
 
 
 def ctx_for(config: str, kind: str, batch: int | None = None) -> CaseContext:
@@ -127,7 +128,7 @@ def test_output_bias_from_marginals():
 @pytest.mark.slow
 def test_gan_smoke_speed_case_runs():
     cfg = gan.SUITE.configs["gan-smoke"].params
-    out = run_kind(gan.speed, cfg, ctx_for("gan-smoke", "speed", cfg.cpu_batch_size))
+    out = run_kind(gan.speed, cfg, quick(ctx_for("gan-smoke", "speed", cfg.cpu_batch_size)))
     st = out.metrics["train.step_time"]
     assert st.samples and all(s > 0 for s in st.samples)
     assert out.metrics["train.flops"].value > 0

@@ -14,6 +14,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import gpt
 from milestones.suites.gpt import GPT, TABLE_2_1, GPTArch
+from tests.quick_timing import quick
 
 
 def _ctx(config: str, kind: str, scale: str = "smoke", batch: int | None = None, **kw) -> CaseContext:
@@ -79,7 +80,7 @@ def test_kv_cache_decoding_equals_full_recomputation():
 @pytest.mark.slow
 def test_smoke_speed_case_measures_training_and_generation():
     entry = gpt.SUITE.configs["gpt-smoke"]
-    out = run_kind(gpt.speed, entry.params, _ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size))
+    out = run_kind(gpt.speed, entry.params, quick(_ctx("gpt-smoke", "speed", batch=entry.params.cpu_batch_size)))
     m = out.metrics
     for k in ("train.step_time", "train.throughput", "prefill.step_time", "decode.step_time", "decode.throughput",
               "generate.step_time"):

@@ -18,7 +18,7 @@ from tests.test_store import make_record
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_finishes_only_what_is_missing(tmp_path):
+def test_sigkill_mid_run_then_resume_finishes_only_what_is_missing(tmp_path, capsys):
     out = tmp_path / "res"
     started = tmp_path / "started"
     env = dict(os.environ, FAKE_SLOW_STARTED=str(started))
@@ -46,13 +46,15 @@ def test_sigkill_mid_run_then_resume_finishes_only_what_is_missing(tmp_path):
     recs = store.load_records(out)
     assert sorted(x.case.config for x in recs) == ["fake-crash", "fake-ok", "fake-slow"]  # no duplicates
     assert {x.run_id for x in recs} == {run_id}
-    again = subprocess.run(["milestones", "run", "--resume", run_id, "--out", str(out)],
-                           capture_output=True, text=True, timeout=300)
+    # Nothing left to run, and a run that does not exist: no case process, so the command runs in-process.
+    from milestones.harness.cli import main
+
+    capsys.readouterr()
+    assert main(["run", "--resume", run_id, "--out", str(out)]) == 0, capsys.readouterr().err  # nothing failed now
     assert sorted(x.case.config for x in store.load_records(out)) == ["fake-crash", "fake-ok", "fake-slow"]
-    assert again.returncode == 0, again.stderr  # nothing left to run: nothing failed in this invocation
-    bad = subprocess.run(["milestones", "run", "--resume", "no-such-run", "--out", str(out)],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "no run 'no-such-run'" in bad.stderr
+    capsys.readouterr()
+    assert main(["run", "--resume", "no-such-run", "--out", str(out)]) == 2
+    assert "no run 'no-such-run'" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -67,11 +69,21 @@ def test_find_max_batch_is_explicit_and_recorded(cli, tmp_path):
 
 
 @pytest.mark.slow
-def test_without_search_oom_stays_oom_at_the_asked_batch(cli, tmp_path):
-    r = cli("run", "fake-oom-above-8", "--kind", "speed", "--batch-size", "32", "--out", str(tmp_path))
-    assert r.returncode == 1
-    rec = store.load_records(tmp_path)[0]
-    assert rec.status == "oom" and rec.case.batch_size == 32
+def test_without_search_oom_stays_oom_at_the_asked_batch(tmp_path):
+    # In this process: the batch search above runs through the console script, and nothing here needs a
+    # process of its own (the case raises torch's OutOfMemoryError, which the case runner records as oom).
+    from milestones.harness import env as envmod
+    from milestones.harness.launch.inprocess import InProcess
+    from milestones.harness.registry import load_suites
+    from milestones.harness.runner import RunOptions, execute, plan_specs
+
+    reg = load_suites()
+    opts = RunOptions(kinds=("speed",), device="cpu", batch_size=32, out=tmp_path)
+    res = execute(plan_specs(reg.resolve(["fake-oom-above-8"]), opts, "cpu"), opts, reg,
+                  {**envmod.capture(), "machine_id": "test-machine"}, launcher=InProcess())
+    (rec,) = store.load_records(tmp_path)
+    assert rec.status == "oom" and rec.case.batch_size == 32 and res.records[0].status == "oom"
+    assert rec.info["batch_size_source"] == "--batch-size" and "batch_search" not in rec.info
 
 
 def test_full_disk_is_a_clear_error_and_leaves_no_partial_file(tmp_path, monkeypatch):

@@ -43,12 +43,18 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
+def _run_in_process(out: Path, names: list[str]) -> Path:
+    """A finished run of speed cases, made in this process: its folder."""
+    reg = load_suites()
+    opts = RunOptions(kinds=("speed",), device="cpu", out=out)
+    return execute(plan_specs(reg.resolve(names), opts, "cpu"), opts, reg, _env(), launcher=InProcess()).folder
+
+
 @pytest.mark.slow
 def test_resume_of_a_folder_finishes_in_that_folder_without_out(cli, tmp_path):
-    out = tmp_path / "elsewhere"
-    r = cli("run", "fake-ok", "fake-crash", "--kind", "speed", "--out", str(out), "--json")
-    assert r.returncode == 1, r.stderr
-    folder = Path(json.loads(r.stdout)["folder"])
+    # The run to resume is made in this process (the CLI's own --out and --json are covered elsewhere);
+    # only the resume, from a folder that is not the default --out's, goes through the console script.
+    folder = _run_in_process(tmp_path / "elsewhere", ["fake-ok", "fake-crash"])
     missing = next(f for f in folder.glob("fake.fake-ok*.json"))
     missing.unlink()
     work = tmp_path / "cwd"
@@ -82,8 +88,7 @@ def test_resume_replaces_an_interrupted_record_and_keeps_it_aside(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_folder_is_claimed_by_one_process(cli, tmp_path):
-    r = cli("run", "fake-ok", "--kind", "speed", "--out", str(tmp_path), "--json")
-    folder = Path(json.loads(r.stdout)["folder"])
+    folder = _run_in_process(tmp_path, ["fake-ok"])
     with RunLock(folder):
         r2 = cli("run", "--resume", str(folder))
     last = r2.stderr.strip().splitlines()[-1]
@@ -170,8 +175,10 @@ def test_a_single_seed_and_the_batch_size_reach_the_suite_as_given(cli, tmp_path
     r = cli("run", "fake-ok", "--kind", "quality", "--scale", "proxy", "--seeds", "7", "--batch-size", "5",
             "--out", str(tmp_path), "--json")
     assert r.returncode == 0, r.stderr
-    rec = store.read_record(Path(json.loads(r.stdout)["records"][0]))
+    (path,) = json.loads(r.stdout)["records"]  # the --json summary names the record
+    rec = store.read_record(Path(path))
     assert rec.info["quality_seeds"] == [7]  # not 0,1,2
+    assert rec.case.batch_size == 5  # the override is in the case (its slug), not only in what the suite saw
     # The only batch size a suite can see is the resolved one: its params say the same.
     assert rec.metrics["batch"].value == 5 and rec.info["params_batch_size"] == 5
     assert rec.info["params_cpu_batch_size"] == 5 and rec.info["batch_size_source"] == "--batch-size"

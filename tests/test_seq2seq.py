@@ -10,6 +10,7 @@ from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import _translation as T
 from milestones.suites import seq2seq as S
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -49,7 +50,7 @@ def test_decoder_starts_from_encoder_state_and_step_matches_forward():
 
 
 def test_smoke_speed_case():
-    out = run_kind(S.speed, S.SMOKE, _ctx("seq2seq-smoke", "speed", batch=4))
+    out = run_kind(S.speed, S.SMOKE, quick(_ctx("seq2seq-smoke", "speed", batch=4)))
     m = out.metrics
     assert m["train.throughput"].value > 0 and m["train.throughput"].value == pytest.approx(
         4 * (S.SMOKE.src_len + S.SMOKE.tgt_len) / m["train.step_time"].value, rel=0.5)

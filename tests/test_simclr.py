@@ -11,6 +11,7 @@ from milestones.harness.context import CaseContext
 from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import simclr
+from tests.quick_timing import quick
 
 
 def nt_xent_loop(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> float:
@@ -101,7 +102,7 @@ def test_resnet50_encoder_and_head_parameter_counts():
 @pytest.mark.slow
 def test_simclr_smoke_speed_case_runs():
     cfg = simclr.SUITE.configs["simclr-smoke"].params
-    ctx = CaseContext.for_case(Case("simclr", "simclr-smoke", "speed", "smoke", "cpu", "float32", cfg.cpu_batch_size))
+    ctx = quick(CaseContext.for_case(Case("simclr", "simclr-smoke", "speed", "smoke", "cpu", "float32", cfg.cpu_batch_size)))
     out = run_kind(simclr.speed, cfg, ctx)
     assert all(s > 0 for s in out.metrics["train.step_time"].samples)
     assert out.metrics["augment.throughput"].value > 0

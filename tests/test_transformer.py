@@ -10,6 +10,7 @@ from milestones.harness.context import CaseContext
 from milestones.harness.launch.inprocess import run_kind
 from milestones.harness.records import Case
 from milestones.suites import transformer as TR
+from tests.quick_timing import quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
@@ -116,7 +117,7 @@ def test_training_schedule_follows_noam(tmp_path):
 
 @pytest.mark.slow
 def test_smoke_speed_case():
-    out = run_kind(TR.speed, TR.SMOKE, _ctx("transformer-smoke", "speed", batch=4))
+    out = run_kind(TR.speed, TR.SMOKE, quick(_ctx("transformer-smoke", "speed", batch=4)))
     m = out.metrics
     assert m["train.flops"].value > 0 and m["train.throughput"].value > 0 and m["decode.throughput"].value > 0
     assert out.info["attention"] == "F.scaled_dot_product_attention"
