@@ -8,11 +8,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 
 import pytest
 
 from milestones.harness import ab, stats
-from tests.test_mutation_kills_ab import CASE, _rec, _track
+from tests.test_mutation_kills_ab import CASE, Script, _rec, _track, noisy, run
 
 ALPHA = ab.Settings().alpha
 
@@ -161,3 +162,27 @@ def test_a_metric_gone_from_both_sides_fails_its_track_once_naming_the_base_side
         recs = {n: _ab_rec(n, i, **{"other.cpu_time": [1.0]}) for n in ab.SIDES}
         ab._add_round([t], CASE, recs, ab.Settings())
     assert t.failed == "train.cpu_time not measured on the base side in round 4" and t.ratios == [0.1]
+
+
+# ------------------------------------------------------------------------------------------- the run
+def test_sub_second_rounds_are_budgeted_like_long_ones_and_an_unknown_first_round_is_not_guessed(
+        monkeypatch, tmp_path):
+    # rounds of 0.5 s (two processes of 0.25 s): after two of them a third would end past 1.2 s
+    res = run(monkeypatch, tmp_path, Script(noisy, cost=0.25), ab.Settings(max_rounds=10, max_time=1.2))
+    assert (res.stop, res.rounds) == ("max time", 2)
+    # no first-round estimate given: the first round runs, whatever the budget; the second would overrun it
+    res = run(monkeypatch, tmp_path, Script(noisy, cost=0.25), ab.Settings(max_rounds=10, max_time=0.9))
+    assert (res.stop, res.rounds) == ("max time", 1)
+
+
+# --------------------------------------------------------------------------------------- leftovers
+def test_a_work_folder_owned_by_another_users_live_process_is_kept(tmp_path, monkeypatch):
+    def kill(pid, sig):
+        raise PermissionError(1, "Operation not permitted")  # a live process this user may not signal
+
+    w = tmp_path / f"{ab.WORK_PREFIX}theirs"
+    w.mkdir()
+    (w / ab.OWNER).write_text("4242")
+    monkeypatch.setattr(ab.os, "kill", kill)
+    assert ab._alive(4242) and not ab._leftover(w, time.time())
+    assert ab.clean_leftovers(None, tmp_path) == [] and w.exists()
