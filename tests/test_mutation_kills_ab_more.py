@@ -186,3 +186,30 @@ def test_a_work_folder_owned_by_another_users_live_process_is_kept(tmp_path, mon
     monkeypatch.setattr(ab.os, "kill", kill)
     assert ab._alive(4242) and not ab._leftover(w, time.time())
     assert ab.clean_leftovers(None, tmp_path) == [] and w.exists()
+
+
+def test_each_look_is_logged_once_however_many_came_since_the_last_log(tmp_path):
+    t = _track([0.1] * 8)
+    t.spending = stats.Spending(ALPHA)
+    t.spending.looks.extend([(6, 1e-4), (8, 2e-4)])
+    ab._log_looks(tmp_path, [t])
+    t.spending.looks.append((10, 3e-4))
+    ab._log_looks(tmp_path, [t, _track([])])
+    lines = [json.loads(x) for x in (tmp_path / ab.AB_LOOKS).read_text().splitlines()]
+    assert [(x["rounds"], x["level"]) for x in lines] == [(6, 1e-4), (8, 2e-4), (10, 3e-4)] and t.logged == 3
+
+
+class Killed(BaseException):
+    """A SIGKILL, as the code under test sees it: nothing after it runs."""
+
+
+def test_a_run_killed_before_its_first_record_resumes_at_round_0(monkeypatch, tmp_path):
+    def killed(name, k):
+        raise Killed
+
+    with pytest.raises(Killed):
+        run(monkeypatch, tmp_path, Script(killed), ab.Settings(max_rounds=2))
+    (folder,) = (tmp_path / "out" / "ab-machine").iterdir()
+    res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=2), resume=folder)
+    assert res.rounds == 2 and sorted({p.parent.name for p in res.paths}) == [
+        "r0000-base", "r0000-new", "r0001-base", "r0001-new"]
