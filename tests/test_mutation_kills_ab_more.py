@@ -213,3 +213,18 @@ def test_a_run_killed_before_its_first_record_resumes_at_round_0(monkeypatch, tm
     res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=2), resume=folder)
     assert res.rounds == 2 and sorted({p.parent.name for p in res.paths}) == [
         "r0000-base", "r0000-new", "r0001-base", "r0001-new"]
+
+
+def test_a_look_of_a_timed_run_spends_by_the_rounds_its_pace_allows(monkeypatch, tmp_path):
+    # rounds of 20 s in a 400 s budget: after 6 rounds (120 s) 14 more fit, 20 planned in all
+    res = run(monkeypatch, tmp_path, Script(noisy), ab.Settings(max_rounds=64, max_time=400.0))
+    (t,) = res.tracks
+    assert t.spending.looks[0] == (6, pytest.approx(stats.obf_spent(6 / 20, ALPHA)))
+
+
+def test_a_work_folder_without_an_owner_goes_once_it_is_older_than_six_hours(tmp_path):
+    w = tmp_path / f"{ab.WORK_PREFIX}old"
+    w.mkdir()
+    born = w.stat().st_mtime
+    assert not ab._leftover(w, born + ab.UNOWNED_AGE_S) and ab._leftover(w, born + ab.UNOWNED_AGE_S + 1.0)
+    assert ab.UNOWNED_AGE_S == 6 * 3600  # docs/verdicts.md
