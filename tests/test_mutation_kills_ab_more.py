@@ -55,9 +55,10 @@ def test_a_two_round_budget_spends_all_of_alpha_at_its_one_look_and_one_round_is
     t = _track([0.01, -0.01])
     ab.verdicts([t], s, final=False, planned=2)
     assert t.spending.looks == [(2, pytest.approx(s.alpha))]
-    one = _track([0.01])
-    ab.verdicts([one], s, final=True)
+    one, other = _track([0.01]), _track([0.02])
+    ab.verdicts([one, other], s, final=True)
     assert one.spending.looks == [] and one.result.rounds == 1 and not one.result.decided
+    assert one.result.alpha_per_look == pytest.approx(s.alpha / 2)  # no level spent: alpha's share, one look
 
 
 # ------------------------------------------------------------------------------------ --resume
