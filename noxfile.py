@@ -88,9 +88,10 @@ MUTATION_TARGETS = {
                                       "-k 'not a_run_with'"),
     "timing": ("harness/measure/timing.py", "tests/test_mutation_kills_timing.py"),
     "slow_machine": ("harness/slow_machine.py", "tests/test_slow_machine.py -k 'not every_cpu_speed_record'"),
-    "runner": ("harness/runner.py", "tests/test_mutation_kills_runner.py"),
+    "runner": ("harness/runner.py", "tests/test_mutation_kills_runner.py tests/test_mutation_kills_runner_more.py"),
     # + the fault tests: budget, Ctrl-C, resume and leftovers (fake case processes, ~7 s)
-    "ab": ("harness/ab.py", "tests/test_mutation_kills_ab.py tests/test_ab_faults.py"),
+    "ab": ("harness/ab.py", "tests/test_mutation_kills_ab.py tests/test_mutation_kills_ab_more.py "
+                            "tests/test_ab_faults.py"),
     "history": ("harness/history.py", "tests/test_mutation_kills_history.py"),
 }
 # One representative replacement per operator instead of cosmic-ray's every-to-every table (which
