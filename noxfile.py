@@ -91,7 +91,9 @@ MUTATION_TARGETS = {
     "runner": ("harness/runner.py", "tests/test_mutation_kills_runner.py tests/test_mutation_kills_runner_more.py"),
     # + the fault tests: budget, Ctrl-C, resume and leftovers (fake case processes, ~7 s)
     "ab": ("harness/ab.py", "tests/test_mutation_kills_ab.py tests/test_mutation_kills_ab_more.py "
-                            "tests/test_ab_faults.py"),
+                            "tests/test_ab_faults.py tests/test_ab_bursts.py -k 'not real_round'"),
+    # The burst protocol's round, ratios and launcher (fake processes, the worker in-process; ~15 s).
+    "ab_bursts": ("harness/ab_bursts.py", "tests/test_ab_bursts.py -k 'not real_round'"),
     "history": ("harness/history.py", "tests/test_mutation_kills_history.py"),
 }
 # One representative replacement per operator instead of cosmic-ray's every-to-every table (which

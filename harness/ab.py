@@ -496,7 +496,7 @@ def execute(cases: Sequence[Case], opts: Any, registry: Any, sides: Sequence[Sid
                 result.stop = "conclusive"
                 break
             est = _estimate_next(durations) if durations else first_round_estimate
-            if est > 0 and (clock() - t0) + est > settings.max_time:
+            if (clock() - t0) + est > settings.max_time:
                 result.stop = "max time"
                 break
             r0 = clock()

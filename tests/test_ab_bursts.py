@@ -326,3 +326,17 @@ def test_a_real_round_of_two_live_processes(tmp_path, monkeypatch):
     assert not [pid for pid in os.listdir("/proc") if pid.isdigit()
                 and Path(f"/proc/{pid}/cmdline").exists()
                 and str(tmp_path) in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+
+
+def test_a_budget_already_spent_runs_no_round_even_without_an_estimate(monkeypatch, tmp_path):
+    # Found by mutation testing: with no first-round estimate (0, the API's default) the budget used to be
+    # checked only from the second round on, so a run whose budget was spent still ran one round.
+    import tests.test_mutation_kills_ab as K
+
+    script = K.Script(K.slower_by(1.5))
+    res = K.run(monkeypatch, tmp_path, script, settings=ab.Settings(max_time=60.0), started=script.now - 61.0)
+    assert res.rounds == 0 and res.stop == "max time" and script.calls == []
+    fresh = K.Script(K.slower_by(1.5))
+    res = K.run(monkeypatch, tmp_path / "b", fresh, settings=ab.Settings(max_time=60.0, max_rounds=2),
+                started=fresh.now - 59.0)
+    assert res.rounds == 1 and len(fresh.calls) == 2  # 1 s left: the first round starts (its cost is unknown)
