@@ -340,3 +340,73 @@ def test_a_budget_already_spent_runs_no_round_even_without_an_estimate(monkeypat
     res = K.run(monkeypatch, tmp_path / "b", fresh, settings=ab.Settings(max_time=60.0, max_rounds=2),
                 started=fresh.now - 59.0)
     assert res.rounds == 1 and len(fresh.calls) == 2  # 1 s left: the first round starts (its cost is unknown)
+
+
+# ------------------------------------------------------------------- pinned by mutation testing
+def test_the_documented_defaults_are_the_ones_used():
+    import argparse
+
+    from milestones.harness.commands import ab as ab_cmd
+
+    assert (ab.Settings().bursts, ab.Settings().burst_time) == (10, 0.2)
+    assert ab_bursts.burst_size([1e-12], 0.2) == 1000  # the cap
+    sub = argparse.ArgumentParser().add_subparsers()
+    ab_cmd.register(sub)
+    helps = {a.dest: a.help for a in sub.choices["ab"]._actions}
+    assert "(default 10)" in helps["bursts"] and "(default 0.2)" in helps["burst_time"]
+
+
+def test_burst_ratios_divide_medians_burst_by_burst_on_both_sides():
+    # Base medians 2 then 4, new 3 then 4: ratios 1.5 and 1.0 (a product or a shifted slice would differ).
+    base = _rec("base", [2.0, 2.0, 4.0, 4.0], sizes=[2, 2], wall=[1.0] * 4, wait=[0.0, 0.0, 0.9, 0.0])
+    new = _rec("new", [3.0, 3.0, 4.0, 4.0], sizes=[2, 2], wall=[1.0] * 4, wait=[0.0] * 4)
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") == pytest.approx([math.log(1.5), 0.0])
+    # Base's descheduled sample (wait 0.9 s of a 1 s sample) is dropped from its own burst only.
+    base = _rec("base", [2.0, 2.0, 40.0, 4.0], sizes=[2, 2], wall=[1.0] * 4, wait=[0.0, 0.0, 0.9, 0.0])
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") == pytest.approx([math.log(1.5), 0.0])
+    new = _rec("new", [3.0, 3.0, 40.0, 4.0], sizes=[2, 2], wall=[1.0] * 4, wait=[0.0, 0.0, 0.9, 0.0])
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") == pytest.approx([math.log(1.5), 0.0])
+
+
+@pytest.mark.parametrize("sizes", [[], None])
+def test_no_burst_sizes_means_whole_processes(sizes):
+    rec = _rec("base", [1.0], sizes=sizes)
+    assert ab_bursts.sizes(rec) is None
+
+
+def test_a_metric_missing_on_one_side_is_not_a_burst_ratio():
+    base = _rec("base", [1.0, 1.0], sizes=[1, 1])
+    new = _rec("new", [1.0, 1.0], sizes=[1, 1])
+    del new.metrics["train.cpu_time"]
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") is None
+    assert ab_bursts.burst_log_ratios(new, base, "train.cpu_time") is None
+
+
+def test_a_round_stamps_its_duration_and_keeps_each_sides_samples(fake, monkeypatch):
+    ticks = iter([100.0, 102.5])
+    monkeypatch.setattr(ab_bursts.time, "perf_counter", lambda: next(ticks))
+    out = _round(fake, bursts=2)
+    for n in ("base", "new"):
+        r = out[n]
+        assert r.duration_s == 2.5
+        assert r.metrics["train.step_time"].higher_is_better is False
+        assert r.metrics["train.sched_wait"].samples == (0.0,) * 8
+        assert r.metrics["train.cpu_time"].samples == r.metrics["train.step_time"].samples
+
+
+def test_a_side_without_a_warm_step_time_does_not_size_the_bursts(fake):
+    fake.script = {("base", "step_s"): None}
+    _round(fake, bursts=2)
+    assert {e[2] for e in fake.journal if e[0] == "burst"} == {4}  # from new's 0.05 s alone
+
+
+def test_the_partner_of_a_side_that_died_keeps_its_set_up_info_and_a_cut_reason(fake, monkeypatch):
+    def die(self, n, timeout):
+        if self.name == "new":
+            raise BurstFailed("failed", "x" * 500)
+        return {"train": {"wall": [0.01] * n, "cpu": [0.01] * n, "wait": [0.0] * n}}
+
+    monkeypatch.setattr(FakeProc, "burst", die)
+    out = _round(fake)
+    assert out["base"].status == "skipped" and out["base"].info["threads"] == 1
+    assert out["base"].error == f"not timed: the new side failed ({'x' * 200})"
