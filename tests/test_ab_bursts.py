@@ -410,3 +410,24 @@ def test_the_partner_of_a_side_that_died_keeps_its_set_up_info_and_a_cut_reason(
     out = _round(fake)
     assert out["base"].status == "skipped" and out["base"].info["threads"] == 1
     assert out["base"].error == f"not timed: the new side failed ({'x' * 200})"
+
+
+def test_bursts_sized_with_a_zero_are_not_bursts():
+    # Sizes [0, 2] against [2, 0] line up in count and total, but no burst has samples on both sides.
+    base = _rec("base", [1.0, 1.0], sizes=[0, 2])
+    new = _rec("new", [2.0, 2.0], sizes=[2, 0])
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") is None
+    assert ab.round_log_ratio(base, new, "train.cpu_time") == pytest.approx(math.log(2.0))
+
+
+@pytest.mark.parametrize("step_s, burst_time, want", [([float("inf"), 0.05], 0.2, 4), ([0.0], 2.0, 1),
+                                                      ([-0.5], 3.0, 1)])
+def test_burst_size_ignores_steps_without_a_usable_time(step_s, burst_time, want):
+    assert ab_bursts.burst_size(step_s, burst_time) == want
+
+
+def test_each_burst_is_sliced_from_the_start_of_its_side():
+    base = _rec("base", [2.0, 2.0, 4.0, 4.0], sizes=[2, 2])
+    new = _rec("new", [3.0, 3.0, 4.0, 4.0], sizes=[2, 2])
+    assert ab_bursts.burst_log_ratios(base, new, "train.cpu_time") == pytest.approx([math.log(1.5), 0.0])
+    assert ab_bursts.burst_log_ratios(new, base, "train.cpu_time") == pytest.approx([math.log(2 / 3), 0.0])

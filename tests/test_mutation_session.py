@@ -23,7 +23,7 @@ def _noxfile():
 def test_targets_exist_and_cover_the_runner_ab_and_history():
     nf = _noxfile()
     assert set(nf.MUTATION_TARGETS) == {"stats", "compare", "store", "records", "timing", "slow_machine", "runner",
-                                        "ab", "history"}
+                                        "ab", "ab_bursts", "history"}
     for module, tests in nf.MUTATION_TARGETS.values():
         assert (ROOT / module).is_file(), module
         paths = [a.split("::")[0] for a in shlex.split(tests) if a.startswith("tests/")]
