@@ -13,7 +13,8 @@ import time
 import pytest
 
 from milestones.harness import ab, stats
-from tests.test_mutation_kills_ab import CASE, Script, _rec, _track, noisy, run
+from milestones.harness.runner import RunOptions
+from tests.test_mutation_kills_ab import CASE, Script, _rec, _track, noisy, run, side
 
 ALPHA = ab.Settings().alpha
 
@@ -229,3 +230,30 @@ def test_a_work_folder_without_an_owner_goes_once_it_is_older_than_six_hours(tmp
     born = w.stat().st_mtime
     assert not ab._leftover(w, born + ab.UNOWNED_AGE_S) and ab._leftover(w, born + ab.UNOWNED_AGE_S + 1.0)
     assert ab.UNOWNED_AGE_S == 6 * 3600  # docs/verdicts.md
+
+
+def test_a_work_folder_gone_meanwhile_is_not_a_leftover(tmp_path):
+    # Neither its owner file nor the folder itself can be read (another `ab` removed it meanwhile).
+    assert ab._leftover(tmp_path / "milestones-ab-gone", 1e12) is False
+
+
+def test_a_burst_round_gets_each_sides_spec_launcher_and_abba_orders(monkeypatch, tmp_path):
+    from milestones.harness import ab_bursts
+
+    got = {}
+
+    def run_round(launchers, specs, orders, *, burst_time, timeout):
+        got.update(launchers=launchers, specs=specs, orders=orders, burst_time=burst_time, timeout=timeout)
+        return {"base": "b", "new": "n"}
+
+    monkeypatch.setattr(ab_bursts, "run_round", run_round)
+    opts = RunOptions(out=tmp_path / "out", device="cpu", seed=3, timeout=77.0)
+    sides = [side("new"), side("base")]
+    out = ab.run_burst_round(sides, CASE, opts, ab.Settings(bursts=3, burst_time=0.5), i=1, seed=5, workdir=tmp_path)
+    assert out == {"base": "b", "new": "n"}
+    assert got["orders"] == [("new", "base"), ("base", "new"), ("new", "base")]
+    assert (got["burst_time"], got["timeout"]) == (0.5, opts.timeout_for(CASE.scale))
+    assert {n: (s.workdir, s.seed, s.case) for n, s in got["specs"].items()} == {
+        "new": (str(tmp_path / "new"), 5, CASE), "base": (str(tmp_path / "base"), 5, CASE)}
+    assert {n: (lc.python, lc.pythonpath) for n, lc in got["launchers"].items()} == {
+        "new": ("/py/new", ("/code/new",)), "base": ("/py/base", ("/code/base",))}
