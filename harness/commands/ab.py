@@ -173,7 +173,8 @@ def _positive_float(s: str) -> float:
 def register(sub) -> None:
     p = sub.add_parser("ab", help="interleaved A/B: the same cases under two interpreters or revisions",
                        description="Runs each case alternately under two environments (a fresh process per side "
-                                   "and round, order alternating) and adds rounds until a paired, sequential test "
+                                   "and round, order alternating; speed cases: the two processes take turns "
+                                   "timing short bursts of steps) and adds rounds until a paired, sequential test "
                                    "is conclusive or the budget is spent.")
     p.add_argument("names", nargs="*", metavar="NAME", help="suites or configs")
     p.add_argument("--resume", metavar="DIR", help="continue a killed ab run (its folder): same cases, sides and "
