@@ -257,3 +257,33 @@ def test_a_burst_round_gets_each_sides_spec_launcher_and_abba_orders(monkeypatch
         "new": (str(tmp_path / "new"), 5, CASE), "base": (str(tmp_path / "base"), 5, CASE)}
     assert {n: (lc.python, lc.pythonpath) for n, lc in got["launchers"].items()} == {
         "new": ("/py/new", ("/code/new",)), "base": ("/py/base", ("/code/base",))}
+
+
+def test_a_live_owner_is_only_asked_whether_it_lives(tmp_path):
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        work = tmp_path / "milestones-ab-live"
+        work.mkdir()
+        (work / ab.OWNER).write_text(str(child.pid))
+        assert ab._leftover(work, 1e12) is False
+        assert child.poll() is None  # signal 0 asks; any other signal would have ended it
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_leftover_removed_by_another_ab_meanwhile_is_no_error(tmp_path, monkeypatch):
+    import shutil
+
+    work = tmp_path / "milestones-ab-dead"
+    work.mkdir()
+
+    def gone_meanwhile(w, now):
+        shutil.rmtree(w)  # another `ab`, starting at the same moment, cleaned it first
+        return True
+
+    monkeypatch.setattr(ab, "_leftover", gone_meanwhile)
+    assert ab.clean_leftovers(None, tmp_path) == [str(work)]
