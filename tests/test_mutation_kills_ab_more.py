@@ -269,7 +269,8 @@ def test_a_live_owner_is_only_asked_whether_it_lives(tmp_path):
         work.mkdir()
         (work / ab.OWNER).write_text(str(child.pid))
         assert ab._leftover(work, 1e12) is False
-        assert child.poll() is None  # signal 0 asks; any other signal would have ended it
+        with pytest.raises(subprocess.TimeoutExpired):  # signal 0 asks; any other signal would end it
+            child.wait(timeout=1.0)
     finally:
         child.kill()
         child.wait()
