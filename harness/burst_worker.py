@@ -19,7 +19,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -79,7 +78,6 @@ def prepare(spec: Any, stack: ExitStack) -> tuple[Any, str, dict[str, Any]]:
     for step in plan.steps:
         if step.setup is not None:
             step.setup()
-    t0 = time.perf_counter()
     for _ in range(max(1, warm.warmup_iters)):
         t0 = time.perf_counter()
         burst(plan.steps, ctx.device, 1)
@@ -91,7 +89,7 @@ def serve(spec: Any, inp: Any, out: Any) -> int:
     from milestones.harness.context import SkipCase
     from milestones.harness.measure.memory import peak_rss_bytes
     from milestones.harness.measure.modes import ModeUnsupported
-    from milestones.harness.worker import _is_oom
+    from milestones.harness.worker import failure
 
     with ExitStack() as stack:
         try:
@@ -100,10 +98,8 @@ def serve(spec: Any, inp: Any, out: Any) -> int:
             _reply(out, {"failed": {"status": "skipped", "error": str(e), "info": {}}})
             return 0
         except Exception as e:
-            status = "oom" if _is_oom(e) else "failed"
-            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-            _reply(out, {"failed": {"status": status, "error": error,
-                                    "info": {"traceback": traceback.format_exc()[-4000:]}}})
+            status, error, tb = failure(e)
+            _reply(out, {"failed": {"status": status, "error": error, "info": {"traceback": tb}}})
             return 0
         step_s = info.pop("step_s")
         _reply(out, {"ready": {"steps": [s.label for s in steps], "step_s": step_s, "info": info}})

@@ -30,6 +30,14 @@ def _is_oom(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and any(t in str(e).lower() for t in OOM_TEXTS)
 
 
+def failure(e: BaseException) -> tuple[str, str, str]:
+    """How a case that raised `e` ends: its status (oom or failed), one line of error and the traceback's tail
+    (call inside the `except`)."""
+    status = "oom" if _is_oom(e) else "failed"
+    error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
+    return status, error, traceback.format_exc()[-4000:]
+
+
 def seed_everything(seed: int, deterministic: bool) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -161,9 +169,7 @@ def run_spec(spec: Any) -> Any:
         from milestones.harness.launch.spec import disk_full
         from milestones.harness.records import DISK_FULL_KEY
 
-        status = "oom" if _is_oom(e) else "failed"
-        error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500]
-        info["traceback"] = traceback.format_exc()[-4000:]
+        status, error, info["traceback"] = failure(e)
         if disk_full(e):
             info[DISK_FULL_KEY] = True
     info["peak_rss_bytes"] = peak_rss_bytes()
